@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+#include "rdmig/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+int rdmig_vseterr(struct rdmig_err *err, int code, const char *fmt, va_list ap)
+{
+	if (code >= 0)
+		code = -EIO; /* a caller bug must not turn an error into success */
+	if (!err || err->code)
+		return code;
+	err->code = code;
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	return code;
+}
+
+int rdmig_seterr(struct rdmig_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	code = rdmig_vseterr(err, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int rdmig_seterr_errno(struct rdmig_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	if (err && !err->code) {
+		code = rdmig_vseterr(err, code, fmt, ap);
+		n = strlen(err->msg);
+		if (n < sizeof(err->msg))
+			snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(-code));
+	} else if (code >= 0) {
+		code = -EIO;
+	}
+	va_end(ap);
+	return code;
+}
+
+void rdmig_err_prefix(struct rdmig_err *err, const char *fmt, ...)
+{
+	char pre[RDMIG_ERR_MSG_MAX], old[RDMIG_ERR_MSG_MAX];
+	va_list ap;
+
+	if (!err || !err->code)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	memcpy(old, err->msg, sizeof(old));
+	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+}
+
+void rdmig_err_clear(struct rdmig_err *err)
+{
+	if (err) {
+		err->code = 0;
+		err->msg[0] = '\0';
+	}
+}
+
+const char *rdmig_err_str(const struct rdmig_err *err)
+{
+	if (!err || !err->code)
+		return "no error";
+	if (err->msg[0])
+		return err->msg;
+	return strerror(-err->code);
+}
+
+int rdmig_neg_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+int rdmig_err_slot_put(struct rdmig_err_slot *slot, const struct rdmig_err *e)
+{
+	int expected = 0;
+
+	if (!atomic_compare_exchange_strong(&slot->taken, &expected, 1))
+		return 0;
+	slot->err = *e;
+	return 1;
+}

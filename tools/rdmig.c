@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/* rdmig: command dispatcher. Sub-commands live in tools/cmd_*.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+#include "rdmig/version.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+    {"doctor", cmd_doctor, "report what this host offers a migration, with fixes"},
+    {"bw", cmd_bw, "measure one-sided write bandwidth between two hosts"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: rdmig [--version] [--help] COMMAND [ARGS]\n"
+		     "\n"
+		     "Live migration of virtual machines over RDMA, with a TCP fallback.\n"
+		     "\n"
+		     "Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\n"
+		     "Run 'rdmig COMMAND --help' for the options of one command.\n"
+		     "Environment: RDMIG_LOG=error|warn|info|debug sets the log level.\n");
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "rdmig %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'rdmig %s --help'.\n", cmd);
+	return RDMIG_EXIT_USAGE;
+}
+
+int cli_parse_hostport(const char *s, char *host, unsigned hostlen, unsigned short *port)
+{
+	const char *colon, *h = s;
+	size_t hl;
+	char *end;
+	unsigned long p;
+
+	if (*s == '[') { /* [v6addr]:port */
+		const char *rb = strchr(s, ']');
+
+		if (!rb)
+			return -1;
+		h = s + 1;
+		hl = (size_t)(rb - h);
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+		if (rb[1] && !colon)
+			return -1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon && strchr(s, ':') != colon)
+			colon = NULL; /* bare IPv6 address without a port */
+		hl = colon ? (size_t)(colon - s) : strlen(s);
+	}
+	if (hl >= hostlen)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (colon) {
+		p = strtoul(colon + 1, &end, 10);
+		if (!colon[1] || *end || p == 0 || p > 65535)
+			return -1;
+		*port = (unsigned short)p;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	rdmig_log_init();
+	if (argc < 2) {
+		usage(stderr);
+		return RDMIG_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return RDMIG_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("rdmig %s\n", RDMIG_VERSION_STRING);
+		return RDMIG_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "rdmig: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return RDMIG_EXIT_USAGE;
+}

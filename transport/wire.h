@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdmig wire format, version 1. docs/protocol.md is the prose description.
+ *
+ * Every message starts with a 16-byte header; all integers are big-endian
+ * on the wire. Encoders write into caller buffers and return the encoded
+ * size; decoders take untrusted bytes, validate every field before use and
+ * return 0 or a negative errno with a message naming the field. The structs
+ * below are the decoded, host-order forms; nothing is ever cast onto a
+ * received buffer.
+ */
+#ifndef RDMIG_WIRE_H
+#define RDMIG_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rdmig/err.h"
+#include "rdmig/transport.h"
+
+#define RDMIG_WIRE_MAGIC   0x52444d47u /* "RDMG" */
+#define RDMIG_WIRE_VERSION 1
+#define RDMIG_WIRE_HDR_LEN 16
+
+/* Largest data payload in one tcp WRITE or STREAM_DATA frame. */
+#define RDMIG_WIRE_MAX_DATA (16u * 1024 * 1024)
+
+enum rdmig_msg_type {
+	RDMIG_MSG_HELLO = 1,       /* channel setup, both directions */
+	RDMIG_MSG_HELLO_ACK = 2,   /* accepting side's answer */
+	RDMIG_MSG_AUTH = 3,        /* auth hook payload (opaque to the transport) */
+	RDMIG_MSG_LAYOUT = 4,      /* destination's exposed regions */
+	RDMIG_MSG_APP = 5,         /* application control message (engine, relay) */
+	RDMIG_MSG_ERROR = 6,       /* peer reports a fatal error, then closes */
+	RDMIG_MSG_BYE = 7,         /* orderly close */
+	RDMIG_MSG_WRITE = 16,      /* tcp: page write, payload follows */
+	RDMIG_MSG_FENCE = 17,      /* every earlier write of the channel landed */
+	RDMIG_MSG_STREAM_DATA = 18,/* tcp: stream bytes follow; rdma: ring notice */
+	RDMIG_MSG_STREAM_EOF = 19, /* stream half-close */
+	RDMIG_MSG_CREDIT = 20,     /* rdma stream: receiver consumed bytes */
+	RDMIG_MSG_KEEPALIVE = 21,
+};
+
+/* Header flags. */
+#define RDMIG_HDR_F_NONE 0
+
+/* Capability bits (HELLO.caps). */
+#define RDMIG_CAP_STREAMS 0x1
+#define RDMIG_CAP_AUTH    0x2
+#define RDMIG_CAP_ZSTD    0x4
+
+struct rdmig_wire_hdr {
+	uint32_t magic;
+	uint8_t version;
+	uint8_t type;   /* enum rdmig_msg_type */
+	uint16_t flags;
+	uint32_t length; /* payload bytes after the header */
+	uint16_t chan;   /* data channel index, 0xffff for control */
+	uint16_t app_type; /* RDMIG_MSG_APP: the application's type; else 0 */
+};
+
+#define RDMIG_CHAN_CTRL 0xffffu
+
+enum rdmig_role {
+	RDMIG_ROLE_CONNECTOR = 1,
+	RDMIG_ROLE_ACCEPTOR = 2,
+};
+
+/*
+ * HELLO / HELLO_ACK payload: 48 bytes. Also the rdma_cm private data (an RC
+ * connect request carries at most 56 bytes of it).
+ */
+#define RDMIG_WIRE_HELLO_LEN 48
+struct rdmig_wire_hello {
+	uint32_t caps;
+	uint16_t role;       /* enum rdmig_role */
+	uint16_t nchan;      /* data channels of the connection, 1..RDMIG_MAX_CHANNELS */
+	uint16_t chan_index; /* which channel this is: 0xffff control, else < nchan */
+	uint16_t reserved0;
+	uint32_t max_ctrl;   /* largest control payload accepted */
+	uint64_t token;      /* ties the data channels to their control channel */
+	uint64_t stream_ring; /* rdma: receive ring bytes per channel, else 0 */
+	uint32_t ring_rkey;  /* rdma: rkey of this side's receive ring for this channel, else 0 */
+	uint32_t reserved1;
+	uint64_t ring_addr;  /* rdma: address of that ring, else 0 */
+};
+
+/* LAYOUT payload: 4-byte count, then 64 bytes per region. */
+#define RDMIG_WIRE_LAYOUT_ENTRY_LEN 64
+struct rdmig_wire_region {
+	uint32_t id;
+	uint32_t flags;
+	uint64_t len;
+	uint64_t addr;
+	uint64_t rkey;
+	char name[RDMIG_REGION_NAME_MAX]; /* NUL-terminated on decode */
+};
+
+/* WRITE payload prefix: 16 bytes, then `len` data bytes. */
+#define RDMIG_WIRE_WRITE_LEN 16
+struct rdmig_wire_write {
+	uint32_t region;
+	uint32_t len;
+	uint64_t offset;
+};
+
+/* FENCE payload: 24 bytes. */
+#define RDMIG_WIRE_FENCE_LEN 24
+
+/* CREDIT payload: 8 bytes, total bytes consumed so far. */
+#define RDMIG_WIRE_CREDIT_LEN 8
+
+/* ERROR payload: 4-byte negative errno, then a message (not NUL-terminated). */
+
+/* ---- header ---- */
+size_t rdmig_wire_hdr_encode(void *buf, uint8_t type, uint16_t chan, uint16_t app_type,
+			     uint32_t length);
+/*
+ * Validate magic, version, type, and that `length` does not exceed the
+ * largest payload of its type (max_ctrl for control messages). Also refused:
+ * unknown flags, app_type other than 0 outside APP, and a channel that does
+ * not fit the type (see docs/protocol.md). `len` may include the payload;
+ * checking that `length` payload bytes really follow is the caller's job.
+ */
+int rdmig_wire_hdr_decode(const void *buf, size_t len, uint32_t max_ctrl,
+			  struct rdmig_wire_hdr *out, struct rdmig_err *err);
+
+/* ---- payloads (encode returns bytes written) ---- */
+size_t rdmig_wire_hello_encode(void *buf, const struct rdmig_wire_hello *h);
+/* `len` must be exactly RDMIG_WIRE_HELLO_LEN. */
+int rdmig_wire_hello_decode(const void *buf, size_t len, struct rdmig_wire_hello *out,
+			    struct rdmig_err *err);
+
+/*
+ * rdma_cm private data: a whole HELLO / HELLO_ACK frame, header and payload,
+ * so that magic and version are checked on rdma as on tcp. 56 bytes is the
+ * most an IB/RoCE connect request carries. The decoder accepts longer
+ * buffers as long as the excess is zero, because rdma_cm pads private data
+ * (IB delivers 56 bytes on connect and 196 on accept whatever was sent);
+ * it checks that the header's channel matches the HELLO's chan_index.
+ */
+#define RDMIG_WIRE_PDATA_LEN (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_HELLO_LEN)
+size_t rdmig_wire_pdata_encode(void *buf, uint8_t type, const struct rdmig_wire_hello *h);
+int rdmig_wire_pdata_decode(const void *buf, size_t len, uint8_t *type,
+			    struct rdmig_wire_hello *out, struct rdmig_err *err);
+
+/* Encodes n entries; buf must hold 4 + n * 64 bytes. */
+size_t rdmig_wire_layout_encode(void *buf, const struct rdmig_wire_region *r, uint32_t n);
+/* Decodes at most `max` entries; rejects counts that disagree with len. */
+int rdmig_wire_layout_decode(const void *buf, size_t len, struct rdmig_wire_region *out,
+			     uint32_t max, uint32_t *n, struct rdmig_err *err);
+
+size_t rdmig_wire_write_encode(void *buf, const struct rdmig_wire_write *w);
+/*
+ * `len` is the bytes in buf: the 16-byte prefix alone, or the prefix and its
+ * data, in which case it must equal 16 + w->len. A receiver that reads the
+ * prefix alone must itself check hdr.length == RDMIG_WIRE_WRITE_LEN + len.
+ */
+int rdmig_wire_write_decode(const void *buf, size_t len, struct rdmig_wire_write *out,
+			    struct rdmig_err *err);
+/*
+ * Check a decoded WRITE against the local region table: known region,
+ * offset + len inside it (no overflow), len <= RDMIG_WIRE_MAX_DATA.
+ */
+int rdmig_wire_write_check(const struct rdmig_wire_write *w, const uint64_t *region_len,
+			   const uint8_t *region_writable, uint32_t nregions,
+			   struct rdmig_err *err);
+
+size_t rdmig_wire_fence_encode(void *buf, const struct rdmig_fence *f);
+int rdmig_wire_fence_decode(const void *buf, size_t len, struct rdmig_fence *out,
+			    struct rdmig_err *err);
+
+size_t rdmig_wire_credit_encode(void *buf, uint64_t consumed);
+int rdmig_wire_credit_decode(const void *buf, size_t len, uint64_t *consumed,
+			     struct rdmig_err *err);
+
+size_t rdmig_wire_error_encode(void *buf, size_t cap, int code, const char *msg);
+/*
+ * The code must be -1..-4095. The message is cut to msgcap - 1 bytes and
+ * NUL-terminated, with bytes outside printable ASCII replaced by '?'.
+ */
+int rdmig_wire_error_decode(const void *buf, size_t len, int *code, char *msg, size_t msgcap,
+			    struct rdmig_err *err);
+
+const char *rdmig_msg_type_name(uint8_t type);
+
+/* Byte-order helpers shared by the encoders (explicit, no casts). */
+static inline void rdmig_put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+static inline void rdmig_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+static inline void rdmig_put_be64(uint8_t *p, uint64_t v)
+{
+	rdmig_put_be32(p, (uint32_t)(v >> 32));
+	rdmig_put_be32(p + 4, (uint32_t)v);
+}
+static inline uint16_t rdmig_get_be16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+static inline uint32_t rdmig_get_be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t rdmig_get_be64(const uint8_t *p)
+{
+	return ((uint64_t)rdmig_get_be32(p) << 32) | rdmig_get_be32(p + 4);
+}
+
+#endif

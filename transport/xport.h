@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal: the backend function table and the state that every backend
+ * shares. transport.c owns the public entry points (validation, counters,
+ * region table, layout exchange, auth hook); a backend only moves bytes.
+ *
+ * A backend's connection struct embeds `struct rdmig_conn` as its first
+ * member and is reached with container_of(); transport.c allocates
+ * ops->conn_size bytes so the backend never allocates the base.
+ */
+#ifndef RDMIG_XPORT_H
+#define RDMIG_XPORT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "rdmig/transport.h"
+#include "wire.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+struct rdmig_region {
+	bool used;
+	uint32_t id;
+	char name[RDMIG_REGION_NAME_MAX];
+	void *addr;
+	uint64_t len;
+	unsigned flags;
+	uint64_t rkey; /* rdma: mr->rkey; tcp: 0 */
+	void *handle;  /* rdma: struct ibv_mr * */
+};
+
+struct rdmig_remote {
+	struct rdmig_remote_region pub;
+	uint64_t addr; /* the peer's virtual address (rdma) */
+	uint64_t rkey;
+};
+
+struct rdmig_chan_acct {
+	uint64_t bytes; /* since the last fence */
+	uint64_t writes;
+};
+
+struct rdmig_conn {
+	const struct rdmig_xport_ops *ops;
+	struct rdmig_xport_cfg cfg;
+	char host[256];
+	bool is_server;
+	bool authenticated;
+	unsigned nchan;
+	uint32_t peer_caps;
+
+	pthread_mutex_t reg_lock; /* regions[] and remote[] */
+	struct rdmig_region regions[RDMIG_MAX_REGIONS];
+	uint64_t pinned_bytes;
+	struct rdmig_remote remote[RDMIG_MAX_REGIONS];
+	unsigned nremote;
+
+	struct rdmig_chan_acct tx[RDMIG_MAX_CHANNELS]; /* owned by each channel's sender */
+
+	/* Counters are atomics: channels are driven by different threads. */
+	_Atomic uint64_t st_regions_remote, st_rkeys_sent, st_regs_total, st_deregs_total;
+	_Atomic uint64_t st_bytes_written, st_writes_posted, st_bytes_received;
+	_Atomic uint64_t st_fences_sent, st_fences_received, st_ctrl_sent, st_ctrl_received;
+
+	struct rdmig_err_slot fail; /* first fatal error of the connection */
+};
+
+struct rdmig_listener {
+	const struct rdmig_xport_ops *ops;
+	struct rdmig_xport_cfg cfg;
+	char host[256];
+	uint16_t port; /* bound port */
+};
+
+/*
+ * Backend operations. Every op returns 0 or a negative errno and records a
+ * message in `err`. The common layer has validated arguments (channel index,
+ * region ids, bounds of local runs) before calling.
+ */
+struct rdmig_xport_ops {
+	const char *name;
+	size_t conn_size;     /* sizeof the backend's connection struct */
+	size_t listener_size; /* sizeof the backend's listener struct */
+
+	/* Bind and listen on cfg->host:cfg->port; set l->port. */
+	int (*listen)(struct rdmig_listener *l, struct rdmig_err *err);
+	/* Accept one whole connection (control + every data channel), hello done. */
+	int (*accept)(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
+		      struct rdmig_err *err);
+	void (*listener_close)(struct rdmig_listener *l);
+
+	/* Connect control + c->nchan data channels, hello done. */
+	int (*connect)(struct rdmig_conn *c, struct rdmig_err *err);
+	/*
+	 * Optional: stop traffic and drain every queue (disconnect, flush
+	 * outstanding work requests). Called before the common layer
+	 * deregisters the regions, so no posted work still refers to them.
+	 */
+	void (*drain)(struct rdmig_conn *c);
+	/* Release everything; must tolerate a half-built connection. */
+	void (*close)(struct rdmig_conn *c);
+	/* Wake threads blocked in this connection (after rdmig_conn_abort). */
+	void (*wake)(struct rdmig_conn *c);
+
+	/* Register / deregister r->addr, r->len; fill r->rkey, r->handle. */
+	int (*reg)(struct rdmig_conn *c, struct rdmig_region *r, struct rdmig_err *err);
+	void (*dereg)(struct rdmig_conn *c, struct rdmig_region *r);
+
+	/* One framed control message (wire header + payload already encoded). */
+	int (*ctrl_send)(struct rdmig_conn *c, const void *msg, size_t len, struct rdmig_err *err);
+	/* Receive one framed control message into buf (header + payload). */
+	int (*ctrl_recv)(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
+			 struct rdmig_err *err);
+
+	/* Post runs (already validated against local and remote bounds). */
+	int (*write)(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+		     struct rdmig_err *err);
+	/* Post the fence after every earlier write and wait for local drain. */
+	int (*fence)(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
+		     struct rdmig_err *err);
+	int (*wait_fence)(struct rdmig_conn *c, unsigned chan, int timeout_ms,
+			  struct rdmig_fence *f, struct rdmig_err *err);
+
+	int (*stream_send)(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
+			   struct rdmig_err *err);
+	ssize_t (*stream_recv)(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap,
+			       int timeout_ms, struct rdmig_err *err);
+	int (*stream_shutdown)(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err);
+};
+
+extern const struct rdmig_xport_ops rdmig_tcp_ops;
+extern const struct rdmig_xport_ops rdmig_rdma_ops;
+
+/*
+ * Record a fatal connection error (first one wins) and return its code.
+ * Backends call this for failed completions, disconnects and malformed
+ * peer messages, so every later call reports the cause.
+ */
+int rdmig_conn_fail(struct rdmig_conn *c, struct rdmig_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Look up a local region by id (NULL if unknown). Caller holds no lock: ids are stable. */
+struct rdmig_region *rdmig_region_get(struct rdmig_conn *c, uint32_t id);
+/* Look up a remote region by id (NULL if unknown). */
+const struct rdmig_remote *rdmig_remote_find(const struct rdmig_conn *c, uint32_t id);
+
+/* Hello: what both backends exchange when a channel is set up. */
+void rdmig_hello_fill(struct rdmig_conn *c, struct rdmig_wire_hello *h, uint16_t chan_index,
+		      uint64_t token);
+
+#endif
