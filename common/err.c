@@ -46,16 +46,24 @@ int rdmig_seterr_errno(struct rdmig_err *err, int code, const char *fmt, ...)
 
 void rdmig_err_prefix(struct rdmig_err *err, const char *fmt, ...)
 {
-	char pre[RDMIG_ERR_MSG_MAX], old[RDMIG_ERR_MSG_MAX];
+	char buf[2 * RDMIG_ERR_MSG_MAX];
 	va_list ap;
+	size_t n, m;
 
 	if (!err || !err->code)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(pre, sizeof(pre), fmt, ap);
+	vsnprintf(buf, RDMIG_ERR_MSG_MAX, fmt, ap);
 	va_end(ap);
-	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+	/* "prefix: old", cut at the message size; truncation is acceptable here. */
+	n = strlen(buf);
+	memcpy(buf + n, ": ", 2);
+	m = strnlen(err->msg, sizeof(err->msg));
+	memcpy(buf + n + 2, err->msg, m);
+	buf[n + 2 + m] = '\0';
+	n = strnlen(buf, sizeof(err->msg) - 1);
+	memcpy(err->msg, buf, n);
+	err->msg[n] = '\0';
 }
 
 void rdmig_err_clear(struct rdmig_err *err)

@@ -13,6 +13,8 @@
 
 int cmd_doctor(int argc, char **argv);
 int cmd_bw(int argc, char **argv);
+int cmd_listen(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 
 /* Print "rdmig <cmd>: <msg>" and a hint to --help; returns RDMIG_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+#include "converge.h"
+
+#include <string.h>
+
+/* Smoothing weight of the newest sample. */
+#define EWMA_NEW 0.5
+/* A round "converges" when the dirty set shrinks below this share of the last. */
+#define SHRINK_OK 0.8
+/* Rounds in a row without shrinking before throttling starts. */
+#define STALL_ROUNDS 2
+/* Rounds shorter than this say more about latency than bandwidth. */
+#define MIN_BW_SAMPLE_BYTES (256 * 1024)
+
+void rdmig_conv_init(struct rdmig_conv *cv, double limit_s, double fixed_s,
+		     enum rdmig_throttle_policy policy, unsigned max_throttle)
+{
+	memset(cv, 0, sizeof(*cv));
+	cv->limit_s = limit_s;
+	cv->fixed_s = fixed_s;
+	cv->policy = policy;
+	cv->max_throttle = max_throttle > 990 ? 990 : max_throttle;
+}
+
+static double ewma(double old, double sample)
+{
+	return old > 0 ? (1 - EWMA_NEW) * old + EWMA_NEW * sample : sample;
+}
+
+static unsigned clamp_permille(double t, unsigned max)
+{
+	if (t <= 0)
+		return 0;
+	if (t * 1000 >= max)
+		return max;
+	return (unsigned)(t * 1000 + 0.5);
+}
+
+void rdmig_conv_observe(struct rdmig_conv *cv, const struct rdmig_conv_obs *o)
+{
+	double share, unthrottled, budget;
+	bool shrinking;
+
+	cv->rounds++;
+	if (o->round_s > 0 && (o->sent_bytes >= MIN_BW_SAMPLE_BYTES || cv->bw == 0))
+		cv->bw = ewma(cv->bw, (double)o->sent_bytes / o->round_s);
+	/* What the guest would dirty without the throttle in force. */
+	share = 1.0 - (double)o->throttle / 1000.0;
+	if (o->dirty_s > 0 && share > 0) {
+		unthrottled = (double)o->dirty_bytes / o->dirty_s / share;
+		cv->rate = ewma(cv->rate, unthrottled);
+	}
+	cv->predicted_s = cv->fixed_s + (cv->bw > 0 ? (double)o->dirty_bytes / cv->bw : 1e9);
+	cv->switch_now = cv->predicted_s <= cv->limit_s;
+
+	shrinking = cv->prev_dirty == 0 || (double)o->dirty_bytes < SHRINK_OK * (double)cv->prev_dirty;
+	if (cv->switch_now || shrinking)
+		cv->stalled_rounds = 0;
+	else
+		cv->stalled_rounds++;
+	cv->prev_dirty = o->dirty_bytes;
+
+	if (cv->switch_now || cv->policy == RDMIG_THROTTLE_OFF)
+		return; /* throttle released at switchover by the caller */
+	if (!cv->throttling && cv->stalled_rounds >= STALL_ROUNDS)
+		cv->throttling = true;
+	if (!cv->throttling)
+		return;
+
+	if (cv->policy == RDMIG_THROTTLE_STEP) {
+		if (cv->throttle == 0)
+			cv->throttle = 200;
+		else if (!shrinking)
+			cv->throttle = cv->throttle + 100 > cv->max_throttle ? cv->max_throttle
+									     : cv->throttle + 100;
+		return;
+	}
+	/*
+	 * Adaptive: the next round lasts about D/b and the guest dirties
+	 * r(1-t) per second of it; that must fit the copy budget b*(L - fixed).
+	 */
+	budget = cv->limit_s - cv->fixed_s;
+	if (budget < cv->limit_s * 0.25)
+		budget = cv->limit_s * 0.25;
+	if (cv->rate > 0 && cv->bw > 0 && o->dirty_bytes > 0) {
+		double round_s = (double)o->dirty_bytes / cv->bw;
+		double allowed = cv->bw * budget / round_s; /* bytes/s the guest may dirty */
+
+		cv->throttle = clamp_permille(1.0 - allowed / cv->rate, cv->max_throttle);
+	}
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Synthetic guest: RAM regions written by N vCPU threads, for the tool, the
+ * tests and the benchmarks.
+ *
+ * Workloads:
+ *   incr    increment byte 0 of every 4 KiB page in turn, forever (QEMU's
+ *           own migration test method); each vCPU owns a slice of pages
+ *   random  random 8-byte writes (the work counter) anywhere in RAM
+ *   hotset  90% of writes into 10% of the pages (skewed working set,
+ *           scattered over RAM), 10% anywhere
+ *   idle    no writes
+ * With dirty_rate > 0, incr, random and hotset are paced to about that many
+ * bytes/s of pages in total (one page per write), at throttle 0; a throttle
+ * of p permille scales that by (1000 - p) / 1000.
+ *
+ * vCPU state (position, RNG) lives in struct rdmig_vcpu_state so that it
+ * can travel with the migration and resume on the destination.
+ *
+ * Threads: vCPU threads own their state; the controller (migration thread)
+ * calls pause/resume/set_throttle; counters are atomics.
+ */
+#ifndef RDMIG_GUEST_H
+#define RDMIG_GUEST_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rdmig/err.h"
+
+#define RDMIG_GUEST_MAX_VCPUS   64
+#define RDMIG_GUEST_MAX_REGIONS 8
+#define RDMIG_PAGE_SIZE         4096u
+
+enum rdmig_workload {
+	RDMIG_WL_IDLE = 0,
+	RDMIG_WL_INCR,
+	RDMIG_WL_RANDOM,
+	RDMIG_WL_HOTSET,
+};
+
+const char *rdmig_workload_name(enum rdmig_workload w);
+int rdmig_workload_parse(const char *s, enum rdmig_workload *out, struct rdmig_err *err);
+
+/* What a vCPU needs to carry on where it stopped (fixed size, 32 bytes). */
+struct rdmig_vcpu_state {
+	uint64_t pos;  /* incr: next page index within the vCPU's slice */
+	uint64_t rng;  /* random/hotset: xorshift state */
+	uint64_t work; /* units of work done so far */
+	uint64_t reserved;
+};
+
+struct rdmig_guest_cfg {
+	uint64_t ram_size;   /* total bytes, multiple of RDMIG_PAGE_SIZE */
+	unsigned nregions;   /* RAM split into this many regions (0: 1); sizes differ by at most a page */
+	unsigned vcpus;      /* 0: no vCPU threads */
+	enum rdmig_workload workload;
+	uint64_t dirty_rate; /* target bytes/s of pages dirtied (0: flat out) */
+	uint64_t seed;
+};
+
+struct rdmig_guest_region {
+	char name[32];
+	uint8_t *addr; /* page-aligned, from mmap */
+	uint64_t len;
+};
+
+struct rdmig_guest;
+
+/* Allocate zeroed RAM (untouched: pages stay unpopulated until written). */
+int rdmig_guest_create(const struct rdmig_guest_cfg *cfg, struct rdmig_guest **out,
+		       struct rdmig_err *err);
+void rdmig_guest_destroy(struct rdmig_guest *g); /* stops vCPUs, unmaps */
+
+unsigned rdmig_guest_nregions(const struct rdmig_guest *g);
+const struct rdmig_guest_region *rdmig_guest_region(const struct rdmig_guest *g, unsigned i);
+const struct rdmig_guest_cfg *rdmig_guest_cfg(const struct rdmig_guest *g);
+
+/*
+ * Start the vCPU threads from `states` (one per vCPU, e.g. received with the
+ * migration), or if NULL from where they were when last stopped (fresh on a
+ * new guest). -EBUSY if already started; -EINVAL if an incr position lies
+ * outside its vCPU's slice.
+ */
+int rdmig_guest_start(struct rdmig_guest *g, const struct rdmig_vcpu_state *states,
+		      struct rdmig_err *err);
+/*
+ * Stop every vCPU at a safe point and wait until all have stopped: after
+ * this returns no vCPU writes guest RAM until resume/stop. No-op when not
+ * started or already paused.
+ */
+void rdmig_guest_pause(struct rdmig_guest *g);
+void rdmig_guest_resume(struct rdmig_guest *g);
+bool rdmig_guest_running(const struct rdmig_guest *g);
+/* Join the vCPU threads (after this, start may be called again). */
+void rdmig_guest_stop(struct rdmig_guest *g);
+/* Copy the vCPUs' states (only meaningful while paused or stopped). */
+void rdmig_guest_save_vcpus(const struct rdmig_guest *g, struct rdmig_vcpu_state *out);
+
+/*
+ * Throttle: each vCPU sleeps `permille`/1000 of every 10 ms time slice
+ * (0 = off, at most 990). Takes effect within one slice.
+ */
+void rdmig_guest_set_throttle(struct rdmig_guest *g, unsigned permille);
+unsigned rdmig_guest_throttle(const struct rdmig_guest *g);
+/* Total work units done by all vCPUs (incr: pages incremented; random: writes). */
+uint64_t rdmig_guest_work(const struct rdmig_guest *g);
+
+/*
+ * The incr integrity check on a RAM image (testing.md), for a paused or
+ * stopped guest. RAM is split into the vCPUs' slices as the incr workload
+ * splits it (`vcpus` 0: one slice). Within a slice, byte 0 of its pages must
+ * be all equal, or v + 1 on a prefix and v on the rest (mod 256): the vCPU
+ * stopped at the edge. Every other byte of every page must be zero.
+ * Returns 0 when it holds, else -EILSEQ with the total of bad pages and the
+ * first few named (region, page, found vs expected).
+ */
+int rdmig_guest_check_incr(const struct rdmig_guest *g, struct rdmig_err *err);
+/* The same on a raw image of `len` bytes (a multiple of the page size). */
+int rdmig_check_incr_image(const uint8_t *ram, uint64_t len, unsigned vcpus,
+			   struct rdmig_err *err);
+
+/* Write RAM (all regions in order) to a file, for --dump-ram and cmp. */
+int rdmig_guest_dump(const struct rdmig_guest *g, const char *path, struct rdmig_err *err);
+
+#endif

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine's control messages, carried as application messages
+ * (rdmig_ctrl_send type = RDMIG_EMSG_*) on the transport's control channel.
+ * Big-endian, fixed layouts, every field validated on decode; see
+ * docs/protocol.md, "Migration messages".
+ */
+#ifndef RDMIG_ENGINE_PROTO_H
+#define RDMIG_ENGINE_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest.h"
+#include "rdmig/err.h"
+
+#define RDMIG_ENGINE_VERSION 1
+
+enum rdmig_emsg {
+	RDMIG_EMSG_SETUP = 0x200,    /* src -> dst: guest layout and workload */
+	RDMIG_EMSG_SETUP_OK,         /* dst -> src: allocated, registered, exposed */
+	RDMIG_EMSG_ROUND,            /* src -> dst: a round was sent (progress only) */
+	RDMIG_EMSG_FINAL,            /* src -> dst: last round sent; vCPU states */
+	RDMIG_EMSG_MANIFEST,         /* src -> dst: per-page checksums */
+	RDMIG_EMSG_MANIFEST_END,     /* src -> dst: all checksums sent */
+	RDMIG_EMSG_COMMITTED,        /* dst -> src: verified and committed */
+	RDMIG_EMSG_VERIFY_FAIL,      /* dst -> src: a page does not match */
+	RDMIG_EMSG_CANCEL,           /* either way: give up, with a reason */
+};
+
+struct rdmig_msg_setup {
+	uint32_t version;
+	uint32_t page_size;
+	uint32_t nregions;
+	uint32_t vcpus;
+	uint32_t workload;
+	uint32_t channels;
+	uint64_t seed;
+	uint64_t dirty_rate;
+	uint64_t region_len[RDMIG_GUEST_MAX_REGIONS];
+};
+
+struct rdmig_msg_final {
+	uint32_t rounds;
+	uint32_t vcpus;
+	uint64_t final_seq;
+	struct rdmig_vcpu_state vcpu[RDMIG_GUEST_MAX_VCPUS];
+};
+
+/* Checksums per message: fits RDMIG_CTRL_MAX_PAYLOAD with room to spare. */
+#define RDMIG_MANIFEST_PER_MSG 4096
+
+struct rdmig_msg_manifest {
+	uint32_t region;
+	uint32_t count;
+	uint64_t first_page;
+	const uint8_t *sums; /* count big-endian u64s, points into the message */
+};
+
+struct rdmig_msg_verify_fail {
+	uint32_t region;
+	uint64_t page;
+	uint64_t expected;
+	uint64_t found;
+	uint64_t mismatches;
+};
+
+size_t rdmig_msg_setup_encode(uint8_t *buf, const struct rdmig_msg_setup *m);
+int rdmig_msg_setup_decode(const uint8_t *buf, size_t len, uint64_t max_ram,
+			   struct rdmig_msg_setup *m, struct rdmig_err *err);
+
+size_t rdmig_msg_final_encode(uint8_t *buf, const struct rdmig_msg_final *m);
+int rdmig_msg_final_decode(const uint8_t *buf, size_t len, uint32_t vcpus,
+			   struct rdmig_msg_final *m, struct rdmig_err *err);
+
+size_t rdmig_msg_manifest_encode(uint8_t *buf, uint32_t region, uint64_t first_page,
+				 const uint64_t *sums, uint32_t count);
+/* Checks region < nregions and first_page + count <= pages of that region. */
+int rdmig_msg_manifest_decode(const uint8_t *buf, size_t len, const uint64_t *region_pages,
+			      uint32_t nregions, struct rdmig_msg_manifest *m,
+			      struct rdmig_err *err);
+
+size_t rdmig_msg_u64_encode(uint8_t *buf, uint64_t v);
+int rdmig_msg_u64_decode(const uint8_t *buf, size_t len, uint64_t *v, struct rdmig_err *err);
+
+size_t rdmig_msg_verify_fail_encode(uint8_t *buf, const struct rdmig_msg_verify_fail *m);
+int rdmig_msg_verify_fail_decode(const uint8_t *buf, size_t len, struct rdmig_msg_verify_fail *m,
+				 struct rdmig_err *err);
+
+/* CANCEL: 4-byte negative errno + message text (at most 256 bytes). */
+size_t rdmig_msg_cancel_encode(uint8_t *buf, int code, const char *why);
+int rdmig_msg_cancel_decode(const uint8_t *buf, size_t len, int *code, char *why, size_t cap,
+			    struct rdmig_err *err);
+
+#endif

@@ -1,0 +1,776 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Source side of a live migration.
+ *
+ * Threads: the caller's thread runs the state machine (harvest, plan,
+ * convergence, switchover, manifest); one worker per data channel posts that
+ * channel's runs and fences them. Workers only touch their own `struct
+ * worker` and the connection's per-channel send path; the hand-over of run
+ * lists goes through `lock`/`cv`.
+ *
+ * Invariant for integrity: dirty tracking starts before the bulk round reads
+ * any page, so every page written after it was read is harvested again;
+ * the final harvest happens with every vCPU paused, so the last round sends
+ * everything that differs from what the destination already has.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "converge.h"
+#include "dirty.h"
+#include "log.h"
+#include "mig_common.h"
+#include "proto.h"
+#include "runs.h"
+
+/* Runs planned per dispatch; a round larger than this goes out in chunks. */
+#define RUNS_PER_CHUNK (64 * 1024)
+/* Largest single write: moderate sizes suit software RDMA devices too. */
+#define MAX_RUN_BYTES (256 * 1024)
+/* Runs handed to one rdmig_write call. */
+#define WRITE_BATCH 32
+
+struct src_region {
+	uint32_t lreg, rreg;
+	uint8_t *addr;
+	uint64_t len, pages;
+	uint64_t *bitmap;
+	size_t words;
+};
+
+struct mig_src;
+
+struct worker {
+	struct mig_src *m;
+	pthread_t th;
+	unsigned chan;
+	struct rdmig_run *runs;
+	size_t n, cap;
+	bool fence;   /* fence after this chunk */
+	uint64_t seq; /* fence sequence number */
+	int ret;
+	struct rdmig_err err;
+	uint64_t gen_seen;
+	uint64_t bytes;    /* bytes written, for the rate limit */
+	uint64_t t_start;  /* rate-limit epoch */
+};
+
+struct mig_src {
+	struct rdmig_conn *c;
+	struct rdmig_guest *g;
+	const struct rdmig_mig_opts *o;
+	struct src_region reg[RDMIG_GUEST_MAX_REGIONS];
+	unsigned nreg;
+	uint64_t ram, pages;
+
+	struct worker w[RDMIG_MAX_CHANNELS];
+	unsigned nw, started;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	uint64_t gen;   /* bumped per dispatch */
+	unsigned done;  /* workers finished with the current dispatch */
+	bool quit;
+	atomic_bool stop; /* tell workers to give up early */
+	_Atomic uint64_t sent_bytes, sent_pages;
+
+	struct rdmig_run *plan;
+	struct rdmig_mig_stats st;
+	struct rdmig_dirty *dirty;
+	bool paused;
+	uint64_t t0;
+	uint64_t work0;
+};
+
+static bool cancelled(const struct mig_src *m)
+{
+	return m->o->cancel && *m->o->cancel;
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+/* Sleep as needed so this worker stays within its share of --max-bandwidth. */
+static void rate_limit(struct worker *w)
+{
+	uint64_t cap = w->m->o->max_bandwidth / w->m->nw, elapsed, due;
+
+	if (!cap)
+		return;
+	elapsed = rdmig_now_ns() - w->t_start;
+	due = (uint64_t)((double)w->bytes * 1e9 / (double)cap);
+	if (due > elapsed)
+		usleep((useconds_t)((due - elapsed) / 1000));
+}
+
+static int worker_chunk(struct worker *w)
+{
+	struct mig_src *m = w->m;
+	uint64_t bytes;
+	size_t i, k;
+	int ret;
+
+	/* The rate limit holds per dispatch: idle time between rounds is no credit. */
+	w->t_start = rdmig_now_ns();
+	w->bytes = 0;
+	for (i = 0; i < w->n; i += k) {
+		if (atomic_load(&m->stop))
+			return -ECANCELED;
+		k = w->n - i < WRITE_BATCH ? w->n - i : WRITE_BATCH;
+		ret = rdmig_write(m->c, w->chan, &w->runs[i], k, &w->err);
+		if (ret)
+			return ret;
+		bytes = 0;
+		for (size_t j = i; j < i + k; j++)
+			bytes += w->runs[j].len;
+		w->bytes += bytes;
+		atomic_fetch_add(&m->sent_bytes, bytes);
+		atomic_fetch_add(&m->sent_pages, bytes / RDMIG_PAGE_SIZE);
+		rate_limit(w);
+	}
+	if (w->fence)
+		return rdmig_fence(m->c, w->chan, w->seq, &w->err);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct mig_src *m = w->m;
+
+	w->t_start = rdmig_now_ns();
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		while (!m->quit && m->gen == w->gen_seen)
+			pthread_cond_wait(&m->cv, &m->lock);
+		if (m->quit)
+			break;
+		w->gen_seen = m->gen;
+		pthread_mutex_unlock(&m->lock);
+
+		w->ret = worker_chunk(w);
+		if (w->ret) {
+			atomic_store(&m->stop, true);
+			rdmig_conn_abort(m->c, w->ret, rdmig_err_str(&w->err));
+		}
+
+		pthread_mutex_lock(&m->lock);
+		m->done++;
+		pthread_cond_broadcast(&m->cv);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+static int workers_start(struct mig_src *m, struct rdmig_err *err)
+{
+	for (unsigned i = 0; i < m->nw; i++) {
+		struct worker *w = &m->w[i];
+
+		w->m = m;
+		w->chan = i;
+		w->err = (struct rdmig_err)RDMIG_ERR_INIT;
+		w->cap = RUNS_PER_CHUNK;
+		w->runs = malloc(w->cap * sizeof(*w->runs));
+		if (!w->runs)
+			return rdmig_seterr(err, -ENOMEM, "out of memory for run lists");
+		if (pthread_create(&w->th, NULL, worker_main, w))
+			return rdmig_seterr(err, -EAGAIN, "cannot start worker thread %u", i);
+		m->started++;
+	}
+	return 0;
+}
+
+static void workers_stop(struct mig_src *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->quit = true;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i < m->started; i++)
+		pthread_join(m->w[i].th, NULL);
+	for (unsigned i = 0; i < m->nw; i++)
+		free(m->w[i].runs);
+	m->started = 0;
+}
+
+/* Update progress figures and tell the caller, about five times a second. */
+static void progress(struct mig_src *m)
+{
+	m->st.bytes_sent = atomic_load(&m->sent_bytes);
+	m->st.pages_sent = atomic_load(&m->sent_pages);
+	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;
+	rdmig_mig_emit(m->o, RDMIG_EV_PROGRESS, &m->st);
+}
+
+/*
+ * Hand each worker its list, wait until all are done. Returns the first
+ * worker error; cancel and timeouts stop the workers early.
+ */
+static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_err *err)
+{
+	struct timespec ts;
+	int ret = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (unsigned i = 0; i < m->nw; i++) {
+		m->w[i].fence = fence;
+		m->w[i].seq = seq;
+	}
+	m->done = 0;
+	m->gen++;
+	pthread_cond_broadcast(&m->cv);
+	while (m->done < m->nw) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += RDMIG_POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&m->cv, &m->lock, &ts);
+		if (m->done < m->nw) {
+			pthread_mutex_unlock(&m->lock);
+			if (cancelled(m) && !atomic_load(&m->stop)) {
+				atomic_store(&m->stop, true);
+				rdmig_conn_abort(m->c, -ECANCELED, "migration cancelled");
+			}
+			progress(m);
+			pthread_mutex_lock(&m->lock);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i < m->nw; i++)
+		if (m->w[i].ret && !ret) {
+			if (err && !err->code)
+				*err = m->w[i].err;
+			ret = m->w[i].ret;
+		}
+	if (!ret && cancelled(m))
+		ret = rdmig_seterr(err, -ECANCELED, "migration cancelled");
+	if (ret)
+		rdmig_conn_failed(m->c, err);
+	return ret;
+}
+
+/* ---- rounds ------------------------------------------------------------ */
+
+/*
+ * Send every page whose bit is set in the regions' bitmaps (cleared as they
+ * are planned), spread over the workers, then fence every channel with seq.
+ */
+static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, struct rdmig_err *err)
+{
+	unsigned r = 0;
+	uint64_t page = 0, bytes = 0;
+	int ret;
+
+	for (;;) {
+		size_t n = 0;
+		bool last;
+
+		while (r < m->nreg && n < RUNS_PER_CHUNK) {
+			struct src_region *sr = &m->reg[r];
+			uint64_t next;
+			size_t got;
+
+			got = rdmig_runs_from_bitmap(sr->bitmap, sr->pages, RDMIG_PAGE_SIZE, sr->lreg,
+						     sr->rreg, page, MAX_RUN_BYTES, m->plan + n,
+						     RUNS_PER_CHUNK - n, &next);
+			n += got;
+			page = next;
+			if (page >= sr->pages) {
+				memset(sr->bitmap, 0, sr->words * 8);
+				r++;
+				page = 0;
+			}
+		}
+		last = r >= m->nreg;
+		/* Deal runs out in turn so every channel gets a similar share. */
+		for (unsigned i = 0; i < m->nw; i++)
+			m->w[i].n = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct worker *w = &m->w[i % m->nw];
+
+			w->runs[w->n++] = m->plan[i];
+			bytes += m->plan[i].len;
+		}
+		m->st.round_total = bytes;
+		ret = dispatch(m, last, seq, err);
+		if (ret)
+			return ret;
+		if (last)
+			break;
+	}
+	*bytes_out = bytes;
+	return 0;
+}
+
+static uint64_t count_bits(const struct mig_src *m)
+{
+	uint64_t n = 0;
+
+	for (unsigned r = 0; r < m->nreg; r++)
+		for (size_t i = 0; i < m->reg[r].words; i++)
+			n += (uint64_t)__builtin_popcountll(m->reg[r].bitmap[i]);
+	return n;
+}
+
+/* Bulk round plan: every page that is not zero (the destination starts zeroed). */
+static void plan_bulk(struct mig_src *m)
+{
+	for (unsigned r = 0; r < m->nreg; r++) {
+		struct src_region *sr = &m->reg[r];
+
+		for (uint64_t p = 0; p < sr->pages; p++) {
+			if (rdmig_page_is_zero(sr->addr + p * RDMIG_PAGE_SIZE))
+				m->st.zero_pages++;
+			else
+				sr->bitmap[p / 64] |= 1ull << (p % 64);
+		}
+	}
+}
+
+static int send_manifest(struct mig_src *m, struct rdmig_err *err)
+{
+	uint64_t sums[RDMIG_MANIFEST_PER_MSG];
+	uint8_t *buf;
+	int ret = 0;
+
+	buf = malloc(16 + 8 * RDMIG_MANIFEST_PER_MSG);
+	if (!buf)
+		return rdmig_seterr(err, -ENOMEM, "out of memory for the manifest");
+	for (unsigned r = 0; r < m->nreg && !ret; r++) {
+		struct src_region *sr = &m->reg[r];
+
+		for (uint64_t p = 0; p < sr->pages && !ret; p += RDMIG_MANIFEST_PER_MSG) {
+			uint32_t n = (uint32_t)(sr->pages - p < RDMIG_MANIFEST_PER_MSG
+							? sr->pages - p
+							: RDMIG_MANIFEST_PER_MSG);
+			size_t len;
+
+			for (uint32_t i = 0; i < n; i++)
+				sums[i] = rdmig_page_sum(sr->addr + (p + i) * RDMIG_PAGE_SIZE);
+			len = rdmig_msg_manifest_encode(buf, r, p, sums, n);
+			ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_MANIFEST, buf, len, err);
+		}
+	}
+	if (!ret) {
+		uint8_t b[8];
+
+		rdmig_msg_u64_encode(b, m->pages);
+		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_MANIFEST_END, b, sizeof(b), err);
+	}
+	free(buf);
+	return ret;
+}
+
+static void set_state(struct mig_src *m, enum rdmig_mig_state s)
+{
+	m->st.state = s;
+	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;
+	log_info("source: %s", rdmig_mig_state_name(s));
+	rdmig_mig_emit(m->o, RDMIG_EV_STATE, &m->st);
+}
+
+/* Switchover cost besides copying: hashing RAM on both sides, a few round trips. */
+static double estimate_fixed_s(const struct mig_src *m)
+{
+	uint64_t t = rdmig_now_ns(), n = 0, sink = 0;
+	const uint64_t sample = 8ull << 20;
+
+	for (unsigned r = 0; r < m->nreg && n < sample; r++)
+		for (uint64_t p = 0; p < m->reg[r].pages && n < sample; p++, n += RDMIG_PAGE_SIZE)
+			sink ^= rdmig_page_sum(m->reg[r].addr + p * RDMIG_PAGE_SIZE);
+	t = rdmig_now_ns() - t + (sink & 1);
+	if (!n)
+		return 0.01;
+	return 2.0 * ((double)t / 1e9) * ((double)m->ram / (double)n) + 0.01;
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int setup(struct mig_src *m, struct rdmig_err *err)
+{
+	const struct rdmig_guest_cfg *gc = rdmig_guest_cfg(m->g);
+	struct rdmig_msg_setup s = {0};
+	uint8_t buf[128];
+	uint16_t type;
+	size_t len;
+	int ret;
+
+	m->nreg = rdmig_guest_nregions(m->g);
+	s.version = RDMIG_ENGINE_VERSION;
+	s.page_size = RDMIG_PAGE_SIZE;
+	s.nregions = m->nreg;
+	s.vcpus = gc->vcpus;
+	s.workload = gc->workload;
+	s.channels = rdmig_conn_channels(m->c);
+	s.seed = gc->seed;
+	s.dirty_rate = gc->dirty_rate;
+	for (unsigned r = 0; r < m->nreg; r++) {
+		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		struct src_region *sr = &m->reg[r];
+
+		s.region_len[r] = gr->len;
+		sr->addr = gr->addr;
+		sr->len = gr->len;
+		sr->pages = gr->len / RDMIG_PAGE_SIZE;
+		sr->words = (sr->pages + 63) / 64;
+		sr->bitmap = calloc(sr->words, 8);
+		if (!sr->bitmap)
+			return rdmig_seterr(err, -ENOMEM, "out of memory for dirty bitmaps");
+		m->ram += gr->len;
+		m->pages += sr->pages;
+		ret = rdmig_reg(m->c, gr->name, gr->addr, gr->len, 0, &sr->lreg, err);
+		if (ret)
+			return ret;
+	}
+	m->st.ram_bytes = m->ram;
+	len = rdmig_msg_setup_encode(buf, &s);
+	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_SETUP, buf, len, err);
+	if (ret)
+		return ret;
+	ret = rdmig_recv_layout(m->c, 60000, err);
+	if (ret)
+		return ret;
+	ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, 60000, err);
+	if (ret)
+		return ret;
+	if (type == RDMIG_EMSG_CANCEL) {
+		char why[260];
+		int code;
+
+		if (rdmig_msg_cancel_decode(buf, len, &code, why, sizeof(why), err))
+			return -EPROTO;
+		return rdmig_seterr(err, code, "destination refused: %s", why);
+	}
+	if (type != RDMIG_EMSG_SETUP_OK)
+		return rdmig_seterr(err, -EPROTO, "expected SETUP_OK, got message 0x%x", type);
+	/* The layout must match what we described, region by region. */
+	if (rdmig_remote_count(m->c) != m->nreg)
+		return rdmig_seterr(err, -EPROTO,
+				    "destination exposed %u regions for a guest of %u",
+				    rdmig_remote_count(m->c), m->nreg);
+	for (unsigned r = 0; r < m->nreg; r++) {
+		const struct rdmig_remote_region *rr = rdmig_remote_get(m->c, r);
+
+		if (rr->len != m->reg[r].len)
+			return rdmig_seterr(err, -EPROTO,
+					    "destination region %u is %" PRIu64 " bytes, source %" PRIu64,
+					    r, rr->len, m->reg[r].len);
+		m->reg[r].rreg = rr->id;
+	}
+	m->plan = malloc(RUNS_PER_CHUNK * sizeof(*m->plan));
+	if (!m->plan)
+		return rdmig_seterr(err, -ENOMEM, "out of memory for the round plan");
+	return 0;
+}
+
+static int dirty_start(struct mig_src *m, struct rdmig_err *err)
+{
+	struct rdmig_dirty_region dr[RDMIG_GUEST_MAX_REGIONS];
+	enum rdmig_dirty_kind kind;
+
+	if (m->o->cold)
+		kind = RDMIG_DIRTY_NONE;
+	else if (m->o->dirty_auto)
+		kind = rdmig_dirty_best(false);
+	else
+		kind = m->o->dirty_source;
+	if (kind == RDMIG_DIRTY_NONE && !m->o->cold && rdmig_guest_running(m->g))
+		return rdmig_seterr(err, -ENOTSUP,
+				    "no dirty-page tracking on this kernel for a running guest: "
+				    "use --cold (stop the guest and copy once), or a kernel with "
+				    "userfaultfd write-protect (6.7+) or soft-dirty");
+	for (unsigned r = 0; r < m->nreg; r++) {
+		dr[r].addr = m->reg[r].addr;
+		dr[r].len = m->reg[r].len;
+		dr[r].bitmap = m->reg[r].bitmap;
+	}
+	m->st.dirty_source = kind;
+	int ret = rdmig_dirty_create(kind, dr, m->nreg, RDMIG_PAGE_SIZE, &m->dirty, err);
+	if (ret)
+		return ret;
+	return rdmig_dirty_start(m->dirty, err);
+}
+
+/* ---- the state machine ------------------------------------------------- */
+
+static int wait_commit(struct mig_src *m, struct rdmig_err *err)
+{
+	uint8_t buf[512];
+	uint64_t deadline = rdmig_now_ns() + 120 * 1000000000ull;
+	uint16_t type;
+	size_t len;
+	int ret;
+
+	for (;;) {
+		ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, RDMIG_POLL_MS, err);
+		if (ret == -ETIMEDOUT) {
+			rdmig_err_clear(err);
+			if (rdmig_now_ns() > deadline)
+				return rdmig_seterr(err, -ETIMEDOUT,
+						    "destination did not commit within 120 s");
+			/* Past this point only the destination's verdict counts; no cancel. */
+			continue;
+		}
+		if (ret)
+			return ret;
+		if (type == RDMIG_EMSG_COMMITTED)
+			return rdmig_msg_u64_decode(buf, len, &m->st.verified_pages, err);
+		if (type == RDMIG_EMSG_VERIFY_FAIL) {
+			struct rdmig_msg_verify_fail f;
+
+			ret = rdmig_msg_verify_fail_decode(buf, len, &f, err);
+			if (ret)
+				return ret;
+			return rdmig_seterr(err, -EILSEQ,
+					    "destination verify failed: region %u page %" PRIu64
+					    " (offset 0x%" PRIx64 ") has checksum %016" PRIx64
+					    ", source sent %016" PRIx64 "; %" PRIu64
+					    " page(s) differ",
+					    f.region, f.page, f.page * RDMIG_PAGE_SIZE, f.found,
+					    f.expected, f.mismatches);
+		}
+		if (type == RDMIG_EMSG_CANCEL) {
+			char why[260];
+			int code;
+
+			if (rdmig_msg_cancel_decode(buf, len, &code, why, sizeof(why), err))
+				return -EPROTO;
+			return rdmig_seterr(err, code, "destination cancelled: %s", why);
+		}
+		return rdmig_seterr(err, -EPROTO, "unexpected message 0x%x while waiting for commit",
+				    type);
+	}
+}
+
+static int run(struct mig_src *m, struct rdmig_err *err)
+{
+	const struct rdmig_mig_opts *o = m->o;
+	struct rdmig_conv cv;
+	uint64_t round_bytes, t_round, t_harvest, t_min = 0, min_dirty = UINT64_MAX, dirty;
+	struct rdmig_msg_final fin = {0};
+	uint8_t *buf;
+	uint64_t t_pause;
+	size_t len;
+	int ret;
+
+	set_state(m, RDMIG_MIG_SETUP);
+	ret = setup(m, err);
+	if (ret)
+		return ret;
+	if (o->cold && rdmig_guest_running(m->g)) {
+		rdmig_guest_pause(m->g);
+		m->paused = true;
+	}
+	ret = dirty_start(m, err);
+	if (ret)
+		return ret;
+	ret = workers_start(m, err);
+	if (ret)
+		return ret;
+	rdmig_conv_init(&cv, (double)o->downtime_limit_ns / 1e9, estimate_fixed_s(m), o->throttle,
+			o->max_throttle);
+
+	/* Round 1: everything that is not zero. */
+	set_state(m, RDMIG_MIG_BULK);
+	m->st.round = 1;
+	plan_bulk(m);
+	t_harvest = rdmig_now_ns();
+	t_round = t_harvest;
+	ret = send_round(m, 1, &round_bytes, err);
+	if (ret)
+		return ret;
+
+	if (!o->cold) {
+		set_state(m, RDMIG_MIG_DIRTY);
+		for (;;) {
+			struct rdmig_conv_obs obs;
+			uint64_t now = rdmig_now_ns();
+
+			obs.sent_bytes = round_bytes;
+			obs.round_s = (double)(now - t_round) / 1e9;
+			obs.throttle = m->st.throttle;
+			ret = rdmig_dirty_harvest(m->dirty, err);
+			if (ret)
+				return ret;
+			dirty = count_bits(m) * RDMIG_PAGE_SIZE;
+			obs.dirty_bytes = dirty;
+			obs.dirty_s = (double)(rdmig_now_ns() - t_harvest) / 1e9;
+			t_harvest = rdmig_now_ns();
+			rdmig_conv_observe(&cv, &obs);
+
+			m->st.round_bytes = round_bytes;
+			m->st.dirty_bytes = dirty;
+			m->st.bandwidth = cv.bw;
+			m->st.dirty_rate = cv.rate * (1.0 - (double)m->st.throttle / 1000.0);
+			m->st.predicted_downtime_ms = cv.predicted_s * 1e3;
+			progress(m);
+			rdmig_mig_emit(o, RDMIG_EV_ROUND, &m->st);
+
+			if (cv.switch_now && m->st.round >= o->min_rounds)
+				break;
+			if (cancelled(m))
+				return rdmig_seterr(err, -ECANCELED, "migration cancelled");
+			if (dirty < min_dirty) {
+				min_dirty = dirty;
+				t_min = t_harvest;
+			} else if (t_harvest - t_min > o->progress_timeout_ns) {
+				return rdmig_seterr(err, -ETIMEDOUT,
+						    "no progress: the dirty set has not shrunk below "
+						    "%" PRIu64 " bytes for %.0f s (dirty rate %.1f MiB/s, "
+						    "bandwidth %.1f MiB/s): raise --max-bandwidth, the "
+						    "downtime limit, or allow more throttling",
+						    min_dirty, (double)o->progress_timeout_ns / 1e9,
+						    m->st.dirty_rate / 1048576, cv.bw / 1048576);
+			}
+			if (rdmig_now_ns() - m->t0 > o->timeout_ns)
+				return rdmig_seterr(err, -ETIMEDOUT,
+						    "migration did not finish within %.0f s",
+						    (double)o->timeout_ns / 1e9);
+			if (o->max_rounds && m->st.round >= o->max_rounds)
+				return rdmig_seterr(err, -ETIMEDOUT,
+						    "no convergence after %u rounds (predicted "
+						    "downtime %.0f ms, limit %.0f ms)",
+						    m->st.round, cv.predicted_s * 1e3,
+						    (double)o->downtime_limit_ns / 1e6);
+
+			if (cv.throttle != m->st.throttle) {
+				m->st.throttle = cv.throttle;
+				if (cv.throttle > m->st.max_throttle)
+					m->st.max_throttle = cv.throttle;
+				rdmig_guest_set_throttle(m->g, cv.throttle);
+			}
+			m->st.round++;
+			t_round = rdmig_now_ns();
+			ret = send_round(m, m->st.round, &round_bytes, err);
+			if (ret)
+				return ret;
+		}
+	}
+
+	/* Switchover: stop the guest, send what is left, hand over the vCPUs. */
+	set_state(m, RDMIG_MIG_SWITCHOVER);
+	t_pause = rdmig_now_ns();
+	if (!m->paused) {
+		rdmig_guest_pause(m->g);
+		m->paused = true;
+	}
+	rdmig_guest_set_throttle(m->g, 0);
+	m->st.throttle = 0;
+	ret = rdmig_dirty_harvest(m->dirty, err);
+	if (ret)
+		return ret;
+	set_state(m, RDMIG_MIG_FINAL_COPY);
+	m->st.round++;
+	ret = send_round(m, RDMIG_SEQ_FINAL | m->st.round, &round_bytes, err);
+	if (ret)
+		return ret;
+	fin.rounds = m->st.round;
+	fin.vcpus = rdmig_guest_cfg(m->g)->vcpus;
+	fin.final_seq = RDMIG_SEQ_FINAL | m->st.round;
+	rdmig_guest_save_vcpus(m->g, fin.vcpu);
+	buf = malloc(16 + 32 * RDMIG_GUEST_MAX_VCPUS);
+	if (!buf)
+		return rdmig_seterr(err, -ENOMEM, "out of memory");
+	len = rdmig_msg_final_encode(buf, &fin);
+	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_FINAL, buf, len, err);
+	free(buf);
+	if (ret)
+		return ret;
+
+	set_state(m, RDMIG_MIG_VERIFY);
+	ret = send_manifest(m, err);
+	if (ret)
+		return ret;
+	ret = wait_commit(m, err);
+	if (ret)
+		return ret;
+	m->st.downtime_ms = (double)(rdmig_now_ns() - t_pause) / 1e6;
+	set_state(m, RDMIG_MIG_COMMIT);
+	return 0;
+}
+
+static void teardown(struct mig_src *m)
+{
+	workers_stop(m);
+	if (m->dirty)
+		rdmig_dirty_destroy(m->dirty);
+	for (unsigned r = 0; r < RDMIG_GUEST_MAX_REGIONS; r++)
+		free(m->reg[r].bitmap);
+	free(m->plan);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cv);
+}
+
+int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
+		     const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+		     struct rdmig_err *err)
+{
+	struct mig_src *m;
+	int ret;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return rdmig_seterr(err, -ENOMEM, "out of memory");
+	m->c = c;
+	m->g = guest;
+	m->o = opts;
+	m->nw = rdmig_conn_channels(c);
+	m->t0 = rdmig_now_ns();
+	m->work0 = rdmig_guest_work(guest);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cv, NULL);
+
+	ret = run(m, err);
+	if (ret) {
+		uint8_t b[300];
+		size_t n;
+
+		/* Tell the destination to discard; it may be gone already. */
+		n = rdmig_msg_cancel_encode(b, ret, rdmig_err_str(err));
+		if (!rdmig_conn_failed(c, NULL))
+			rdmig_ctrl_send(c, RDMIG_EMSG_CANCEL, b, n, NULL);
+		atomic_store(&m->stop, true);
+		rdmig_conn_abort(c, ret, rdmig_err_str(err));
+	}
+	if (m->dirty && m->dirty->harvests && m->ram)
+		m->st.harvest_ms_per_gib = (double)m->dirty->harvest_ns / 1e6 /
+					   (double)m->dirty->harvests /
+					   ((double)m->ram / (1ull << 30));
+	teardown(m);
+	/* Local registrations go either way; the guest keeps its memory. */
+	rdmig_revoke(c);
+	if (ret) {
+		/* The source guest carries on as if nothing happened. */
+		rdmig_guest_set_throttle(guest, 0);
+		if (m->paused)
+			rdmig_guest_resume(guest);
+		m->st.throttle = 0;
+		m->st.state = ret == -ECANCELED ? RDMIG_MIG_CANCELLED : RDMIG_MIG_FAILED;
+	} else {
+		if (opts->dump_ram) {
+			struct rdmig_err derr = RDMIG_ERR_INIT;
+
+			/* The guest is still paused: RAM is as it was at switchover. */
+			if (rdmig_guest_dump(guest, opts->dump_ram, &derr))
+				log_err("%s", rdmig_err_str(&derr));
+		}
+		rdmig_guest_stop(guest);
+		m->st.state = RDMIG_MIG_COMPLETED;
+	}
+	m->st.guest_work = rdmig_guest_work(guest) - m->work0;
+	m->st.bytes_sent = atomic_load(&m->sent_bytes);
+	m->st.pages_sent = atomic_load(&m->sent_pages);
+	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;
+	rdmig_mig_emit(opts, RDMIG_EV_STATE, &m->st);
+	if (stats)
+		*stats = m->st;
+	free(m);
+	return ret;
+}
