@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "units.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +13,8 @@ static int parse_number(const char *s, double *val, const char **rest)
 {
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	/* strtod() would skip any leading white space and take a sign. */
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	*val = strtod(s, &end);
@@ -44,7 +46,8 @@ int rdmig_parse_size(const char *s, uint64_t *out, struct rdmig_err *err)
 			goto bad;
 	}
 	v *= mult;
-	if (v > (double)UINT64_MAX || v != floor(v))
+	/* (double)UINT64_MAX rounds up to 2^64, which does not convert. */
+	if (v >= 0x1p64 || v != floor(v))
 		goto bad;
 	*out = (uint64_t)v;
 	return 0;
@@ -119,7 +122,8 @@ int rdmig_parse_rate(const char *s, uint64_t *out_bps, struct rdmig_err *err)
 	if (n == 1) {
 		const char *sfx = "KMGT", *p = strchr(sfx, unit[0] & ~0x20);
 
-		if (!p)
+		/* A space masks to '\0', which strchr() finds at the end. */
+		if (!p || !*p)
 			goto bad;
 		for (long i = 0; i <= p - sfx; i++)
 			mult *= bits ? 1000 : 1024;
@@ -127,7 +131,8 @@ int rdmig_parse_rate(const char *s, uint64_t *out_bps, struct rdmig_err *err)
 	v *= mult;
 	if (bits)
 		v /= 8;
-	if (v > 1e18)
+	/* A rate that rounds to 0 would silently mean unlimited. */
+	if (v > 1e18 || (v > 0 && llround(v) == 0))
 		goto bad;
 	*out_bps = (uint64_t)llround(v);
 	return 0;
@@ -145,7 +150,7 @@ int rdmig_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
 	unsigned long long v;
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
 		goto bad;
 	errno = 0;
 	v = strtoull(s, &end, 10);

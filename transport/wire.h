@@ -127,17 +127,21 @@ int rdmig_wire_hdr_decode(const void *buf, size_t len, uint32_t max_ctrl,
 
 /* ---- payloads (encode returns bytes written) ---- */
 size_t rdmig_wire_hello_encode(void *buf, const struct rdmig_wire_hello *h);
-/* `len` must be exactly RDMIG_WIRE_HELLO_LEN. */
+/*
+ * `len` must be exactly RDMIG_WIRE_HELLO_LEN. rdma_cm may deliver more
+ * private data than was sent (IB pads it): check that at least that many
+ * bytes arrived, then pass exactly RDMIG_WIRE_HELLO_LEN.
+ */
 int rdmig_wire_hello_decode(const void *buf, size_t len, struct rdmig_wire_hello *out,
 			    struct rdmig_err *err);
 
 /*
- * rdma_cm private data: a whole HELLO / HELLO_ACK frame, header and payload,
- * so that magic and version are checked on rdma as on tcp. 56 bytes is the
- * most an IB/RoCE connect request carries. The decoder accepts longer
- * buffers as long as the excess is zero, because rdma_cm pads private data
- * (IB delivers 56 bytes on connect and 196 on accept whatever was sent);
- * it checks that the header's channel matches the HELLO's chan_index.
+ * A whole HELLO / HELLO_ACK frame, header and payload (64 bytes): the first
+ * frame of every tcp socket, checked in one call (magic, version, type, the
+ * header's channel against chan_index, then the HELLO). The decoder accepts
+ * a longer buffer when the excess is zero. (The "pdata" name is historical:
+ * at 64 bytes the frame exceeds the 56 bytes of private data an IB connect
+ * request carries, so rdma sends the bare 48-byte HELLO.)
  */
 #define RDMIG_WIRE_PDATA_LEN (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_HELLO_LEN)
 size_t rdmig_wire_pdata_encode(void *buf, uint8_t type, const struct rdmig_wire_hello *h);
