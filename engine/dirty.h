@@ -109,7 +109,11 @@ int rdmig_dirty_parse(const char *s, enum rdmig_dirty_kind *out, bool *is_auto,
 
 /* -EALREADY if started; a failed start may be retried. */
 int rdmig_dirty_start(struct rdmig_dirty *d, struct rdmig_err *err);
-/* Calls the source's harvest and adds its duration to harvest_ns. */
+/*
+ * Calls the source's harvest and adds its duration to harvest_ns. After a
+ * failure the tracker may have lost pages (uffd-wp re-protects as it
+ * scans): fail the migration, or restart it with a full copy.
+ */
 int rdmig_dirty_harvest(struct rdmig_dirty *d, struct rdmig_err *err);
 
 /*

@@ -82,7 +82,8 @@ struct mig_src {
 	struct rdmig_run *plan;
 	struct rdmig_mig_stats st;
 	struct rdmig_dirty *dirty;
-	bool paused;
+	bool paused;      /* the migration stopped the guest (cold, switchover) */
+	bool hook_paused; /* the soft-dirty harvest hook stopped it for a moment */
 	uint64_t t0;
 	uint64_t work0;
 };
@@ -470,6 +471,26 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	return 0;
 }
 
+/*
+ * Soft-dirty harvests must stop the guest's writers around read-and-clear.
+ * Only resume a guest this hook paused: at switchover the guest stays stopped.
+ */
+static int pause_writers(void *ctx, bool pause, struct rdmig_err *err)
+{
+	struct mig_src *m = ctx;
+
+	(void)err;
+	if (pause) {
+		m->hook_paused = rdmig_guest_running(m->g);
+		if (m->hook_paused)
+			rdmig_guest_pause(m->g);
+	} else if (m->hook_paused) {
+		m->hook_paused = false;
+		rdmig_guest_resume(m->g);
+	}
+	return 0;
+}
+
 static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 {
 	struct rdmig_dirty_region dr[RDMIG_GUEST_MAX_REGIONS];
@@ -495,6 +516,8 @@ static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 	int ret = rdmig_dirty_create(kind, dr, m->nreg, RDMIG_PAGE_SIZE, &m->dirty, err);
 	if (ret)
 		return ret;
+	m->dirty->pause_writers = pause_writers;
+	m->dirty->pause_ctx = m;
 	return rdmig_dirty_start(m->dirty, err);
 }
 
@@ -564,6 +587,8 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	ret = setup(m, err);
 	if (ret)
 		return ret;
+	if (cancelled(m))
+		return rdmig_seterr(err, -ECANCELED, "migration cancelled");
 	if (o->cold && rdmig_guest_running(m->g)) {
 		rdmig_guest_pause(m->g);
 		m->paused = true;
