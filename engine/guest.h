@@ -30,9 +30,9 @@
 
 #include "rdmig/err.h"
 
-#define RDMIG_GUEST_MAX_VCPUS   64
+#define RDMIG_GUEST_MAX_VCPUS	64
 #define RDMIG_GUEST_MAX_REGIONS 8
-#define RDMIG_PAGE_SIZE         4096u
+#define RDMIG_PAGE_SIZE		4096u
 
 enum rdmig_workload {
 	RDMIG_WL_IDLE = 0,
@@ -53,9 +53,10 @@ struct rdmig_vcpu_state {
 };
 
 struct rdmig_guest_cfg {
-	uint64_t ram_size;   /* total bytes, multiple of RDMIG_PAGE_SIZE */
-	unsigned nregions;   /* RAM split into this many regions (0: 1); sizes differ by at most a page */
-	unsigned vcpus;      /* 0: no vCPU threads */
+	uint64_t ram_size; /* total bytes, multiple of RDMIG_PAGE_SIZE */
+	/* RAM split into this many regions (0: 1), page multiples differing by at most a page */
+	unsigned nregions;
+	unsigned vcpus; /* 0: no vCPU threads */
 	enum rdmig_workload workload;
 	uint64_t dirty_rate; /* target bytes/s of pages dirtied (0: flat out) */
 	uint64_t seed;
@@ -119,8 +120,7 @@ uint64_t rdmig_guest_work(const struct rdmig_guest *g);
  */
 int rdmig_guest_check_incr(const struct rdmig_guest *g, struct rdmig_err *err);
 /* The same on a raw image of `len` bytes (a multiple of the page size). */
-int rdmig_check_incr_image(const uint8_t *ram, uint64_t len, unsigned vcpus,
-			   struct rdmig_err *err);
+int rdmig_check_incr_image(const uint8_t *ram, uint64_t len, unsigned vcpus, struct rdmig_err *err);
 
 /* Write RAM (all regions in order) to a file, for --dump-ram and cmp. */
 int rdmig_guest_dump(const struct rdmig_guest *g, const char *path, struct rdmig_err *err);
