@@ -19,7 +19,10 @@ int cmd_migrate(int argc, char **argv);
 /* Print "rdmig <cmd>: <msg>" and a hint to --help; returns RDMIG_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Parse "[ADDR][:PORT]" (IPv6 as [::1]:PORT). host may come back empty. */
+/*
+ * Parse "[ADDR][:PORT]" (IPv6 as [::1]:PORT). host may come back empty;
+ * port 0 (listen on a free port) is accepted here, connecting callers refuse it.
+ */
 int cli_parse_hostport(const char *s, char *host, unsigned hostlen, unsigned short *port);
 
 #endif

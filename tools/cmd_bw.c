@@ -236,7 +236,7 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 								    : "too many arguments");
 		if (cli_parse_hostport(argv[optind], o->host, sizeof(o->host),
 				       (unsigned short *)&o->port) ||
-		    !o->host[0])
+		    !o->host[0] || !o->port)
 			return cli_usage_error("bw", "invalid server address '%s'", argv[optind]);
 		if (o->size * o->channels > BW_MAX_TOTAL)
 			return cli_usage_error("bw", "--size x --channels must stay within 4G");
@@ -291,7 +291,7 @@ static int serve_one(struct rdmig_conn *c, struct rdmig_err *err)
 	struct fence_waiter w[RDMIG_MAX_CHANNELS];
 	pthread_t th[RDMIG_MAX_CHANNELS];
 	uint8_t buf[64], res[BW_RESULT_LEN];
-	struct bw_params bp;
+	struct bw_params bp = {0};
 	uint8_t *region = NULL, *expect = NULL;
 	uint64_t total = 0, bad = UINT64_MAX;
 	unsigned started = 0;

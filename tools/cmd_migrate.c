@@ -520,7 +520,7 @@ int cmd_migrate(int argc, char **argv)
 	if (optind != argc - 1)
 		return cli_usage_error("migrate", optind >= argc ? "missing destination ADDR[:PORT]"
 								 : "too many arguments");
-	if (cli_parse_hostport(argv[optind], host, sizeof(host), &port) || !host[0])
+	if (cli_parse_hostport(argv[optind], host, sizeof(host), &port) || !host[0] || !port)
 		return cli_usage_error("migrate", "invalid destination address '%s'", argv[optind]);
 	if (!gc.ram_size)
 		return cli_usage_error("migrate", "--guest-size is required, e.g. --guest-size 256M");

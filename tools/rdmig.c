@@ -17,6 +17,8 @@ struct command {
 
 static const struct command commands[] = {
     {"doctor", cmd_doctor, "report what this host offers a migration, with fixes"},
+    {"listen", cmd_listen, "receive a live migration (destination)"},
+    {"migrate", cmd_migrate, "live-migrate a synthetic guest (source)"},
     {"bw", cmd_bw, "measure one-sided write bandwidth between two hosts"},
 };
 
@@ -75,7 +77,7 @@ int cli_parse_hostport(const char *s, char *host, unsigned hostlen, unsigned sho
 	host[hl] = '\0';
 	if (colon) {
 		p = strtoul(colon + 1, &end, 10);
-		if (!colon[1] || *end || p == 0 || p > 65535)
+		if (!colon[1] || *end || p > 65535)
 			return -1;
 		*port = (unsigned short)p;
 	}

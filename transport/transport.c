@@ -482,10 +482,16 @@ static int recv_frame(struct rdmig_conn *c, uint8_t want, uint16_t *app_type, vo
 					      rdmig_err_str(err));
 			break;
 		}
+		if (flen != RDMIG_WIRE_HDR_LEN + (size_t)h.length) {
+			ret = rdmig_conn_fail(c, err, -EPROTO,
+					      "control frame of %zu bytes, header says %u + %d", flen,
+					      h.length, RDMIG_WIRE_HDR_LEN);
+			break;
+		}
 		atomic_fetch_add(&c->st_ctrl_received, 1);
 		if (h.type == RDMIG_MSG_ERROR) {
 			char msg[256];
-			int code;
+			int code = -EPROTO;
 
 			if (rdmig_wire_error_decode(frame + RDMIG_WIRE_HDR_LEN, h.length, &code,
 						    msg, sizeof(msg), NULL))
