@@ -2,6 +2,7 @@
 #include "rdmig/err.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -95,5 +96,19 @@ int rdmig_err_slot_put(struct rdmig_err_slot *slot, const struct rdmig_err *e)
 	if (!atomic_compare_exchange_strong(&slot->taken, &expected, 1))
 		return 0;
 	slot->err = *e;
+	atomic_store(&slot->taken, 2);
 	return 1;
+}
+
+const struct rdmig_err *rdmig_err_slot_get(struct rdmig_err_slot *slot)
+{
+	int t = atomic_load(&slot->taken);
+
+	if (!t)
+		return NULL;
+	while (t != 2) { /* the winner is copying a few hundred bytes */
+		sched_yield();
+		t = atomic_load(&slot->taken);
+	}
+	return &slot->err;
 }

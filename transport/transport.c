@@ -236,6 +236,7 @@ enum rdmig_backend rdmig_conn_backend(const struct rdmig_conn *c)
 int rdmig_conn_fail(struct rdmig_conn *c, struct rdmig_err *err, int code, const char *fmt, ...)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
+	const struct rdmig_err *first;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -243,18 +244,21 @@ int rdmig_conn_fail(struct rdmig_conn *c, struct rdmig_err *err, int code, const
 	va_end(ap);
 	if (rdmig_err_slot_put(&c->fail, &e))
 		log_debug("connection failed: %s", e.msg);
+	first = rdmig_err_slot_get(&c->fail);
 	/* Report the first error of the connection, which may be another thread's. */
 	if (err && !err->code)
-		*err = c->fail.err;
-	return c->fail.err.code ? c->fail.err.code : e.code;
+		*err = *first;
+	return first->code;
 }
 
 bool rdmig_conn_failed(const struct rdmig_conn *c, struct rdmig_err *err)
 {
-	if (!atomic_load(&((struct rdmig_conn *)c)->fail.taken))
+	const struct rdmig_err *first = rdmig_err_slot_get(&((struct rdmig_conn *)c)->fail);
+
+	if (!first)
 		return false;
 	if (err && !err->code)
-		*err = c->fail.err;
+		*err = *first;
 	return true;
 }
 

@@ -77,4 +77,11 @@ struct rdmig_err_slot {
 /* Returns 1 if this call stored `e`, 0 if an earlier error was kept. */
 int rdmig_err_slot_put(struct rdmig_err_slot *slot, const struct rdmig_err *e);
 
+/*
+ * The stored error, or NULL if none. Waits the few instructions it takes the
+ * winning thread to finish copying its message, so a reader never sees a
+ * half-written one (taken: 0 free, 1 being written, 2 readable).
+ */
+const struct rdmig_err *rdmig_err_slot_get(struct rdmig_err_slot *slot);
+
 #endif

@@ -1,0 +1,1802 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcp backend: one control socket and one socket per data channel.
+ *
+ * Setup. The connector opens the control socket first and sends a HELLO
+ * frame (header + 48-byte HELLO, chan_index 0xffff) with a random 64-bit
+ * token; once the HELLO_ACK is back it opens one socket per data channel,
+ * each with a HELLO carrying its index and the same token. The acceptor
+ * reads every socket's HELLO under a timeout, answers each with a HELLO_ACK
+ * and groups sockets by token; a connection is handed out when its control
+ * socket and every data socket have arrived. Incomplete groups stay in the
+ * listener (bounded, expiring) so that connectors may interleave.
+ *
+ * Data channels carry WRITE frames (header, 16-byte prefix, payload read
+ * straight from the region with sendmsg, received straight into the region
+ * with recv) and FENCE frames, or STREAM_DATA / STREAM_EOF frames. On the
+ * destination the thread in wait_fence is what receives a channel's writes.
+ *
+ * Locking and ownership:
+ *  - ch[i].tx_lock serialises senders of a channel (write, fence, stream
+ *    send/shutdown); ch[i].rx_lock serialises its receivers (wait_fence,
+ *    stream_recv). A sender and a receiver of one channel never share state.
+ *  - ctrl_tx_lock / ctrl_rx_lock do the same for the control socket.
+ *  - Receive state (partial header, payload in progress) lives in the
+ *    channel, not on the stack, so a receive that times out resumes where it
+ *    stopped on the next call.
+ *  - reg_rw guards this backend's copy of the region table. A receiver holds
+ *    it for reading only across one non-blocking recv() into region memory,
+ *    so dereg (write lock) waits for at most one copy and no byte lands in a
+ *    region after rdmig_revoke() has returned.
+ *  - Socket descriptors are set once during setup and only closed by close();
+ *    wake() shuts them down so that blocked threads return.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "xport.h"
+
+#define TCP_PEER_MAX	 300 /* "[v6 address]:port", or a host name and port */
+#define TCP_HELLO_FRAME	 RDMIG_WIRE_PDATA_LEN
+#define TCP_CTRL_FRAME	 (RDMIG_WIRE_HDR_LEN + RDMIG_CTRL_MAX_PAYLOAD)
+#define TCP_MAX_PENDING	 64 /* accepted sockets whose HELLO has not arrived yet */
+#define TCP_MAX_GROUPS	 16 /* connections with some but not all of their sockets */
+#define TCP_BATCH_FRAMES 64 /* WRITE frames per sendmsg() */
+#define TCP_BATCH_BYTES	 (8u << 20)
+#define TCP_FRAME_PREFIX (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN)
+#define TCP_RX_SMALL	 (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN)
+#define TCP_EOF		 1 /* rx_fill(): the peer closed the socket */
+
+/* Keepalive: an idle connection to a vanished peer fails within about 35 s. */
+#define KA_IDLE_S  15
+#define KA_INTVL_S 5
+#define KA_CNT	   4
+
+enum rx_state {
+	RX_HDR,	    /* reading a frame header */
+	RX_SMALL,   /* reading a WRITE prefix or a FENCE payload */
+	RX_PAYLOAD, /* receiving WRITE data into a region */
+	RX_STREAM,  /* STREAM_DATA bytes left for stream_recv */
+};
+
+struct tcp_rx {
+	enum rx_state state;
+	uint8_t buf[TCP_RX_SMALL]; /* header, then prefix or fence payload */
+	size_t got;		   /* bytes of buf filled */
+	struct rdmig_wire_hdr hdr; /* of the frame in progress */
+	/* RX_PAYLOAD: where the rest of the WRITE goes. */
+	uint32_t region;
+	uint32_t gen;
+	uint8_t *dst;
+	uint32_t wlen;
+	uint32_t left;
+	uint64_t stream_left; /* RX_STREAM */
+	bool eof;	      /* STREAM_EOF seen: every later stream_recv returns 0 */
+	uint64_t bytes;	      /* WRITE payload bytes since the last fence */
+	uint64_t writes;      /* WRITE frames since the last fence */
+};
+
+struct tcp_chan {
+	int fd;
+	pthread_mutex_t tx_lock;
+	bool eof_sent;
+	pthread_mutex_t rx_lock;
+	struct tcp_rx rx;
+};
+
+struct tcp_conn {
+	struct rdmig_conn base;
+	bool inited; /* locks initialised and fds valid or -1 */
+	char peer[TCP_PEER_MAX];
+	int ctrl_fd;
+	pthread_mutex_t ctrl_tx_lock;
+	pthread_mutex_t ctrl_rx_lock;
+	uint8_t *ctrl_buf; /* one frame in progress, kept across timeouts */
+	size_t ctrl_got;
+	struct rdmig_wire_hdr ctrl_hdr;
+
+	pthread_rwlock_t reg_rw;
+	uint64_t reg_len[RDMIG_MAX_REGIONS];
+	uint8_t reg_writable[RDMIG_MAX_REGIONS];
+	uint8_t *reg_addr[RDMIG_MAX_REGIONS];
+	uint32_t reg_gen[RDMIG_MAX_REGIONS]; /* bumped on every reg and dereg */
+
+	struct tcp_chan ch[RDMIG_MAX_CHANNELS];
+};
+
+struct tcp_pending {
+	int fd;
+	size_t got;
+	int64_t deadline;
+	uint8_t buf[TCP_HELLO_FRAME];
+	char peer[TCP_PEER_MAX];
+};
+
+struct tcp_group {
+	bool used;
+	uint64_t token;
+	uint16_t nchan;
+	uint32_t caps;
+	int ctrl_fd;
+	unsigned ndata;
+	int data_fd[RDMIG_MAX_CHANNELS];
+	int64_t deadline;
+	char peer[TCP_PEER_MAX];
+};
+
+struct tcp_listener {
+	struct rdmig_listener base;
+	bool inited;
+	int fd;
+	pthread_mutex_t lock; /* one rdmig_accept() at a time */
+	unsigned npend;
+	struct tcp_pending pend[TCP_MAX_PENDING];
+	struct tcp_group grp[TCP_MAX_GROUPS];
+	struct pollfd pfd[1 + TCP_MAX_PENDING + TCP_MAX_GROUPS * (RDMIG_MAX_CHANNELS + 1)];
+};
+
+static struct tcp_conn *to_tcp(struct rdmig_conn *c)
+{
+	return container_of(c, struct tcp_conn, base);
+}
+
+static struct tcp_listener *to_tcp_listener(struct rdmig_listener *l)
+{
+	return container_of(l, struct tcp_listener, base);
+}
+
+/* ---- time and socket helpers ------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* -1: no deadline. */
+static int64_t deadline_in(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* Wait for `events` on fd. 0 when ready (or in error: the next call tells), -ETIMEDOUT. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	int ret;
+
+	for (;;) {
+		ret = poll(&p, 1, remaining_ms(deadline));
+		if (ret > 0)
+			return 0;
+		if (ret == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return rdmig_neg_errno();
+	}
+}
+
+/* Bytes received (> 0), 0 at end of file, -ETIMEDOUT or another negative errno. */
+static ssize_t recv_some(int fd, void *buf, size_t len, int64_t deadline)
+{
+	ssize_t n;
+	int ret;
+
+	for (;;) {
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return rdmig_neg_errno();
+		ret = wait_fd(fd, POLLIN, deadline);
+		if (ret)
+			return ret;
+	}
+}
+
+/* Fill buf up to `want` bytes (*got already there). 0, TCP_EOF, or a negative errno. */
+static int rx_fill(int fd, uint8_t *buf, size_t want, size_t *got, int64_t deadline)
+{
+	ssize_t n;
+
+	while (*got < want) {
+		n = recv_some(fd, buf + *got, want - *got, deadline);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return TCP_EOF;
+		*got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Send every byte of iov (modified in place). 0 or a negative errno. */
+static int send_all(int fd, struct iovec *iov, int iovcnt)
+{
+	struct msghdr m;
+	ssize_t n;
+
+	while (iovcnt > 0) {
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+		n = sendmsg(fd, &m, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return rdmig_neg_errno();
+		}
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static int send_buf(int fd, const void *buf, size_t len)
+{
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+
+	return send_all(fd, &iov, 1);
+}
+
+static int set_nonblock(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return rdmig_neg_errno();
+	fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+	if (fcntl(fd, F_SETFL, fl) < 0)
+		return rdmig_neg_errno();
+	return 0;
+}
+
+/*
+ * Options of an established socket. Nagle is off everywhere: a fence or a
+ * small control message must not wait for the acknowledgement of the
+ * previous frame. Failures only cost latency or dead-peer detection, so
+ * they are logged, not fatal.
+ */
+static void tune_socket(int fd)
+{
+	int one = 1, idle = KA_IDLE_S, intvl = KA_INTVL_S, cnt = KA_CNT;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+		log_warn("TCP_NODELAY: %s", strerror(errno));
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)))
+		log_warn("TCP keepalive: %s", strerror(errno));
+}
+
+/* "1.2.3.4:5" or "[::1]:5"; IPv4-mapped IPv6 addresses are shown as IPv4. */
+static void fmt_sockaddr(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, len, "%s:%u", a, ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], a, sizeof(a));
+			snprintf(out, len, "%s:%u", a, ntohs(s6->sin6_port));
+		} else {
+			inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+			snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
+		}
+	} else {
+		snprintf(out, len, "(address family %d)", ss->ss_family);
+	}
+}
+
+static void fmt_hostport(const char *host, uint16_t port, char *out, size_t len)
+{
+	if (strchr(host, ':'))
+		snprintf(out, len, "[%s]:%u", host, port);
+	else
+		snprintf(out, len, "%s:%u", host, port);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/*
+ * Read what the peer already sent before closing, so that the close does
+ * not turn into a reset that could destroy an ERROR frame we just sent.
+ */
+static void drain_close(int *fd)
+{
+	uint8_t scratch[4096];
+
+	if (*fd < 0)
+		return;
+	for (int i = 0; i < 16; i++)
+		if (recv(*fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+			break;
+	close_fd(fd);
+}
+
+/* Best effort: tell a rejected peer why, in a frame it can decode. */
+static void send_error_frame(int fd, int code, const char *msg)
+{
+	uint8_t buf[RDMIG_WIRE_HDR_LEN + 4 + 256];
+	size_t n;
+
+	n = rdmig_wire_error_encode(buf + RDMIG_WIRE_HDR_LEN, sizeof(buf) - RDMIG_WIRE_HDR_LEN,
+				    code, msg);
+	rdmig_wire_hdr_encode(buf, RDMIG_MSG_ERROR, RDMIG_CHAN_CTRL, 0, (uint32_t)n);
+	if (send(fd, buf, RDMIG_WIRE_HDR_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("could not send ERROR frame: %s", strerror(errno));
+}
+
+/* ---- connection state --------------------------------------------------- */
+
+static int conn_init(struct tcp_conn *tc, struct rdmig_err *err)
+{
+	tc->ctrl_fd = -1;
+	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
+		tc->ch[i].fd = -1;
+		pthread_mutex_init(&tc->ch[i].tx_lock, NULL);
+		pthread_mutex_init(&tc->ch[i].rx_lock, NULL);
+	}
+	pthread_mutex_init(&tc->ctrl_tx_lock, NULL);
+	pthread_mutex_init(&tc->ctrl_rx_lock, NULL);
+	pthread_rwlock_init(&tc->reg_rw, NULL);
+	tc->inited = true;
+	tc->ctrl_buf = malloc(TCP_CTRL_FRAME);
+	if (!tc->ctrl_buf)
+		return rdmig_seterr(err, -ENOMEM, "out of memory for the control channel");
+	return 0;
+}
+
+static void tcp_close(struct rdmig_conn *c)
+{
+	struct tcp_conn *tc = to_tcp(c);
+
+	if (!tc->inited)
+		return;
+	close_fd(&tc->ctrl_fd);
+	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
+		close_fd(&tc->ch[i].fd);
+		pthread_mutex_destroy(&tc->ch[i].tx_lock);
+		pthread_mutex_destroy(&tc->ch[i].rx_lock);
+	}
+	pthread_mutex_destroy(&tc->ctrl_tx_lock);
+	pthread_mutex_destroy(&tc->ctrl_rx_lock);
+	pthread_rwlock_destroy(&tc->reg_rw);
+	free(tc->ctrl_buf);
+	tc->ctrl_buf = NULL;
+	tc->inited = false;
+}
+
+static void tcp_wake(struct rdmig_conn *c)
+{
+	struct tcp_conn *tc = to_tcp(c);
+
+	if (!tc->inited)
+		return;
+	if (tc->ctrl_fd >= 0)
+		shutdown(tc->ctrl_fd, SHUT_RDWR);
+	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++)
+		if (tc->ch[i].fd >= 0)
+			shutdown(tc->ch[i].fd, SHUT_RDWR);
+}
+
+/* ---- connect ------------------------------------------------------------ */
+
+/* Non-blocking connect bounded by deadline; returns a blocking socket or a negative errno. */
+static int connect_one(const struct addrinfo *ai, int64_t deadline)
+{
+	socklen_t sl = sizeof(int);
+	int fd, ret, soerr = 0;
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+	if (fd < 0)
+		return rdmig_neg_errno();
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) && errno != EINPROGRESS) {
+		ret = rdmig_neg_errno();
+		goto out_close;
+	}
+	ret = wait_fd(fd, POLLOUT, deadline);
+	if (ret)
+		goto out_close;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl)) {
+		ret = rdmig_neg_errno();
+		goto out_close;
+	}
+	if (soerr) {
+		ret = -soerr;
+		goto out_close;
+	}
+	ret = set_nonblock(fd, false);
+	if (ret)
+		goto out_close;
+	tune_socket(fd);
+	return fd;
+out_close:
+	close(fd);
+	return ret;
+}
+
+static int connect_error(struct tcp_conn *tc, int code, struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+
+	if (code == -ECONNREFUSED)
+		return rdmig_seterr(err, code,
+				    "connection refused by %s: is `rdmig ... --listen` running "
+				    "there, on that port?",
+				    tc->peer);
+	if (code == -ETIMEDOUT)
+		return rdmig_seterr(err, code,
+				    "no answer from %s within %d ms: check the address, the port "
+				    "and firewalls",
+				    tc->peer, c->cfg.connect_timeout_ms);
+	return rdmig_seterr_errno(err, code, "connecting to %s", tc->peer);
+}
+
+/*
+ * Read the peer's answer to our HELLO on fd: HELLO_ACK, or an ERROR frame
+ * saying why it refused us. Validates everything with the wire decoders.
+ */
+static int read_hello_ack(struct tcp_conn *tc, int fd, uint16_t chan_index, uint64_t token,
+			  int64_t deadline, struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	uint8_t buf[TCP_HELLO_FRAME], ebuf[4 + 256];
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_wire_hello h;
+	struct rdmig_wire_hdr hdr;
+	char what[32], msg[256];
+	size_t got = 0;
+	uint8_t type;
+	int ret, code = -ECONNREFUSED;
+
+	if (chan_index == RDMIG_CHAN_CTRL)
+		snprintf(what, sizeof(what), "control channel");
+	else
+		snprintf(what, sizeof(what), "data channel %u", chan_index);
+
+	ret = rx_fill(fd, buf, RDMIG_WIRE_HDR_LEN, &got, deadline);
+	if (ret == 0)
+		ret = rdmig_wire_hdr_decode(buf, got, RDMIG_CTRL_MAX_PAYLOAD, &hdr, &e);
+	if (ret == 0 && hdr.type == RDMIG_MSG_ERROR) {
+		size_t elen = hdr.length < sizeof(ebuf) ? hdr.length : sizeof(ebuf);
+
+		got = 0;
+		ret = rx_fill(fd, ebuf, elen, &got, deadline);
+		if (ret == 0 && rdmig_wire_error_decode(ebuf, elen, &code, msg, sizeof(msg), NULL))
+			snprintf(msg, sizeof(msg), "(unreadable reason)");
+		if (ret == 0)
+			return rdmig_seterr(err, code, "%s refused the %s: %s", tc->peer, what,
+					    msg);
+	}
+	if (ret == 0 && hdr.type != RDMIG_MSG_HELLO_ACK)
+		ret = rdmig_seterr(&e, -EPROTO, "expected HELLO_ACK, got %s",
+				   rdmig_msg_type_name(hdr.type));
+	if (ret == 0)
+		ret = rx_fill(fd, buf, sizeof(buf), &got, deadline);
+	if (ret == 0)
+		ret = rdmig_wire_pdata_decode(buf, sizeof(buf), &type, &h, &e);
+	if (ret == 0 && (type != RDMIG_MSG_HELLO_ACK || h.role != RDMIG_ROLE_ACCEPTOR))
+		ret =
+		    rdmig_seterr(&e, -EPROTO, "HELLO_ACK: role %u, expected acceptor (2)", h.role);
+	if (ret == 0 && (h.token != token || h.chan_index != chan_index || h.nchan != c->nchan))
+		ret = rdmig_seterr(&e, -EPROTO,
+				   "HELLO_ACK does not match our HELLO (token %016" PRIx64
+				   " channel %u of %u, expected %016" PRIx64 " channel %u of %u)",
+				   h.token, h.chan_index, h.nchan, token, chan_index, c->nchan);
+	if (ret == TCP_EOF)
+		return rdmig_seterr(err, -ECONNRESET,
+				    "%s closed the %s during the handshake: is it an rdmig "
+				    "listener of the same version?",
+				    tc->peer, what);
+	if (ret == -ETIMEDOUT)
+		return rdmig_seterr(err, ret, "no HELLO_ACK from %s on the %s within %d ms",
+				    tc->peer, what, c->cfg.connect_timeout_ms);
+	if (ret && e.code)
+		return rdmig_seterr(err, ret, "handshake with %s on the %s: %s", tc->peer, what,
+				    e.msg);
+	if (ret)
+		return rdmig_seterr_errno(err, ret, "handshake with %s on the %s", tc->peer, what);
+	if (chan_index == RDMIG_CHAN_CTRL)
+		c->peer_caps = h.caps;
+	return 0;
+}
+
+static int send_hello(struct tcp_conn *tc, int fd, uint16_t chan_index, uint64_t token,
+		      struct rdmig_err *err)
+{
+	uint8_t buf[TCP_HELLO_FRAME];
+	struct rdmig_wire_hello h;
+	int ret;
+
+	memset(buf, 0, sizeof(buf));
+	rdmig_hello_fill(&tc->base, &h, chan_index, token);
+	rdmig_wire_pdata_encode(buf, RDMIG_MSG_HELLO, &h);
+	ret = send_buf(fd, buf, sizeof(buf));
+	if (ret)
+		return rdmig_seterr_errno(err, ret, "sending HELLO to %s", tc->peer);
+	return 0;
+}
+
+static uint64_t random_token(void)
+{
+	uint64_t t;
+
+	if (getrandom(&t, sizeof(t), 0) == (ssize_t)sizeof(t))
+		return t;
+	/* No entropy source: the token only ties sockets together, it is not a secret. */
+	return ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)&t;
+}
+
+static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	struct addrinfo hints, *res = NULL, *ai, *used = NULL;
+	int64_t deadline = deadline_in(c->cfg.connect_timeout_ms);
+	char port[8];
+	uint64_t token;
+	int ret, last = -EHOSTUNREACH;
+
+	ret = conn_init(tc, err);
+	if (ret)
+		return ret;
+	fmt_hostport(c->host, c->cfg.port, tc->peer, sizeof(tc->peer));
+	snprintf(port, sizeof(port), "%u", c->cfg.port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	ret = getaddrinfo(c->host, port, &hints, &res);
+	if (ret) {
+		int code = ret == EAI_SYSTEM ? rdmig_neg_errno() : -EHOSTUNREACH;
+
+		return rdmig_seterr(err, code, "cannot resolve '%s': %s", c->host,
+				    ret == EAI_SYSTEM ? strerror(-code) : gai_strerror(ret));
+	}
+
+	/* Every address of the name in turn; a refusal is the most telling error. */
+	for (ai = res; ai; ai = ai->ai_next) {
+		ret = connect_one(ai, deadline);
+		if (ret >= 0) {
+			tc->ctrl_fd = ret;
+			used = ai;
+			break;
+		}
+		if (last != -ECONNREFUSED)
+			last = ret;
+	}
+	if (!used) {
+		ret = connect_error(tc, last, err);
+		goto out_free;
+	}
+
+	token = random_token();
+	ret = send_hello(tc, tc->ctrl_fd, RDMIG_CHAN_CTRL, token, err);
+	if (ret)
+		goto out_free;
+	ret = read_hello_ack(tc, tc->ctrl_fd, RDMIG_CHAN_CTRL, token, deadline, err);
+	if (ret)
+		goto out_free;
+
+	/* Data channels: connect and greet them all, then collect the answers. */
+	for (unsigned i = 0; i < c->nchan; i++) {
+		ret = connect_one(used, deadline);
+		if (ret < 0) {
+			ret = connect_error(tc, ret, err);
+			rdmig_err_prefix(err, "data channel %u", i);
+			goto out_free;
+		}
+		tc->ch[i].fd = ret;
+		ret = send_hello(tc, tc->ch[i].fd, (uint16_t)i, token, err);
+		if (ret)
+			goto out_free;
+	}
+	for (unsigned i = 0; i < c->nchan; i++) {
+		ret = read_hello_ack(tc, tc->ch[i].fd, (uint16_t)i, token, deadline, err);
+		if (ret)
+			goto out_free;
+	}
+	log_info("connected to %s with %u data channels", tc->peer, c->nchan);
+	ret = 0;
+out_free:
+	freeaddrinfo(res);
+	return ret;
+}
+
+/* ---- listen and accept -------------------------------------------------- */
+
+static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
+{
+	struct tcp_listener *tl = to_tcp_listener(l);
+	struct addrinfo hints, *res = NULL, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char port[8], where[TCP_PEER_MAX];
+	int one = 1, zero = 0, ret = 0, fd = -1;
+
+	tl->fd = -1;
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
+		tl->grp[i].ctrl_fd = -1;
+		for (unsigned j = 0; j < RDMIG_MAX_CHANNELS; j++)
+			tl->grp[i].data_fd[j] = -1;
+	}
+	pthread_mutex_init(&tl->lock, NULL);
+	tl->inited = true;
+
+	fmt_hostport(l->cfg.host ? l->cfg.host : "*", l->cfg.port, where, sizeof(where));
+	snprintf(port, sizeof(port), "%u", l->cfg.port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+
+	if (!l->cfg.host || !*l->cfg.host) {
+		/* Any address: one IPv6 socket that also takes IPv4, else IPv4 alone. */
+		struct sockaddr_in6 s6 = {.sin6_family = AF_INET6,
+					  .sin6_port = htons(l->cfg.port),
+					  .sin6_addr = IN6ADDR_ANY_INIT};
+		struct sockaddr_in s4 = {.sin_family = AF_INET,
+					 .sin_port = htons(l->cfg.port),
+					 .sin_addr.s_addr = htonl(INADDR_ANY)};
+
+		fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd >= 0) {
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, (struct sockaddr *)&s6, sizeof(s6)) || listen(fd, SOMAXCONN)) {
+				ret = rdmig_neg_errno();
+				close_fd(&fd);
+			}
+		}
+		if (fd < 0 && ret != -EADDRINUSE) {
+			fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (fd < 0)
+				return rdmig_seterr_errno(err, rdmig_neg_errno(), "listening on %s",
+							  where);
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, (struct sockaddr *)&s4, sizeof(s4)) || listen(fd, SOMAXCONN)) {
+				ret = rdmig_neg_errno();
+				close_fd(&fd);
+			}
+		}
+	} else {
+		ret = getaddrinfo(l->cfg.host, port, &hints, &res);
+		if (ret) {
+			int code = ret == EAI_SYSTEM ? rdmig_neg_errno() : -EADDRNOTAVAIL;
+
+			return rdmig_seterr(
+			    err, code, "cannot resolve listen address '%s': %s", l->cfg.host,
+			    ret == EAI_SYSTEM ? strerror(-code) : gai_strerror(ret));
+		}
+		ret = -EADDRNOTAVAIL;
+		for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+				    ai->ai_protocol);
+			if (fd < 0) {
+				ret = rdmig_neg_errno();
+				continue;
+			}
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
+				ret = rdmig_neg_errno();
+				close_fd(&fd);
+			}
+		}
+		freeaddrinfo(res);
+	}
+	if (fd < 0) {
+		if (ret == -EADDRINUSE)
+			return rdmig_seterr(err, ret,
+					    "cannot listen on %s: the port is already in use "
+					    "(another rdmig listener?)",
+					    where);
+		return rdmig_seterr_errno(err, ret, "cannot listen on %s", where);
+	}
+	tl->fd = fd;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return rdmig_seterr_errno(err, rdmig_neg_errno(), "getsockname on %s", where);
+	l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)&ss)->sin_port);
+	fmt_sockaddr(&ss, where, sizeof(where));
+	log_info("listening on %s", where);
+	return 0;
+}
+
+static void group_drop(struct tcp_group *g)
+{
+	close_fd(&g->ctrl_fd);
+	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++)
+		close_fd(&g->data_fd[i]);
+	g->used = false;
+	g->ndata = 0;
+}
+
+static void tcp_listener_close(struct rdmig_listener *l)
+{
+	struct tcp_listener *tl = to_tcp_listener(l);
+
+	if (!tl->inited)
+		return;
+	close_fd(&tl->fd);
+	for (unsigned i = 0; i < tl->npend; i++)
+		close_fd(&tl->pend[i].fd);
+	tl->npend = 0;
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++)
+		group_drop(&tl->grp[i]);
+	pthread_mutex_destroy(&tl->lock);
+	tl->inited = false;
+}
+
+/* How long a socket may take to send its HELLO; incomplete connections get twice that. */
+static int64_t hello_timeout_ms(const struct tcp_listener *tl)
+{
+	return tl->base.cfg.connect_timeout_ms > 0 ? tl->base.cfg.connect_timeout_ms : 10000;
+}
+
+static void pending_remove(struct tcp_listener *tl, unsigned i)
+{
+	tl->pend[i] = tl->pend[--tl->npend];
+}
+
+/* Reject a socket whose HELLO was refused: log, tell the peer, close. */
+static void reject(struct tcp_listener *tl, unsigned i, int code, const char *why)
+{
+	struct tcp_pending *p = &tl->pend[i];
+
+	log_warn("rejected connection from %s: %s", p->peer, why);
+	send_error_frame(p->fd, code, why);
+	drain_close(&p->fd);
+	pending_remove(tl, i);
+}
+
+static void accept_new(struct tcp_listener *tl)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd;
+
+	/* Bounded so that a flood of connections cannot starve the handshakes in progress. */
+	for (int k = 0; k < 16; k++) {
+		sl = sizeof(ss);
+		fd = accept4(tl->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept on port %u: %s", tl->base.port, strerror(errno));
+			return;
+		}
+		if (tl->npend == TCP_MAX_PENDING) {
+			char peer[TCP_PEER_MAX];
+
+			fmt_sockaddr(&ss, peer, sizeof(peer));
+			log_warn("dropping connection from %s: %d handshakes already in progress",
+				 peer, TCP_MAX_PENDING);
+			close(fd);
+			continue;
+		}
+		struct tcp_pending *p = &tl->pend[tl->npend++];
+
+		memset(p, 0, sizeof(*p));
+		p->fd = fd;
+		p->deadline = now_ms() + hello_timeout_ms(tl);
+		fmt_sockaddr(&ss, p->peer, sizeof(p->peer));
+		log_debug("connection from %s", p->peer);
+	}
+}
+
+static struct tcp_group *group_find(struct tcp_listener *tl, uint64_t token)
+{
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++)
+		if (tl->grp[i].used && tl->grp[i].token == token)
+			return &tl->grp[i];
+	return NULL;
+}
+
+/*
+ * A pending socket's whole HELLO frame has arrived: validate it, answer it
+ * and file it under its token. Returns the group when that completed it.
+ */
+static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct rdmig_conn *c)
+{
+	struct tcp_pending *p = &tl->pend[i];
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	uint8_t ack[TCP_HELLO_FRAME];
+	struct rdmig_wire_hello h, a;
+	struct tcp_group *g;
+	char why[RDMIG_ERR_MSG_MAX];
+	uint8_t type;
+	int ret;
+
+	ret = rdmig_wire_pdata_decode(p->buf, sizeof(p->buf), &type, &h, &e);
+	if (ret) {
+		reject(tl, i, ret, e.msg);
+		return NULL;
+	}
+	if (type != RDMIG_MSG_HELLO || h.role != RDMIG_ROLE_CONNECTOR) {
+		snprintf(why, sizeof(why), "expected HELLO from a connector, got %s with role %u",
+			 rdmig_msg_type_name(type), h.role);
+		reject(tl, i, -EPROTO, why);
+		return NULL;
+	}
+	if (h.max_ctrl < RDMIG_CTRL_MAX_PAYLOAD) {
+		snprintf(why, sizeof(why),
+			 "HELLO: peer accepts control messages of %u bytes, this side needs %u",
+			 h.max_ctrl, RDMIG_CTRL_MAX_PAYLOAD);
+		reject(tl, i, -EPROTO, why);
+		return NULL;
+	}
+
+	g = group_find(tl, h.token);
+	if (g && h.nchan != g->nchan) {
+		snprintf(why, sizeof(why),
+			 "HELLO: channel count %u disagrees with %u in the connection's other "
+			 "sockets",
+			 h.nchan, g->nchan);
+		reject(tl, i, -EPROTO, why);
+		group_drop(g);
+		return NULL;
+	}
+	if (g && ((h.chan_index == RDMIG_CHAN_CTRL && g->ctrl_fd >= 0) ||
+		  (h.chan_index != RDMIG_CHAN_CTRL && g->data_fd[h.chan_index] >= 0))) {
+		snprintf(why, sizeof(why),
+			 "HELLO: channel 0x%x of token %016" PRIx64 " arrived twice", h.chan_index,
+			 h.token);
+		reject(tl, i, -EPROTO, why);
+		return NULL;
+	}
+	if (!g) {
+		for (unsigned k = 0; k < TCP_MAX_GROUPS && !g; k++)
+			if (!tl->grp[k].used)
+				g = &tl->grp[k];
+		if (!g) {
+			snprintf(why, sizeof(why), "%d connections already being set up",
+				 TCP_MAX_GROUPS);
+			reject(tl, i, -EBUSY, why);
+			return NULL;
+		}
+		g->used = true;
+		g->token = h.token;
+		g->nchan = h.nchan;
+		g->ndata = 0;
+		/* Long enough for the slowest connector that still meets its own timeout. */
+		g->deadline = now_ms() + 2 * hello_timeout_ms(tl);
+		snprintf(g->peer, sizeof(g->peer), "%s", p->peer);
+	}
+
+	rdmig_hello_fill(c, &a, h.chan_index, h.token);
+	a.nchan = h.nchan;
+	memset(ack, 0, sizeof(ack));
+	rdmig_wire_pdata_encode(ack, RDMIG_MSG_HELLO_ACK, &a);
+	/* A fresh socket's send buffer always takes 64 bytes. */
+	if (send(p->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(ack)) {
+		log_warn("dropping connection from %s: sending HELLO_ACK: %s", p->peer,
+			 strerror(errno));
+		close_fd(&p->fd);
+		pending_remove(tl, i);
+		group_drop(g);
+		return NULL;
+	}
+	if (h.chan_index == RDMIG_CHAN_CTRL) {
+		g->ctrl_fd = p->fd;
+		g->caps = h.caps;
+		snprintf(g->peer, sizeof(g->peer), "%s", p->peer);
+	} else {
+		g->data_fd[h.chan_index] = p->fd;
+		g->ndata++;
+	}
+	p->fd = -1;
+	pending_remove(tl, i);
+	if (g->ctrl_fd >= 0 && g->ndata == g->nchan)
+		return g;
+	return NULL;
+}
+
+/* Read what a pending socket has; may complete a group. */
+static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struct rdmig_conn *c)
+{
+	struct tcp_pending *p = &tl->pend[i];
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_wire_hdr hdr;
+	ssize_t n;
+	size_t before = p->got;
+
+	n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - p->got, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return NULL;
+	if (n <= 0) {
+		log_warn("dropping connection from %s: %s after %zu bytes of its HELLO", p->peer,
+			 n == 0 ? "closed" : strerror(errno), p->got);
+		close_fd(&p->fd);
+		pending_remove(tl, i);
+		return NULL;
+	}
+	p->got += (size_t)n;
+	/* Judge the header as soon as it is there: garbage is refused without waiting. */
+	if (before < RDMIG_WIRE_HDR_LEN && p->got >= RDMIG_WIRE_HDR_LEN &&
+	    rdmig_wire_hdr_decode(p->buf, RDMIG_WIRE_HDR_LEN, 0, &hdr, &e)) {
+		reject(tl, i, e.code, e.msg);
+		return NULL;
+	}
+	if (p->got < sizeof(p->buf))
+		return NULL;
+	return hello_done(tl, i, c);
+}
+
+static void expire(struct tcp_listener *tl, int64_t now)
+{
+	for (unsigned i = 0; i < tl->npend;) {
+		struct tcp_pending *p = &tl->pend[i];
+
+		if (now < p->deadline) {
+			i++;
+			continue;
+		}
+		log_warn("dropping connection from %s: no complete HELLO within %lld ms (%zu of %d "
+			 "bytes)",
+			 p->peer, (long long)hello_timeout_ms(tl), p->got, TCP_HELLO_FRAME);
+		close_fd(&p->fd);
+		pending_remove(tl, i);
+	}
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
+		struct tcp_group *g = &tl->grp[i];
+
+		if (!g->used || now < g->deadline)
+			continue;
+		log_warn("dropping incomplete connection from %s: %s and %u of %u data channels "
+			 "arrived in time",
+			 g->peer, g->ctrl_fd >= 0 ? "control channel" : "no control channel",
+			 g->ndata, g->nchan);
+		group_drop(g);
+	}
+}
+
+static int64_t next_expiry(const struct tcp_listener *tl, int64_t deadline)
+{
+	int64_t t = deadline;
+
+	for (unsigned i = 0; i < tl->npend; i++)
+		if (t < 0 || tl->pend[i].deadline < t)
+			t = tl->pend[i].deadline;
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++)
+		if (tl->grp[i].used && (t < 0 || tl->grp[i].deadline < t))
+			t = tl->grp[i].deadline;
+	return t;
+}
+
+/* Move a complete group's sockets into the connection. */
+static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	int ret;
+
+	ret = conn_init(tc, err);
+	if (ret) {
+		group_drop(g);
+		return ret;
+	}
+	c->nchan = g->nchan;
+	c->peer_caps = g->caps;
+	snprintf(tc->peer, sizeof(tc->peer), "%s", g->peer);
+	/* The peer's address, for messages of the common layer. */
+	snprintf(c->host, sizeof(c->host), "%.*s", (int)sizeof(c->host) - 1, g->peer);
+	tc->ctrl_fd = g->ctrl_fd;
+	g->ctrl_fd = -1;
+	for (unsigned i = 0; i < g->nchan; i++) {
+		tc->ch[i].fd = g->data_fd[i];
+		g->data_fd[i] = -1;
+	}
+	group_drop(g);
+	ret = set_nonblock(tc->ctrl_fd, false);
+	tune_socket(tc->ctrl_fd);
+	for (unsigned i = 0; i < c->nchan && !ret; i++) {
+		ret = set_nonblock(tc->ch[i].fd, false);
+		tune_socket(tc->ch[i].fd);
+	}
+	if (ret)
+		return rdmig_seterr_errno(err, ret, "setting up the connection from %s", tc->peer);
+	log_info("accepted connection from %s with %u data channels", tc->peer, c->nchan);
+	return 0;
+}
+
+static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
+		      struct rdmig_err *err)
+{
+	struct tcp_listener *tl = to_tcp_listener(l);
+	int64_t deadline = deadline_in(timeout_ms);
+	struct tcp_group *done = NULL;
+	int ret = 0;
+
+	pthread_mutex_lock(&tl->lock);
+	for (;;) {
+		int64_t wake_at;
+		unsigned np = 0, npend;
+		int n, wait;
+
+		expire(tl, now_ms());
+		tl->pfd[np++] = (struct pollfd){.fd = tl->fd, .events = POLLIN};
+		npend = tl->npend;
+		for (unsigned i = 0; i < npend; i++)
+			tl->pfd[np++] = (struct pollfd){.fd = tl->pend[i].fd, .events = POLLIN};
+		/* A socket of an incomplete group only becomes readable when its peer gives up. */
+		for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
+			struct tcp_group *g = &tl->grp[i];
+
+			if (!g->used)
+				continue;
+			tl->pfd[np++] = (struct pollfd){.fd = g->ctrl_fd, .events = POLLIN};
+			for (unsigned j = 0; j < g->nchan; j++)
+				tl->pfd[np++] =
+				    (struct pollfd){.fd = g->data_fd[j], .events = POLLIN};
+		}
+		wake_at = next_expiry(tl, deadline);
+		wait = remaining_ms(wake_at);
+		if (wait >= 0 && wait < INT_MAX && wake_at != deadline)
+			wait++; /* past the expiry, not just before it */
+		n = poll(tl->pfd, np, wait);
+		if (n < 0 && errno != EINTR) {
+			ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "waiting for connections");
+			break;
+		}
+		if (n > 0) {
+			/* Groups first: their pollfds follow the pending ones, which may move. */
+			for (unsigned i = 0, k = 1 + npend; i < TCP_MAX_GROUPS; i++) {
+				struct tcp_group *g = &tl->grp[i];
+				bool gone = false;
+
+				if (!g->used)
+					continue;
+				for (unsigned j = 0; j < 1u + g->nchan; j++, k++)
+					if (tl->pfd[k].fd >= 0 && tl->pfd[k].revents)
+						gone = true;
+				if (gone) {
+					log_warn("dropping incomplete connection from %s: the peer "
+						 "closed or sent data before all %u data channels "
+						 "arrived",
+						 g->peer, g->nchan);
+					group_drop(g);
+				}
+			}
+			/* Pending sockets, last to first so that removals skip none. */
+			for (unsigned i = npend; i-- > 0 && !done;)
+				if (tl->pfd[1 + i].revents)
+					done = pending_read(tl, i, c);
+			if (done)
+				break;
+			if (tl->pfd[0].revents)
+				accept_new(tl);
+		}
+		if (deadline >= 0 && now_ms() >= deadline) {
+			ret = rdmig_seterr(err, -ETIMEDOUT, "no connection on port %u within %d ms",
+					   l->port, timeout_ms);
+			break;
+		}
+	}
+	if (done)
+		ret = group_take(done, to_tcp(c), err);
+	pthread_mutex_unlock(&tl->lock);
+	return ret;
+}
+
+/* ---- regions ------------------------------------------------------------ */
+
+static int tcp_reg(struct rdmig_conn *c, struct rdmig_region *r, struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+
+	r->rkey = 0;
+	r->handle = NULL;
+	if (r->id >= RDMIG_MAX_REGIONS)
+		return rdmig_seterr(err, -EINVAL, "region id %u out of range", r->id);
+	pthread_rwlock_wrlock(&tc->reg_rw);
+	tc->reg_addr[r->id] = r->addr;
+	tc->reg_len[r->id] = r->len;
+	tc->reg_writable[r->id] = (r->flags & RDMIG_REG_REMOTE_WRITE) ? 1 : 0;
+	tc->reg_gen[r->id]++;
+	pthread_rwlock_unlock(&tc->reg_rw);
+	return 0;
+}
+
+static void tcp_dereg(struct rdmig_conn *c, struct rdmig_region *r)
+{
+	struct tcp_conn *tc = to_tcp(c);
+
+	if (!tc->inited || r->id >= RDMIG_MAX_REGIONS)
+		return;
+	/* Waits for a receiver inside recv() into this region; later ones see gen change. */
+	pthread_rwlock_wrlock(&tc->reg_rw);
+	tc->reg_addr[r->id] = NULL;
+	tc->reg_len[r->id] = 0;
+	tc->reg_writable[r->id] = 0;
+	tc->reg_gen[r->id]++;
+	pthread_rwlock_unlock(&tc->reg_rw);
+}
+
+/* ---- control channel ---------------------------------------------------- */
+
+static int tcp_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	int ret;
+
+	pthread_mutex_lock(&tc->ctrl_tx_lock);
+	ret = send_buf(tc->ctrl_fd, msg, len);
+	pthread_mutex_unlock(&tc->ctrl_tx_lock);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "sending on the control channel to %s: %s",
+				       tc->peer, strerror(-ret));
+	return 0;
+}
+
+static int ctrl_recv_locked(struct tcp_conn *tc, void *buf, size_t cap, size_t *len, int timeout_ms,
+			    struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	int64_t deadline = deadline_in(timeout_ms);
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	size_t want;
+	int ret;
+
+	for (;;) {
+		want = tc->ctrl_got < RDMIG_WIRE_HDR_LEN
+			   ? RDMIG_WIRE_HDR_LEN
+			   : RDMIG_WIRE_HDR_LEN + (size_t)tc->ctrl_hdr.length;
+		ret = rx_fill(tc->ctrl_fd, tc->ctrl_buf, want, &tc->ctrl_got, deadline);
+		if (ret == -ETIMEDOUT)
+			return rdmig_seterr(err, ret, "no control message from %s within %d ms",
+					    tc->peer, timeout_ms);
+		if (ret == TCP_EOF && tc->ctrl_got == 0)
+			return rdmig_conn_fail(c, err, -ECONNRESET, "peer %s closed the connection",
+					       tc->peer);
+		if (ret == TCP_EOF)
+			return rdmig_conn_fail(c, err, -ECONNRESET,
+					       "peer %s closed the connection in the middle of a "
+					       "control message (%zu of %zu bytes)",
+					       tc->peer, tc->ctrl_got, want);
+		if (ret)
+			return rdmig_conn_fail(c, err, ret,
+					       "receiving on the control channel "
+					       "from %s: %s",
+					       tc->peer, strerror(-ret));
+		if (want == RDMIG_WIRE_HDR_LEN) {
+			ret = rdmig_wire_hdr_decode(tc->ctrl_buf, RDMIG_WIRE_HDR_LEN,
+						    RDMIG_CTRL_MAX_PAYLOAD, &tc->ctrl_hdr, &e);
+			if (!ret && tc->ctrl_hdr.chan != RDMIG_CHAN_CTRL)
+				ret = rdmig_seterr(
+				    &e, -EPROTO, "%s for data channel %u on the control channel",
+				    rdmig_msg_type_name(tc->ctrl_hdr.type), tc->ctrl_hdr.chan);
+			if (ret)
+				return rdmig_conn_fail(c, err, ret,
+						       "malformed control message from %s: %s",
+						       tc->peer, e.msg);
+			if (tc->ctrl_hdr.length)
+				continue;
+		}
+		if (tc->ctrl_hdr.type == RDMIG_MSG_KEEPALIVE) {
+			tc->ctrl_got = 0;
+			continue;
+		}
+		break;
+	}
+	/* A frame that does not fit stays here for a call with a bigger buffer. */
+	if (tc->ctrl_got > cap)
+		return rdmig_seterr(err, -EMSGSIZE,
+				    "control message of %zu bytes from %s does not fit a %zu-byte "
+				    "buffer",
+				    tc->ctrl_got, tc->peer, cap);
+	memcpy(buf, tc->ctrl_buf, tc->ctrl_got);
+	*len = tc->ctrl_got;
+	tc->ctrl_got = 0;
+	return 0;
+}
+
+static int tcp_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
+			 struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	int ret;
+
+	pthread_mutex_lock(&tc->ctrl_rx_lock);
+	ret = ctrl_recv_locked(tc, buf, cap, len, timeout_ms, err);
+	pthread_mutex_unlock(&tc->ctrl_rx_lock);
+	return ret;
+}
+
+/* ---- page writes -------------------------------------------------------- */
+
+struct wbatch {
+	struct tcp_conn *tc;
+	unsigned chan;
+	unsigned n;	 /* frames in the batch */
+	size_t bytes;	 /* payload bytes in the batch */
+	uint64_t frames; /* frames of this call */
+	struct iovec iov[2 * TCP_BATCH_FRAMES];
+	uint8_t hdr[TCP_BATCH_FRAMES][TCP_FRAME_PREFIX];
+};
+
+static int batch_flush(struct wbatch *b)
+{
+	int ret;
+
+	if (!b->n)
+		return 0;
+	ret = send_all(b->tc->ch[b->chan].fd, b->iov, (int)(2 * b->n));
+	b->n = 0;
+	b->bytes = 0;
+	return ret;
+}
+
+static int batch_add(struct wbatch *b, uint32_t rreg, uint64_t roff, const uint8_t *src,
+		     uint32_t len)
+{
+	struct rdmig_wire_write w = {.region = rreg, .len = len, .offset = roff};
+	uint8_t *h = b->hdr[b->n];
+
+	rdmig_wire_hdr_encode(h, RDMIG_MSG_WRITE, (uint16_t)b->chan, 0, RDMIG_WIRE_WRITE_LEN + len);
+	rdmig_wire_write_encode(h + RDMIG_WIRE_HDR_LEN, &w);
+	b->iov[2 * b->n] = (struct iovec){.iov_base = h, .iov_len = TCP_FRAME_PREFIX};
+	b->iov[2 * b->n + 1] = (struct iovec){.iov_base = (void *)src, .iov_len = len};
+	b->n++;
+	b->bytes += len;
+	b->frames++;
+	if (b->n == TCP_BATCH_FRAMES || b->bytes >= TCP_BATCH_BYTES)
+		return batch_flush(b);
+	return 0;
+}
+
+/*
+ * Runs contiguous on both sides are merged into one frame, runs longer than
+ * RDMIG_WIRE_MAX_DATA split over several. The fence's `writes` counts
+ * frames, because frames are what the receiver can count: this adjusts
+ * c->tx[chan].writes (owned by this sender), to which the common layer adds
+ * the number of runs after we return.
+ */
+static int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+		     struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	struct wbatch *b;
+	const uint8_t *psrc = NULL;
+	uint64_t proff = 0, plen = 0;
+	uint32_t prreg = 0;
+	int ret = 0;
+
+	b = malloc(sizeof(*b));
+	if (!b)
+		return rdmig_seterr(err, -ENOMEM, "out of memory for a write batch");
+	b->tc = tc;
+	b->chan = chan;
+	b->n = 0;
+	b->bytes = 0;
+	b->frames = 0;
+
+	pthread_mutex_lock(&tc->ch[chan].tx_lock);
+	for (size_t i = 0; i < n && !ret; i++) {
+		const struct rdmig_region *r = rdmig_region_get(c, runs[i].lreg);
+		const uint8_t *src = (const uint8_t *)r->addr + runs[i].loff;
+
+		if (plen && prreg == runs[i].rreg && proff + plen == runs[i].roff &&
+		    psrc + plen == src) {
+			plen += runs[i].len;
+		} else {
+			if (plen)
+				ret = batch_add(b, prreg, proff, psrc, (uint32_t)plen);
+			prreg = runs[i].rreg;
+			proff = runs[i].roff;
+			psrc = src;
+			plen = runs[i].len;
+		}
+		while (!ret && plen > RDMIG_WIRE_MAX_DATA) {
+			ret = batch_add(b, prreg, proff, psrc, RDMIG_WIRE_MAX_DATA);
+			proff += RDMIG_WIRE_MAX_DATA;
+			psrc += RDMIG_WIRE_MAX_DATA;
+			plen -= RDMIG_WIRE_MAX_DATA;
+		}
+	}
+	if (!ret && plen)
+		ret = batch_add(b, prreg, proff, psrc, (uint32_t)plen);
+	if (!ret)
+		ret = batch_flush(b);
+	if (!ret)
+		c->tx[chan].writes += b->frames - (uint64_t)n;
+	pthread_mutex_unlock(&tc->ch[chan].tx_lock);
+	free(b);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "sending WRITE on page channel %u to %s: %s",
+				       chan, tc->peer, strerror(-ret));
+	return 0;
+}
+
+static int tcp_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
+		     struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	uint8_t buf[RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN];
+	int ret;
+
+	rdmig_wire_hdr_encode(buf, RDMIG_MSG_FENCE, (uint16_t)chan, 0, RDMIG_WIRE_FENCE_LEN);
+	rdmig_wire_fence_encode(buf + RDMIG_WIRE_HDR_LEN, f);
+	/* Once in the socket, the earlier writes are ahead of it: nothing else to drain. */
+	pthread_mutex_lock(&tc->ch[chan].tx_lock);
+	ret = send_buf(tc->ch[chan].fd, buf, sizeof(buf));
+	pthread_mutex_unlock(&tc->ch[chan].tx_lock);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "sending FENCE on page channel %u to %s: %s",
+				       chan, tc->peer, strerror(-ret));
+	return 0;
+}
+
+/* ---- data channel receive ----------------------------------------------- */
+
+/*
+ * Read the next frame header of a data channel (resumable), reading at most
+ * `max` bytes (a frame of the channel's kind is never shorter). 0 with
+ * rx->hdr set, or a negative errno with err set; `kind` ("page", "stream")
+ * and `waiting` name the channel's use in messages.
+ */
+static int rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_t max,
+		     int64_t deadline, int timeout_ms, const char *waiting, struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	struct tcp_rx *rx = &tc->ch[chan].rx;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	ssize_t n;
+	int ret = 0;
+
+	/* Up to `max` bytes: on page channels the WRITE prefix comes with its header. */
+	while (rx->got < RDMIG_WIRE_HDR_LEN) {
+		n = recv_some(tc->ch[chan].fd, rx->buf + rx->got, max - rx->got, deadline);
+		if (n <= 0) {
+			ret = n ? (int)n : TCP_EOF;
+			break;
+		}
+		rx->got += (size_t)n;
+	}
+	if (ret == -ETIMEDOUT)
+		return rdmig_seterr(err, ret, "no %s on %s channel %u from %s within %d ms",
+				    waiting, kind, chan, tc->peer, timeout_ms);
+	if (ret == TCP_EOF && rx->got == 0)
+		return rdmig_conn_fail(c, err, -ECONNRESET,
+				       "peer %s closed the connection (%s channel %u)", tc->peer,
+				       kind, chan);
+	if (ret == TCP_EOF)
+		return rdmig_conn_fail(c, err, -ECONNRESET,
+				       "%s channel %u from %s: truncated frame header, connection "
+				       "closed after %zu of %u bytes",
+				       kind, chan, tc->peer, rx->got, RDMIG_WIRE_HDR_LEN);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "receiving on %s channel %u from %s: %s", kind,
+				       chan, tc->peer, strerror(-ret));
+	ret = rdmig_wire_hdr_decode(rx->buf, RDMIG_WIRE_HDR_LEN, RDMIG_CTRL_MAX_PAYLOAD, &rx->hdr,
+				    &e);
+	if (!ret && rx->hdr.chan != chan)
+		ret = rdmig_seterr(&e, -EPROTO, "%s for channel %u",
+				   rdmig_msg_type_name(rx->hdr.type), rx->hdr.chan);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "malformed frame on %s channel %u from %s: %s",
+				       kind, chan, tc->peer, e.msg);
+	return 0;
+}
+
+static int unexpected(struct tcp_conn *tc, unsigned chan, const char *kind, struct rdmig_err *err)
+{
+	return rdmig_conn_fail(&tc->base, err, -EPROTO,
+			       "unexpected %s on %s channel %u from %s: a channel carries page "
+			       "writes or a stream, not both",
+			       rdmig_msg_type_name(tc->ch[chan].rx.hdr.type), kind, chan, tc->peer);
+}
+
+/* WRITE prefix complete: check it against our regions and aim the payload. */
+static int rx_write_start(struct tcp_conn *tc, unsigned chan, struct rdmig_err *err)
+{
+	struct tcp_rx *rx = &tc->ch[chan].rx;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_wire_write w;
+	int ret;
+
+	ret = rdmig_wire_write_decode(rx->buf + RDMIG_WIRE_HDR_LEN, RDMIG_WIRE_WRITE_LEN, &w, &e);
+	if (!ret && rx->hdr.length != RDMIG_WIRE_WRITE_LEN + (uint64_t)w.len)
+		ret = rdmig_seterr(&e, -EPROTO,
+				   "WRITE: length %" PRIu32 " disagrees with frame length %" PRIu32,
+				   w.len, rx->hdr.length);
+	if (!ret) {
+		pthread_rwlock_rdlock(&tc->reg_rw);
+		ret = rdmig_wire_write_check(&w, tc->reg_len, tc->reg_writable, RDMIG_MAX_REGIONS,
+					     &e);
+		if (!ret) {
+			rx->dst = tc->reg_addr[w.region] + w.offset;
+			rx->gen = tc->reg_gen[w.region];
+		}
+		pthread_rwlock_unlock(&tc->reg_rw);
+	}
+	if (ret)
+		return rdmig_conn_fail(&tc->base, err, ret,
+				       "rejected WRITE on page channel %u from %s: %s", chan,
+				       tc->peer, e.msg);
+	rx->region = w.region;
+	rx->wlen = w.len;
+	rx->left = w.len;
+	rx->state = RX_PAYLOAD;
+	return 0;
+}
+
+/* Receive the rest of a WRITE's payload straight into the region. */
+static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline, int timeout_ms,
+			    struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	struct tcp_chan *ch = &tc->ch[chan];
+	struct tcp_rx *rx = &ch->rx;
+	struct iovec iov[2];
+	struct msghdr m;
+	size_t extra = 0;
+	ssize_t n;
+	int ret;
+
+	while (rx->left) {
+		/*
+		 * The payload goes straight into the region; the second iovec
+		 * takes the start of the next frame (every frame of a page
+		 * channel has at least TCP_FRAME_PREFIX bytes), saving a recv()
+		 * per frame.
+		 */
+		iov[0] = (struct iovec){.iov_base = rx->dst, .iov_len = rx->left};
+		iov[1] = (struct iovec){.iov_base = rx->buf, .iov_len = TCP_FRAME_PREFIX};
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = 2;
+		pthread_rwlock_rdlock(&tc->reg_rw);
+		if (tc->reg_gen[rx->region] != rx->gen) {
+			pthread_rwlock_unlock(&tc->reg_rw);
+			return rdmig_conn_fail(c, err, -ECANCELED,
+					       "page channel %u from %s: region %" PRIu32
+					       " was deregistered while a WRITE into it was "
+					       "arriving",
+					       chan, tc->peer, rx->region);
+		}
+		n = recvmsg(ch->fd, &m, MSG_DONTWAIT);
+		if (n < 0)
+			n = rdmig_neg_errno();
+		pthread_rwlock_unlock(&tc->reg_rw);
+		if (n > 0) {
+			if ((size_t)n > rx->left) {
+				extra = (size_t)n - rx->left;
+				n = rx->left;
+			}
+			rx->dst += n;
+			rx->left -= (uint32_t)n;
+			continue;
+		}
+		if (n == 0)
+			return rdmig_conn_fail(
+			    c, err, -ECONNRESET,
+			    "page channel %u from %s: truncated WRITE, connection "
+			    "closed after %" PRIu32 " of %" PRIu32 " payload bytes",
+			    chan, tc->peer, rx->wlen - rx->left, rx->wlen);
+		if (n == -EINTR)
+			continue;
+		if (n != -EAGAIN && n != -EWOULDBLOCK)
+			return rdmig_conn_fail(c, err, (int)n,
+					       "receiving WRITE on page channel %u from %s: %s",
+					       chan, tc->peer, strerror((int)-n));
+		ret = wait_fd(ch->fd, POLLIN, deadline);
+		if (ret == -ETIMEDOUT)
+			return rdmig_seterr(err, ret,
+					    "page channel %u from %s: WRITE stalled, %" PRIu32
+					    " of %" PRIu32 " bytes still missing after %d ms",
+					    chan, tc->peer, rx->left, rx->wlen, timeout_ms);
+		if (ret)
+			return rdmig_conn_fail(c, err, ret, "waiting on page channel %u: %s", chan,
+					       strerror(-ret));
+	}
+	rx->bytes += rx->wlen;
+	rx->writes++;
+	atomic_fetch_add(&c->st_bytes_received, rx->wlen);
+	rx->state = RX_HDR;
+	rx->got = extra;
+	return 0;
+}
+
+static int wait_fence_locked(struct tcp_conn *tc, unsigned chan, int timeout_ms,
+			     struct rdmig_fence *f, struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	struct tcp_rx *rx = &tc->ch[chan].rx;
+	int64_t deadline = deadline_in(timeout_ms);
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	size_t want;
+	int ret;
+
+	for (;;) {
+		switch (rx->state) {
+		case RX_STREAM:
+			return unexpected(tc, chan, "page", err);
+		case RX_HDR:
+			ret = rx_header(tc, chan, "page", TCP_FRAME_PREFIX, deadline, timeout_ms,
+					"fence", err);
+			if (ret)
+				return ret;
+			if (rx->hdr.type == RDMIG_MSG_KEEPALIVE) {
+				rx->got -= RDMIG_WIRE_HDR_LEN;
+				memmove(rx->buf, rx->buf + RDMIG_WIRE_HDR_LEN, rx->got);
+				break;
+			}
+			if (rx->hdr.type != RDMIG_MSG_WRITE && rx->hdr.type != RDMIG_MSG_FENCE)
+				return unexpected(tc, chan, "page", err);
+			rx->state = RX_SMALL;
+			break;
+		case RX_SMALL:
+			want = RDMIG_WIRE_HDR_LEN + (rx->hdr.type == RDMIG_MSG_WRITE
+							 ? RDMIG_WIRE_WRITE_LEN
+							 : RDMIG_WIRE_FENCE_LEN);
+			ret = rx_fill(tc->ch[chan].fd, rx->buf, want, &rx->got, deadline);
+			if (ret == -ETIMEDOUT)
+				return rdmig_seterr(
+				    err, ret, "no fence on page channel %u from %s within %d ms",
+				    chan, tc->peer, timeout_ms);
+			if (ret == TCP_EOF)
+				return rdmig_conn_fail(
+				    c, err, -ECONNRESET,
+				    "page channel %u from %s: truncated %s, connection closed "
+				    "after %zu of %zu bytes",
+				    chan, tc->peer, rdmig_msg_type_name(rx->hdr.type), rx->got,
+				    want);
+			if (ret)
+				return rdmig_conn_fail(c, err, ret,
+						       "receiving on page channel %u from %s: %s",
+						       chan, tc->peer, strerror(-ret));
+			if (rx->hdr.type == RDMIG_MSG_WRITE) {
+				ret = rx_write_start(tc, chan, err);
+				if (ret)
+					return ret;
+				break;
+			}
+			ret = rdmig_wire_fence_decode(rx->buf + RDMIG_WIRE_HDR_LEN,
+						      RDMIG_WIRE_FENCE_LEN, f, &e);
+			if (ret)
+				return rdmig_conn_fail(c, err, ret,
+						       "malformed FENCE on page channel %u from "
+						       "%s: %s",
+						       chan, tc->peer, e.msg);
+			if (f->bytes != rx->bytes || f->writes != rx->writes)
+				return rdmig_conn_fail(
+				    c, err, -EPROTO,
+				    "fence %" PRIu64
+				    " on page channel %u from %s: the peer sent %" PRIu64
+				    " bytes in %" PRIu64 " writes since the last fence, %" PRIu64
+				    " bytes in %" PRIu64 " writes arrived",
+				    f->seq, chan, tc->peer, f->bytes, f->writes, rx->bytes,
+				    rx->writes);
+			rx->bytes = 0;
+			rx->writes = 0;
+			rx->state = RX_HDR;
+			rx->got = 0;
+			return 0;
+		case RX_PAYLOAD:
+			ret = rx_write_payload(tc, chan, deadline, timeout_ms, err);
+			if (ret)
+				return ret;
+			break;
+		}
+	}
+}
+
+static int tcp_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms,
+			  struct rdmig_fence *f, struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	int ret;
+
+	pthread_mutex_lock(&tc->ch[chan].rx_lock);
+	ret = wait_fence_locked(tc, chan, timeout_ms, f, err);
+	pthread_mutex_unlock(&tc->ch[chan].rx_lock);
+	return ret;
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+static int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
+			   struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	struct tcp_chan *ch = &tc->ch[chan];
+	const uint8_t *p = buf;
+	uint8_t hdr[RDMIG_WIRE_HDR_LEN];
+	struct iovec iov[2];
+	int ret = 0;
+
+	pthread_mutex_lock(&ch->tx_lock);
+	if (ch->eof_sent) {
+		pthread_mutex_unlock(&ch->tx_lock);
+		return rdmig_seterr(err, -EPIPE, "stream channel %u to %s: already shut down", chan,
+				    tc->peer);
+	}
+	while (len && !ret) {
+		uint32_t n = len > RDMIG_WIRE_MAX_DATA ? RDMIG_WIRE_MAX_DATA : (uint32_t)len;
+
+		rdmig_wire_hdr_encode(hdr, RDMIG_MSG_STREAM_DATA, (uint16_t)chan, 0, n);
+		iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};
+		iov[1] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+		ret = send_all(ch->fd, iov, 2);
+		p += n;
+		len -= n;
+	}
+	pthread_mutex_unlock(&ch->tx_lock);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "sending on stream channel %u to %s: %s", chan,
+				       tc->peer, strerror(-ret));
+	return 0;
+}
+
+static int tcp_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	struct tcp_chan *ch = &tc->ch[chan];
+	uint8_t hdr[RDMIG_WIRE_HDR_LEN];
+	int ret = 0;
+
+	pthread_mutex_lock(&ch->tx_lock);
+	if (!ch->eof_sent) {
+		rdmig_wire_hdr_encode(hdr, RDMIG_MSG_STREAM_EOF, (uint16_t)chan, 0, 0);
+		ret = send_buf(ch->fd, hdr, sizeof(hdr));
+		ch->eof_sent = !ret;
+	}
+	pthread_mutex_unlock(&ch->tx_lock);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "sending end of stream on channel %u to %s: %s",
+				       chan, tc->peer, strerror(-ret));
+	return 0;
+}
+
+static ssize_t stream_recv_locked(struct tcp_conn *tc, unsigned chan, void *buf, size_t cap,
+				  int timeout_ms, struct rdmig_err *err)
+{
+	struct rdmig_conn *c = &tc->base;
+	struct tcp_rx *rx = &tc->ch[chan].rx;
+	int64_t deadline = deadline_in(timeout_ms);
+	ssize_t n;
+	int ret;
+
+	for (;;) {
+		if (rx->eof)
+			return 0;
+		switch (rx->state) {
+		case RX_SMALL:
+		case RX_PAYLOAD:
+			return unexpected(tc, chan, "stream", err);
+		case RX_HDR:
+			ret = rx_header(tc, chan, "stream", RDMIG_WIRE_HDR_LEN, deadline,
+					timeout_ms, "data", err);
+			if (ret)
+				return ret;
+			rx->got = 0;
+			switch (rx->hdr.type) {
+			case RDMIG_MSG_STREAM_DATA:
+				rx->stream_left = rx->hdr.length;
+				rx->state = RX_STREAM;
+				break;
+			case RDMIG_MSG_STREAM_EOF:
+				rx->eof = true;
+				return 0;
+			case RDMIG_MSG_KEEPALIVE:
+				break;
+			default:
+				/* Keep the header in buf for the message. */
+				rx->got = RDMIG_WIRE_HDR_LEN;
+				return unexpected(tc, chan, "stream", err);
+			}
+			break;
+		case RX_STREAM:
+			n = recv_some(tc->ch[chan].fd, buf,
+				      cap < rx->stream_left ? cap : (size_t)rx->stream_left,
+				      deadline);
+			if (n == -ETIMEDOUT)
+				return rdmig_seterr(err, -ETIMEDOUT,
+						    "no data on stream channel %u from %s within "
+						    "%d ms",
+						    chan, tc->peer, timeout_ms);
+			if (n == 0)
+				return rdmig_conn_fail(c, err, -ECONNRESET,
+						       "stream channel %u from %s: connection "
+						       "closed with %" PRIu64
+						       " bytes of a frame still missing",
+						       chan, tc->peer, rx->stream_left);
+			if (n < 0)
+				return rdmig_conn_fail(c, err, (int)n,
+						       "receiving on stream channel %u from %s: %s",
+						       chan, tc->peer, strerror((int)-n));
+			rx->stream_left -= (uint64_t)n;
+			if (!rx->stream_left)
+				rx->state = RX_HDR;
+			return n;
+		}
+	}
+}
+
+static ssize_t tcp_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap,
+			       int timeout_ms, struct rdmig_err *err)
+{
+	struct tcp_conn *tc = to_tcp(c);
+	ssize_t n;
+
+	pthread_mutex_lock(&tc->ch[chan].rx_lock);
+	n = stream_recv_locked(tc, chan, buf, cap, timeout_ms, err);
+	pthread_mutex_unlock(&tc->ch[chan].rx_lock);
+	return n;
+}
+
+const struct rdmig_xport_ops rdmig_tcp_ops = {
+    .name = "tcp",
+    .conn_size = sizeof(struct tcp_conn),
+    .listener_size = sizeof(struct tcp_listener),
+    .listen = tcp_listen,
+    .accept = tcp_accept,
+    .listener_close = tcp_listener_close,
+    .connect = tcp_connect,
+    .drain = NULL,
+    .close = tcp_close,
+    .wake = tcp_wake,
+    .reg = tcp_reg,
+    .dereg = tcp_dereg,
+    .ctrl_send = tcp_ctrl_send,
+    .ctrl_recv = tcp_ctrl_recv,
+    .write = tcp_write,
+    .fence = tcp_fence,
+    .wait_fence = tcp_wait_fence,
+    .stream_send = tcp_stream_send,
+    .stream_recv = tcp_stream_recv,
+    .stream_shutdown = tcp_stream_shutdown,
+};
