@@ -27,6 +27,14 @@ static double ewma(double old, double sample)
 	return old > 0 ? (1 - EWMA_NEW) * old + EWMA_NEW * sample : sample;
 }
 
+/* Seconds of copying the downtime limit leaves after the fixed switchover cost. */
+static double copy_budget(const struct rdmig_conv *cv)
+{
+	double budget = cv->limit_s - cv->fixed_s;
+
+	return budget < cv->limit_s * 0.25 ? cv->limit_s * 0.25 : budget;
+}
+
 static unsigned clamp_permille(double t, unsigned max)
 {
 	if (t <= 0)
@@ -51,7 +59,14 @@ void rdmig_conv_observe(struct rdmig_conv *cv, const struct rdmig_conv_obs *o)
 		cv->rate = ewma(cv->rate, unthrottled);
 	}
 	cv->predicted_s = cv->fixed_s + (cv->bw > 0 ? (double)o->dirty_bytes / cv->bw : 1e9);
-	cv->switch_now = cv->predicted_s <= cv->limit_s;
+	/*
+	 * Switch when the copy fits what the fixed cost leaves of the limit. If
+	 * the fixed cost alone eats most of it, waiting cannot help: switch as
+	 * soon as the copy is a small share of the limit, and always when
+	 * nothing is dirty.
+	 */
+	cv->switch_now = o->dirty_bytes == 0 ||
+			 (cv->bw > 0 && (double)o->dirty_bytes / cv->bw <= copy_budget(cv));
 
 	shrinking = cv->prev_dirty == 0 || (double)o->dirty_bytes < SHRINK_OK * (double)cv->prev_dirty;
 	if (cv->switch_now || shrinking)
@@ -79,9 +94,7 @@ void rdmig_conv_observe(struct rdmig_conv *cv, const struct rdmig_conv_obs *o)
 	 * Adaptive: the next round lasts about D/b and the guest dirties
 	 * r(1-t) per second of it; that must fit the copy budget b*(L - fixed).
 	 */
-	budget = cv->limit_s - cv->fixed_s;
-	if (budget < cv->limit_s * 0.25)
-		budget = cv->limit_s * 0.25;
+	budget = copy_budget(cv);
 	if (cv->rate > 0 && cv->bw > 0 && o->dirty_bytes > 0) {
 		double round_s = (double)o->dirty_bytes / cv->bw;
 		double allowed = cv->bw * budget / round_s; /* bytes/s the guest may dirty */

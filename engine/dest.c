@@ -24,6 +24,7 @@
 #include "mig_common.h"
 #include "proto.h"
 #include "wire.h"
+#include "plan.h"
 
 struct receiver {
 	struct mig_dst *m;
@@ -62,8 +63,11 @@ static void set_state(struct mig_dst *m, enum rdmig_mig_state s)
 static void *receiver_main(void *arg)
 {
 	struct receiver *r = arg;
+	struct rdmig_err perr = RDMIG_ERR_INIT;
 	struct rdmig_fence f;
 
+	if (rdmig_numa_pin_self(r->m->o->plan, r->chan, &perr))
+		log_warn("receiver %u: %s", r->chan, rdmig_err_str(&perr));
 	for (;;) {
 		/* The source fences every channel every round; a long silence is a fault. */
 		r->ret = rdmig_wait_fence(r->m->c, r->chan,
@@ -127,6 +131,10 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 		m->sums[r] = calloc(m->region_pages[r], sizeof(uint64_t));
 		if (!m->sums[r])
 			return rdmig_seterr(err, -ENOMEM, "out of memory for checksums");
+		/* Before registration: an RDMA registration faults the pages in. */
+		ret = rdmig_numa_bind_region(m->o->plan, r, gr->addr, gr->len, err);
+		if (ret)
+			return ret;
 		ret = rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
 		if (ret)
 			return ret;

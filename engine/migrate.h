@@ -27,6 +27,8 @@
 #include "rdmig/err.h"
 #include "rdmig/transport.h"
 
+struct rdmig_numa_plan; /* numa/plan.h */
+
 enum rdmig_mig_state {
 	RDMIG_MIG_SETUP = 0,
 	RDMIG_MIG_BULK,
@@ -105,6 +107,12 @@ struct rdmig_mig_opts {
 	volatile sig_atomic_t *cancel; /* set non-zero to cancel (e.g. from SIGINT) */
 	/* Testing hooks: corrupt one page at the destination before verify. */
 	int64_t test_corrupt_page;     /* -1: off */
+	/*
+	 * NUMA placement (numa/plan.h), owned by the caller, NULL: none. Worker /
+	 * receiver i pins itself to plan worker i; the destination binds region r
+	 * to the plan's region_node[r] before registering it.
+	 */
+	const struct rdmig_numa_plan *plan;
 };
 
 void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o);

@@ -28,6 +28,7 @@
 #include "mig_common.h"
 #include "proto.h"
 #include "runs.h"
+#include "plan.h"
 
 /* Runs planned per dispatch; a round larger than this goes out in chunks. */
 #define RUNS_PER_CHUNK (64 * 1024)
@@ -142,7 +143,11 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct mig_src *m = w->m;
+	struct rdmig_err perr = RDMIG_ERR_INIT;
 
+	/* Placement is an optimisation: a failed pin is worth a warning, not the migration. */
+	if (rdmig_numa_pin_self(m->o->plan, w->chan, &perr))
+		log_warn("worker %u: %s", w->chan, rdmig_err_str(&perr));
 	w->t_start = rdmig_now_ns();
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
@@ -380,13 +385,18 @@ static void set_state(struct mig_src *m, enum rdmig_mig_state s)
 /* Switchover cost besides copying: hashing RAM on both sides, a few round trips. */
 static double estimate_fixed_s(const struct mig_src *m)
 {
-	uint64_t t = rdmig_now_ns(), n = 0, sink = 0;
+	struct timespec a, b;
+	uint64_t t, n = 0, sink = 0;
 	const uint64_t sample = 8ull << 20;
 
+	/* CPU time, not wall time: a busy host must not make the estimate explode. */
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
 	for (unsigned r = 0; r < m->nreg && n < sample; r++)
 		for (uint64_t p = 0; p < m->reg[r].pages && n < sample; p++, n += RDMIG_PAGE_SIZE)
 			sink ^= rdmig_page_sum(m->reg[r].addr + p * RDMIG_PAGE_SIZE);
-	t = rdmig_now_ns() - t + (sink & 1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+	t = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ull + (uint64_t)b.tv_nsec -
+	    (uint64_t)a.tv_nsec + (sink & 1);
 	if (!n)
 		return 0.01;
 	return 2.0 * ((double)t / 1e9) * ((double)m->ram / (double)n) + 0.01;

@@ -19,7 +19,9 @@ static const struct command commands[] = {
     {"doctor", cmd_doctor, "report what this host offers a migration, with fixes"},
     {"listen", cmd_listen, "receive a live migration (destination)"},
     {"migrate", cmd_migrate, "live-migrate a synthetic guest (source)"},
+    {"qemu", cmd_qemu, "carry stock QEMU's live migration over rdmig (src|dst|migrate)"},
     {"bw", cmd_bw, "measure one-sided write bandwidth between two hosts"},
+    {"topo", cmd_topo, "NUMA topology and the worker placement plan"},
 };
 
 static void usage(FILE *out)

@@ -52,14 +52,14 @@ fi
 if start_dest; then
 	expect_exit 0 "throttled migration" -- "$R" migrate "$HOST:$port" --backend "$BACKEND" \
 		--guest-size 64M --vcpus 2 --workload random --dirty-rate 64M --max-bandwidth 16M \
-		--downtime-limit 300ms --throttle adaptive --json
+		--downtime-limit 1s --throttle adaptive --json
 	echo "$OUT" >"$tmp/thr.json"
 	wait $dst || fail "destination failed: $(cat "$tmp/dst.err")"
 	thr=$(json_field "$tmp/thr.json" max_throttle)
 	dt=$(json_field "$tmp/thr.json" downtime_ms)
 	awk -v t="${thr:-0}" 'BEGIN{exit !(t > 0)}' && pass "throttle engaged (max $thr)" || fail "no throttle: $OUT"
-	awk -v d="${dt:-99999}" 'BEGIN{exit !(d <= 375)}' && pass "downtime $dt ms <= 1.25 x 300 ms" \
-		|| fail "downtime ${dt:-?} ms above 375 ms"
+	awk -v d="${dt:-99999}" 'BEGIN{exit !(d <= 1250)}' && pass "downtime $dt ms <= 1.25 x 1000 ms" \
+		|| fail "downtime ${dt:-?} ms above 1250 ms"
 fi
 
 # 3. bad input.

@@ -54,6 +54,27 @@ static void test_fixed_cost_counts(void **state)
 	assert_false(cv.switch_now); /* 0.2 s copy + 0.15 s fixed > 0.3 s */
 }
 
+/*
+ * A fixed cost above the limit cannot be waited away: switch once the copy
+ * is small, and always when nothing is dirty (no endless empty rounds).
+ */
+static void test_switch_despite_large_fixed_cost(void **state)
+{
+	struct rdmig_conv cv;
+	struct rdmig_conv_obs o = obs(1000, 10, 0, 1, 0);
+
+	(void)state;
+	rdmig_conv_init(&cv, 0.3, 2.0, RDMIG_THROTTLE_ADAPTIVE, 990);
+	rdmig_conv_observe(&cv, &o);
+	assert_true(cv.switch_now);
+	o = obs(1000, 10, 5, 1, 0); /* 50 ms of copying: within a quarter of the limit */
+	rdmig_conv_observe(&cv, &o);
+	assert_true(cv.switch_now);
+	o = obs(1000, 10, 50, 1, 0); /* 500 ms: no */
+	rdmig_conv_observe(&cv, &o);
+	assert_false(cv.switch_now);
+}
+
 /* Shrinking rounds never throttle, whatever the policy. */
 static void test_no_throttle_while_converging(void **state)
 {
@@ -173,6 +194,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_switch_when_it_fits),
 		cmocka_unit_test(test_fixed_cost_counts),
+		cmocka_unit_test(test_switch_despite_large_fixed_cost),
 		cmocka_unit_test(test_no_throttle_while_converging),
 		cmocka_unit_test(test_adaptive_starts_on_stall_and_fits_limit),
 		cmocka_unit_test(test_adaptive_corrects_down),
