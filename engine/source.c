@@ -34,6 +34,8 @@
 #define RUNS_PER_CHUNK (64 * 1024)
 /* Largest single write: moderate sizes suit software RDMA devices too. */
 #define MAX_RUN_BYTES (256 * 1024)
+/* Shortest interval between two harvests. */
+#define MIN_ROUND_NS (5 * 1000000ull)
 /* Runs handed to one rdmig_write call. */
 #define WRITE_BATCH 32
 
@@ -627,6 +629,12 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 		for (;;) {
 			struct rdmig_conv_obs obs;
 			uint64_t now = rdmig_now_ns();
+
+			/* Tiny rounds back to back would only burn CPU: give the guest 5 ms. */
+			if (now - t_harvest < MIN_ROUND_NS) {
+				usleep((useconds_t)((MIN_ROUND_NS - (now - t_harvest)) / 1000));
+				now = rdmig_now_ns();
+			}
 
 			obs.sent_bytes = round_bytes;
 			obs.round_s = (double)(now - t_round) / 1e9;

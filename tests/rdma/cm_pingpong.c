@@ -1,0 +1,685 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdma_cm_pingpong: two processes (fork) connect through rdmig's rdma
+ * backend (librdmacm connect/accept of a control and two data channels) and
+ * exchange control messages both ways, each side checking every byte of
+ * what it received. Sizes: 1 byte, 4 KiB + 3 and the 64 KiB maximum.
+ *
+ *   rdma_cm_pingpong [--mode pingpong|reject|fault] [--host ADDR] [--channels N]
+ *                    [--seed S]
+ *
+ * --mode reject: before the ping-pong, raw librdmacm connect requests that
+ *   rdmig must refuse: a garbage HELLO, a HELLO from an "acceptor", and a
+ *   control channel whose data channels never come (dropped on expiry). Each
+ *   must be REJECTED with an "rdmig: ..." reason; the listener must then
+ *   still accept a good connection.
+ * --mode fault: the client is a destination (exposes a 16 MiB region) and
+ *   checks that rdmig_conn_abort() wakes a thread blocked in
+ *   rdmig_wait_fence(). The server, a source, keeps writing the region and
+ *   fencing on data channel 0; it kills the client with SIGKILL and checks
+ *   that the writer and its blocked waiters (control receive, wait_fence on
+ *   channel 1, 60 s timeouts) all fail within FAULT_BOUND_MS with a message,
+ *   and that teardown completes.
+ *
+ * Exit: 0 pass, 1 fail, 77 no RDMA device.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rdma/rdma_cma.h>
+
+#include "rdmig/transport.h"
+#include "log.h"
+#include "rdma_test_util.h"
+
+#define WAIT_MS	       60000
+#define MSG_PING       0x101
+#define MSG_PONG       0x102
+#define MSG_DONE       0x103
+#define FAULT_BOUND_MS 30000
+#define EXPIRE_MS      4000 /* listener connect timeout in reject mode: group expiry */
+
+enum mode { MODE_PINGPONG, MODE_REJECT, MODE_FAULT };
+static enum mode g_mode = MODE_PINGPONG;
+
+static const size_t sizes[] = {1, 4096 + 3, RDMIG_CTRL_MAX_PAYLOAD};
+#define NROUNDS (sizeof(sizes) / sizeof(sizes[0]))
+
+static char g_host[256];
+static unsigned g_channels = 2;
+static uint64_t g_seed;
+static const char *g_role = "main";
+
+/* Deterministic content: both sides compute what the other must have sent. */
+static uint8_t pattern(uint64_t seed, unsigned dir, unsigned round, size_t i)
+{
+	uint64_t x = seed ^ ((uint64_t)dir << 56) ^ ((uint64_t)round << 48) ^ i;
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return (uint8_t)x;
+}
+
+static int fail(const char *what, const struct rdmig_err *err)
+{
+	printf("[%s] FAIL: %s: %s (seed %" PRIu64 ")\n", g_role, what, rdmig_err_str(err), g_seed);
+	return 1;
+}
+
+static int check_msg(const uint8_t *buf, size_t len, uint16_t type, uint16_t want_type,
+		     unsigned dir, unsigned round)
+{
+	if (type != want_type) {
+		printf("[%s] FAIL: round %u: message type 0x%x, expected 0x%x\n", g_role, round,
+		       type, want_type);
+		return 1;
+	}
+	if (len != sizes[round]) {
+		printf("[%s] FAIL: round %u: %zu bytes, expected %zu\n", g_role, round, len,
+		       sizes[round]);
+		return 1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] != pattern(g_seed, dir, round, i)) {
+			printf("[%s] FAIL: round %u: byte %zu is 0x%02x, expected 0x%02x (seed "
+			       "%" PRIu64 ")\n",
+			       g_role, round, i, buf[i], pattern(g_seed, dir, round, i), g_seed);
+			return 1;
+		}
+	}
+	printf("[%s] ok: round %u: %zu bytes of type 0x%x intact\n", g_role, round, len, type);
+	return 0;
+}
+
+static void fill(uint8_t *buf, unsigned dir, unsigned round)
+{
+	for (size_t i = 0; i < sizes[round]; i++)
+		buf[i] = pattern(g_seed, dir, round, i);
+}
+
+static struct rdmig_xport_cfg base_cfg(uint16_t port)
+{
+	struct rdmig_xport_cfg cfg = {
+	    .backend = RDMIG_BACKEND_RDMA,
+	    .host = g_host,
+	    .port = port,
+	    .channels = g_channels,
+	    .connect_timeout_ms = g_mode == MODE_REJECT ? EXPIRE_MS : 20000,
+	};
+	return cfg;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- reject mode: raw librdmacm connect requests ------------------------ */
+
+static int wait_event(struct rdma_event_channel *ec, enum rdma_cm_event_type want,
+		      struct rdma_cm_event **ev, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = ec->fd, .events = POLLIN};
+
+	if (poll(&pfd, 1, timeout_ms) != 1) {
+		printf("[client] FAIL: no rdma_cm event within %d ms (waiting for %s)\n",
+		       timeout_ms, rdma_event_str(want));
+		return -1;
+	}
+	if (rdma_get_cm_event(ec, ev)) {
+		printf("[client] FAIL: rdma_get_cm_event: %s\n", strerror(errno));
+		return -1;
+	}
+	if ((*ev)->event != want) {
+		printf("[client] FAIL: got %s (status %d), expected %s\n",
+		       rdma_event_str((*ev)->event), (*ev)->status, rdma_event_str(want));
+		rdma_ack_cm_event(*ev);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Connect one raw rdma_cm id with `pdata` as private data; the listener must
+ * answer REJECTED with a reason containing `want`.
+ */
+static int expect_reject(uint16_t port, const uint8_t *pdata, uint8_t plen, const char *want,
+			 const char *what)
+{
+	struct rdma_event_channel *ec;
+	struct rdma_cm_id *id = NULL;
+	struct rdma_cm_event *ev;
+	struct rdma_conn_param p = {.private_data = pdata,
+				    .private_data_len = plen,
+				    .retry_count = 7,
+				    .rnr_retry_count = 7};
+	struct ibv_qp_init_attr qa = {
+	    .qp_type = IBV_QPT_RC,
+	    .cap = {.max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1}};
+	struct addrinfo *ai;
+	char ps[8], reason[160] = "";
+	int status = 1;
+
+	ec = rdma_create_event_channel();
+	if (!ec || rdma_create_id(ec, &id, NULL, RDMA_PS_TCP)) {
+		printf("[client] FAIL: %s: rdma_create_id: %s\n", what, strerror(errno));
+		goto out;
+	}
+	snprintf(ps, sizeof(ps), "%u", port);
+	if (getaddrinfo(g_host, ps, NULL, &ai)) {
+		printf("[client] FAIL: %s: getaddrinfo(%s)\n", what, g_host);
+		goto out;
+	}
+	if (rdma_resolve_addr(id, NULL, ai->ai_addr, 2000)) {
+		freeaddrinfo(ai);
+		printf("[client] FAIL: %s: rdma_resolve_addr: %s\n", what, strerror(errno));
+		goto out;
+	}
+	freeaddrinfo(ai);
+	if (wait_event(ec, RDMA_CM_EVENT_ADDR_RESOLVED, &ev, 5000))
+		goto out;
+	rdma_ack_cm_event(ev);
+	if (rdma_resolve_route(id, 2000) || wait_event(ec, RDMA_CM_EVENT_ROUTE_RESOLVED, &ev, 5000))
+		goto out;
+	rdma_ack_cm_event(ev);
+	if (rdma_create_qp(id, NULL, &qa)) {
+		printf("[client] FAIL: %s: rdma_create_qp: %s\n", what, strerror(errno));
+		goto out;
+	}
+	if (rdma_connect(id, &p)) {
+		printf("[client] FAIL: %s: rdma_connect: %s\n", what, strerror(errno));
+		goto out_qp;
+	}
+	if (wait_event(ec, RDMA_CM_EVENT_REJECTED, &ev, 3 * EXPIRE_MS))
+		goto out_qp;
+	if (ev->param.conn.private_data && ev->param.conn.private_data_len) {
+		size_t n = ev->param.conn.private_data_len;
+
+		if (n >= sizeof(reason))
+			n = sizeof(reason) - 1;
+		memcpy(reason, ev->param.conn.private_data, n);
+		reason[n] = '\0';
+	}
+	rdma_ack_cm_event(ev);
+	if (strncmp(reason, "rdmig: ", 7) || !strstr(reason, want)) {
+		printf("[client] FAIL: %s: rejected with reason '%s', expected 'rdmig: ...%s...'\n",
+		       what, reason, want);
+		goto out_qp;
+	}
+	printf("[client] ok: %s: rejected with '%s'\n", what, reason);
+	status = 0;
+out_qp:
+	rdma_destroy_qp(id);
+out:
+	if (id)
+		rdma_destroy_id(id);
+	if (ec)
+		rdma_destroy_event_channel(ec);
+	return status;
+}
+
+/* The wire HELLO, encoded by hand (big-endian) so the test does not trust wire.c. */
+static void hello_bytes(uint8_t *b, uint16_t role, uint16_t nchan, uint16_t chan, uint64_t token)
+{
+	memset(b, 0, 48);
+	b[3] = 0x1; /* caps: streams */
+	b[4] = (uint8_t)(role >> 8), b[5] = (uint8_t)role;
+	b[6] = (uint8_t)(nchan >> 8), b[7] = (uint8_t)nchan;
+	b[8] = (uint8_t)(chan >> 8), b[9] = (uint8_t)chan;
+	b[12] = 0, b[13] = 1, b[14] = 0, b[15] = 0; /* max_ctrl 65536 */
+	for (int i = 0; i < 8; i++)
+		b[16 + i] = (uint8_t)(token >> (56 - 8 * i));
+}
+
+static int reject_checks(uint16_t port)
+{
+	uint8_t b[48];
+	int bad = 0;
+
+	for (int i = 0; i < 48; i++)
+		b[i] = pattern(g_seed, 7, 0, (size_t)i) | 0x80; /* garbage: role >= 0x8080 */
+	bad |= expect_reject(port, b, sizeof(b), "HELLO", "garbage HELLO");
+	hello_bytes(b, 2, 1, 0xffff, g_seed | 1);
+	bad |= expect_reject(port, b, sizeof(b), "connector", "HELLO from an acceptor");
+	hello_bytes(b, 1, 2, 0xffff, g_seed | 2);
+	bad |= expect_reject(port, b, sizeof(b), "did not arrive",
+			     "control channel without its data channels");
+	return bad;
+}
+
+/* ---- fault mode ---------------------------------------------------------- */
+
+#define FAULT_REGION (16u << 20)
+#define FAULT_RUN    (1u << 20)
+
+struct waiter {
+	struct rdmig_conn *c;
+	unsigned chan;
+	uint64_t rounds;
+	int timeout_ms;
+	int ret;
+	int64_t done_at;
+	struct rdmig_err err;
+};
+
+static void *fence_waiter(void *arg)
+{
+	struct waiter *w = arg;
+	struct rdmig_fence f;
+
+	w->ret = rdmig_wait_fence(w->c, w->chan, w->timeout_ms, &f, &w->err);
+	w->done_at = now_ms();
+	return NULL;
+}
+
+/* Source: write the whole remote region and fence, until something fails. */
+static void *writer(void *arg)
+{
+	struct waiter *w = arg;
+	struct rdmig_run runs[FAULT_REGION / FAULT_RUN];
+	const struct rdmig_remote_region *rr = rdmig_remote_get(w->c, 0);
+	uint32_t lreg = (uint32_t)w->timeout_ms; /* the local region id rides here */
+
+	for (unsigned i = 0; i < FAULT_REGION / FAULT_RUN; i++)
+		runs[i] = (struct rdmig_run){.lreg = lreg,
+					     .rreg = rr->id,
+					     .loff = (uint64_t)i * FAULT_RUN,
+					     .roff = (uint64_t)i * FAULT_RUN,
+					     .len = FAULT_RUN};
+	for (;;) {
+		w->ret = rdmig_write(w->c, w->chan, runs, FAULT_REGION / FAULT_RUN, &w->err);
+		if (!w->ret)
+			w->ret = rdmig_fence(w->c, w->chan, w->rounds + 1, &w->err);
+		if (w->ret)
+			break;
+		__atomic_store_n(&w->rounds, w->rounds + 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&w->done_at, now_ms(), __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Client: abort must wake a thread blocked in wait_fence; then wait to be killed. */
+static int client_fault(struct rdmig_conn *c, int report_fd)
+{
+	struct waiter w = {.c = c, .timeout_ms = -1, .err = RDMIG_ERR_INIT};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	pthread_t t;
+	int64_t t0;
+	char verdict = 'N';
+	uint32_t id;
+	void *mem;
+
+	mem = mmap(NULL, FAULT_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED ||
+	    rdmig_reg(c, "ram", mem, FAULT_REGION, RDMIG_REG_REMOTE_WRITE, &id, &err) ||
+	    rdmig_expose(c, &err)) {
+		printf("[client] FAIL: exposing a region: %s\n", rdmig_err_str(&err));
+		return 1;
+	}
+	if (pthread_create(&t, NULL, fence_waiter, &w))
+		return 1;
+	usleep(500 * 1000);
+	t0 = now_ms();
+	rdmig_conn_abort(c, -ECANCELED, "cancelled by the test");
+	pthread_join(t, NULL);
+	if (w.ret == -ECANCELED && w.done_at - t0 < 2000 && strstr(w.err.msg, "cancelled")) {
+		printf("[client] ok: rdmig_conn_abort woke the blocked wait_fence after %lld ms: "
+		       "%s\n",
+		       (long long)(w.done_at - t0), rdmig_err_str(&w.err));
+		verdict = 'Y';
+	} else {
+		printf("[client] FAIL: wait_fence after abort returned %d after %lld ms: %s\n",
+		       w.ret, (long long)(w.done_at - t0), rdmig_err_str(&w.err));
+	}
+	if (write(report_fd, &verdict, 1) != 1)
+		return 1;
+	for (;;)
+		pause(); /* the server kills us */
+}
+
+/* Server: kill the client, and see the writer and both blocked waiters fail in bounded time. */
+static int server_fault(struct rdmig_conn *c, pid_t child, int report_fd)
+{
+	struct waiter w = {.c = c, .chan = 1, .timeout_ms = 60000, .err = RDMIG_ERR_INIT};
+	struct waiter wr = {.c = c, .chan = 0, .err = RDMIG_ERR_INIT};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint16_t type;
+	uint8_t buf[64];
+	size_t len;
+	pthread_t t, tw;
+	char verdict = 0;
+	int64_t t0, t1, t2;
+	uint32_t lreg;
+	void *mem;
+	int ret, status = 0;
+
+	mem = mmap(NULL, FAULT_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || rdmig_recv_layout(c, 60000, &err) ||
+	    rdmig_reg(c, "src", mem, FAULT_REGION, 0, &lreg, &err)) {
+		printf("[server] FAIL: setting up the source: %s\n", rdmig_err_str(&err));
+		return 1;
+	}
+	memset(mem, 0x3c, FAULT_REGION);
+	wr.timeout_ms = (int)lreg;
+	if (read(report_fd, &verdict, 1) != 1 || verdict != 'Y') {
+		printf("[server] FAIL: the client's abort check did not pass\n");
+		status = 1;
+	}
+	if (pthread_create(&tw, NULL, writer, &wr))
+		return 1;
+	if (pthread_create(&t, NULL, fence_waiter, &w))
+		return 1;
+	/* Kill while writes are flowing: after the first complete round. */
+	for (int i = 0; i < 600 && !__atomic_load_n(&wr.rounds, __ATOMIC_ACQUIRE) &&
+			!__atomic_load_n(&wr.done_at, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(100 * 1000);
+	t0 = now_ms();
+	kill(child, SIGKILL);
+	printf("[server] killed the client (SIGKILL) after %llu write rounds of %u MiB\n",
+	       (unsigned long long)__atomic_load_n(&wr.rounds, __ATOMIC_ACQUIRE),
+	       FAULT_REGION >> 20);
+	ret = rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, 60000, &err);
+	t1 = now_ms();
+	pthread_join(t, NULL);
+	pthread_join(tw, NULL);
+	if (ret && ret != -ETIMEDOUT && t1 - t0 < FAULT_BOUND_MS) {
+		printf("[server] ok: blocked control receive failed after %lld ms: %d: %s\n",
+		       (long long)(t1 - t0), ret, rdmig_err_str(&err));
+	} else {
+		printf("[server] FAIL: control receive returned %d after %lld ms: %s\n", ret,
+		       (long long)(t1 - t0), rdmig_err_str(&err));
+		status = 1;
+	}
+	if (w.ret && w.ret != -ETIMEDOUT && w.done_at - t0 < FAULT_BOUND_MS) {
+		printf("[server] ok: blocked wait_fence failed after %lld ms: %d: %s\n",
+		       (long long)(w.done_at - t0), w.ret, rdmig_err_str(&w.err));
+	} else {
+		printf("[server] FAIL: wait_fence returned %d after %lld ms: %s\n", w.ret,
+		       (long long)(w.done_at - t0), rdmig_err_str(&w.err));
+		status = 1;
+	}
+	if (wr.ret && wr.done_at - t0 < FAULT_BOUND_MS && wr.done_at >= t0) {
+		printf("[server] ok: the writer failed %lld ms after the kill: %d: %s\n",
+		       (long long)(wr.done_at - t0), wr.ret, rdmig_err_str(&wr.err));
+	} else {
+		printf("[server] FAIL: the writer returned %d at %+lld ms: %s\n", wr.ret,
+		       (long long)(wr.done_at - t0), rdmig_err_str(&wr.err));
+		status = 1;
+	}
+	if (!rdmig_conn_failed(c, NULL)) {
+		printf("[server] FAIL: the connection does not report a failure\n");
+		status = 1;
+	}
+	rdmig_conn_destroy(c);
+	t2 = now_ms();
+	printf("[server] %s: teardown after the peer died took %lld ms\n",
+	       t2 - t1 < 5000 ? "ok" : "FAIL", (long long)(t2 - t1));
+	if (t2 - t1 >= 5000)
+		status = 1;
+	munmap(mem, FAULT_REGION);
+	return status;
+}
+
+/* Connector: ping, expect pong, for every size; then DONE. */
+static int client(uint16_t port, int report_fd)
+{
+	struct rdmig_xport_cfg cfg = base_cfg(port);
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_conn *c = NULL;
+	uint8_t *out = malloc(RDMIG_CTRL_MAX_PAYLOAD), *in = malloc(RDMIG_CTRL_MAX_PAYLOAD);
+	int status = 1;
+
+	g_role = "client";
+	if (!out || !in)
+		goto out;
+	if (g_mode == MODE_REJECT && reject_checks(port))
+		goto out;
+	if (rdmig_connect(&cfg, &c, &err)) {
+		fail("rdmig_connect", &err);
+		goto out;
+	}
+	if (rdmig_conn_backend(c) != RDMIG_BACKEND_RDMA || rdmig_conn_channels(c) != g_channels) {
+		printf("[client] FAIL: connection is %s with %u channels\n",
+		       rdmig_backend_name(rdmig_conn_backend(c)), rdmig_conn_channels(c));
+		goto out;
+	}
+	printf("[client] connected to %s:%u, %u data channels\n", g_host, port, g_channels);
+	if (g_mode == MODE_FAULT) {
+		status = client_fault(c, report_fd);
+		goto out;
+	}
+	for (unsigned r = 0; r < NROUNDS; r++) {
+		uint16_t type = 0;
+		size_t len = 0;
+
+		fill(out, 0, r);
+		if (rdmig_ctrl_send(c, MSG_PING, out, sizes[r], &err)) {
+			fail("rdmig_ctrl_send(ping)", &err);
+			goto out;
+		}
+		if (rdmig_ctrl_recv(c, &type, in, RDMIG_CTRL_MAX_PAYLOAD, &len, WAIT_MS, &err)) {
+			fail("rdmig_ctrl_recv(pong)", &err);
+			goto out;
+		}
+		if (check_msg(in, len, type, MSG_PONG, 1, r))
+			goto out;
+	}
+	if (rdmig_ctrl_send(c, MSG_DONE, NULL, 0, &err)) {
+		fail("rdmig_ctrl_send(done)", &err);
+		goto out;
+	}
+	status = 0;
+out:
+	rdmig_conn_destroy(c);
+	free(out);
+	free(in);
+	return status;
+}
+
+/* Acceptor: expect ping, answer pong, for every size; then wait for DONE. */
+static int server(struct rdmig_listener *l, pid_t child, int report_fd)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_conn *c = NULL;
+	uint8_t *out = malloc(RDMIG_CTRL_MAX_PAYLOAD), *in = malloc(RDMIG_CTRL_MAX_PAYLOAD);
+	uint16_t type = 0;
+	size_t len = 0;
+	int status = 1;
+
+	if (!out || !in)
+		goto out;
+	if (rdmig_accept(l, WAIT_MS, &c, &err)) {
+		fail("rdmig_accept", &err);
+		goto out;
+	}
+	if (rdmig_conn_channels(c) != g_channels) {
+		printf("[server] FAIL: accepted %u channels, expected %u\n", rdmig_conn_channels(c),
+		       g_channels);
+		goto out;
+	}
+	printf("[server] accepted, %u data channels\n", rdmig_conn_channels(c));
+	if (g_mode == MODE_FAULT) {
+		status = server_fault(c, child, report_fd);
+		c = NULL; /* destroyed, and timed, by server_fault */
+		goto out;
+	}
+	for (unsigned r = 0; r < NROUNDS; r++) {
+		if (rdmig_ctrl_recv(c, &type, in, RDMIG_CTRL_MAX_PAYLOAD, &len, WAIT_MS, &err)) {
+			fail("rdmig_ctrl_recv(ping)", &err);
+			goto out;
+		}
+		if (check_msg(in, len, type, MSG_PING, 0, r))
+			goto out;
+		fill(out, 1, r);
+		if (rdmig_ctrl_send(c, MSG_PONG, out, sizes[r], &err)) {
+			fail("rdmig_ctrl_send(pong)", &err);
+			goto out;
+		}
+	}
+	if (rdmig_ctrl_recv(c, &type, in, RDMIG_CTRL_MAX_PAYLOAD, &len, WAIT_MS, &err)) {
+		fail("rdmig_ctrl_recv(done)", &err);
+		goto out;
+	}
+	if (type != MSG_DONE || len) {
+		printf("[server] FAIL: expected DONE, got type 0x%x with %zu bytes\n", type, len);
+		goto out;
+	}
+	status = 0;
+out:
+	rdmig_conn_destroy(c);
+	free(out);
+	free(in);
+	return status;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: rdma_cm_pingpong [--mode pingpong|reject|fault] [--host ADDR] "
+		"[--channels 1..%d] [--seed S]\n",
+		RDMIG_MAX_CHANNELS);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {.name = "host", .has_arg = required_argument, .val = 'H'},
+	    {.name = "mode", .has_arg = required_argument, .val = 'm'},
+	    {.name = "channels", .has_arg = required_argument, .val = 'c'},
+	    {.name = "seed", .has_arg = required_argument, .val = 's'},
+	    {.name = "help", .has_arg = no_argument, .val = 'h'},
+	    {0},
+	};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_listener *l = NULL;
+	const char *host = NULL;
+	int opt, status, ret, wst = 0, pfd[2], rfd[2];
+	char *end;
+	pid_t pid;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	rdmig_log_init();
+	g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'H':
+			host = optarg;
+			break;
+		case 'm':
+			if (!strcmp(optarg, "pingpong"))
+				g_mode = MODE_PINGPONG;
+			else if (!strcmp(optarg, "reject"))
+				g_mode = MODE_REJECT;
+			else if (!strcmp(optarg, "fault"))
+				g_mode = MODE_FAULT;
+			else {
+				usage();
+				return 2;
+			}
+			break;
+		case 'c':
+			errno = 0;
+			g_channels = (unsigned)strtoul(optarg, &end, 10);
+			if (errno || *end || g_channels < 1 || g_channels > RDMIG_MAX_CHANNELS) {
+				usage();
+				return 2;
+			}
+			break;
+		case 's':
+			errno = 0;
+			g_seed = strtoull(optarg, &end, 0);
+			if (errno || *end) {
+				usage();
+				return 2;
+			}
+			break;
+		default:
+			usage();
+			return opt == 'h' ? 0 : 2;
+		}
+	}
+	ret = rdma_test_require_device("rdma_cm_pingpong");
+	if (ret)
+		return ret;
+	rdma_test_host(host, g_host, sizeof(g_host));
+	printf("[main] seed %" PRIu64 ", %u data channels\n", g_seed, g_channels);
+
+	/*
+	 * Fork before any RDMA state exists (librdmacm opens device contexts
+	 * that a child must not share); the port goes to the child by pipe.
+	 */
+	if (pipe(pfd) || pipe(rfd)) {
+		perror("pipe");
+		return 1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		return 1;
+	}
+	if (pid == 0) {
+		uint16_t port = 0;
+
+		close(pfd[1]);
+		close(rfd[0]);
+		if (read(pfd[0], &port, sizeof(port)) != sizeof(port) || !port)
+			_exit(1);
+		_exit(client(port, rfd[1]));
+	}
+	close(pfd[0]);
+	close(rfd[1]);
+	{
+		struct rdmig_xport_cfg cfg = base_cfg(0);
+		uint16_t port;
+
+		if (rdmig_listen(&cfg, &l, &err)) {
+			close(pfd[1]);
+			waitpid(pid, &wst, 0);
+			return fail("rdmig_listen", &err);
+		}
+		port = rdmig_listener_port(l);
+		printf("[server] listening on %s port %u\n", g_host, port);
+		if (write(pfd[1], &port, sizeof(port)) != sizeof(port))
+			perror("write");
+		close(pfd[1]);
+	}
+	g_role = "server";
+	status = server(l, pid, rfd[0]);
+	rdmig_listener_destroy(l);
+	if (g_mode == MODE_FAULT) {
+		kill(pid, SIGKILL); /* in case the server failed before killing it */
+		if (waitpid(pid, &wst, 0) < 0 || !WIFSIGNALED(wst) || WTERMSIG(wst) != SIGKILL) {
+			printf("[main] FAIL: client status 0x%x, expected killed\n", wst);
+			status = 1;
+		}
+	} else if (waitpid(pid, &wst, 0) < 0 || !WIFEXITED(wst) || WEXITSTATUS(wst)) {
+		printf("[main] FAIL: client exited with status 0x%x\n", wst);
+		status = 1;
+	}
+	printf("[main] %s: rdma_cm_pingpong --mode %s (seed %" PRIu64 ")\n",
+	       status ? "FAIL" : "PASS",
+	       g_mode == MODE_REJECT  ? "reject"
+	       : g_mode == MODE_FAULT ? "fault"
+				      : "pingpong",
+	       g_seed);
+	return status;
+}
