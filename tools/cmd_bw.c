@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "log.h"
 #include "rdmig/transport.h"
@@ -61,6 +62,8 @@ struct bw_opts {
 	unsigned depth;
 	double duration;
 	uint64_t seed;
+	const char *key_file;		/* --key-file, else $RDMIG_KEY_FILE */
+	const struct rdmig_auth_key *key; /* NULL: unauthenticated */
 };
 
 static double now_s(void)
@@ -124,6 +127,8 @@ static void usage(FILE *out)
 	    "      --verify                fill with a seeded pattern, check it byte for byte\n"
 	    "      --seed N                pattern seed for --verify (default: 1)\n"
 	    "      --json                  print one JSON object\n"
+	    "      --key-file PATH         pre-shared key (mode 0600, >= 16 bytes), both sides;\n"
+	    "                              default $RDMIG_KEY_FILE; without one: no authentication\n"
 	    "  -h, --help                  this help\n"
 	    "\n"
 	    "Exit status: 0 success, 1 failure (including a --verify mismatch), 2 bad usage.\n",
@@ -143,6 +148,7 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 	    {.name = "verify", .has_arg = no_argument, .val = 'v'},
 	    {.name = "seed", .has_arg = required_argument, .val = 'S'},
 	    {.name = "json", .has_arg = no_argument, .val = 'j'},
+	    {.name = "key-file", .has_arg = required_argument, .val = 'K'},
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
@@ -214,6 +220,9 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'K':
+			o->key_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -393,6 +402,8 @@ static int run_server(const struct bw_opts *o)
 	    .port = o->port,
 	    .channels = RDMIG_MAX_CHANNELS,
 	    .depth = o->depth,
+	    .auth = o->key ? rdmig_auth_psk : NULL,
+	    .auth_ctx = (void *)o->key,
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_listener *l;
@@ -474,6 +485,8 @@ static int run_client(const struct bw_opts *o)
 	    .port = o->port,
 	    .channels = o->channels,
 	    .depth = o->depth,
+	    .auth = o->key ? rdmig_auth_psk : NULL,
+	    .auth_ctx = (void *)o->key,
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct writer w[RDMIG_MAX_CHANNELS];
@@ -617,5 +630,20 @@ int cmd_bw(int argc, char **argv)
 	if (ret)
 		return ret < 0 ? RDMIG_EXIT_OK : ret;
 	signal(SIGPIPE, SIG_IGN);
-	return o.listen ? run_server(&o) : run_client(&o);
+	{
+		static struct rdmig_auth_key key;
+		struct rdmig_err err = RDMIG_ERR_INIT;
+
+		ret = rdmig_auth_key_from_opt(o.key_file, &key, &err);
+		if (ret < 0) {
+			fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
+			return RDMIG_EXIT_FAIL;
+		}
+		if (ret > 0)
+			fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);
+		o.key = ret ? NULL : &key;
+		ret = o.listen ? run_server(&o) : run_client(&o);
+		rdmig_auth_key_wipe(&key);
+	}
+	return ret;
 }

@@ -13,11 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "dirty.h"
 #include "guest.h"
 #include "log.h"
 #include "migrate.h"
+#include "plan.h"
 #include "rdmig/transport.h"
 #include "units.h"
 
@@ -170,6 +172,9 @@ enum {
 	OPT_RESUME,
 	OPT_CORRUPT,
 	OPT_ONCE,
+	OPT_NUMA,
+	OPT_SHOW_PLAN,
+	OPT_KEY_FILE,
 };
 
 static int parse_backend_auto(const char *s, enum rdmig_backend *b, bool *is_auto,
@@ -194,6 +199,28 @@ static bool have_rdma_device(void)
 	return any;
 }
 
+/* The pre-shared key of this process (--key-file or $RDMIG_KEY_FILE). */
+static struct rdmig_auth_key g_key;
+
+/* Hooks the key into cfg, or warns that the peer goes unauthenticated. */
+static int setup_key(const char *cmd, const char *opt, struct rdmig_xport_cfg *cfg)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	int ret = rdmig_auth_key_from_opt(opt, &g_key, &err);
+
+	if (ret < 0) {
+		fprintf(stderr, "rdmig %s: %s\n", cmd, rdmig_err_str(&err));
+		return ret;
+	}
+	if (ret > 0) {
+		fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);
+		return 0;
+	}
+	cfg->auth = rdmig_auth_psk;
+	cfg->auth_ctx = &g_key;
+	return 0;
+}
+
 /* ---- rdmig listen -------------------------------------------------------- */
 
 static void listen_usage(FILE *out)
@@ -213,6 +240,11 @@ static void listen_usage(FILE *out)
 		"      --max-ram SIZE      refuse larger guests (default 64G)\n"
 		"      --resume-for TIME   run the migrated guest this long (default 500ms)\n"
 		"      --json              events and the summary as JSON lines on stdout\n"
+		"      --numa P            receiver placement: auto (default), off, or a CPU\n"
+		"                          list such as 0-3,8 (see docs/tuning.md)\n"
+		"      --show-plan         print the placement plan before receiving\n"
+		"      --key-file PATH     pre-shared key the source must prove (mode 0600,\n"
+		"                          >= 16 bytes; default $RDMIG_KEY_FILE)\n"
 		"  -h, --help\n"
 		"\n"
 		"Exit status: 0 committed, 1 failed or cancelled, 2 bad usage.\n",
@@ -229,6 +261,9 @@ int cmd_listen(int argc, char **argv)
 		{"resume-for", required_argument, NULL, OPT_RESUME},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"test-corrupt-page", required_argument, NULL, OPT_CORRUPT},
+		{"numa", required_argument, NULL, OPT_NUMA},
+		{"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
+		{"key-file", required_argument, NULL, OPT_KEY_FILE},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -237,8 +272,12 @@ int cmd_listen(int argc, char **argv)
 	struct rdmig_mig_opts mo;
 	struct rdmig_mig_stats st = {0};
 	struct out_ctx out = {.side = "destination"};
+	struct rdmig_numa_plan *plan = NULL;
+	const char *numa_arg = NULL;
+	bool show_plan = false;
 	struct rdmig_listener *l = NULL;
 	struct rdmig_conn *c = NULL;
+	const char *key_file = NULL;
 	char host[256] = "";
 	unsigned short port = RDMIG_DEFAULT_PORT;
 	bool is_auto = true;
@@ -277,6 +316,21 @@ int cmd_listen(int argc, char **argv)
 				return cli_usage_error("listen", "--test-corrupt-page: %s", err.msg);
 			mo.test_corrupt_page = (int64_t)v;
 			break;
+		case OPT_NUMA: {
+			enum rdmig_numa_policy np;
+			struct rdmig_cpuset cs;
+
+			if (rdmig_numa_policy_parse(optarg, &np, &cs, &err))
+				return cli_usage_error("listen", "%s", err.msg);
+			numa_arg = optarg;
+			break;
+		}
+		case OPT_SHOW_PLAN:
+			show_plan = true;
+			break;
+		case OPT_KEY_FILE:
+			key_file = optarg;
+			break;
 		case 'h':
 			listen_usage(stdout);
 			return RDMIG_EXIT_OK;
@@ -297,6 +351,8 @@ int cmd_listen(int argc, char **argv)
 	mo.ev_ctx = &out;
 	mo.cancel = &cancel_flag;
 	install_signals();
+	if (setup_key("listen", key_file, &cfg))
+		return RDMIG_EXIT_FAIL;
 
 	ret = rdmig_listen(&cfg, &l, &err);
 	if (ret)
@@ -312,6 +368,12 @@ int cmd_listen(int argc, char **argv)
 	}
 	if (ret)
 		goto out;
+	/* Receivers are placed once the channel count is known. */
+	ret = cli_numa_plan("listen", numa_arg, rdmig_conn_channels(c), NULL, show_plan, out.json,
+			    &plan, &err);
+	if (ret)
+		goto out;
+	mo.plan = plan;
 	ret = rdmig_mig_dest(c, &mo, &st, &err);
 out:
 	print_summary(&out, ret, &st, rdmig_backend_name(cfg.backend),
@@ -320,6 +382,7 @@ out:
 		fprintf(stderr, "rdmig listen: %s\n", rdmig_err_str(&err));
 	rdmig_conn_destroy(c);
 	rdmig_listener_destroy(l);
+	free(plan);
 	return ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }
 
@@ -364,6 +427,13 @@ static void migrate_usage(FILE *out)
 		"Output:\n"
 		"      --dump-ram PATH       write guest RAM as it was at switchover to PATH\n"
 		"      --json                events and the summary as JSON lines on stdout\n"
+		"Placement:\n"
+		"      --numa P              worker placement: auto (default), off, or a CPU list\n"
+		"                            such as 0-3,8 (see docs/tuning.md)\n"
+		"      --show-plan           print the placement plan before migrating\n"
+		"Security:\n"
+		"      --key-file PATH       pre-shared key shared with the destination (mode 0600,\n"
+		"                            >= 16 bytes; default $RDMIG_KEY_FILE)\n"
 		"  -h, --help\n"
 		"\n"
 		"Ctrl-C cancels: the guest keeps running here and the destination discards.\n"
@@ -390,10 +460,13 @@ int cmd_migrate(int argc, char **argv)
 		{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT},
+		{"numa", required_argument, NULL, OPT_NUMA},
+		{"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
 		{"backend", required_argument, NULL, 'b'},
 		{"channels", required_argument, NULL, 'c'},
 		{"dump-ram", required_argument, NULL, OPT_DUMP},
 		{"json", no_argument, NULL, OPT_JSON},
+		{"key-file", required_argument, NULL, OPT_KEY_FILE},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -403,8 +476,12 @@ int cmd_migrate(int argc, char **argv)
 	struct rdmig_mig_opts mo;
 	struct rdmig_mig_stats st = {0};
 	struct out_ctx out = {.side = "source"};
+	struct rdmig_numa_plan *plan = NULL;
+	const char *numa_arg = NULL;
+	bool show_plan = false;
 	struct rdmig_guest *g = NULL;
 	struct rdmig_conn *c = NULL;
+	const char *key_file = NULL;
 	uint64_t warmup_ns = 200 * 1000000ull, v;
 	char host[256] = "";
 	unsigned short port = RDMIG_DEFAULT_PORT;
@@ -495,6 +572,18 @@ int cmd_migrate(int argc, char **argv)
 				return cli_usage_error("migrate",
 						       "--progress-timeout expects a duration > 0");
 			break;
+		case OPT_NUMA: {
+			enum rdmig_numa_policy np;
+			struct rdmig_cpuset cs;
+
+			if (rdmig_numa_policy_parse(optarg, &np, &cs, &err))
+				return cli_usage_error("migrate", "%s", err.msg);
+			numa_arg = optarg;
+			break;
+		}
+		case OPT_SHOW_PLAN:
+			show_plan = true;
+			break;
 		case 'b':
 			if (parse_backend_auto(optarg, &cfg.backend, &is_auto, &err))
 				return cli_usage_error("migrate", "%s", err.msg);
@@ -509,6 +598,9 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			out.json = true;
+			break;
+		case OPT_KEY_FILE:
+			key_file = optarg;
 			break;
 		case 'h':
 			migrate_usage(stdout);
@@ -531,6 +623,8 @@ int cmd_migrate(int argc, char **argv)
 	mo.ev_ctx = &out;
 	mo.cancel = &cancel_flag;
 	install_signals();
+	if (setup_key("migrate", key_file, &cfg))
+		return RDMIG_EXIT_FAIL;
 
 	ret = rdmig_guest_create(&gc, &g, &err);
 	if (ret) {
@@ -563,6 +657,12 @@ int cmd_migrate(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
+	/* After the warm-up: the guest's pages exist, so their nodes can be sampled. */
+	ret = cli_numa_plan("migrate", numa_arg, cfg.channels, g, show_plan, out.json, &plan,
+			    &err);
+	if (ret)
+		goto out;
+	mo.plan = plan;
 	ret = rdmig_mig_source(c, g, &mo, &st, &err);
 out:
 	if (ret && st.state != RDMIG_MIG_FAILED && st.state != RDMIG_MIG_CANCELLED)
@@ -576,5 +676,6 @@ out:
 			g && rdmig_guest_running(g) ? " (the guest is still running here)" : "");
 	rdmig_conn_destroy(c);
 	rdmig_guest_destroy(g);
+	free(plan);
 	return ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "auth.h"
 #include "log.h"
 #include "units.h"
 #include "xport.h"
@@ -563,10 +564,7 @@ int rdmig_ctrl_send_error(struct rdmig_conn *c, int code, const char *msg, struc
 	return send_frame(c, RDMIG_MSG_ERROR, 0, buf, len, err);
 }
 
-/* Auth hooks exchange AUTH frames, which the application path never sees. */
-int rdmig_auth_send(struct rdmig_conn *c, const void *payload, size_t len, struct rdmig_err *err);
-int rdmig_auth_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
-		    struct rdmig_err *err);
+/* Auth hooks exchange AUTH frames, which the application path never sees (auth.h). */
 
 int rdmig_auth_send(struct rdmig_conn *c, const void *payload, size_t len, struct rdmig_err *err)
 {

@@ -5,10 +5,16 @@
 #  2. random guest dirtying faster than a capped bandwidth: converges only
 #     through the throttle; downtime within 1.25x the limit.
 #  3. bad arguments: exit 2 with a message.
-# usage: migrate_live.sh RDMIG IMAGE_CHECK BACKEND HOST
+# usage: migrate_live.sh RDMIG IMAGE_CHECK BACKEND HOST [small]
+# "small" scales the guests down for an emulated RDMA device in a VM.
 set -u
 . "$(dirname "$0")/lib.sh"
 R=$1 CHK=$2 BACKEND=$3 HOST=$4
+if [ "${5:-}" = small ]; then
+	GUEST=16M DIRTY=16M CAP=4M
+else
+	GUEST=64M DIRTY=64M CAP=16M
+fi
 tmp=$(mktemp -d)
 trap 'kill $dst 2>/dev/null; rm -rf "$tmp"' EXIT
 dst=""
@@ -32,7 +38,7 @@ json_field() { # json_field FILE FIELD: from the summary line
 # 1. incr, several rounds.
 if start_dest --dump-ram "$tmp/dst.bin"; then
 	expect_exit 0 "incr migration" -- "$R" migrate "$HOST:$port" --backend "$BACKEND" \
-		--guest-size 64M --vcpus 1 --workload incr --min-rounds 4 --channels 2 \
+		--guest-size $GUEST --vcpus 1 --workload incr --min-rounds 4 --channels 2 \
 		--dump-ram "$tmp/src.bin" --json
 	echo "$OUT" >"$tmp/src.json"
 	wait $dst; rc=$?
@@ -51,7 +57,7 @@ fi
 # 2. dirty rate above a capped bandwidth: only the throttle makes it converge.
 if start_dest; then
 	expect_exit 0 "throttled migration" -- "$R" migrate "$HOST:$port" --backend "$BACKEND" \
-		--guest-size 64M --vcpus 2 --workload random --dirty-rate 64M --max-bandwidth 16M \
+		--guest-size $GUEST --vcpus 2 --workload random --dirty-rate $DIRTY --max-bandwidth $CAP \
 		--downtime-limit 1s --throttle adaptive --json
 	echo "$OUT" >"$tmp/thr.json"
 	wait $dst || fail "destination failed: $(cat "$tmp/dst.err")"

@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Migration orchestrator (see orchestrate.h).
+ *
+ * Order: source QMP -> destination relay control session -> compare and set
+ * capabilities/parameters on both sides -> source relay -> destination
+ * incoming ready -> migrate -> follow -> destination running. Every QMP reply
+ * is checked; any failure after `migrate` was issued runs migrate_cancel.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "orchestrate.h"
+#include "qmp.h"
+#include "relay.h"
+
+#define QMP_TIMEOUT_MS	10000
+#define CTRL_TIMEOUT_MS 15000
+#define POLL_MS		200
+#define DST_RUN_TIMEOUT 30.0 /* s from "completed" to a running destination */
+#define CANCEL_TIMEOUT	15.0
+#define UNLIMITED_BW	(1ull << 40) /* QEMU has no "unlimited": 1 TiB/s */
+
+/*
+ * Capabilities that change the stream format: both sides must agree. The
+ * orchestrator sets multifd itself; the others it only compares.
+ */
+static const char *const must_match[] = {"multifd",	    "postcopy-ram", "compress",
+					 "x-ignore-shared", "x-colo",	    "xbzrle"};
+
+struct orch {
+	const struct rdmig_qemu_migrate_opts *o;
+	struct rdmig_qemu_migrate_result *res;
+	struct rdmig_qmp *src;
+	struct rdmig_conn *ctrl;
+	struct rdmig_relay_src *relay;
+	json_t *src_caps, *dst_caps;	 /* name -> bool */
+	json_t *src_params, *dst_params; /* query-migrate-parameters */
+	char sock_dir[64];
+	char sock_path[108];
+	char dst_addr[300];
+	double t0;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static int src_cmd(struct orch *m, const char *cmd, json_t *args, json_t **ret,
+		   struct rdmig_err *err)
+{
+	int rc = rdmig_qmp_cmd(m->src, cmd, args, ret, QMP_TIMEOUT_MS, err);
+
+	if (rc)
+		rdmig_err_prefix(err, "source QEMU");
+	return rc;
+}
+
+static int dst_call(struct orch *m, json_t *req, json_t **reply, struct rdmig_err *err)
+{
+	int rc = rdmig_relay_ctrl_call(m->ctrl, req, reply, CTRL_TIMEOUT_MS, err);
+
+	if (rc && rc != -EREMOTEIO)
+		rdmig_err_prefix(err, "lost the destination relay at %s", m->dst_addr);
+	return rc;
+}
+
+static json_t *caps_map(json_t *list)
+{
+	json_t *map = json_object(), *v;
+	size_t i;
+
+	json_array_foreach(list, i, v)
+	{
+		const char *name = json_string_value(json_object_get(v, "capability"));
+
+		if (name && json_is_boolean(json_object_get(v, "state")))
+			json_object_set(map, name, json_object_get(v, "state"));
+	}
+	return map;
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int open_sides(struct orch *m, struct rdmig_err *err)
+{
+	json_t *caps = NULL, *info = NULL, *dq = NULL;
+	const char *ms, *dst_status, *ver;
+	char st[32];
+	int maj, min, mic, rc;
+
+	rc = rdmig_qmp_open(m->o->src_qmp, QMP_TIMEOUT_MS, &m->src, err);
+	if (rc) {
+		rdmig_err_prefix(err, "source QMP socket");
+		return rc;
+	}
+	rdmig_qmp_version(m->src, &maj, &min, &mic);
+	snprintf(m->res->src_version, sizeof(m->res->src_version), "%d.%d.%d", maj, min, mic);
+	if (rdmig_qmp_status(m->src, st, sizeof(st), err))
+		return rdmig_err_prefix(err, "source QEMU"), err->code;
+	if (strcmp(st, "running") && strcmp(st, "paused"))
+		return rdmig_seterr(err, -EINVAL, "source QEMU is \"%s\", not running or paused",
+				    st);
+	if (src_cmd(m, "query-migrate", NULL, &info, err))
+		return err->code;
+	ms = json_string_value(json_object_get(info, "status"));
+	if (ms && (!strcmp(ms, "setup") || !strcmp(ms, "active") || !strcmp(ms, "device") ||
+		   !strcmp(ms, "cancelling") || !strcmp(ms, "pre-switchover"))) {
+		json_decref(info);
+		return rdmig_seterr(err, -EBUSY, "source QEMU already has a migration \"%s\"", ms);
+	}
+	json_decref(info);
+	if (src_cmd(m, "query-migrate-capabilities", NULL, &caps, err) ||
+	    src_cmd(m, "query-migrate-parameters", NULL, &m->src_params, err)) {
+		json_decref(caps);
+		return err->code;
+	}
+	m->src_caps = caps_map(caps);
+	json_decref(caps);
+	if (!json_is_object(m->src_params))
+		return rdmig_seterr(
+		    err, -EPROTO, "source QEMU: query-migrate-parameters did not return an object");
+
+	rc = rdmig_relay_ctrl_open(&m->o->xport, &m->ctrl, err);
+	if (rc) {
+		rdmig_err_prefix(err,
+				 "destination relay at %s (is `rdmig qemu dst` running there?)",
+				 m->dst_addr);
+		return rc;
+	}
+	rc = dst_call(m, json_pack("{s:s}", "op", "query"), &dq, err);
+	if (rc)
+		return rc;
+	dst_status = json_string_value(json_object_get(dq, "status"));
+	ver = json_string_value(json_object_get(dq, "version"));
+	snprintf(m->res->dst_version, sizeof(m->res->dst_version), "%s", ver ? ver : "?");
+	m->dst_caps = json_incref(json_object_get(dq, "capabilities"));
+	m->dst_params = json_incref(json_object_get(dq, "parameters"));
+	if (!dst_status || !json_is_object(m->dst_caps) || !json_is_object(m->dst_params)) {
+		json_decref(dq);
+		return rdmig_seterr(err, -EPROTO, "destination relay: malformed query reply");
+	}
+	if (strcmp(dst_status, "inmigrate")) {
+		rc =
+		    rdmig_seterr(err, -EINVAL,
+				 "destination QEMU is \"%s\", not waiting for an incoming "
+				 "migration (start it with -incoming unix:PATH or -incoming defer)",
+				 dst_status);
+		json_decref(dq);
+		return rc;
+	}
+	json_decref(dq);
+	return 0;
+}
+
+static int cap_state(json_t *map, const char *name)
+{
+	json_t *v = json_object_get(map, name);
+
+	return v ? json_is_true(v) : -1; /* -1: this QEMU does not know it */
+}
+
+/* Compare, then set capabilities and parameters on both sides. */
+static int configure(struct orch *m, struct rdmig_err *err)
+{
+	const struct rdmig_qemu_migrate_opts *o = m->o;
+	struct {
+		const char *name;
+		bool want;
+	} set[] = {{"multifd", o->multifd > 0}, {"auto-converge", o->auto_converge}};
+	json_t *src_list = json_array(), *dst_caps = json_object();
+	json_t *src_p = json_object(), *dst_p = json_object();
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
+		int s = cap_state(m->src_caps, set[i].name),
+		    d = cap_state(m->dst_caps, set[i].name);
+
+		if (set[i].want && s < 0) {
+			rc = rdmig_seterr(err, -EOPNOTSUPP,
+					  "capability mismatch: the source QEMU (%s) has no \"%s\" "
+					  "capability",
+					  m->res->src_version, set[i].name);
+			goto out;
+		}
+		if (set[i].want && d < 0) {
+			rc = rdmig_seterr(err, -EOPNOTSUPP,
+					  "capability mismatch: the destination QEMU (%s) has no "
+					  "\"%s\" capability",
+					  m->res->dst_version, set[i].name);
+			goto out;
+		}
+		if (s >= 0)
+			json_array_append_new(src_list,
+					      json_pack("{s:s, s:b}", "capability", set[i].name,
+							"state", set[i].want));
+		if (d >= 0)
+			json_object_set_new(dst_caps, set[i].name, json_boolean(set[i].want));
+	}
+	/* The rest of the format-changing ones must already agree. */
+	for (size_t i = 0; i < sizeof(must_match) / sizeof(must_match[0]); i++) {
+		int s = cap_state(m->src_caps, must_match[i]);
+		int d = cap_state(m->dst_caps, must_match[i]);
+
+		if (!strcmp(must_match[i], "multifd"))
+			continue;
+		if ((s > 0) != (d > 0)) {
+			rc = rdmig_seterr(err, -EINVAL,
+					  "capability mismatch: \"%s\" is %s at the source QEMU "
+					  "and %s at the destination QEMU; set it the same on both",
+					  must_match[i],
+					  s > 0	  ? "on"
+					  : s < 0 ? "unknown"
+						  : "off",
+					  d > 0	  ? "on"
+					  : d < 0 ? "unknown"
+						  : "off");
+			goto out;
+		}
+	}
+
+	if (o->multifd) {
+		if (!json_object_get(m->src_params, "multifd-channels") ||
+		    !json_object_get(m->dst_params, "multifd-channels")) {
+			rc = rdmig_seterr(
+			    err, -EOPNOTSUPP, "the %s QEMU has no \"multifd-channels\" parameter",
+			    json_object_get(m->src_params, "multifd-channels") ? "destination"
+									       : "source");
+			goto out;
+		}
+		json_object_set_new(src_p, "multifd-channels", json_integer(o->multifd));
+		json_object_set_new(dst_p, "multifd-channels", json_integer(o->multifd));
+	}
+	if (o->downtime_ms >= 0) {
+		if (!json_object_get(m->src_params, "downtime-limit")) {
+			rc = rdmig_seterr(err, -EOPNOTSUPP,
+					  "the source QEMU has no \"downtime-limit\" parameter");
+			goto out;
+		}
+		json_object_set_new(src_p, "downtime-limit", json_integer(o->downtime_ms));
+		if (json_object_get(m->dst_params, "downtime-limit"))
+			json_object_set_new(dst_p, "downtime-limit", json_integer(o->downtime_ms));
+	}
+	if (o->max_bandwidth >= 0) {
+		json_int_t bw = o->max_bandwidth ? o->max_bandwidth : (json_int_t)UNLIMITED_BW;
+
+		if (!json_object_get(m->src_params, "max-bandwidth")) {
+			rc = rdmig_seterr(err, -EOPNOTSUPP,
+					  "the source QEMU has no \"max-bandwidth\" parameter");
+			goto out;
+		}
+		json_object_set_new(src_p, "max-bandwidth", json_integer(bw));
+		if (json_object_get(m->dst_params, "max-bandwidth"))
+			json_object_set_new(dst_p, "max-bandwidth", json_integer(bw));
+	}
+
+	if (src_cmd(m, "migrate-set-capabilities", json_pack("{s:O}", "capabilities", src_list),
+		    NULL, err)) {
+		rc = err->code;
+		goto out;
+	}
+	rc =
+	    dst_call(m, json_pack("{s:s, s:O}", "op", "set-capabilities", "capabilities", dst_caps),
+		     NULL, err);
+	if (rc)
+		goto out;
+	if (json_object_size(src_p) &&
+	    src_cmd(m, "migrate-set-parameters", json_incref(src_p), NULL, err)) {
+		rc = err->code;
+		goto out;
+	}
+	if (json_object_size(dst_p))
+		rc = dst_call(m,
+			      json_pack("{s:s, s:O}", "op", "set-parameters", "parameters", dst_p),
+			      NULL, err);
+out:
+	json_decref(src_list);
+	json_decref(dst_caps);
+	json_decref(src_p);
+	json_decref(dst_p);
+	return rc;
+}
+
+static int start_relay(struct orch *m, struct rdmig_err *err)
+{
+	if (m->o->relay_socket) {
+		snprintf(m->sock_path, sizeof(m->sock_path), "%s", m->o->relay_socket);
+	} else {
+		snprintf(m->sock_dir, sizeof(m->sock_dir), "/tmp/rdmig-qemu-src-XXXXXX");
+		if (!mkdtemp(m->sock_dir)) {
+			m->sock_dir[0] = '\0';
+			return rdmig_seterr_errno(err, rdmig_neg_errno(),
+						  "cannot create a directory for the relay socket");
+		}
+		snprintf(m->sock_path, sizeof(m->sock_path), "%s/relay.sock", m->sock_dir);
+	}
+	return rdmig_relay_src_start(&m->o->xport, m->sock_path, &m->relay, err);
+}
+
+/* ---- follow ------------------------------------------------------------------ */
+
+static uint64_t ram_u64(json_t *info, const char *key)
+{
+	json_t *v = json_object_get(json_object_get(info, "ram"), key);
+
+	return json_is_number(v) ? (uint64_t)json_number_value(v) : 0;
+}
+
+static int64_t top_i64(json_t *info, const char *key)
+{
+	json_t *v = json_object_get(info, key);
+
+	return json_is_number(v) ? (int64_t)json_number_value(v) : -1;
+}
+
+static void progress(struct orch *m, json_t *info, const char *st, const char *dst_st, bool final)
+{
+	static double last;
+	double t = now_s() - m->t0;
+	double mib = 1048576.0;
+
+	if (!m->o->progress || (!final && t - last < 1.0 && isatty(2) == 0))
+		return;
+	last = t;
+	fprintf(stderr,
+		"%s[%6.1f s] %-10s sent %8.1f MiB  left %7.1f MiB  %7.1f Mbit/s  pass %" PRIu64
+		"  streams %u  dst %s%s",
+		isatty(2) ? "\r" : "", t, st, ram_u64(info, "transferred") / mib,
+		ram_u64(info, "remaining") / mib,
+		json_number_value(json_object_get(json_object_get(info, "ram"), "mbps")),
+		ram_u64(info, "dirty-sync-count"), rdmig_relay_src_streams(m->relay), dst_st,
+		isatty(2) && !final ? "" : "\n");
+}
+
+static bool in_progress(const char *st)
+{
+	static const char *const active[] = {"none",	    "setup",	      "active",
+					     "device",	    "pre-switchover", "cancelling",
+					     "wait-unplug", "postcopy-active"};
+
+	for (size_t i = 0; i < sizeof(active) / sizeof(active[0]); i++)
+		if (!strcmp(st, active[i]))
+			return true;
+	return false;
+}
+
+/* Drain QMP events of the source (MIGRATION status changes are logged). */
+static void drain_events(struct orch *m)
+{
+	json_t *ev = NULL;
+
+	while (!rdmig_qmp_next_event(m->src, 0, &ev, NULL) && ev) {
+		const char *name = json_string_value(json_object_get(ev, "event"));
+
+		if (name && !strcmp(name, "MIGRATION"))
+			log_info("source event MIGRATION %s",
+				 json_string_value(
+				     json_object_get(json_object_get(ev, "data"), "status")));
+		json_decref(ev);
+	}
+}
+
+/* Follow the migration until it ends; 0 when the source says "completed". */
+static int follow(struct orch *m, struct rdmig_err *err)
+{
+	const struct rdmig_qemu_migrate_opts *o = m->o;
+	double next_dst = 0;
+	char dst_st[32] = "inmigrate";
+
+	for (;;) {
+		json_t *info = NULL;
+		const char *st;
+		double t = now_s() - m->t0;
+
+		if (o->cancel && *o->cancel)
+			return rdmig_seterr(err, -ECANCELED, "cancelled by signal");
+		if (o->timeout_ms && t * 1000 > (double)o->timeout_ms)
+			return rdmig_seterr(err, -ETIMEDOUT,
+					    "timed out after %.0f s (--timeout), migration not "
+					    "finished",
+					    t);
+		drain_events(m);
+		if (src_cmd(m, "query-migrate", NULL, &info, err))
+			return err->code;
+		st = json_string_value(json_object_get(info, "status"));
+		st = st ? st : "none";
+		snprintf(m->res->mig_status, sizeof(m->res->mig_status), "%s", st);
+		m->res->transferred = ram_u64(info, "transferred");
+		m->res->passes = (unsigned)ram_u64(info, "dirty-sync-count");
+		m->res->mbps =
+		    json_number_value(json_object_get(json_object_get(info, "ram"), "mbps"));
+		if (!strcmp(st, "completed")) {
+			m->res->total_ms = top_i64(info, "total-time");
+			m->res->downtime_ms = top_i64(info, "downtime");
+			m->res->setup_ms = top_i64(info, "setup-time");
+			progress(m, info, st, dst_st, true);
+			json_decref(info);
+			return 0;
+		}
+		if (!in_progress(st)) {
+			const char *desc = json_string_value(json_object_get(info, "error-desc"));
+			struct rdmig_err rerr = RDMIG_ERR_INIT;
+			int rc;
+
+			progress(m, info, st, dst_st, true);
+			if (m->relay && rdmig_relay_src_error(m->relay, &rerr))
+				rc = rdmig_seterr(
+				    err, -EIO, "migration %s: relay to %s: %s (source QEMU: %s)",
+				    st, m->dst_addr, rerr.msg, desc ? desc : "no error-desc");
+			else
+				rc = rdmig_seterr(err, -EIO, "migration %s: source QEMU: %s", st,
+						  desc ? desc : "no error-desc");
+			json_decref(info);
+			return rc;
+		}
+		progress(m, info, st, dst_st, false);
+		json_decref(info);
+
+		/* The destination relay: alive, and its QEMU still receiving. */
+		if (t >= next_dst) {
+			json_t *r = NULL;
+			const char *ds, *dm, *de;
+
+			next_dst = t + 1.0;
+			if (dst_call(m, json_pack("{s:s}", "op", "status"), &r, err))
+				return err->code;
+			ds = json_string_value(json_object_get(r, "status"));
+			dm = json_string_value(json_object_get(r, "migration"));
+			de = json_string_value(json_object_get(r, "error"));
+			snprintf(dst_st, sizeof(dst_st), "%s", ds ? ds : "?");
+			if (dm && !strcmp(dm, "failed")) {
+				int rc = rdmig_seterr(err, -EIO,
+						      "the destination QEMU failed to load the "
+						      "migration: %s",
+						      de && *de ? de : "no error-desc");
+
+				json_decref(r);
+				return rc;
+			}
+			json_decref(r);
+		}
+		sleep_ms(POLL_MS);
+	}
+}
+
+/* After "completed": the destination must report running. */
+static int wait_dst_running(struct orch *m, struct rdmig_err *err)
+{
+	double end = now_s() + DST_RUN_TIMEOUT;
+	bool conted = false;
+
+	for (;;) {
+		json_t *r = NULL;
+		const char *ds;
+
+		if (dst_call(m, json_pack("{s:s}", "op", "status"), &r, err))
+			return err->code;
+		ds = json_string_value(json_object_get(r, "status"));
+		snprintf(m->res->dst_status, sizeof(m->res->dst_status), "%s", ds ? ds : "?");
+		json_decref(r);
+		if (!strcmp(m->res->dst_status, "running"))
+			return 0;
+		/* Started with -S (as libvirt does): it waits for cont. */
+		if (!strcmp(m->res->dst_status, "paused") && !conted) {
+			if (dst_call(m, json_pack("{s:s}", "op", "cont"), NULL, err))
+				return err->code;
+			conted = true;
+			continue;
+		}
+		if (now_s() > end)
+			return rdmig_seterr(
+			    err, -ETIMEDOUT,
+			    "the source completed but the destination QEMU is still "
+			    "\"%s\" after %.0f s",
+			    m->res->dst_status, DST_RUN_TIMEOUT);
+		sleep_ms(100);
+	}
+}
+
+/* migrate_cancel and wait until the source has left the migration. */
+static void cancel_source(struct orch *m)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	double end = now_s() + CANCEL_TIMEOUT;
+
+	if (!m->src)
+		return;
+	if (rdmig_qmp_cmd(m->src, "migrate_cancel", NULL, NULL, QMP_TIMEOUT_MS, &e))
+		log_warn("migrate_cancel: %s", e.msg);
+	while (now_s() < end) {
+		json_t *info = NULL;
+		const char *st;
+		bool busy;
+
+		rdmig_err_clear(&e);
+		if (rdmig_qmp_cmd(m->src, "query-migrate", NULL, &info, QMP_TIMEOUT_MS, &e))
+			break;
+		st = json_string_value(json_object_get(info, "status"));
+		busy = st && in_progress(st) && strcmp(st, "none");
+		json_decref(info);
+		if (!busy)
+			break;
+		sleep_ms(100);
+	}
+}
+
+int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
+		       struct rdmig_qemu_migrate_result *res, struct rdmig_err *err)
+{
+	struct orch m = {.o = o, .res = res};
+	bool started = false;
+	json_t *r = NULL;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	m.t0 = now_s();
+	if (strchr(o->xport.host, ':'))
+		snprintf(m.dst_addr, sizeof(m.dst_addr), "[%s]:%u", o->xport.host, o->xport.port);
+	else
+		snprintf(m.dst_addr, sizeof(m.dst_addr), "%s:%u", o->xport.host, o->xport.port);
+
+	rc = open_sides(&m, err);
+	if (!rc)
+		rc = configure(&m, err);
+	if (!rc)
+		rc = start_relay(&m, err);
+	if (!rc) {
+		rc = dst_call(&m, json_pack("{s:s}", "op", "start-incoming"), &r, err);
+		json_decref(r);
+	}
+	if (!rc) {
+		char uri[128];
+
+		snprintf(uri, sizeof(uri), "unix:%s", m.sock_path);
+		m.t0 = now_s();
+		rc = src_cmd(&m, "migrate", json_pack("{s:s}", "uri", uri), NULL, err);
+		started = !rc;
+	}
+	if (!rc)
+		rc = follow(&m, err);
+	if (!rc)
+		rc = wait_dst_running(&m, err);
+	if (rc && started)
+		cancel_source(&m);
+	if (m.src) {
+		struct rdmig_err e = RDMIG_ERR_INIT;
+
+		if (rdmig_qmp_status(m.src, res->src_status, sizeof(res->src_status), &e))
+			snprintf(res->src_status, sizeof(res->src_status), "unknown");
+	}
+	if (m.relay) {
+		uint64_t down;
+
+		res->streams = rdmig_relay_src_streams(m.relay);
+		rdmig_relay_src_bytes(m.relay, &res->relayed, &down);
+		rdmig_relay_src_stop(m.relay, rc ? 0 : 2000);
+	}
+	if (m.sock_dir[0])
+		rmdir(m.sock_dir);
+	rdmig_conn_destroy(m.ctrl);
+	rdmig_qmp_close(m.src);
+	json_decref(m.src_caps);
+	json_decref(m.dst_caps);
+	json_decref(m.src_params);
+	json_decref(m.dst_params);
+	if (rc && started)
+		rdmig_err_prefix(err, "migration to %s cancelled, source VM %s", m.dst_addr,
+				 res->src_status);
+	return rc;
+}

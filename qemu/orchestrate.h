@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `rdmig qemu migrate`: drive a QEMU live migration through the rdmig relay.
+ *
+ * Runs on the source host. It talks QMP to the source QEMU, and to the
+ * destination relay (`rdmig qemu dst --qmp ...`) over an rdmig control
+ * connection; the destination relay drives the destination QEMU, so no QMP
+ * socket crosses hosts. The source relay is started in-process on a private
+ * unix socket (or `relay_socket`), and QEMU is told `migrate unix:<socket>`.
+ */
+#ifndef RDMIG_QEMU_ORCHESTRATE_H
+#define RDMIG_QEMU_ORCHESTRATE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rdmig/err.h"
+#include "rdmig/transport.h"
+
+struct rdmig_qemu_migrate_opts {
+	const char *src_qmp;	      /* source QEMU's QMP socket */
+	struct rdmig_xport_cfg xport; /* destination relay: host, port, backend */
+	unsigned multifd;	      /* 0: off, else multifd-channels */
+	bool auto_converge;
+	int64_t downtime_ms;	       /* < 0: leave QEMU's */
+	int64_t max_bandwidth;	       /* bytes/s; < 0: leave QEMU's, 0: unlimited */
+	uint64_t timeout_ms;	       /* 0: none */
+	const char *relay_socket;      /* NULL: a private temporary one */
+	volatile sig_atomic_t *cancel; /* set (by a signal handler) to cancel */
+	bool progress;		       /* progress line on stderr */
+};
+
+struct rdmig_qemu_migrate_result {
+	int64_t total_ms, downtime_ms, setup_ms;
+	uint64_t transferred; /* bytes QEMU sent (ram.transferred) */
+	uint64_t relayed;     /* bytes the relay carried to the destination */
+	double mbps;	      /* QEMU's last ram.mbps */
+	unsigned streams;     /* QEMU connections carried */
+	unsigned passes;      /* dirty-sync-count */
+	char src_version[32], dst_version[32];
+	char src_status[32]; /* source VM run state at the end */
+	char dst_status[32]; /* destination VM run state at the end */
+	char mig_status[32]; /* final query-migrate status */
+};
+
+/*
+ * Migrate. 0 when the destination QEMU runs; otherwise a negative errno with
+ * the cause in `err`, after migrate_cancel where a migration had started
+ * (the source VM keeps running; res->src_status says how it was left).
+ */
+int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
+		       struct rdmig_qemu_migrate_result *res, struct rdmig_err *err);
+
+#endif

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * QEMU migration relay: carries QEMU's own migration streams over rdmig.
+ *
+ * Source side: a unix socket that QEMU's `migrate unix:PATH` connects to.
+ * Every connection QEMU opens (the main channel with its return path, each
+ * multifd channel) becomes its own rdmig connection with one data channel
+ * used as a full-duplex byte stream, so multifd channels land on separate
+ * queue pairs (rdma) or sockets (tcp).
+ *
+ * Destination side: an rdmig listener. A stream connection is joined to a
+ * fresh connection to the destination QEMU's incoming unix socket; a control
+ * connection (from `rdmig qemu migrate`) drives the destination QEMU through
+ * the relay's own QMP socket, so no QMP socket crosses hosts.
+ *
+ * Connections are told apart by a HELLO control message (JSON). Streams are
+ * opened strictly one after the other in the order QEMU connected: the
+ * source relay waits for the destination's answer (its QEMU connection is
+ * open) before taking the next one, because QEMU before 8.0 takes the first
+ * incoming connection as the main channel.
+ *
+ * Each stream is moved by two threads (unix -> rdmig, rdmig -> unix) with one
+ * fixed buffer each. End of stream is passed on as a half-close; an error in
+ * either direction aborts the rdmig connection and shuts the unix socket down
+ * both ways, so both QEMUs see it.
+ */
+#ifndef RDMIG_QEMU_RELAY_H
+#define RDMIG_QEMU_RELAY_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "rdmig/err.h"
+#include "rdmig/transport.h"
+
+/* Application control message types on relay connections (JSON payloads). */
+#define RDMIG_RELAY_MSG_HELLO 0x300 /* {"kind": "stream"|"control", "version": 1} */
+#define RDMIG_RELAY_MSG_REQ   0x301 /* control request {"op": ...} */
+#define RDMIG_RELAY_MSG_REPLY 0x302 /* {"ok": true, ...} or {"ok": false, "error": "..."} */
+
+#define RDMIG_RELAY_VERSION 1
+
+/* Bytes buffered per direction of one stream. */
+#define RDMIG_RELAY_BUF (256u * 1024)
+
+/* ---- source side ---------------------------------------------------------- */
+
+struct rdmig_relay_src;
+
+/*
+ * Bind and listen on the unix socket `path` (an existing socket file is
+ * replaced, any other file is refused) and serve it from a thread: each
+ * accepted connection is carried to the destination relay described by
+ * `xcfg` (host, port, backend; channels is forced to 1).
+ */
+int rdmig_relay_src_start(const struct rdmig_xport_cfg *xcfg, const char *path,
+			  struct rdmig_relay_src **out, struct rdmig_err *err);
+
+/*
+ * Stop accepting and remove the socket; give streams up to `grace_ms` to end
+ * on their own, then abort the rest and wait for them. NULL is a no-op.
+ */
+void rdmig_relay_src_stop(struct rdmig_relay_src *r, int grace_ms);
+
+/* First error any stream of this relay met; false if none. */
+bool rdmig_relay_src_error(struct rdmig_relay_src *r, struct rdmig_err *out);
+
+/* Streams opened so far (QEMU connections carried). */
+unsigned rdmig_relay_src_streams(struct rdmig_relay_src *r);
+
+/* Bytes moved so far: source QEMU -> destination and back. */
+void rdmig_relay_src_bytes(struct rdmig_relay_src *r, uint64_t *up, uint64_t *down);
+
+/* ---- destination side ----------------------------------------------------- */
+
+struct rdmig_relay_dst_cfg {
+	struct rdmig_xport_cfg xport; /* listen address, port, backend */
+	const char *incoming_path;    /* destination QEMU's incoming unix socket */
+	const char *qmp_path;	      /* destination QEMU's QMP socket, NULL: no control */
+	bool once;		      /* exit after the first control session ends */
+};
+
+/*
+ * Listen and serve until *stop becomes non-zero (checked a few times a
+ * second) or, with cfg->once, until the first control session has ended.
+ * `on_listening` (may be NULL) is called with the bound port once listening.
+ */
+int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atomic_t *stop,
+			void (*on_listening)(uint16_t port), struct rdmig_err *err);
+
+/* ---- control client (the orchestrator) ------------------------------------ */
+
+/* Connect to a destination relay and announce a control session. */
+int rdmig_relay_ctrl_open(const struct rdmig_xport_cfg *xcfg, struct rdmig_conn **out,
+			  struct rdmig_err *err);
+
+/*
+ * Send request `req` (reference stolen) and wait for the reply. A reply with
+ * "ok": false fails with -EREMOTEIO and its "error" as the message. On
+ * success *reply (if not NULL) receives a new reference to the whole reply.
+ */
+int rdmig_relay_ctrl_call(struct rdmig_conn *c, json_t *req, json_t **reply, int timeout_ms,
+			  struct rdmig_err *err);
+
+/* JSON helpers shared by both ends: one message of `type` as JSON. */
+int rdmig_relay_send_json(struct rdmig_conn *c, uint16_t type, json_t *msg, struct rdmig_err *err);
+int rdmig_relay_recv_json(struct rdmig_conn *c, uint16_t want, json_t **out, int timeout_ms,
+			  struct rdmig_err *err);
+
+#endif

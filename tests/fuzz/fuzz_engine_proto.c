@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target: the engine's control-message decoders (engine/proto.c).
+ * Byte 0 picks the decoder, the rest is the message payload. Accepted
+ * messages must satisfy the bounds the decoders promise.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void must(int cond)
+{
+	if (!cond)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const uint64_t region_pages[3] = {256, 1, 1u << 20};
+	static struct rdmig_msg_final fin;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_msg_setup s;
+	struct rdmig_msg_manifest m;
+	struct rdmig_msg_verify_fail vf;
+	const uint8_t *p = data + 1;
+	size_t n = size - 1;
+	char why[300];
+	uint64_t v;
+	int code;
+
+	if (size < 1)
+		return 0;
+	switch (data[0] % 6) {
+	case 0:
+		if (!rdmig_msg_setup_decode(p, n, 1ull << 30, &s, &e)) {
+			uint64_t total = 0;
+
+			must(s.nregions >= 1 && s.nregions <= RDMIG_GUEST_MAX_REGIONS);
+			for (uint32_t i = 0; i < s.nregions; i++)
+				total += s.region_len[i];
+			must(total <= 1ull << 30);
+		}
+		break;
+	case 1:
+		if (!rdmig_msg_final_decode(p, n, 4, &fin, &e))
+			must(fin.vcpus == 4);
+		break;
+	case 2:
+		if (!rdmig_msg_manifest_decode(p, n, region_pages, 3, &m, &e)) {
+			must(m.region < 3);
+			must(m.first_page <= region_pages[m.region] &&
+			     m.count <= region_pages[m.region] - m.first_page);
+			must(m.sums >= p && m.sums + 8ull * m.count <= p + n);
+		}
+		break;
+	case 3:
+		rdmig_msg_u64_decode(p, n, &v, &e);
+		break;
+	case 4:
+		rdmig_msg_verify_fail_decode(p, n, &vf, &e);
+		break;
+	default:
+		if (!rdmig_msg_cancel_decode(p, n, &code, why, sizeof(why), &e))
+			must(code < 0 && strlen(why) < sizeof(why));
+		break;
+	}
+	must(!e.code || e.msg[0]);
+	return 0;
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Seed corpus for the fuzz targets: a handful of valid messages made with
+ * the real encoders, prefixed with the selector byte each target reads.
+ *   gen_corpus DIR   writes into DIR/fuzz_wire/ and DIR/fuzz_engine_proto/
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proto.h"
+#include "wire.h"
+
+static const char *g_dir;
+
+static void put(const char *target, const char *name, uint8_t sel, const void *buf, size_t len)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", g_dir, target);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/%s", g_dir, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(&sel, 1, 1, f) != 1 || fwrite(buf, 1, len, f) != len || fclose(f)) {
+		perror(path);
+		exit(1);
+	}
+}
+
+/* A whole frame: header + payload, selector 0 of fuzz_wire. */
+static void frame(const char *name, uint8_t type, uint16_t chan, const void *p, size_t n)
+{
+	uint8_t buf[4096];
+
+	rdmig_wire_hdr_encode(buf, type, chan, 0, (uint32_t)n);
+	memcpy(buf + RDMIG_WIRE_HDR_LEN, p, n);
+	put("fuzz_wire", name, 0, buf, RDMIG_WIRE_HDR_LEN + n);
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t b[8192], p[4096];
+	struct rdmig_wire_hello h = {.caps = RDMIG_CAP_STREAMS | RDMIG_CAP_AUTH,
+				     .role = RDMIG_ROLE_CONNECTOR,
+				     .nchan = 4,
+				     .chan_index = RDMIG_CHAN_CTRL,
+				     .max_ctrl = RDMIG_CTRL_MAX_PAYLOAD,
+				     .token = 0x1122334455667788ull};
+	struct rdmig_wire_region r[2] = {{.id = 0,
+					  .flags = RDMIG_REG_REMOTE_WRITE,
+					  .len = 1 << 20,
+					  .addr = 0x7f0000000000,
+					  .rkey = 0x1234,
+					  .name = "ram0"},
+					 {.id = 1,
+					  .flags = RDMIG_REG_REMOTE_WRITE,
+					  .len = 4096,
+					  .addr = 0x7f0000100000,
+					  .rkey = 0x5678,
+					  .name = "ram1"}};
+	struct rdmig_wire_write w = {.region = 1, .len = 64, .offset = 4096};
+	struct rdmig_fence f = {.seq = 7, .bytes = 1 << 20, .writes = 16};
+	struct rdmig_msg_setup s = {.version = 1,
+				    .page_size = 4096,
+				    .nregions = 2,
+				    .vcpus = 2,
+				    .workload = 0,
+				    .channels = 2,
+				    .seed = 1,
+				    .region_len = {1 << 20, 1 << 16}};
+	struct rdmig_msg_verify_fail vf = {
+	    .region = 0, .page = 3, .expected = 1, .found = 2, .mismatches = 1};
+	static struct rdmig_msg_final fin = {.rounds = 3, .vcpus = 4, .final_seq = 9};
+	uint64_t sums[4] = {1, 2, 3, 4};
+	size_t n;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen_corpus DIR\n");
+		return 2;
+	}
+	g_dir = argv[1];
+	mkdir(g_dir, 0755);
+
+	n = rdmig_wire_hello_encode(p, &h);
+	frame("hello", RDMIG_MSG_HELLO, RDMIG_CHAN_CTRL, p, n);
+	n = rdmig_wire_pdata_encode(b, RDMIG_MSG_HELLO, &h);
+	put("fuzz_wire", "pdata_hello", 1, b, n);
+	n = rdmig_wire_layout_encode(p, r, 2);
+	frame("layout", RDMIG_MSG_LAYOUT, RDMIG_CHAN_CTRL, p, n);
+	n = rdmig_wire_write_encode(p, &w);
+	memset(p + n, 0xab, w.len);
+	frame("write", RDMIG_MSG_WRITE, 0, p, n + w.len);
+	put("fuzz_wire", "write_prefix", 3, p, n);
+	n = rdmig_wire_fence_encode(p, &f);
+	frame("fence", RDMIG_MSG_FENCE, 0, p, n);
+	n = rdmig_wire_credit_encode(p, 1 << 20);
+	frame("credit", RDMIG_MSG_CREDIT, 0, p, n);
+	n = rdmig_wire_error_encode(p, sizeof(p), -71, "bad control message from peer");
+	frame("error", RDMIG_MSG_ERROR, RDMIG_CHAN_CTRL, p, n);
+	b[0] = RDMIG_MSG_LAYOUT;
+	n = rdmig_wire_layout_encode(b + 1, r, 1);
+	put("fuzz_wire", "payload_layout", 2, b, n + 1);
+
+	n = rdmig_msg_setup_encode(b, &s);
+	put("fuzz_engine_proto", "setup", 0, b, n);
+	n = rdmig_msg_final_encode(b, &fin);
+	put("fuzz_engine_proto", "final", 1, b, n);
+	n = rdmig_msg_manifest_encode(b, 0, 8, sums, 4);
+	put("fuzz_engine_proto", "manifest", 2, b, n);
+	n = rdmig_msg_u64_encode(b, 42);
+	put("fuzz_engine_proto", "u64", 3, b, n);
+	n = rdmig_msg_verify_fail_encode(b, &vf);
+	put("fuzz_engine_proto", "verify_fail", 4, b, n);
+	n = rdmig_msg_cancel_encode(b, -125, "migration cancelled at the destination");
+	put("fuzz_engine_proto", "cancel", 5, b, n);
+	return 0;
+}

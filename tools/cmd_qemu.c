@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/* rdmig qemu src|dst|migrate: QEMU's migration carried over rdmig (qemu/relay.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "log.h"
+#include "orchestrate.h"
+#include "relay.h"
+#include "units.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* "ADDR[:PORT]" for connecting: host required, default port. */
+static int parse_peer(const char *cmd, const char *s, char *host, unsigned hostlen, uint16_t *port)
+{
+	unsigned short p = RDMIG_DEFAULT_PORT;
+
+	if (cli_parse_hostport(s, host, hostlen, &p) || !host[0] || !p)
+		return cli_usage_error(cmd, "expects ADDR[:PORT] with a non-zero port, got '%s'",
+				       s);
+	*port = p;
+	return 0;
+}
+
+static void usage_src(FILE *f)
+{
+	fprintf(f,
+		"Usage: rdmig qemu src --connect ADDR[:PORT] --socket PATH [--backend rdma|tcp]\n"
+		"\n"
+		"Serve the unix socket PATH for the source QEMU (`migrate unix:PATH`); every\n"
+		"connection QEMU opens (main channel, return path, each multifd channel) is\n"
+		"carried as its own rdmig stream to `rdmig qemu dst` at ADDR (default port %d).\n"
+		"Runs until SIGINT/SIGTERM. `rdmig qemu migrate` starts one of these itself.\n"
+		"\n"
+		"  -c, --connect ADDR[:PORT]  destination relay\n"
+		"  -s, --socket PATH          unix socket to serve\n"
+		"  -b, --backend B            rdma or tcp (default tcp)\n",
+		RDMIG_DEFAULT_PORT);
+}
+
+static int qemu_src(int argc, char **argv)
+{
+	static const struct option lo[] = {{"connect", required_argument, NULL, 'c'},
+					   {"socket", required_argument, NULL, 's'},
+					   {"backend", required_argument, NULL, 'b'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct rdmig_xport_cfg x = {.backend = RDMIG_BACKEND_TCP};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_relay_src *r = NULL;
+	const char *sock = NULL, *peer = NULL;
+	char host[256];
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:s:b:h", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			peer = optarg;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'b':
+			if (rdmig_backend_parse(optarg, &x.backend, &err))
+				return cli_usage_error("qemu src", "%s", err.msg);
+			break;
+		case 'h':
+			usage_src(stdout);
+			return RDMIG_EXIT_OK;
+		default:
+			return cli_usage_error("qemu src", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("qemu src", "unexpected argument '%s'", argv[optind]);
+	if (!peer || !sock)
+		return cli_usage_error("qemu src", "--connect and --socket are required");
+	if (parse_peer("qemu src", peer, host, sizeof(host), &x.port))
+		return RDMIG_EXIT_USAGE;
+	x.host = host;
+	install_signals();
+	if (rdmig_relay_src_start(&x, sock, &r, &err)) {
+		fprintf(stderr, "rdmig qemu src: %s\n", err.msg);
+		return RDMIG_EXIT_FAIL;
+	}
+	fprintf(stderr, "rdmig qemu src: serving %s -> %s port %u over %s\n", sock, host, x.port,
+		rdmig_backend_name(x.backend));
+	while (!g_stop)
+		pause();
+	rdmig_relay_src_stop(r, 0);
+	return RDMIG_EXIT_OK;
+}
+
+static void usage_dst(FILE *f)
+{
+	fprintf(f,
+		"Usage: rdmig qemu dst --listen [ADDR][:PORT] --qemu-incoming unix:PATH\n"
+		"                      [--qmp PATH] [--backend rdma|tcp] [--once]\n"
+		"\n"
+		"Accept rdmig streams from `rdmig qemu src` / `rdmig qemu migrate` and join each\n"
+		"to a new connection to the destination QEMU's incoming socket (QEMU started\n"
+		"with -incoming unix:PATH, or -incoming defer: then migrate-incoming is issued).\n"
+		"With --qmp, `rdmig qemu migrate` drives the destination QEMU through this\n"
+		"relay. Runs until SIGINT/SIGTERM.\n"
+		"\n"
+		"  -l, --listen [ADDR][:PORT]   where to listen (default any, port %d)\n"
+		"  -i, --qemu-incoming unix:PATH destination QEMU's incoming socket\n"
+		"  -q, --qmp PATH               destination QEMU's QMP socket\n"
+		"  -b, --backend B              rdma or tcp (default tcp)\n"
+		"      --once                   exit when the first migration's control session\n"
+		"                               and its streams have ended\n",
+		RDMIG_DEFAULT_PORT);
+}
+
+static void print_port(uint16_t port)
+{
+	fprintf(stderr, "rdmig qemu dst: listening on port %u\n", port);
+	printf("listening %u\n", port);
+	fflush(stdout);
+}
+
+static int qemu_dst(int argc, char **argv)
+{
+	static const struct option lo[] = {{"listen", required_argument, NULL, 'l'},
+					   {"qemu-incoming", required_argument, NULL, 'i'},
+					   {"qmp", required_argument, NULL, 'q'},
+					   {"backend", required_argument, NULL, 'b'},
+					   {"once", no_argument, NULL, 'o'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct rdmig_relay_dst_cfg cfg = {.xport = {.backend = RDMIG_BACKEND_TCP}};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	const char *listen = "", *incoming = NULL;
+	unsigned short port = RDMIG_DEFAULT_PORT;
+	char host[256];
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "l:i:q:b:h", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			listen = optarg;
+			break;
+		case 'i':
+			incoming = optarg;
+			break;
+		case 'q':
+			cfg.qmp_path = optarg;
+			break;
+		case 'b':
+			if (rdmig_backend_parse(optarg, &cfg.xport.backend, &err))
+				return cli_usage_error("qemu dst", "%s", err.msg);
+			break;
+		case 'o':
+			cfg.once = true;
+			break;
+		case 'h':
+			usage_dst(stdout);
+			return RDMIG_EXIT_OK;
+		default:
+			return cli_usage_error("qemu dst", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("qemu dst", "unexpected argument '%s'", argv[optind]);
+	if (!incoming)
+		return cli_usage_error("qemu dst", "--qemu-incoming unix:PATH is required");
+	if (strncmp(incoming, "unix:", 5) || !incoming[5])
+		return cli_usage_error("qemu dst",
+				       "--qemu-incoming expects unix:PATH (QEMU's -incoming "
+				       "unix:PATH), got '%s'",
+				       incoming);
+	if (cli_parse_hostport(listen, host, sizeof(host), &port))
+		return cli_usage_error("qemu dst", "--listen expects [ADDR][:PORT], got '%s'",
+				       listen);
+	cfg.incoming_path = incoming + 5;
+	cfg.xport.host = host[0] ? host : NULL;
+	cfg.xport.port = port;
+	install_signals();
+	if (rdmig_relay_dst_run(&cfg, &g_stop, print_port, &err)) {
+		fprintf(stderr, "rdmig qemu dst: %s\n", err.msg);
+		return RDMIG_EXIT_FAIL;
+	}
+	return RDMIG_EXIT_OK;
+}
+
+static void usage_migrate(FILE *f)
+{
+	fprintf(f,
+		"Usage: rdmig qemu migrate --src-qmp PATH --dst ADDR[:PORT] [--multifd N]\n"
+		"         [--auto-converge] [--downtime-limit TIME] [--max-bandwidth RATE]\n"
+		"         [--backend rdma|tcp] [--socket PATH] [--timeout TIME] [--json]\n"
+		"\n"
+		"Live-migrate the QEMU whose QMP socket is PATH to the destination relay\n"
+		"(`rdmig qemu dst --qmp ...`) at ADDR. The destination QEMU is driven by that\n"
+		"relay; capabilities and parameters are set the same on both sides. A source\n"
+		"relay runs inside this command on a private unix socket (or --socket).\n"
+		"Succeeds when the destination QEMU runs; on failure, timeout or Ctrl-C the\n"
+		"migration is cancelled and the source VM keeps running.\n"
+		"\n"
+		"  -s, --src-qmp PATH         source QEMU's QMP socket\n"
+		"  -d, --dst ADDR[:PORT]      destination relay (default port %d)\n"
+		"  -m, --multifd N            multifd with N channels (1..%d), one stream each\n"
+		"  -a, --auto-converge        throttle the guest when rounds do not converge\n"
+		"  -D, --downtime-limit TIME  e.g. 300ms, 2s (bare number: ms)\n"
+		"  -B, --max-bandwidth RATE   e.g. 100M (MiB/s), 10Gbit; 0 = unlimited\n"
+		"  -b, --backend B            rdma or tcp (default tcp)\n"
+		"  -S, --socket PATH          unix socket of the in-process source relay\n"
+		"  -t, --timeout TIME         give up (and cancel) after TIME (default 10m)\n"
+		"  -j, --json                 one JSON result object on stdout\n",
+		RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
+}
+
+static void print_json(const struct rdmig_qemu_migrate_opts *o,
+		       const struct rdmig_qemu_migrate_result *r, int rc, const char *msg)
+{
+	json_t *j = json_pack(
+	    "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:i, s:i, s:s, s:s, s:s, s:s}",
+	    "result", rc ? "failed" : "completed", "error", rc ? msg : "", "backend",
+	    rdmig_backend_name(o->xport.backend), "total_ms", (json_int_t)r->total_ms,
+	    "downtime_ms", (json_int_t)r->downtime_ms, "setup_ms", (json_int_t)r->setup_ms,
+	    "transferred", (json_int_t)r->transferred, "relayed", (json_int_t)r->relayed, "mbps",
+	    r->mbps, "multifd", (int)o->multifd, "streams", (int)r->streams, "passes",
+	    (int)r->passes, "migration", r->mig_status, "src_status", r->src_status, "dst_status",
+	    r->dst_status, "qemu", r->src_version);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(j);
+}
+
+static int qemu_migrate(int argc, char **argv)
+{
+	static const struct option lo[] = {{"src-qmp", required_argument, NULL, 's'},
+					   {"dst", required_argument, NULL, 'd'},
+					   {"multifd", required_argument, NULL, 'm'},
+					   {"auto-converge", no_argument, NULL, 'a'},
+					   {"downtime-limit", required_argument, NULL, 'D'},
+					   {"max-bandwidth", required_argument, NULL, 'B'},
+					   {"backend", required_argument, NULL, 'b'},
+					   {"socket", required_argument, NULL, 'S'},
+					   {"timeout", required_argument, NULL, 't'},
+					   {"json", no_argument, NULL, 'j'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct rdmig_qemu_migrate_opts o = {
+	    .xport = {.backend = RDMIG_BACKEND_TCP},
+	    .downtime_ms = -1,
+	    .max_bandwidth = -1,
+	    .timeout_ms = 600000,
+	};
+	struct rdmig_qemu_migrate_result res;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	const char *dst = NULL;
+	bool json = false;
+	char host[256];
+	uint64_t v;
+	int opt, rc;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "s:d:m:aD:B:b:S:t:jh", lo, NULL)) != -1) {
+		rdmig_err_clear(&err);
+		switch (opt) {
+		case 's':
+			o.src_qmp = optarg;
+			break;
+		case 'd':
+			dst = optarg;
+			break;
+		case 'm':
+			if (rdmig_parse_uint(optarg, 1, RDMIG_MAX_CHANNELS, &v, &err))
+				return cli_usage_error("qemu migrate", "--multifd: %s", err.msg);
+			o.multifd = (unsigned)v;
+			break;
+		case 'a':
+			o.auto_converge = true;
+			break;
+		case 'D':
+			if (rdmig_parse_duration(optarg, 1000000, &v, &err))
+				return cli_usage_error("qemu migrate", "--downtime-limit: %s",
+						       err.msg);
+			o.downtime_ms = (int64_t)(v / 1000000);
+			if (o.downtime_ms < 1 || o.downtime_ms > 2000000)
+				return cli_usage_error("qemu migrate",
+						       "--downtime-limit expects 1ms..2000s");
+			break;
+		case 'B':
+			if (rdmig_parse_rate(optarg, &v, &err))
+				return cli_usage_error("qemu migrate", "--max-bandwidth: %s",
+						       err.msg);
+			if (v > INT64_MAX)
+				return cli_usage_error("qemu migrate", "--max-bandwidth too large");
+			o.max_bandwidth = (int64_t)v;
+			break;
+		case 'b':
+			if (rdmig_backend_parse(optarg, &o.xport.backend, &err))
+				return cli_usage_error("qemu migrate", "%s", err.msg);
+			break;
+		case 'S':
+			o.relay_socket = optarg;
+			break;
+		case 't':
+			if (rdmig_parse_duration(optarg, 1000000000ull, &v, &err))
+				return cli_usage_error("qemu migrate", "--timeout: %s", err.msg);
+			o.timeout_ms = v / 1000000;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			usage_migrate(stdout);
+			return RDMIG_EXIT_OK;
+		default:
+			return cli_usage_error("qemu migrate", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("qemu migrate", "unexpected argument '%s'", argv[optind]);
+	if (!o.src_qmp || !dst)
+		return cli_usage_error("qemu migrate", "--src-qmp and --dst are required");
+	if (parse_peer("qemu migrate", dst, host, sizeof(host), &o.xport.port))
+		return RDMIG_EXIT_USAGE;
+	o.xport.host = host;
+	o.cancel = &g_stop;
+	o.progress = true;
+	install_signals();
+
+	rc = rdmig_qemu_migrate(&o, &res, &err);
+	if (json)
+		print_json(&o, &res, rc, err.msg);
+	if (rc) {
+		fprintf(stderr, "rdmig qemu migrate: %s\n", rdmig_err_str(&err));
+		return RDMIG_EXIT_FAIL;
+	}
+	fprintf(stderr,
+		"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
+		" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s); destination %s\n",
+		res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes, res.streams,
+		rdmig_backend_name(o.xport.backend), res.dst_status);
+	return RDMIG_EXIT_OK;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: rdmig qemu src|dst|migrate [OPTIONS]\n"
+		   "\n"
+		   "Use rdmig as QEMU's migration transport (stock QEMU, unix sockets):\n"
+		   "  src       source relay: a unix socket for `migrate unix:PATH`\n"
+		   "  dst       destination relay: into QEMU's -incoming unix:PATH\n"
+		   "  migrate   run a migration end to end (source host)\n"
+		   "\n"
+		   "Run 'rdmig qemu SUBCOMMAND --help' for its options.\n");
+}
+
+int cmd_qemu(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return RDMIG_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return RDMIG_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "src"))
+		return qemu_src(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dst"))
+		return qemu_dst(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "migrate"))
+		return qemu_migrate(argc - 1, argv + 1);
+	return cli_usage_error("qemu", "unknown subcommand '%s' (src, dst or migrate)", argv[1]);
+}
