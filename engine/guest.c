@@ -488,6 +488,12 @@ int rdmig_guest_create(const struct rdmig_guest_cfg *cfg, struct rdmig_guest **o
 		goto out_free;
 	}
 	g->ram = ram;
+	/*
+	 * 4 KiB pages: soft-dirty tracks a transparent huge page as one unit,
+	 * so one write would dirty 2 MiB and a write-heavy guest never
+	 * converges. Advisory: a kernel without THP simply says no.
+	 */
+	madvise(ram, cfg->ram_size, MADV_NOHUGEPAGE);
 
 	/* Regions differ by at most one page; the first `rem` get the extra. */
 	base = g->npages / g->cfg.nregions;

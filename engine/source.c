@@ -771,6 +771,11 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	pthread_cond_init(&m->cv, NULL);
 
 	ret = run(m, err);
+	if (ret && ret != -ECANCELED && cancelled(m)) {
+		/* The cancel caused whatever failed last (e.g. an aborted connection). */
+		rdmig_err_clear(err);
+		ret = rdmig_seterr(err, -ECANCELED, "migration cancelled");
+	}
 	if (ret) {
 		uint8_t b[300];
 		size_t n;

@@ -73,6 +73,8 @@ static void on_event(const struct rdmig_mig_event *ev, void *arg)
 			print_stats_json(ev->type == RDMIG_EV_STATE ? "state" : "round", o->side, s);
 		return;
 	}
+	if (ev->type == RDMIG_EV_STATE && s->state >= RDMIG_MIG_COMPLETED && !o->json)
+		return; /* the summary says how it ended */
 	if (ev->type == RDMIG_EV_STATE && !o->tty) {
 		fprintf(stderr, "rdmig %s: %s\n", o->side, rdmig_mig_state_name(s->state));
 		return;
