@@ -146,10 +146,14 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct mig_src *m = w->m;
 	struct rdmig_err perr = RDMIG_ERR_INIT;
+	char name[16];
 
 	/* Placement is an optimisation: a failed pin is worth a warning, not the migration. */
 	if (rdmig_numa_pin_self(m->o->plan, w->chan, &perr))
 		log_warn("worker %u: %s", w->chan, rdmig_err_str(&perr));
+	/* Named after pinning: tools (and tests) see "rdmig-wN" only once it is placed. */
+	snprintf(name, sizeof(name), "rdmig-w%u", w->chan);
+	pthread_setname_np(pthread_self(), name);
 	w->t_start = rdmig_now_ns();
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
@@ -251,12 +255,19 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_er
 		}
 	}
 	pthread_mutex_unlock(&m->lock);
-	for (unsigned i = 0; i < m->nw; i++)
-		if (m->w[i].ret && !ret) {
-			if (err && !err->code)
+	for (unsigned i = 0; i < m->nw; i++) {
+		int wret = m->w[i].ret;
+
+		/*
+		 * A worker that stood down because another one failed returns
+		 * -ECANCELED: the other's error is the cause, not a cancel.
+		 */
+		if (wret && (!ret || (ret == -ECANCELED && wret != -ECANCELED))) {
+			if (err && (!err->code || ret == -ECANCELED))
 				*err = m->w[i].err;
-			ret = m->w[i].ret;
+			ret = wret;
 		}
+	}
 	if (!ret && cancelled(m))
 		ret = rdmig_seterr(err, -ECANCELED, "migration cancelled");
 	if (ret)
@@ -410,7 +421,7 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 {
 	const struct rdmig_guest_cfg *gc = rdmig_guest_cfg(m->g);
 	struct rdmig_msg_setup s = {0};
-	uint8_t buf[128];
+	uint8_t buf[RDMIG_SETUP_MAX_LEN + 300]; /* SETUP out; SETUP_OK or CANCEL back */
 	uint16_t type;
 	size_t len;
 	int ret;
@@ -429,6 +440,10 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 		struct src_region *sr = &m->reg[r];
 
 		s.region_len[r] = gr->len;
+		/* Where the region lives now, so the destination can put it there too. */
+		s.region_node[r] = rdmig_numa_region_node(gr->addr, gr->len, 256, NULL);
+		if (s.region_node[r] > RDMIG_SETUP_MAX_NODE)
+			s.region_node[r] = -1;
 		sr->addr = gr->addr;
 		sr->len = gr->len;
 		sr->pages = gr->len / RDMIG_PAGE_SIZE;
@@ -519,6 +534,16 @@ static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 				    "no dirty-page tracking on this kernel for a running guest: "
 				    "use --cold (stop the guest and copy once), or a kernel with "
 				    "userfaultfd write-protect (6.7+) or soft-dirty");
+	/*
+	 * The kernel leaves pages pinned for RDMA soft-dirty forever (clear_refs
+	 * skips pinned PTEs), so on rdma every round would be the whole guest.
+	 */
+	if (kind == RDMIG_DIRTY_SOFT_DIRTY && rdmig_conn_backend(m->c) == RDMIG_BACKEND_RDMA)
+		return rdmig_seterr(err, -ENOTSUP,
+				    "soft-dirty tracking cannot see writes to memory registered "
+				    "for RDMA (the kernel never clears pinned pages): use a kernel "
+				    "with userfaultfd write-protect (Linux 6.7+), the tcp backend, "
+				    "or --cold");
 	for (unsigned r = 0; r < m->nreg; r++) {
 		dr[r].addr = m->reg[r].addr;
 		dr[r].len = m->reg[r].len;

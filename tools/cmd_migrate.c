@@ -94,10 +94,19 @@ static void on_event(const struct rdmig_mig_event *ev, void *arg)
 	o->line_open = true;
 }
 
+/* Compression of the source's page writes (tcp --compress), read from the transport. */
+struct zsum {
+	int level;	    /* 0: off, nothing printed */
+	uint64_t bytes;	    /* page payload bytes written */
+	uint64_t on_wire;   /* the same after compression */
+};
+
 static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_stats *s,
-			  const char *backend, unsigned channels, const char *errmsg)
+			  const char *backend, unsigned channels, const struct zsum *z,
+			  const char *errmsg)
 {
 	const char *status = ret == 0 ? "completed" : ret == -ECANCELED ? "cancelled" : "failed";
+	double ratio = z && z->level && z->on_wire ? (double)z->bytes / (double)z->on_wire : 0;
 
 	if (o->line_open)
 		fprintf(stderr, "\n");
@@ -107,11 +116,16 @@ static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_sta
 		       "\"bytes\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ","
 		       "\"verified_pages\":%" PRIu64 ",\"ram_bytes\":%" PRIu64 ","
 		       "\"dirty_source\":\"%s\",\"max_throttle\":%.3f,\"guest_work\":%" PRIu64 ","
-		       "\"harvest_ms_per_gib\":%.3f,\"error\":",
+		       "\"harvest_ms_per_gib\":%.3f,",
 		       o->side, status, backend, channels, s->total_ms, s->downtime_ms, s->round,
 		       s->bytes_sent, s->pages_sent, s->zero_pages, s->verified_pages, s->ram_bytes,
 		       rdmig_dirty_kind_name(s->dirty_source), (double)s->max_throttle / 1000,
 		       s->guest_work, s->harvest_ms_per_gib);
+		if (z && z->level)
+			printf("\"compress_level\":%d,\"bytes_on_wire\":%" PRIu64
+			       ",\"compress_ratio\":%.2f,",
+			       z->level, z->on_wire, ratio);
+		printf("\"error\":");
 		if (errmsg) {
 			putchar('"');
 			for (const char *p = errmsg; *p; p++) {
@@ -142,6 +156,14 @@ static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_sta
 		       rdmig_dirty_kind_name(s->dirty_source), s->harvest_ms_per_gib);
 		printf("  max throttle   %.1f%%\n", (double)s->max_throttle / 10);
 		printf("  guest work     %" PRIu64 " units during migration\n", s->guest_work);
+		if (z && z->level) {
+			char b[32], w[32];
+
+			printf("  compression    zstd level %d: %s of pages in %s on the wire "
+			       "(ratio %.2f)\n",
+			       z->level, rdmig_fmt_size(z->bytes, b, sizeof(b)),
+			       rdmig_fmt_size(z->on_wire, w, sizeof(w)), ratio);
+		}
 	}
 	printf("  verified pages %" PRIu64 "\n", s->verified_pages);
 }
@@ -177,6 +199,7 @@ enum {
 	OPT_NUMA,
 	OPT_SHOW_PLAN,
 	OPT_KEY_FILE,
+	OPT_COMPRESS,
 };
 
 static int parse_backend_auto(const char *s, enum rdmig_backend *b, bool *is_auto,
@@ -379,7 +402,7 @@ int cmd_listen(int argc, char **argv)
 	ret = rdmig_mig_dest(c, &mo, &st, &err);
 out:
 	print_summary(&out, ret, &st, rdmig_backend_name(cfg.backend),
-		      c ? rdmig_conn_channels(c) : 0, ret ? rdmig_err_str(&err) : NULL);
+		      c ? rdmig_conn_channels(c) : 0, NULL, ret ? rdmig_err_str(&err) : NULL);
 	if (ret && !out.json)
 		fprintf(stderr, "rdmig listen: %s\n", rdmig_err_str(&err));
 	rdmig_conn_destroy(c);
@@ -426,6 +449,8 @@ static void migrate_usage(FILE *out)
 		"  -b, --backend B           rdma, tcp or auto (default: rdma if this host has an\n"
 		"                            RDMA device and it connects, else tcp)\n"
 		"  -c, --channels N          data channels = worker threads (default 2)\n"
+		"      --compress LEVEL      tcp: zstd level 1..19 for page writes, 0 off (default);\n"
+		"                            zero and repetitive pages shrink, random ones go plain\n"
 		"Output:\n"
 		"      --dump-ram PATH       write guest RAM as it was at switchover to PATH\n"
 		"      --json                events and the summary as JSON lines on stdout\n"
@@ -469,10 +494,12 @@ int cmd_migrate(int argc, char **argv)
 		{"dump-ram", required_argument, NULL, OPT_DUMP},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"key-file", required_argument, NULL, OPT_KEY_FILE},
+		{"compress", required_argument, NULL, OPT_COMPRESS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct zsum zs = {0};
 	struct rdmig_guest_cfg gc = {.nregions = 1, .vcpus = 1, .workload = RDMIG_WL_INCR, .seed = 1};
 	struct rdmig_xport_cfg cfg = {.channels = 2};
 	struct rdmig_mig_opts mo;
@@ -604,6 +631,13 @@ int cmd_migrate(int argc, char **argv)
 		case OPT_KEY_FILE:
 			key_file = optarg;
 			break;
+		case OPT_COMPRESS:
+			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
+				return cli_usage_error("migrate", "--compress expects a zstd level "
+								  "between 0 (off) and 19: %s",
+						       err.msg);
+			cfg.compress_level = (int)v;
+			break;
 		case 'h':
 			migrate_usage(stdout);
 			return RDMIG_EXIT_OK;
@@ -618,6 +652,11 @@ int cmd_migrate(int argc, char **argv)
 		return cli_usage_error("migrate", "invalid destination address '%s'", argv[optind]);
 	if (!gc.ram_size)
 		return cli_usage_error("migrate", "--guest-size is required, e.g. --guest-size 256M");
+	if (cfg.compress_level && !is_auto && cfg.backend == RDMIG_BACKEND_RDMA)
+		return cli_usage_error("migrate",
+				       "--compress works on the tcp backend only: rdma writes "
+				       "land in the destination's memory with no CPU there to "
+				       "decompress them");
 	cfg.host = host;
 	cfg.port = port;
 	out.tty = isatty(STDERR_FILENO) && !out.json;
@@ -643,7 +682,12 @@ int cmd_migrate(int argc, char **argv)
 	/* auto: rdma when this host has a device and it connects; never mixed later. */
 	if (is_auto) {
 		cfg.backend = RDMIG_BACKEND_RDMA;
-		if (have_rdma_device()) {
+		/* rdma needs userfaultfd write-protect to track a running guest. */
+		if (have_rdma_device() && !mo.cold && mo.dirty_auto &&
+		    rdmig_dirty_best(false) != RDMIG_DIRTY_UFFD_WP) {
+			log_warn("this kernel tracks dirty pages only with soft-dirty, which cannot "
+				 "see writes to RDMA-registered memory: using tcp");
+		} else if (have_rdma_device()) {
 			ret = rdmig_connect(&cfg, &c, &err);
 			if (ret) {
 				log_warn("rdma connect failed (%s): falling back to tcp",
@@ -653,6 +697,10 @@ int cmd_migrate(int argc, char **argv)
 		}
 		if (!c)
 			cfg.backend = RDMIG_BACKEND_TCP;
+		else if (cfg.compress_level)
+			log_warn("--backend auto chose rdma: compression is off on rdma, "
+				 "--compress %d ignored",
+				 cfg.compress_level);
 	}
 	if (!c) {
 		ret = rdmig_connect(&cfg, &c, &err);
@@ -666,12 +714,20 @@ int cmd_migrate(int argc, char **argv)
 		goto out;
 	mo.plan = plan;
 	ret = rdmig_mig_source(c, g, &mo, &st, &err);
+	if (c && cfg.backend == RDMIG_BACKEND_TCP && cfg.compress_level) {
+		struct rdmig_xport_stats xs;
+
+		rdmig_xport_stats(c, &xs);
+		zs.level = cfg.compress_level;
+		zs.bytes = xs.bytes_written;
+		zs.on_wire = xs.bytes_on_wire;
+	}
 out:
 	if (ret && st.state != RDMIG_MIG_FAILED && st.state != RDMIG_MIG_CANCELLED)
 		st.state = RDMIG_MIG_FAILED;
 	if (ret && g)
 		st.guest_work = rdmig_guest_work(g);
-	print_summary(&out, ret, &st, rdmig_backend_name(cfg.backend), cfg.channels,
+	print_summary(&out, ret, &st, rdmig_backend_name(cfg.backend), cfg.channels, &zs,
 		      ret ? rdmig_err_str(&err) : NULL);
 	if (ret && !out.json)
 		fprintf(stderr, "rdmig migrate: %s%s\n", rdmig_err_str(&err),
