@@ -181,7 +181,7 @@ static int connect_event(struct rd_conn *rc, const struct rdma_cm_event *ev, uns
 	const char *host = rc->base.host;
 	struct rdmig_wire_hello h;
 	struct rdma_conn_param p;
-	uint8_t pdata[RDMIG_WIRE_HELLO_LEN];
+	uint8_t pdata[RDMIG_WIRE_CM_LEN];
 	char why[128];
 	int ret;
 
@@ -207,21 +207,22 @@ static int connect_event(struct rd_conn *rc, const struct rdma_cm_event *ev, uns
 		if (ret)
 			return ret;
 		rd_hello_make(ch, &h);
-		rdmig_wire_hello_encode(pdata, &h);
+		rdmig_wire_cm_encode(pdata, RDMIG_MSG_HELLO, &h);
 		rd_rdma_conn_param(&p, pdata, sizeof(pdata));
 		if (rdma_connect(ev->id, &p))
 			return rdmig_seterr_errno(err, rdmig_neg_errno(), "%s: rdma_connect",
 						  ch->name);
 		return 0;
 	case RDMA_CM_EVENT_ESTABLISHED:
-		if (ev->param.conn.private_data_len < RDMIG_WIRE_HELLO_LEN)
+		if (ev->param.conn.private_data_len < RDMIG_WIRE_CM_LEN)
 			return rdmig_seterr(
 			    err, -EPROTO,
 			    "%s: the peer's reply carries %u bytes of private data, "
 			    "not a HELLO: is it an rdmig listener?",
 			    ch->name, ev->param.conn.private_data_len);
-		ret = rdmig_wire_hello_decode(ev->param.conn.private_data, RDMIG_WIRE_HELLO_LEN, &h,
-					      err);
+		ret = rdmig_wire_cm_decode(ev->param.conn.private_data,
+					   ev->param.conn.private_data_len, RDMIG_MSG_HELLO_ACK, &h,
+					   err);
 		if (!ret)
 			ret = rd_hello_accept(ch, &h, err);
 		if (ret) {
@@ -448,14 +449,14 @@ static void connect_request(struct rd_listener *rl, struct rdma_cm_id *id, const
 	unsigned slot;
 	int timeout;
 
-	if (plen < RDMIG_WIRE_HELLO_LEN) {
+	if (plen < RDMIG_WIRE_CM_LEN) {
 		char why[64];
 
 		snprintf(why, sizeof(why), "no HELLO (%u bytes of private data)", plen);
 		refuse(id, why);
 		return;
 	}
-	if (rdmig_wire_hello_decode(pdata, RDMIG_WIRE_HELLO_LEN, &h, &e) ||
+	if (rdmig_wire_cm_decode(pdata, plen, RDMIG_MSG_HELLO, &h, &e) ||
 	    rd_hello_check(&h, RDMIG_ROLE_CONNECTOR, &e)) {
 		refuse(id, rdmig_err_str(&e));
 		return;
@@ -612,7 +613,7 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 		struct rd_chan *ch = &rc->ch[i];
 		struct rdmig_wire_hello h;
 		struct rdma_conn_param p;
-		uint8_t pdata[RDMIG_WIRE_HELLO_LEN];
+		uint8_t pdata[RDMIG_WIRE_CM_LEN];
 
 		if (ch->id->verbs != rc->verbs) {
 			ret = rdmig_seterr(err, -EXDEV, "%s arrived on another RDMA device",
@@ -627,7 +628,7 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 		if (ret)
 			goto out_reject;
 		rd_hello_make(ch, &h);
-		rdmig_wire_hello_encode(pdata, &h);
+		rdmig_wire_cm_encode(pdata, RDMIG_MSG_HELLO_ACK, &h);
 		rd_rdma_conn_param(&p, pdata, sizeof(pdata));
 		if (rdma_accept(ch->id, &p)) {
 			ret =

@@ -18,8 +18,10 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include <zstd.h>
+
 /* Header flag bits this version understands; anything else is refused. */
-#define HDR_F_KNOWN RDMIG_HDR_F_NONE
+#define HDR_F_KNOWN RDMIG_HDR_F_ZSTD
 
 /* LAYOUT flag bits this version understands. */
 #define LAYOUT_F_KNOWN RDMIG_REG_REMOTE_WRITE
@@ -76,12 +78,18 @@ const char *rdmig_msg_type_name(uint8_t type)
 size_t rdmig_wire_hdr_encode(void *buf, uint8_t type, uint16_t chan, uint16_t app_type,
 			     uint32_t length)
 {
+	return rdmig_wire_hdr_encode_flags(buf, type, RDMIG_HDR_F_NONE, chan, app_type, length);
+}
+
+size_t rdmig_wire_hdr_encode_flags(void *buf, uint8_t type, uint16_t flags, uint16_t chan,
+				   uint16_t app_type, uint32_t length)
+{
 	uint8_t *p = buf;
 
 	rdmig_put_be32(p, RDMIG_WIRE_MAGIC);
 	p[4] = RDMIG_WIRE_VERSION;
 	p[5] = type;
-	rdmig_put_be16(p + 6, RDMIG_HDR_F_NONE);
+	rdmig_put_be16(p + 6, flags);
 	rdmig_put_be32(p + 8, length);
 	rdmig_put_be16(p + 12, chan);
 	rdmig_put_be16(p + 14, app_type);
@@ -114,7 +122,8 @@ static enum chan_kind type_chan_kind(uint8_t type)
 }
 
 /* Payload length limits of one type; min == max for fixed sizes. */
-static int type_len_ok(uint8_t type, uint32_t len, uint32_t max_ctrl, struct rdmig_err *err)
+static int type_len_ok(uint8_t type, uint16_t flags, uint32_t len, uint32_t max_ctrl,
+		       struct rdmig_err *err)
 {
 	const char *name = rdmig_msg_type_name(type);
 	uint64_t lo = 0, hi = 0;
@@ -143,6 +152,11 @@ static int type_len_ok(uint8_t type, uint32_t len, uint32_t max_ctrl, struct rdm
 	case RDMIG_MSG_WRITE:
 		lo = RDMIG_WIRE_WRITE_LEN;
 		hi = (uint64_t)RDMIG_WIRE_WRITE_LEN + RDMIG_WIRE_MAX_DATA;
+		if (flags & RDMIG_HDR_F_ZSTD) {
+			/* Compressed data is never empty, and may exceed the plain maximum a bit. */
+			lo = RDMIG_WIRE_WRITE_LEN + 1;
+			hi += RDMIG_WIRE_ZSTD_SLACK;
+		}
 		break;
 	case RDMIG_MSG_FENCE:
 		lo = hi = RDMIG_WIRE_FENCE_LEN;
@@ -206,6 +220,10 @@ int rdmig_wire_hdr_decode(const void *buf, size_t len, uint32_t max_ctrl,
 	if (h.flags & ~HDR_F_KNOWN)
 		return rdmig_seterr(err, -EPROTO, "%s: unknown header flags 0x%04x", name,
 				    h.flags & ~HDR_F_KNOWN);
+	if ((h.flags & RDMIG_HDR_F_ZSTD) && h.type != RDMIG_MSG_WRITE)
+		return rdmig_seterr(err, -EPROTO,
+				    "%s: header flags 0x%04x (zstd) are allowed on WRITE only",
+				    name, h.flags);
 	h.length = rdmig_get_be32(p + 8);
 	h.chan = rdmig_get_be16(p + 12);
 	h.app_type = rdmig_get_be16(p + 14);
@@ -240,7 +258,7 @@ int rdmig_wire_hdr_decode(const void *buf, size_t len, uint32_t max_ctrl,
 				    h.app_type);
 	}
 
-	ret = type_len_ok(h.type, h.length, max_ctrl, err);
+	ret = type_len_ok(h.type, h.flags, h.length, max_ctrl, err);
 	if (ret)
 		return ret;
 	*out = h;
@@ -508,6 +526,38 @@ int rdmig_wire_write_check(const struct rdmig_wire_write *w, const uint64_t *reg
 	return 0;
 }
 
+int rdmig_wire_zstd_check(const void *z, size_t zlen, uint32_t len, struct rdmig_err *err)
+{
+	unsigned long long content;
+	size_t fsize;
+
+	if (!zlen || zlen > (size_t)RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK)
+		return rdmig_seterr(err, zlen ? -EMSGSIZE : -EPROTO,
+				    "WRITE: %zu bytes of compressed data, expected 1..%u", zlen,
+				    RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK);
+	fsize = ZSTD_findFrameCompressedSize(z, zlen);
+	if (ZSTD_isError(fsize))
+		return rdmig_seterr(err, -EPROTO, "WRITE: compressed data is not a zstd frame: %s",
+				    ZSTD_getErrorName(fsize));
+	if (fsize != zlen)
+		return rdmig_seterr(err, -EPROTO,
+				    "WRITE: zstd frame of %zu bytes followed by %zu more bytes, "
+				    "expected one frame",
+				    fsize, zlen - fsize);
+	content = ZSTD_getFrameContentSize(z, zlen);
+	if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN)
+		return rdmig_seterr(err, -EPROTO,
+				    "WRITE: zstd frame %s its decompressed size",
+				    content == ZSTD_CONTENTSIZE_ERROR ? "is corrupt, cannot read"
+								       : "does not record");
+	if (content != len)
+		return rdmig_seterr(err, -EPROTO,
+				    "WRITE: zstd frame decompresses to %llu bytes, the prefix says "
+				    "%" PRIu32,
+				    content, len);
+	return 0;
+}
+
 /* ---- FENCE, CREDIT ---------------------------------------------------- */
 
 size_t rdmig_wire_fence_encode(void *buf, const struct rdmig_fence *f)
@@ -595,4 +645,43 @@ int rdmig_wire_error_decode(const void *buf, size_t len, int *code, char *msg, s
 	}
 	msg[n] = '\0';
 	return 0;
+}
+
+size_t rdmig_wire_cm_encode(void *buf, uint8_t type, const struct rdmig_wire_hello *h)
+{
+	uint8_t *p = buf;
+
+	rdmig_put_be32(p, RDMIG_WIRE_MAGIC);
+	p[4] = RDMIG_WIRE_VERSION;
+	p[5] = type;
+	rdmig_put_be16(p + 6, 0);
+	rdmig_wire_hello_encode(p + 8, h);
+	return RDMIG_WIRE_CM_LEN;
+}
+
+int rdmig_wire_cm_decode(const void *buf, size_t len, uint8_t type, struct rdmig_wire_hello *h,
+			 struct rdmig_err *err)
+{
+	const uint8_t *p = buf;
+
+	/* rdma_cm may pad private data (InfiniBand carries a fixed size): extra is ignored. */
+	if (len < RDMIG_WIRE_CM_LEN)
+		return rdmig_seterr(err, -EPROTO,
+				    "connection private data of %zu bytes, an rdmig HELLO needs %d",
+				    len, RDMIG_WIRE_CM_LEN);
+	if (rdmig_get_be32(p) != RDMIG_WIRE_MAGIC)
+		return rdmig_seterr(err, -EPROTO,
+				    "connection private data without the rdmig magic (0x%08x): "
+				    "not an rdmig peer",
+				    rdmig_get_be32(p));
+	if (p[4] != RDMIG_WIRE_VERSION)
+		return rdmig_seterr(err, -EPROTONOSUPPORT,
+				    "peer speaks rdmig wire version %u, this side version %d", p[4],
+				    RDMIG_WIRE_VERSION);
+	if (p[5] != type)
+		return rdmig_seterr(err, -EPROTO, "expected %s in the private data, got %s",
+				    rdmig_msg_type_name(type), rdmig_msg_type_name(p[5]));
+	if (rdmig_get_be16(p + 6))
+		return rdmig_seterr(err, -EPROTO, "connection private data: reserved bits set");
+	return rdmig_wire_hello_decode(p + 8, RDMIG_WIRE_HELLO_LEN, h, err);
 }

@@ -43,6 +43,21 @@ enum rdmig_msg_type {
 
 /* Header flags. */
 #define RDMIG_HDR_F_NONE 0
+/*
+ * WRITE only, on data channels, and only when both sides announced
+ * RDMIG_CAP_ZSTD: the data after the 16-byte prefix is one zstd frame whose
+ * content size is the prefix's `len` (which stays the uncompressed length).
+ * The header's `length` is then 16 + the compressed bytes.
+ */
+#define RDMIG_HDR_F_ZSTD 0x1
+
+/*
+ * Compressed data of one WRITE: 1..RDMIG_WIRE_MAX_DATA + this many bytes.
+ * zstd's worst-case expansion of a 16 MiB input (ZSTD_COMPRESSBOUND) is
+ * 1/256 of it, exactly this; rdmig only sends a compressed frame when it is
+ * smaller than the plain one, so this is the bound for other senders.
+ */
+#define RDMIG_WIRE_ZSTD_SLACK (RDMIG_WIRE_MAX_DATA >> 8)
 
 /* Capability bits (HELLO.caps). */
 #define RDMIG_CAP_STREAMS 0x1
@@ -115,6 +130,9 @@ struct rdmig_wire_write {
 /* ---- header ---- */
 size_t rdmig_wire_hdr_encode(void *buf, uint8_t type, uint16_t chan, uint16_t app_type,
 			     uint32_t length);
+/* The same with header flags (RDMIG_HDR_F_ZSTD on a compressed WRITE). */
+size_t rdmig_wire_hdr_encode_flags(void *buf, uint8_t type, uint16_t flags, uint16_t chan,
+				   uint16_t app_type, uint32_t length);
 /*
  * Validate magic, version, type, and that `length` does not exceed the
  * largest payload of its type (max_ctrl for control messages). Also refused:
@@ -144,6 +162,18 @@ int rdmig_wire_hello_decode(const void *buf, size_t len, struct rdmig_wire_hello
  * request carries, so rdma sends the bare 48-byte HELLO.)
  */
 #define RDMIG_WIRE_PDATA_LEN (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_HELLO_LEN)
+/*
+ * rdma_cm private data: an 8-byte prefix (magic u32, version u8, type u8 =
+ * HELLO or HELLO_ACK, reserved u16 = 0) then the 48-byte HELLO: 56 bytes,
+ * the most an RC connect request may carry. The prefix is what lets a
+ * version mismatch be named at connect time on rdma, as on tcp.
+ */
+#define RDMIG_WIRE_CM_LEN (8 + RDMIG_WIRE_HELLO_LEN)
+size_t rdmig_wire_cm_encode(void *buf, uint8_t type, const struct rdmig_wire_hello *h);
+/* Validates the prefix (naming both versions on a mismatch), the type, then the HELLO. */
+int rdmig_wire_cm_decode(const void *buf, size_t len, uint8_t type, struct rdmig_wire_hello *h,
+			 struct rdmig_err *err);
+
 size_t rdmig_wire_pdata_encode(void *buf, uint8_t type, const struct rdmig_wire_hello *h);
 int rdmig_wire_pdata_decode(const void *buf, size_t len, uint8_t *type,
 			    struct rdmig_wire_hello *out, struct rdmig_err *err);
@@ -169,6 +199,16 @@ int rdmig_wire_write_decode(const void *buf, size_t len, struct rdmig_wire_write
 int rdmig_wire_write_check(const struct rdmig_wire_write *w, const uint64_t *region_len,
 			   const uint8_t *region_writable, uint32_t nregions,
 			   struct rdmig_err *err);
+
+/*
+ * A RDMIG_HDR_F_ZSTD WRITE's compressed data `z` (zlen bytes, the header's
+ * length minus the prefix), checked before anything is decompressed: 1 to
+ * RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK bytes, exactly one zstd frame
+ * spanning all of it, and a content size recorded in the frame equal to
+ * `len`, the prefix's uncompressed length. The decompression itself must
+ * still check that it produced exactly `len` bytes into a `len`-byte output.
+ */
+int rdmig_wire_zstd_check(const void *z, size_t zlen, uint32_t len, struct rdmig_err *err);
 
 size_t rdmig_wire_fence_encode(void *buf, const struct rdmig_fence *f);
 int rdmig_wire_fence_decode(const void *buf, size_t len, struct rdmig_fence *out,

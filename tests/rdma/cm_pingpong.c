@@ -235,10 +235,19 @@ out:
 	return status;
 }
 
-/* The wire HELLO, encoded by hand (big-endian) so the test does not trust wire.c. */
-static void hello_bytes(uint8_t *b, uint16_t role, uint16_t nchan, uint16_t chan, uint64_t token)
+/*
+ * The connect request's private data, encoded by hand (big-endian) so the
+ * test does not trust wire.c: "RDMG", version, type HELLO, reserved, then
+ * the 48-byte HELLO.
+ */
+static void hello_bytes(uint8_t *b, uint8_t version, uint16_t role, uint16_t nchan, uint16_t chan,
+			uint64_t token)
 {
-	memset(b, 0, 48);
+	memset(b, 0, 56);
+	b[0] = 'R', b[1] = 'D', b[2] = 'M', b[3] = 'G';
+	b[4] = version;
+	b[5] = 1; /* HELLO */
+	b += 8;
 	b[3] = 0x1; /* caps: streams */
 	b[4] = (uint8_t)(role >> 8), b[5] = (uint8_t)role;
 	b[6] = (uint8_t)(nchan >> 8), b[7] = (uint8_t)nchan;
@@ -250,15 +259,17 @@ static void hello_bytes(uint8_t *b, uint16_t role, uint16_t nchan, uint16_t chan
 
 static int reject_checks(uint16_t port)
 {
-	uint8_t b[48];
+	uint8_t b[56];
 	int bad = 0;
 
-	for (int i = 0; i < 48; i++)
-		b[i] = pattern(g_seed, 7, 0, (size_t)i) | 0x80; /* garbage: role >= 0x8080 */
-	bad |= expect_reject(port, b, sizeof(b), "HELLO", "garbage HELLO");
-	hello_bytes(b, 2, 1, 0xffff, g_seed | 1);
+	for (int i = 0; i < 56; i++)
+		b[i] = pattern(g_seed, 7, 0, (size_t)i) | 0x80; /* garbage: no magic */
+	bad |= expect_reject(port, b, sizeof(b), "magic", "garbage HELLO");
+	hello_bytes(b, 2, 1, 1, 0xffff, g_seed | 3);
+	bad |= expect_reject(port, b, sizeof(b), "version 2", "HELLO of another wire version");
+	hello_bytes(b, 1, 2, 1, 0xffff, g_seed | 1);
 	bad |= expect_reject(port, b, sizeof(b), "connector", "HELLO from an acceptor");
-	hello_bytes(b, 1, 2, 0xffff, g_seed | 2);
+	hello_bytes(b, 1, 1, 2, 0xffff, g_seed | 2);
 	bad |= expect_reject(port, b, sizeof(b), "did not arrive",
 			     "control channel without its data channels");
 	return bad;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <zstd.h>
 
 #include "wire.h"
 
@@ -299,6 +300,121 @@ static void test_hdr_unknown_flags(void **state)
 	check_fail(hdr_dec(buf, RDMIG_CTRL_MAX_PAYLOAD, &h, &err), &err, -EPROTO, "flags 0x0001");
 }
 
+/* Decode a header with these flags; 0 or the error, message in err. */
+static int hdr_flags_dec(uint8_t type, uint16_t flags, uint16_t chan, uint32_t length,
+			 struct rdmig_wire_hdr *h, struct rdmig_err *err)
+{
+	uint8_t buf[RDMIG_WIRE_HDR_LEN];
+
+	rdmig_wire_hdr_encode_flags(buf, type, flags, chan, 0, length);
+	return hdr_dec(buf, RDMIG_CTRL_MAX_PAYLOAD, h, err);
+}
+
+static void test_hdr_zstd_flag(void **state)
+{
+	static const uint8_t others[] = {RDMIG_MSG_HELLO, RDMIG_MSG_BYE,	 RDMIG_MSG_ERROR,
+					 RDMIG_MSG_FENCE, RDMIG_MSG_STREAM_DATA, RDMIG_MSG_CREDIT,
+					 RDMIG_MSG_KEEPALIVE};
+	static const uint32_t lens[] = {48, 0, 8, RDMIG_WIRE_FENCE_LEN, 10, 8, 0};
+	uint32_t zmax = RDMIG_WIRE_WRITE_LEN + RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_wire_hdr h;
+
+	(void)state;
+	/* Accepted on WRITE, length from 16 + 1 to 16 + 16 MiB + slack, flag kept. */
+	assert_int_equal(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 3, 17, &h, &err), 0);
+	assert_int_equal(h.flags, RDMIG_HDR_F_ZSTD);
+	assert_int_equal(h.length, 17);
+	assert_int_equal(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 63, zmax, &h, &err), 0);
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 0, zmax + 1, &h, &err), &err,
+		   -EMSGSIZE, "exceeds the maximum");
+	rdmig_err_clear(&err);
+	/* No compressed data at all. */
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 0, 16, &h, &err), &err,
+		   -EPROTO, "below the minimum 17");
+	rdmig_err_clear(&err);
+	/* The slack belongs to compressed frames only. */
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, 0, 0, RDMIG_WIRE_WRITE_LEN +
+							 RDMIG_WIRE_MAX_DATA + 1,
+				 &h, &err),
+		   &err, -EMSGSIZE, "exceeds the maximum");
+	rdmig_err_clear(&err);
+	/* Not on the control channel (WRITE never is), nor with unknown bits. */
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, RDMIG_CHAN_CTRL, 100, &h,
+				 &err),
+		   &err, -EPROTO, "not a data channel");
+	rdmig_err_clear(&err);
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD | 0x2, 0, 100, &h, &err), &err,
+		   -EPROTO, "unknown header flags 0x0002");
+	rdmig_err_clear(&err);
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, 0x8000, 0, 100, &h, &err), &err, -EPROTO,
+		   "unknown header flags 0x8000");
+	/* Refused on every other type, whatever its channel and length. */
+	for (size_t i = 0; i < sizeof(others); i++) {
+		char what[64];
+
+		rdmig_err_clear(&err);
+		snprintf(what, sizeof(what), "%s: header flags 0x0001 (zstd) are allowed on WRITE",
+			 rdmig_msg_type_name(others[i]));
+		check_fail(hdr_flags_dec(others[i], RDMIG_HDR_F_ZSTD, 0, lens[i], &h, &err), &err,
+			   -EPROTO, what);
+	}
+}
+
+static void test_zstd_check(void **state)
+{
+	static uint8_t plain[8192], z[2 * 8192 + 64];
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	ZSTD_outBuffer out;
+	ZSTD_inBuffer in;
+	size_t zn, zn2, left;
+
+	(void)state;
+	assert_non_null(cc);
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (uint8_t)(i % 251 < 64 ? i : 0);
+	zn = ZSTD_compress(z, sizeof(z), plain, 4096, 3);
+	assert_false(ZSTD_isError(zn));
+	assert_int_equal(rdmig_wire_zstd_check(z, zn, 4096, &err), 0);
+	/* The frame says 4096, the prefix something else. */
+	check_fail(rdmig_wire_zstd_check(z, zn, 4095, &err), &err, -EPROTO,
+		   "decompresses to 4096 bytes, the prefix says 4095");
+	rdmig_err_clear(&err);
+	/* Trailing bytes, a second frame, a cut frame, nothing, too much. */
+	memset(z + zn, 0, 7);
+	check_fail(rdmig_wire_zstd_check(z, zn + 7, 4096, &err), &err, -EPROTO,
+		   "followed by 7 more bytes");
+	rdmig_err_clear(&err);
+	zn2 = ZSTD_compress(z + zn, sizeof(z) - zn, plain, 4096, 3);
+	assert_false(ZSTD_isError(zn2));
+	check_fail(rdmig_wire_zstd_check(z, zn + zn2, 8192, &err), &err, -EPROTO,
+		   "expected one frame");
+	rdmig_err_clear(&err);
+	check_fail(rdmig_wire_zstd_check(z, zn - 1, 4096, &err), &err, -EPROTO,
+		   "not a zstd frame");
+	rdmig_err_clear(&err);
+	check_fail(rdmig_wire_zstd_check(z, 0, 4096, &err), &err, -EPROTO, "expected 1..");
+	rdmig_err_clear(&err);
+	check_fail(rdmig_wire_zstd_check(z, (size_t)RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK + 1,
+					 4096, &err),
+		   &err, -EMSGSIZE, "compressed data");
+	rdmig_err_clear(&err);
+	/* Garbage. */
+	memset(z, 0xab, 100);
+	check_fail(rdmig_wire_zstd_check(z, 100, 4096, &err), &err, -EPROTO, "not a zstd frame");
+	rdmig_err_clear(&err);
+	/* A streamed frame records no content size: refused, len cannot be checked up front. */
+	assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+	in = (ZSTD_inBuffer){.src = plain, .size = 4096, .pos = 0};
+	out = (ZSTD_outBuffer){.dst = z, .size = sizeof(z), .pos = 0};
+	left = ZSTD_compressStream2(cc, &out, &in, ZSTD_e_end);
+	assert_int_equal(left, 0);
+	check_fail(rdmig_wire_zstd_check(z, out.pos, 4096, &err), &err, -EPROTO,
+		   "does not record its decompressed size");
+	ZSTD_freeCCtx(cc);
+}
+
 static void test_hdr_app_type_outside_app(void **state)
 {
 	(void)state;
@@ -466,6 +582,38 @@ static void test_hello_roundtrip(void **state)
 	in.chan_index = 0;
 	assert_int_equal(hello_dec(&in, &out, &err), 0);
 	hello_equal(&in, &out);
+}
+
+/* rdma_cm private data: prefix with magic, version and type, then the HELLO. */
+static void test_cm_pdata(void **state)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_wire_hello in = good_hello(), out;
+	uint8_t buf[RDMIG_WIRE_CM_LEN + 8];
+
+	(void)state;
+	assert_int_equal(rdmig_wire_cm_encode(buf, RDMIG_MSG_HELLO, &in), 56);
+	assert_int_equal(rdmig_wire_cm_decode(buf, 56, RDMIG_MSG_HELLO, &out, &err), 0);
+	hello_equal(&in, &out);
+	memset(buf + 56, 0, 8); /* padding after the HELLO is ignored */
+	assert_int_equal(rdmig_wire_cm_decode(buf, 64, RDMIG_MSG_HELLO, &out, &err), 0);
+	assert_true(rdmig_wire_cm_decode(buf, 55, RDMIG_MSG_HELLO, &out, &err) < 0);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_wire_cm_decode(buf, 56, RDMIG_MSG_HELLO_ACK, &out, &err) < 0);
+	rdmig_err_clear(&err);
+	buf[4] = 9;
+	assert_int_equal(rdmig_wire_cm_decode(buf, 56, RDMIG_MSG_HELLO, &out, &err),
+			 -EPROTONOSUPPORT);
+	assert_non_null(strstr(err.msg, "version 9, this side version 1"));
+	rdmig_err_clear(&err);
+	buf[4] = RDMIG_WIRE_VERSION;
+	buf[0] ^= 0xff;
+	assert_true(rdmig_wire_cm_decode(buf, 56, RDMIG_MSG_HELLO, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "magic"));
+	rdmig_err_clear(&err);
+	buf[0] ^= 0xff;
+	buf[7] = 1;
+	assert_true(rdmig_wire_cm_decode(buf, 56, RDMIG_MSG_HELLO, &out, &err) < 0);
 }
 
 static void test_hello_golden_bytes(void **state)
@@ -1496,6 +1644,7 @@ static void test_fuzz_decoders(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cm_pdata),
 	    cmocka_unit_test(test_hdr_roundtrip),
 	    cmocka_unit_test(test_hdr_golden_bytes),
 	    cmocka_unit_test(test_hdr_truncated),
@@ -1503,6 +1652,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(test_hdr_bad_version),
 	    cmocka_unit_test(test_hdr_unknown_type),
 	    cmocka_unit_test(test_hdr_unknown_flags),
+	    cmocka_unit_test(test_hdr_zstd_flag),
+	    cmocka_unit_test(test_zstd_check),
 	    cmocka_unit_test(test_hdr_app_type_outside_app),
 	    cmocka_unit_test(test_hdr_app_type_range),
 	    cmocka_unit_test(test_hdr_ctrl_type_on_data_chan),
