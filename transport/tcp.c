@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "log.h"
 #include "xport.h"
 
@@ -64,6 +66,15 @@
 #define TCP_FRAME_PREFIX (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN)
 #define TCP_RX_SMALL	 (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN)
 #define TCP_EOF		 1 /* rx_fill(): the peer closed the socket */
+/*
+ * Compression (cfg.compress_level, peer announced RDMIG_CAP_ZSTD): frames
+ * are cut at TCP_ZCHUNK bytes and compressed into the channel's scratch
+ * buffer, which holds what one batch sends (a frame that would not fit
+ * flushes the batch first). A frame is compressed into at most len - 1
+ * bytes, so one that does not shrink goes out plain.
+ */
+#define TCP_ZCHUNK (1u << 20)
+#define TCP_ZSCRATCH TCP_BATCH_BYTES
 
 /* Keepalive: an idle connection to a vanished peer fails within about 35 s. */
 #define KA_IDLE_S  15
@@ -85,9 +96,15 @@ struct tcp_rx {
 	/* RX_PAYLOAD: where the rest of the WRITE goes. */
 	uint32_t region;
 	uint32_t gen;
-	uint8_t *dst;
-	uint32_t wlen;
-	uint32_t left;
+	uint8_t *dst;	/* region memory, or zbuf for a compressed WRITE */
+	uint32_t wlen;	/* uncompressed WRITE length */
+	uint32_t flen;	/* bytes of the frame after the prefix (compressed: zstd bytes) */
+	uint32_t left;	/* of flen */
+	bool zstd;	/* the WRITE in progress is compressed */
+	uint8_t *zdst;	/* compressed: where its wlen bytes go in the region */
+	ZSTD_DCtx *dctx; /* created at the first compressed WRITE, freed at close */
+	uint8_t *zbuf;	/* compressed data of the WRITE in progress */
+	size_t zcap;
 	uint64_t stream_left; /* RX_STREAM */
 	bool eof;	      /* STREAM_EOF seen: every later stream_recv returns 0 */
 	uint64_t bytes;	      /* WRITE payload bytes since the last fence */
@@ -98,6 +115,8 @@ struct tcp_chan {
 	int fd;
 	pthread_mutex_t tx_lock;
 	bool eof_sent;
+	ZSTD_CCtx *cctx; /* under tx_lock: created at the first compressed write */
+	uint8_t *zbuf;	 /* under tx_lock: TCP_ZSCRATCH bytes of compressed frames */
 	pthread_mutex_t rx_lock;
 	struct tcp_rx rx;
 };
@@ -244,8 +263,11 @@ static int rx_fill(int fd, uint8_t *buf, size_t want, size_t *got, int64_t deadl
 	return 0;
 }
 
-/* Send every byte of iov (modified in place). 0 or a negative errno. */
-static int send_all(int fd, struct iovec *iov, int iovcnt)
+/*
+ * Send every byte of iov (modified in place) with sendmsg `flags` besides
+ * MSG_NOSIGNAL. 0 or a negative errno.
+ */
+static int send_all_flags(int fd, struct iovec *iov, int iovcnt, int flags)
 {
 	struct msghdr m;
 	ssize_t n;
@@ -254,7 +276,7 @@ static int send_all(int fd, struct iovec *iov, int iovcnt)
 		memset(&m, 0, sizeof(m));
 		m.msg_iov = iov;
 		m.msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		n = sendmsg(fd, &m, MSG_NOSIGNAL);
+		n = sendmsg(fd, &m, MSG_NOSIGNAL | flags);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -271,6 +293,11 @@ static int send_all(int fd, struct iovec *iov, int iovcnt)
 		}
 	}
 	return 0;
+}
+
+static int send_all(int fd, struct iovec *iov, int iovcnt)
+{
+	return send_all_flags(fd, iov, iovcnt, 0);
 }
 
 static int send_buf(int fd, const void *buf, size_t len)
@@ -412,6 +439,14 @@ static void tcp_close(struct rdmig_conn *c)
 		close_fd(&tc->ch[i].fd);
 		pthread_mutex_destroy(&tc->ch[i].tx_lock);
 		pthread_mutex_destroy(&tc->ch[i].rx_lock);
+		ZSTD_freeCCtx(tc->ch[i].cctx);
+		free(tc->ch[i].zbuf);
+		ZSTD_freeDCtx(tc->ch[i].rx.dctx);
+		free(tc->ch[i].rx.zbuf);
+		tc->ch[i].cctx = NULL;
+		tc->ch[i].zbuf = NULL;
+		tc->ch[i].rx.dctx = NULL;
+		tc->ch[i].rx.zbuf = NULL;
 	}
 	pthread_mutex_destroy(&tc->ctrl_tx_lock);
 	pthread_mutex_destroy(&tc->ctrl_rx_lock);
@@ -1263,6 +1298,8 @@ struct wbatch {
 	unsigned n;	 /* frames in the batch */
 	size_t bytes;	 /* payload bytes in the batch */
 	uint64_t frames; /* frames of this call */
+	int level;	 /* zstd level, 0: frames go out plain */
+	size_t zused;	 /* bytes of ch->zbuf the batch's compressed frames use */
 	struct iovec iov[2 * TCP_BATCH_FRAMES];
 	uint8_t hdr[TCP_BATCH_FRAMES][TCP_FRAME_PREFIX];
 };
@@ -1273,33 +1310,102 @@ static int batch_flush(struct wbatch *b)
 
 	if (!b->n)
 		return 0;
-	ret = send_all(b->tc->ch[b->chan].fd, b->iov, (int)(2 * b->n));
+	/*
+	 * MSG_MORE: page frames are never latency-critical, so let the kernel
+	 * fill whole segments across frames instead of pushing each frame's
+	 * tail as a runt (TCP_NODELAY is on); the fence, sent without it,
+	 * pushes everything out.
+	 */
+	ret = send_all_flags(b->tc->ch[b->chan].fd, b->iov, (int)(2 * b->n), MSG_MORE);
 	b->n = 0;
 	b->bytes = 0;
+	b->zused = 0;
 	return ret;
+}
+
+/*
+ * Compress src into the channel's scratch buffer: the compressed size, or 0
+ * when the frame should go out plain (it does not shrink). May flush the
+ * batch to free the scratch buffer; *flush_ret has that result.
+ */
+static size_t batch_compress(struct wbatch *b, const uint8_t *src, uint32_t len, int *flush_ret)
+{
+	struct tcp_chan *ch = &b->tc->ch[b->chan];
+	size_t z;
+
+	*flush_ret = 0;
+	if (len < 2)
+		return 0;
+	if (b->zused + len > TCP_ZSCRATCH) {
+		*flush_ret = batch_flush(b);
+		if (*flush_ret)
+			return 0;
+	}
+	/* At most len - 1 bytes: zstd fails with dstSize_tooSmall when it would not save. */
+	z = ZSTD_compressCCtx(ch->cctx, ch->zbuf + b->zused, len - 1, src, len, b->level);
+	return ZSTD_isError(z) ? 0 : z;
 }
 
 static int batch_add(struct wbatch *b, uint32_t rreg, uint64_t roff, const uint8_t *src,
 		     uint32_t len)
 {
 	struct rdmig_wire_write w = {.region = rreg, .len = len, .offset = roff};
-	uint8_t *h = b->hdr[b->n];
+	struct rdmig_conn *c = &b->tc->base;
+	uint16_t flags = RDMIG_HDR_F_NONE;
+	const uint8_t *data = src;
+	size_t dlen = len;
+	uint8_t *h;
+	int ret;
 
-	rdmig_wire_hdr_encode(h, RDMIG_MSG_WRITE, (uint16_t)b->chan, 0, RDMIG_WIRE_WRITE_LEN + len);
+	if (b->level) {
+		size_t z = batch_compress(b, src, len, &ret);
+
+		if (ret)
+			return ret;
+		if (z) {
+			data = b->tc->ch[b->chan].zbuf + b->zused;
+			dlen = z;
+			b->zused += z;
+			flags = RDMIG_HDR_F_ZSTD;
+		}
+	}
+	h = b->hdr[b->n];
+	rdmig_wire_hdr_encode_flags(h, RDMIG_MSG_WRITE, flags, (uint16_t)b->chan, 0,
+				    (uint32_t)(RDMIG_WIRE_WRITE_LEN + dlen));
 	rdmig_wire_write_encode(h + RDMIG_WIRE_HDR_LEN, &w);
 	b->iov[2 * b->n] = (struct iovec){.iov_base = h, .iov_len = TCP_FRAME_PREFIX};
-	b->iov[2 * b->n + 1] = (struct iovec){.iov_base = (void *)src, .iov_len = len};
+	b->iov[2 * b->n + 1] = (struct iovec){.iov_base = (void *)data, .iov_len = dlen};
 	b->n++;
 	b->bytes += len;
 	b->frames++;
+	atomic_fetch_add(&c->st_bytes_on_wire, dlen);
 	if (b->n == TCP_BATCH_FRAMES || b->bytes >= TCP_BATCH_BYTES)
 		return batch_flush(b);
 	return 0;
 }
 
+/* Compression for this call: the level, creating the channel's context on first use. */
+static int write_level(struct tcp_conn *tc, unsigned chan, int *level, struct rdmig_err *err)
+{
+	struct tcp_chan *ch = &tc->ch[chan];
+
+	*level = 0;
+	if (!tc->base.cfg.compress_level || !(tc->base.peer_caps & RDMIG_CAP_ZSTD))
+		return 0;
+	if (!ch->cctx)
+		ch->cctx = ZSTD_createCCtx();
+	if (!ch->zbuf)
+		ch->zbuf = malloc(TCP_ZSCRATCH);
+	if (!ch->cctx || !ch->zbuf)
+		return rdmig_seterr(err, -ENOMEM,
+				    "out of memory for zstd compression on page channel %u", chan);
+	*level = tc->base.cfg.compress_level;
+	return 0;
+}
+
 /*
  * Runs contiguous on both sides are merged into one frame, runs longer than
- * RDMIG_WIRE_MAX_DATA split over several. The fence's `writes` counts
+ * RDMIG_WIRE_MAX_DATA (TCP_ZCHUNK when compressing) split over several. The fence's `writes` counts
  * frames, because frames are what the receiver can count: this adjusts
  * c->tx[chan].writes (owned by this sender), to which the common layer adds
  * the number of runs after we return.
@@ -1310,7 +1416,7 @@ static int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run
 	struct tcp_conn *tc = to_tcp(c);
 	struct wbatch *b;
 	const uint8_t *psrc = NULL;
-	uint64_t proff = 0, plen = 0;
+	uint64_t proff = 0, plen = 0, fmax = RDMIG_WIRE_MAX_DATA;
 	uint32_t prreg = 0;
 	int ret = 0;
 
@@ -1322,8 +1428,17 @@ static int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run
 	b->n = 0;
 	b->bytes = 0;
 	b->frames = 0;
+	b->zused = 0;
 
 	pthread_mutex_lock(&tc->ch[chan].tx_lock);
+	ret = write_level(tc, chan, &b->level, err);
+	if (ret) {
+		pthread_mutex_unlock(&tc->ch[chan].tx_lock);
+		free(b);
+		return ret;
+	}
+	if (b->level)
+		fmax = TCP_ZCHUNK;
 	for (size_t i = 0; i < n && !ret; i++) {
 		const struct rdmig_region *r = rdmig_region_get(c, runs[i].lreg);
 		const uint8_t *src = (const uint8_t *)r->addr + runs[i].loff;
@@ -1339,11 +1454,11 @@ static int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run
 			psrc = src;
 			plen = runs[i].len;
 		}
-		while (!ret && plen > RDMIG_WIRE_MAX_DATA) {
-			ret = batch_add(b, prreg, proff, psrc, RDMIG_WIRE_MAX_DATA);
-			proff += RDMIG_WIRE_MAX_DATA;
-			psrc += RDMIG_WIRE_MAX_DATA;
-			plen -= RDMIG_WIRE_MAX_DATA;
+		while (!ret && plen > fmax) {
+			ret = batch_add(b, prreg, proff, psrc, (uint32_t)fmax);
+			proff += fmax;
+			psrc += fmax;
+			plen -= fmax;
 		}
 	}
 	if (!ret && plen)
@@ -1447,11 +1562,18 @@ static int rx_write_start(struct tcp_conn *tc, unsigned chan, struct rdmig_err *
 	struct rdmig_wire_write w;
 	int ret;
 
+	rx->zstd = rx->hdr.flags & RDMIG_HDR_F_ZSTD;
 	ret = rdmig_wire_write_decode(rx->buf + RDMIG_WIRE_HDR_LEN, RDMIG_WIRE_WRITE_LEN, &w, &e);
-	if (!ret && rx->hdr.length != RDMIG_WIRE_WRITE_LEN + (uint64_t)w.len)
+	if (!ret && !rx->zstd && rx->hdr.length != RDMIG_WIRE_WRITE_LEN + (uint64_t)w.len)
 		ret = rdmig_seterr(&e, -EPROTO,
 				   "WRITE: length %" PRIu32 " disagrees with frame length %" PRIu32,
 				   w.len, rx->hdr.length);
+	/* We always announce zstd on tcp; the peer must have announced it too. */
+	if (!ret && rx->zstd && !(tc->base.peer_caps & RDMIG_CAP_ZSTD))
+		ret = rdmig_seterr(&e, -EPROTO,
+				   "compressed WRITE, but the peer did not announce zstd "
+				   "(capability 0x%x) in its HELLO",
+				   RDMIG_CAP_ZSTD);
 	if (!ret) {
 		pthread_rwlock_rdlock(&tc->reg_rw);
 		ret = rdmig_wire_write_check(&w, tc->reg_len, tc->reg_writable, RDMIG_MAX_REGIONS,
@@ -1468,8 +1590,71 @@ static int rx_write_start(struct tcp_conn *tc, unsigned chan, struct rdmig_err *
 				       tc->peer, e.msg);
 	rx->region = w.region;
 	rx->wlen = w.len;
-	rx->left = w.len;
+	rx->flen = w.len;
+	if (rx->zstd) {
+		/* The header decoder bounded this to RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK. */
+		rx->flen = rx->hdr.length - RDMIG_WIRE_WRITE_LEN;
+		if (!rx->dctx)
+			rx->dctx = ZSTD_createDCtx();
+		if (rx->zcap < rx->flen) {
+			free(rx->zbuf);
+			rx->zcap = 0;
+			rx->zbuf = malloc(rx->flen);
+			if (rx->zbuf)
+				rx->zcap = rx->flen;
+		}
+		if (!rx->dctx || !rx->zbuf)
+			return rdmig_conn_fail(&tc->base, err, -ENOMEM,
+					       "page channel %u: out of memory for a compressed "
+					       "WRITE of %" PRIu32 " bytes",
+					       chan, rx->flen);
+		/* The data lands in zbuf; inflating it into the region comes after. */
+		rx->zdst = rx->dst;
+		rx->dst = rx->zbuf;
+	}
+	rx->left = rx->flen;
 	rx->state = RX_PAYLOAD;
+	return 0;
+}
+
+/*
+ * A compressed WRITE has arrived in rx->zbuf: check the frame, then inflate
+ * it into the region. The output bound is exactly [offset, offset + len) of
+ * the region, so no frame, however crafted, writes outside the range that
+ * rdmig_wire_write_check() accepted.
+ */
+static int rx_write_inflate(struct tcp_conn *tc, unsigned chan, struct rdmig_err *err)
+{
+	struct tcp_rx *rx = &tc->ch[chan].rx;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	size_t n;
+	int ret;
+
+	ret = rdmig_wire_zstd_check(rx->zbuf, rx->flen, rx->wlen, &e);
+	if (ret)
+		return rdmig_conn_fail(&tc->base, err, ret,
+				       "rejected WRITE on page channel %u from %s: %s", chan,
+				       tc->peer, e.msg);
+	pthread_rwlock_rdlock(&tc->reg_rw);
+	if (tc->reg_gen[rx->region] != rx->gen) {
+		pthread_rwlock_unlock(&tc->reg_rw);
+		return rdmig_conn_fail(&tc->base, err, -ECANCELED,
+				       "page channel %u from %s: region %" PRIu32
+				       " was deregistered while a WRITE into it was arriving",
+				       chan, tc->peer, rx->region);
+	}
+	n = ZSTD_decompressDCtx(rx->dctx, rx->zdst, rx->wlen, rx->zbuf, rx->flen);
+	pthread_rwlock_unlock(&tc->reg_rw);
+	if (ZSTD_isError(n))
+		return rdmig_conn_fail(&tc->base, err, -EPROTO,
+				       "rejected WRITE on page channel %u from %s: zstd data does "
+				       "not decompress: %s",
+				       chan, tc->peer, ZSTD_getErrorName(n));
+	if (n != rx->wlen)
+		return rdmig_conn_fail(&tc->base, err, -EPROTO,
+				       "rejected WRITE on page channel %u from %s: zstd data "
+				       "decompressed to %zu bytes, the prefix says %" PRIu32,
+				       chan, tc->peer, n, rx->wlen);
 	return 0;
 }
 
@@ -1525,7 +1710,7 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 			    c, err, -ECONNRESET,
 			    "page channel %u from %s: truncated WRITE, connection "
 			    "closed after %" PRIu32 " of %" PRIu32 " payload bytes",
-			    chan, tc->peer, rx->wlen - rx->left, rx->wlen);
+			    chan, tc->peer, rx->flen - rx->left, rx->flen);
 		if (n == -EINTR)
 			continue;
 		if (n != -EAGAIN && n != -EWOULDBLOCK)
@@ -1537,10 +1722,15 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 			return rdmig_seterr(err, ret,
 					    "page channel %u from %s: WRITE stalled, %" PRIu32
 					    " of %" PRIu32 " bytes still missing after %d ms",
-					    chan, tc->peer, rx->left, rx->wlen, timeout_ms);
+					    chan, tc->peer, rx->left, rx->flen, timeout_ms);
 		if (ret)
 			return rdmig_conn_fail(c, err, ret, "waiting on page channel %u: %s", chan,
 					       strerror(-ret));
+	}
+	if (rx->zstd) {
+		ret = rx_write_inflate(tc, chan, err);
+		if (ret)
+			return ret;
 	}
 	rx->bytes += rx->wlen;
 	rx->writes++;
@@ -1782,6 +1972,7 @@ const struct rdmig_xport_ops rdmig_tcp_ops = {
     .name = "tcp",
     .conn_size = sizeof(struct tcp_conn),
     .listener_size = sizeof(struct tcp_listener),
+    .counts_wire = true,
     .listen = tcp_listen,
     .accept = tcp_accept,
     .listener_close = tcp_listener_close,

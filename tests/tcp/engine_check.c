@@ -161,13 +161,17 @@ static struct rdmig_guest *new_guest(unsigned vcpus, uint64_t size)
 	return g;
 }
 
-/* The guest still runs: its work counter moves. */
+/* The guest still runs: its work counter moves (within 10 s, for a busy or emulated host). */
 static bool guest_moves(struct rdmig_guest *g)
 {
 	uint64_t w0 = rdmig_guest_work(g);
 
-	usleep(50000);
-	return rdmig_guest_work(g) > w0;
+	for (int i = 0; i < 1000; i++) {
+		usleep(10000);
+		if (rdmig_guest_work(g) > w0)
+			return true;
+	}
+	return false;
 }
 
 static int run_source(struct rdmig_guest *g, uint16_t port, struct rdmig_mig_opts *o,
