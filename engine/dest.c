@@ -65,9 +65,13 @@ static void *receiver_main(void *arg)
 	struct receiver *r = arg;
 	struct rdmig_err perr = RDMIG_ERR_INIT;
 	struct rdmig_fence f;
+	char name[16];
 
 	if (rdmig_numa_pin_self(r->m->o->plan, r->chan, &perr))
 		log_warn("receiver %u: %s", r->chan, rdmig_err_str(&perr));
+	/* Named after pinning: "rdmig-rxN" shows up only once it is placed. */
+	snprintf(name, sizeof(name), "rdmig-rx%u", r->chan);
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		/* The source fences every channel every round; a long silence is a fault. */
 		r->ret = rdmig_wait_fence(r->m->c, r->chan,
@@ -83,6 +87,34 @@ static void *receiver_main(void *arg)
 	}
 	atomic_store(&r->finished, true);
 	return NULL;
+}
+
+/*
+ * Put region r on the node the source reported for it, when there is a plan
+ * that places (not off, not one node) and this host has that node. Binding
+ * is an optimisation: a failure is a warning, never the migration.
+ */
+static void bind_region(struct mig_dst *m, unsigned r, const struct rdmig_guest_region *gr)
+{
+	const struct rdmig_numa_plan *p = m->o->plan;
+	struct rdmig_err berr = RDMIG_ERR_INIT;
+	int node = m->setup.region_node[r];
+	bool have = false;
+
+	if (!p || p->policy == RDMIG_NUMA_OFF || p->trivial || node < 0)
+		return;
+	for (int n = 0; n < p->nnode; n++)
+		have |= p->node_os[n] == node;
+	if (!have) {
+		log_info("guest region %u: the source has it on NUMA node %d, which this host "
+			 "lacks: not bound",
+			 r, node);
+		return;
+	}
+	if (rdmig_numa_bind(gr->addr, gr->len, node, &berr))
+		log_warn("guest region %u: %s", r, rdmig_err_str(&berr));
+	else
+		log_info("guest region %u bound to NUMA node %d (as at the source)", r, node);
 }
 
 static int setup(struct mig_dst *m, struct rdmig_err *err)
@@ -132,9 +164,7 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 		if (!m->sums[r])
 			return rdmig_seterr(err, -ENOMEM, "out of memory for checksums");
 		/* Before registration: an RDMA registration faults the pages in. */
-		ret = rdmig_numa_bind_region(m->o->plan, r, gr->addr, gr->len, err);
-		if (ret)
-			return ret;
+		bind_region(m, r, gr);
 		ret = rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
 		if (ret)
 			return ret;
@@ -392,6 +422,8 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 
 		if (opts->dump_ram && rdmig_guest_dump(m->g, opts->dump_ram, &e2))
 			log_err("%s", rdmig_err_str(&e2));
+		if (opts->test_dest_ram)
+			opts->test_dest_ram(m->g, opts->ev_ctx);
 		/* The guest resumes where the source's vCPUs stopped. */
 		if (m->setup.vcpus && !rdmig_guest_start(m->g, m->fin.vcpu, &e2)) {
 			if (opts->resume_ns)

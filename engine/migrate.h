@@ -107,6 +107,8 @@ struct rdmig_mig_opts {
 	volatile sig_atomic_t *cancel; /* set non-zero to cancel (e.g. from SIGINT) */
 	/* Testing hooks: corrupt one page at the destination before verify. */
 	int64_t test_corrupt_page;     /* -1: off */
+	/* Testing hook: destination, after commit, before the RAM is freed (ctx: ev_ctx). */
+	void (*test_dest_ram)(const struct rdmig_guest *g, void *ctx);
 	/*
 	 * NUMA placement (numa/plan.h), owned by the caller, NULL: none. Worker /
 	 * receiver i pins itself to plan worker i; the destination binds region r

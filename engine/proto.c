@@ -7,6 +7,7 @@
 #include "wire.h"
 
 #define SETUP_FIXED 40
+#define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */
 
 size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 {
@@ -18,9 +19,11 @@ size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 	rdmig_put_be32(b + 20, m->channels);
 	rdmig_put_be64(b + 24, m->seed);
 	rdmig_put_be64(b + 32, m->dirty_rate);
-	for (uint32_t i = 0; i < m->nregions; i++)
-		rdmig_put_be64(b + SETUP_FIXED + 8 * i, m->region_len[i]);
-	return SETUP_FIXED + 8 * (size_t)m->nregions;
+	for (uint32_t i = 0; i < m->nregions; i++) {
+		rdmig_put_be64(b + SETUP_FIXED + SETUP_REGION * i, m->region_len[i]);
+		rdmig_put_be32(b + SETUP_FIXED + SETUP_REGION * i + 8, (uint32_t)m->region_node[i]);
+	}
+	return SETUP_FIXED + SETUP_REGION * (size_t)m->nregions;
 }
 
 int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
@@ -51,9 +54,9 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	if (m->nregions < 1 || m->nregions > RDMIG_GUEST_MAX_REGIONS)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %u regions, expected 1 to %d",
 				    m->nregions, RDMIG_GUEST_MAX_REGIONS);
-	if (len != SETUP_FIXED + 8 * (size_t)m->nregions)
+	if (len != SETUP_FIXED + SETUP_REGION * (size_t)m->nregions)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes for %u regions, expected %zu",
-				    len, m->nregions, SETUP_FIXED + 8 * (size_t)m->nregions);
+				    len, m->nregions, SETUP_FIXED + SETUP_REGION * (size_t)m->nregions);
 	if (m->vcpus > RDMIG_GUEST_MAX_VCPUS)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %u vCPUs, at most %d", m->vcpus,
 				    RDMIG_GUEST_MAX_VCPUS);
@@ -62,7 +65,13 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	if (m->channels < 1 || m->channels > RDMIG_MAX_CHANNELS)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %u channels", m->channels);
 	for (uint32_t i = 0; i < m->nregions; i++) {
-		m->region_len[i] = rdmig_get_be64(b + SETUP_FIXED + 8 * i);
+		m->region_len[i] = rdmig_get_be64(b + SETUP_FIXED + SETUP_REGION * i);
+		m->region_node[i] = (int32_t)rdmig_get_be32(b + SETUP_FIXED + SETUP_REGION * i + 8);
+		if (m->region_node[i] < -1 || m->region_node[i] > RDMIG_SETUP_MAX_NODE)
+			return rdmig_seterr(err, -EPROTO,
+					    "SETUP: region %u NUMA node %d, expected -1 (unknown) "
+					    "to %d",
+					    i, m->region_node[i], RDMIG_SETUP_MAX_NODE);
 		if (!m->region_len[i] || m->region_len[i] % RDMIG_PAGE_SIZE)
 			return rdmig_seterr(err, -EPROTO,
 					    "SETUP: region %u length %llu is not a positive "

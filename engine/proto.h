@@ -38,7 +38,14 @@ struct rdmig_msg_setup {
 	uint64_t seed;
 	uint64_t dirty_rate;
 	uint64_t region_len[RDMIG_GUEST_MAX_REGIONS];
+	/* NUMA node holding most of each region at the source, -1 unknown (0..1023). */
+	int32_t region_node[RDMIG_GUEST_MAX_REGIONS];
 };
+
+/* Highest NUMA node number SETUP accepts (the kernel's MAX_NUMNODES limit). */
+#define RDMIG_SETUP_MAX_NODE 1023
+/* Largest SETUP message: 40 fixed bytes + 12 per region. */
+#define RDMIG_SETUP_MAX_LEN (40 + 12 * RDMIG_GUEST_MAX_REGIONS)
 
 struct rdmig_msg_final {
 	uint32_t rounds;

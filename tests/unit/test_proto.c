@@ -26,6 +26,8 @@ static struct rdmig_msg_setup good_setup(void)
 
 	s.region_len[0] = 1 << 20;
 	s.region_len[1] = 2 << 20;
+	s.region_node[0] = -1; /* unknown */
+	s.region_node[1] = 1023;
 	return s;
 }
 
@@ -91,6 +93,12 @@ static void test_setup_bad_fields(void **state)
 	s = good_setup();
 	s.channels = 0;
 	expect_setup_error(&s, "0 channels");
+	s = good_setup();
+	s.region_node[0] = -2;
+	expect_setup_error(&s, "region 0 NUMA node -2");
+	s = good_setup();
+	s.region_node[1] = 1024;
+	expect_setup_error(&s, "region 1 NUMA node 1024");
 }
 
 static void test_manifest_bounds(void **state)
