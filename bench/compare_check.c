@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Smoke check of bench/compare's output (ctest compare_smoke):
+ *
+ *   compare_check OUT
+ *
+ * checks that OUT/results.json is one well-formed JSON object with the meta
+ * data (command, date, seconds, nproc, kernel), the sections raw_limits,
+ * idle, throttle, qemu and not_run as arrays, a tcp row in raw_limits and
+ * idle, the three write-heavy runs (baseline, adaptive, step) completed with
+ * numeric total_ms, downtime_ms and guest_work, every QEMU row with a status,
+ * and that OUT/results.md exists, every .json file in OUT/raw parses and so
+ * does every line starting with '{' of every .jsonl file there.
+ * Never looks at the figures: speed depends on the machine.
+ * Exit status: 0 pass, 1 fail, 2 usage.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+static int fails;
+
+#define CHECK(c, ...)                                                                              \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "compare_check: FAIL: " __VA_ARGS__);                      \
+			fputc('\n', stderr);                                                       \
+			fails++;                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static json_t *array(json_t *root, const char *k)
+{
+	json_t *a = json_object_get(root, k);
+
+	CHECK(json_is_array(a), "\"%s\" is not an array", k);
+	return json_is_array(a) ? a : NULL;
+}
+
+static int has_number(json_t *o, const char *k)
+{
+	return json_is_number(json_object_get(o, k));
+}
+
+/* Every line starting with '{' in OUT/raw/<name> parses. */
+static void check_raw_lines(const char *dir, const char *name)
+{
+	char path[8192], line[65536];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		json_error_t e;
+		json_t *j;
+
+		n++;
+		if (line[0] != '{')
+			continue;
+		j = json_loads(line, 0, &e);
+		CHECK(j, "%s:%d: %s", path, n, e.text);
+		json_decref(j);
+	}
+	fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+	char path[4096];
+	json_error_t e;
+	json_t *root, *meta, *a, *row;
+	const char *k;
+	size_t i;
+	int tcp_raw = 0, tcp_idle = 0, runs = 0;
+	DIR *d;
+	struct dirent *de;
+	FILE *f;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: compare_check OUT\n");
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/results.json", argv[1]);
+	root = json_load_file(path, 0, &e);
+	if (!root) {
+		fprintf(stderr, "compare_check: FAIL: %s:%d: %s\n", path, e.line, e.text);
+		return 1;
+	}
+	CHECK(json_is_object(root), "results.json is not an object");
+	meta = json_object_get(root, "meta");
+	CHECK(json_is_object(meta), "no meta object");
+	for (const char *const *m = (const char *const[]){"command", "date", "kernel", NULL}; *m;
+	     m++)
+		CHECK(json_is_string(json_object_get(meta, *m)), "meta.%s is not a string", *m);
+	CHECK(has_number(meta, "seconds") && has_number(meta, "nproc"),
+	      "meta.seconds or meta.nproc is not a number");
+
+	if ((a = array(root, "raw_limits")))
+		json_array_foreach(a, i, row)
+		{
+			k = json_string_value(json_object_get(row, "kind"));
+			CHECK(k && has_number(row, "peer_gbps") && has_number(row, "rdmig_gbps"),
+			      "raw_limits[%zu] incomplete", i);
+			tcp_raw += k && !strcmp(k, "tcp");
+		}
+	CHECK(tcp_raw, "no tcp row in raw_limits");
+	if ((a = array(root, "idle")))
+		json_array_foreach(a, i, row)
+		{
+			k = json_string_value(json_object_get(row, "backend"));
+			CHECK(k && has_number(row, "total_ms") && has_number(row, "ram_bytes"),
+			      "idle[%zu] incomplete", i);
+			tcp_idle += k && !strcmp(k, "tcp");
+		}
+	CHECK(tcp_idle, "no tcp row in idle");
+	if ((a = array(root, "throttle")))
+		json_array_foreach(a, i, row)
+		{
+			k = json_string_value(json_object_get(row, "status"));
+			CHECK(k && !strcmp(k, "completed"), "throttle[%zu] did not complete", i);
+			CHECK(has_number(row, "total_ms") && has_number(row, "downtime_ms") &&
+				  has_number(row, "guest_work"),
+			      "throttle[%zu] incomplete", i);
+			runs++;
+		}
+	CHECK(runs == 3, "%d write-heavy runs, expected baseline, adaptive and step", runs);
+	if ((a = array(root, "qemu")))
+		json_array_foreach(a, i, row) CHECK(
+		    json_is_string(json_object_get(row, "status")) && has_number(row, "total_ms"),
+		    "qemu[%zu] incomplete", i);
+	array(root, "not_run");
+	json_decref(root);
+
+	snprintf(path, sizeof(path), "%s/results.md", argv[1]);
+	f = fopen(path, "r");
+	CHECK(f, "%s missing", path);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/raw", argv[1]);
+	d = opendir(path);
+	CHECK(d, "%s missing", path);
+	while (d && (de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+
+		if (n > 6 && !strcmp(de->d_name + n - 6, ".jsonl")) {
+			check_raw_lines(path, de->d_name);
+		} else if (n > 5 && !strcmp(de->d_name + n - 5, ".json")) {
+			char p2[4096 + 256];
+			json_t *j;
+
+			snprintf(p2, sizeof(p2), "%s/%s", path, de->d_name);
+			j = json_load_file(p2, 0, &e);
+			CHECK(j, "%s:%d: %s", p2, e.line, e.text);
+			json_decref(j);
+		}
+	}
+	if (d)
+		closedir(d);
+	if (fails)
+		return 1;
+	printf("compare_check: %s is well-formed\n", argv[1]);
+	return 0;
+}
