@@ -122,6 +122,14 @@ int rdmig_guest_check_incr(const struct rdmig_guest *g, struct rdmig_err *err);
 /* The same on a raw image of `len` bytes (a multiple of the page size). */
 int rdmig_check_incr_image(const uint8_t *ram, uint64_t len, unsigned vcpus, struct rdmig_err *err);
 
+/*
+ * Fill every page with seeded non-zero data, as a guest that has been up
+ * for a while looks (only before start; not for incr, whose check expects
+ * zero beyond byte 0). `percent` of the pages are filled, the rest stay zero.
+ */
+int rdmig_guest_prefill(struct rdmig_guest *g, unsigned percent, uint64_t seed,
+			struct rdmig_err *err);
+
 /* Write RAM (all regions in order) to a file, for --dump-ram and cmp. */
 int rdmig_guest_dump(const struct rdmig_guest *g, const char *path, struct rdmig_err *err);
 
