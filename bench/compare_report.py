@@ -104,9 +104,11 @@ base_rate = (base["guest_work"] / (base["total_ms"] - base["downtime_ms"])
              if base and base["total_ms"] > base["downtime_ms"] else None)
 md.append("\n## Write-heavy guest: adaptive against step throttling (tcp)\n")
 md.append("Work / s is guest_work per second the guest ran (total minus downtime). Work lost "
-          "is 1 - work / (baseline's work / s x the time the guest ran): the share of its work "
-          "the guest lost to the throttle. The baseline runs the same guest with --throttle off "
-          "and no bandwidth cap.\n")
+          "is the work the guest would have done unthrottled in the time it ran (baseline's "
+          "work / s x run time) minus what it did: an amount, so that a policy that throttles "
+          "hard for a short time and one that throttles lightly for long are compared on what "
+          "the guest really lost (the share of each run is shown in brackets). The baseline "
+          "runs the same guest with --throttle off and no bandwidth cap.\n")
 md.append("| run | status | total ms | downtime ms | rounds | max throttle | guest work | "
           "work / s | work lost | ratio |")
 md.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -120,11 +122,13 @@ for name in ("baseline", "adaptive", "step"):
     rate = s["guest_work"] / (run_ms / 1e3) if run_ms > 0 else None
     lo = (1 - rate / (base_rate * 1e3)) if rate is not None and base_rate else None
     lo = 0.0 if name == "baseline" else lo
-    lost[name] = lo
+    # Absolute work lost: what the unthrottled guest would have done in run_ms, minus what it did.
+    lost[name] = (base_rate * run_ms - s["guest_work"]) if base_rate and name != "baseline" else 0.0
     res["throttle"].append({"run": name, "status": s["status"], "total_ms": s["total_ms"],
                             "downtime_ms": s["downtime_ms"], "rounds": s["rounds"],
                             "max_throttle": s["max_throttle"], "guest_work": s["guest_work"],
-                            "work_per_s": rate, "work_lost": lo})
+                            "work_per_s": rate, "work_lost": lo,
+                            "work_lost_units": lost[name]})
 a = next((r for r in res["throttle"] if r["run"] == "adaptive"), None)
 st = next((r for r in res["throttle"] if r["run"] == "step"), None)
 lost_ratio = ratio(lost.get("adaptive"), lost.get("step")) if lost.get("step") else None
@@ -137,7 +141,7 @@ for r in res["throttle"]:
            "step": "reference for adaptive"}[r["run"]]
     md.append(f"| {r['run']} | {r['status']} | {f(r['total_ms'])} | {f(r['downtime_ms'])} | "
               f"{r['rounds']} | {r['max_throttle']:.0%} | {r['guest_work']} | "
-              f"{f(r['work_per_s'], 0)} | {pct(r['work_lost'])} | "
+              f"{f(r['work_per_s'], 0)} | {f(lost.get(r['run']), 0)} ({pct(r['work_lost'])}) | "
               f"{rat} |")
 res["throttle_ratios"] = {"work_lost_adaptive_over_step": lost_ratio,
                           "downtime_adaptive_over_step": dt_ratio,

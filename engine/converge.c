@@ -9,6 +9,12 @@
 #define SHRINK_OK 0.8
 /* Rounds in a row without shrinking before throttling starts. */
 #define STALL_ROUNDS 2
+/*
+ * Adaptive throttle aims the next dirty set at this share of the copy
+ * budget: aiming at the whole budget lands the switchover at the limit,
+ * with nothing to spare for a measurement that was a little optimistic.
+ */
+#define ADAPTIVE_AIM 0.5
 /* Rounds shorter than this say more about latency than bandwidth. */
 #define MIN_BW_SAMPLE_BYTES (256 * 1024)
 
@@ -97,7 +103,8 @@ void rdmig_conv_observe(struct rdmig_conv *cv, const struct rdmig_conv_obs *o)
 	budget = copy_budget(cv);
 	if (cv->rate > 0 && cv->bw > 0 && o->dirty_bytes > 0) {
 		double round_s = (double)o->dirty_bytes / cv->bw;
-		double allowed = cv->bw * budget / round_s; /* bytes/s the guest may dirty */
+		/* bytes/s the guest may dirty so the next set lands well inside the budget */
+		double allowed = cv->bw * budget * ADAPTIVE_AIM / round_s;
 
 		cv->throttle = clamp_permille(1.0 - allowed / cv->rate, cv->max_throttle);
 	}

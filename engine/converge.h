@@ -16,8 +16,8 @@
  * the measured rates so that the next round's dirty set fits the downtime
  * limit: with an unthrottled dirty rate r, bandwidth b and current dirty
  * set D, the next round lasts about D/b and dirties r(1-t)D/b, which must be
- * <= b*L, so t = 1 - b^2 L / (r D), corrected every round, clamped to
- * [0, max]. Step policy (QEMU's auto-converge): 20% when convergence stops,
+ * <= a*b*L (a = 0.5: aim inside the limit, not at it), so
+ * t = 1 - a b^2 L / (r D), corrected every round, clamped to [0, max]. Step policy (QEMU's auto-converge): 20% when convergence stops,
  * +10% per non-converging round.
  */
 #ifndef RDMIG_CONVERGE_H

@@ -121,10 +121,13 @@ static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_sta
 		       s->bytes_sent, s->pages_sent, s->zero_pages, s->verified_pages, s->ram_bytes,
 		       rdmig_dirty_kind_name(s->dirty_source), (double)s->max_throttle / 1000,
 		       s->guest_work, s->harvest_ms_per_gib);
-		if (z && z->level)
+		if (z && z->level && z->on_wire)
 			printf("\"compress_level\":%d,\"bytes_on_wire\":%" PRIu64
 			       ",\"compress_ratio\":%.2f,",
 			       z->level, z->on_wire, ratio);
+		else if (z && z->level) /* nothing sent (all zero pages): no ratio */
+			printf("\"compress_level\":%d,\"bytes_on_wire\":0,\"compress_ratio\":null,",
+			       z->level);
 		printf("\"error\":");
 		if (errmsg) {
 			putchar('"');
@@ -156,7 +159,9 @@ static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_sta
 		       rdmig_dirty_kind_name(s->dirty_source), s->harvest_ms_per_gib);
 		printf("  max throttle   %.1f%%\n", (double)s->max_throttle / 10);
 		printf("  guest work     %" PRIu64 " units during migration\n", s->guest_work);
-		if (z && z->level) {
+		if (z && z->level && !z->on_wire) {
+			printf("  compression    zstd level %d: no page data sent\n", z->level);
+		} else if (z && z->level) {
 			char b[32], w[32];
 
 			printf("  compression    zstd level %d: %s of pages in %s on the wire "
@@ -200,6 +205,7 @@ enum {
 	OPT_SHOW_PLAN,
 	OPT_KEY_FILE,
 	OPT_COMPRESS,
+	OPT_PREFILL,
 };
 
 static int parse_backend_auto(const char *s, enum rdmig_backend *b, bool *is_auto,
@@ -433,6 +439,8 @@ static void migrate_usage(FILE *out)
 		"      --dirty-rate RATE     random/hotset pace, bytes/s (default: flat out)\n"
 		"      --warmup TIME         let the guest run before migrating (default 200ms)\n"
 		"      --seed N              workload seed (default 1)\n"
+		"      --prefill PCT         fill PCT%% of the pages with data first, as a guest\n"
+		"                            that has been up a while (not with incr; default 0)\n"
 		"Migration:\n"
 		"  -D, --downtime-limit TIME switch over when the rest fits (default 300ms)\n"
 		"  -B, --max-bandwidth RATE  cap, e.g. 100M (bytes/s) or 1Gbit (default none)\n"
@@ -477,6 +485,7 @@ int cmd_migrate(int argc, char **argv)
 		{"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
 		{"warmup", required_argument, NULL, OPT_WARMUP},
 		{"seed", required_argument, NULL, OPT_SEED},
+		{"prefill", required_argument, NULL, OPT_PREFILL},
 		{"downtime-limit", required_argument, NULL, 'D'},
 		{"max-bandwidth", required_argument, NULL, 'B'},
 		{"throttle", required_argument, NULL, 't'},
@@ -512,6 +521,7 @@ int cmd_migrate(int argc, char **argv)
 	struct rdmig_conn *c = NULL;
 	const char *key_file = NULL;
 	uint64_t warmup_ns = 200 * 1000000ull, v;
+	unsigned prefill = 0;
 	char host[256] = "";
 	unsigned short port = RDMIG_DEFAULT_PORT;
 	bool is_auto = true;
@@ -550,6 +560,11 @@ int cmd_migrate(int argc, char **argv)
 		case OPT_SEED:
 			if (rdmig_parse_uint(optarg, 0, UINT64_MAX, &gc.seed, &err))
 				return cli_usage_error("migrate", "--seed: %s", err.msg);
+			break;
+		case OPT_PREFILL:
+			if (rdmig_parse_uint(optarg, 0, 100, &v, &err))
+				return cli_usage_error("migrate", "--prefill: %s", err.msg);
+			prefill = (unsigned)v;
 			break;
 		case 'D':
 			if (rdmig_parse_duration(optarg, 1000000ull, &mo.downtime_limit_ns, &err) ||
@@ -668,9 +683,12 @@ int cmd_migrate(int argc, char **argv)
 		return RDMIG_EXIT_FAIL;
 
 	ret = rdmig_guest_create(&gc, &g, &err);
+	if (!ret && prefill)
+		ret = rdmig_guest_prefill(g, prefill, gc.seed, &err);
 	if (ret) {
 		/* Guest parameters are the user's input: a usage error. */
 		fprintf(stderr, "rdmig migrate: %s\n", rdmig_err_str(&err));
+		rdmig_guest_destroy(g);
 		return RDMIG_EXIT_USAGE;
 	}
 	if (!mo.cold || gc.vcpus) {

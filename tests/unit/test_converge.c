@@ -116,10 +116,10 @@ static void test_adaptive_starts_on_stall_and_fits_limit(void **state)
 	}
 	assert_true(cv.throttling);
 	/*
-	 * Next round lasts 4 s; to dirty at most 30 MiB (0.3 s of link) in it the
-	 * guest may dirty 7.5 MiB/s of its 100: throttle about 92.5%.
+	 * Next round lasts 4 s; to dirty at most half of 30 MiB (0.3 s of link)
+	 * in it the guest may dirty 3.75 MiB/s of its 100: throttle about 96%.
 	 */
-	assert_in_range(cv.throttle, 900, 950);
+	assert_in_range(cv.throttle, 950, 975);
 }
 
 /* The adaptive throttle is corrected from measurements, down as well as up. */
