@@ -62,6 +62,7 @@ struct bw_opts {
 	unsigned depth;
 	double duration;
 	uint64_t seed;
+	int compress;			/* --compress: tcp zstd level, 0 off */
 	const char *key_file;		/* --key-file, else $RDMIG_KEY_FILE */
 	const struct rdmig_auth_key *key; /* NULL: unauthenticated */
 };
@@ -113,6 +114,7 @@ static void usage(FILE *out)
 	    "Usage: rdmig bw --listen [ADDR][:PORT] [--backend rdma|tcp] [--once]\n"
 	    "       rdmig bw ADDR[:PORT] [--backend rdma|tcp] [--size BYTES] [--channels N]\n"
 	    "                [--depth N] [--duration SECONDS] [--verify] [--seed N] [--json]\n"
+	    "                [--compress LEVEL]\n"
 	    "\n"
 	    "Measure one-sided write bandwidth between registered memory regions, like\n"
 	    "perftest's ib_write_bw, over rdmig's rdma or tcp backend.\n"
@@ -127,6 +129,10 @@ static void usage(FILE *out)
 	    "      --verify                fill with a seeded pattern, check it byte for byte\n"
 	    "      --seed N                pattern seed for --verify (default: 1)\n"
 	    "      --json                  print one JSON object\n"
+	    "      --compress LEVEL        tcp client: zstd level 1..19 (0 off, default); every\n"
+	    "                              message carries the same seeded pseudo-random\n"
+	    "                              buffer, which does not shrink: this measures the cost\n"
+	    "                              of trying, frames go out plain\n"
 	    "      --key-file PATH         pre-shared key (mode 0600, >= 16 bytes), both sides;\n"
 	    "                              default $RDMIG_KEY_FILE; without one: no authentication\n"
 	    "  -h, --help                  this help\n"
@@ -149,6 +155,7 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 	    {.name = "seed", .has_arg = required_argument, .val = 'S'},
 	    {.name = "json", .has_arg = no_argument, .val = 'j'},
 	    {.name = "key-file", .has_arg = required_argument, .val = 'K'},
+	    {.name = "compress", .has_arg = required_argument, .val = 'Z'},
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
@@ -224,6 +231,13 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 		case 'K':
 			o->key_file = optarg;
 			break;
+		case 'Z':
+			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
+				return cli_usage_error("bw", "--compress expects a zstd level between "
+							     "0 (off) and 19: %s",
+						       err.msg);
+			o->compress = (int)v;
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -250,6 +264,12 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 		if (o->size * o->channels > BW_MAX_TOTAL)
 			return cli_usage_error("bw", "--size x --channels must stay within 4G");
 	}
+	if (o->compress && (o->listen || o->backend != RDMIG_BACKEND_TCP))
+		return cli_usage_error("bw", o->listen ? "--compress is a client option (the tcp "
+							 "server always accepts compressed writes)"
+						       : "--compress works on the tcp backend only: "
+							 "rdma writes have no CPU at the destination "
+							 "to decompress them");
 	return 0;
 }
 
@@ -487,8 +507,10 @@ static int run_client(const struct bw_opts *o)
 	    .depth = o->depth,
 	    .auth = o->key ? rdmig_auth_psk : NULL,
 	    .auth_ctx = (void *)o->key,
+	    .compress_level = o->compress,
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_xport_stats xs;
 	struct writer w[RDMIG_MAX_CHANNELS];
 	pthread_t th[RDMIG_MAX_CHANNELS];
 	uint8_t buf[BW_PARAMS_LEN], res[64];
@@ -573,6 +595,7 @@ static int run_client(const struct bw_opts *o)
 	verify = rdmig_get_be64(res + 8);
 	bad = rdmig_get_be64(res + 16);
 
+	rdmig_xport_stats(c, &xs);
 	bytes = msgs * o->size;
 	secs = t1 - t0;
 	gib = (double)bytes / (1024.0 * 1024 * 1024);
@@ -580,14 +603,16 @@ static int run_client(const struct bw_opts *o)
 		printf("{\"backend\":\"%s\",\"size\":%" PRIu64 ",\"channels\":%u,\"depth\":%u,"
 		       "\"bytes\":%" PRIu64 ",\"messages\":%" PRIu64 ",\"seconds\":%.6f,"
 		       "\"gbps\":%.4f,\"mib_per_s\":%.2f,\"msg_rate\":%.1f,"
-		       "\"src_cpu_s_per_gib\":%.4f,\"dst_cpu_s_per_gib\":%.4f,\"verify\":\"%s\"}\n",
+		       "\"src_cpu_s_per_gib\":%.4f,\"dst_cpu_s_per_gib\":%.4f,\"verify\":\"%s\","
+		       "\"compress_level\":%d,\"bytes_on_wire\":%" PRIu64 "}\n",
 		       rdmig_backend_name(o->backend), o->size, o->channels, o->depth, bytes, msgs,
 		       secs, (double)bytes * 8 / secs / 1e9, (double)bytes / secs / 1048576.0,
 		       (double)msgs / secs, gib > 0 ? (cpu1 - cpu0) / gib : 0,
 		       gib > 0 ? srv_cpu / gib : 0,
 		       verify == 0   ? "off"
 		       : verify == 1 ? "ok"
-				     : "mismatch");
+				     : "mismatch",
+		       o->compress, xs.bytes_on_wire);
 	} else {
 		char sz[32], by[32];
 
@@ -605,6 +630,11 @@ static int run_client(const struct bw_opts *o)
 		       gib > 0 ? (cpu1 - cpu0) / gib : 0, gib > 0 ? srv_cpu / gib : 0);
 		if (verify)
 			printf("  verify         %s\n", verify == 1 ? "ok" : "MISMATCH");
+		if (o->compress)
+			printf("  compression    zstd level %d, %s on the wire (ratio %.2f)\n",
+			       o->compress, rdmig_fmt_size(xs.bytes_on_wire, by, sizeof(by)),
+			       xs.bytes_on_wire ? (double)xs.bytes_written / xs.bytes_on_wire
+						: 0);
 	}
 	if (verify == 2) {
 		fprintf(stderr,

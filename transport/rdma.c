@@ -372,7 +372,7 @@ int rd_chan_setup(struct rd_chan *ch, struct rdmig_err *err)
 	struct ibv_qp_init_attr qa;
 	unsigned maxwr = (unsigned)rc->dattr.max_qp_wr, maxcqe = (unsigned)rc->dattr.max_cqe;
 	unsigned want_inline;
-	int ret;
+	int ret, vec;
 
 	if (ch->is_ctrl) {
 		ch->depth = clamp_u(RD_CTRL_DEPTH, 1, maxwr);
@@ -423,13 +423,20 @@ int rd_chan_setup(struct rd_chan *ch, struct rdmig_err *err)
 			goto out_free_sbuf;
 	}
 
-	ch->scq = ibv_create_cq(rc->verbs, (int)ch->depth + 1, ch, rc->cc, 0);
+	vec = 0;
+	if (!ch->is_ctrl && cfg->comp_vector && ch->index < cfg->ncomp_vector &&
+	    cfg->comp_vector[ch->index] > 0 && rc->verbs->num_comp_vectors > 0)
+		vec = cfg->comp_vector[ch->index] % rc->verbs->num_comp_vectors;
+	if (vec)
+		log_debug("%s: completion vector %d of %d", ch->name, vec,
+			  rc->verbs->num_comp_vectors);
+	ch->scq = ibv_create_cq(rc->verbs, (int)ch->depth + 1, ch, rc->cc, vec);
 	if (!ch->scq) {
 		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "%s: ibv_create_cq(send, %u)",
 					 ch->name, ch->depth + 1);
 		goto out_free_ring;
 	}
-	ch->rcq = ibv_create_cq(rc->verbs, (int)ch->nrecv + 1, ch, rc->cc, 0);
+	ch->rcq = ibv_create_cq(rc->verbs, (int)ch->nrecv + 1, ch, rc->cc, vec);
 	if (!ch->rcq) {
 		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "%s: ibv_create_cq(recv, %u)",
 					 ch->name, ch->nrecv + 1);

@@ -64,6 +64,11 @@ static int cfg_check(const struct rdmig_xport_cfg *cfg, bool listening, struct r
 		return rdmig_seterr(err, -EINVAL,
 				    "channels expects a value between 1 and %d, got %u",
 				    RDMIG_MAX_CHANNELS, cfg->channels);
+	if (cfg->compress_level < 0 || cfg->compress_level > 19)
+		return rdmig_seterr(err, -EINVAL,
+				    "compression level expects a value between 0 (off) and 19, "
+				    "got %d",
+				    cfg->compress_level);
 	if (!listening && (!cfg->host || !*cfg->host))
 		return rdmig_seterr(err, -EINVAL, "connect needs a peer address");
 	if (!listening && !cfg->port)
@@ -688,6 +693,8 @@ int rdmig_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *run
 	c->tx[chan].bytes += bytes;
 	c->tx[chan].writes += n;
 	atomic_fetch_add(&c->st_bytes_written, bytes);
+	if (!c->ops->counts_wire)
+		atomic_fetch_add(&c->st_bytes_on_wire, bytes);
 	atomic_fetch_add(&c->st_writes_posted, n);
 	return 0;
 }
@@ -780,6 +787,7 @@ void rdmig_xport_stats(const struct rdmig_conn *cc, struct rdmig_xport_stats *o)
 	o->bytes_written = atomic_load(&c->st_bytes_written);
 	o->writes_posted = atomic_load(&c->st_writes_posted);
 	o->bytes_received = atomic_load(&c->st_bytes_received);
+	o->bytes_on_wire = atomic_load(&c->st_bytes_on_wire);
 	o->fences_sent = atomic_load(&c->st_fences_sent);
 	o->fences_received = atomic_load(&c->st_fences_received);
 	o->ctrl_sent = atomic_load(&c->st_ctrl_sent);
@@ -791,6 +799,9 @@ void rdmig_hello_fill(struct rdmig_conn *c, struct rdmig_wire_hello *h, uint16_t
 {
 	memset(h, 0, sizeof(*h));
 	h->caps = RDMIG_CAP_STREAMS | (c->cfg.auth ? RDMIG_CAP_AUTH : 0);
+	/* A tcp receiver can always decompress; rdma writes are one-sided, nothing to inflate. */
+	if (c->cfg.backend == RDMIG_BACKEND_TCP)
+		h->caps |= RDMIG_CAP_ZSTD;
 	h->role = c->is_server ? RDMIG_ROLE_ACCEPTOR : RDMIG_ROLE_CONNECTOR;
 	h->nchan = (uint16_t)c->nchan;
 	h->chan_index = chan_index;

@@ -65,6 +65,7 @@ struct rdmig_conn {
 	_Atomic uint64_t st_regions_remote, st_rkeys_sent, st_regs_total, st_deregs_total;
 	_Atomic uint64_t st_bytes_written, st_writes_posted, st_bytes_received;
 	_Atomic uint64_t st_fences_sent, st_fences_received, st_ctrl_sent, st_ctrl_received;
+	_Atomic uint64_t st_bytes_on_wire; /* see ops->counts_wire */
 
 	struct rdmig_err_slot fail; /* first fatal error of the connection */
 };
@@ -85,6 +86,12 @@ struct rdmig_xport_ops {
 	const char *name;
 	size_t conn_size;     /* sizeof the backend's connection struct */
 	size_t listener_size; /* sizeof the backend's listener struct */
+	/*
+	 * write() adds the payload bytes it put on the wire to st_bytes_on_wire
+	 * itself (tcp, which may compress); otherwise the common layer adds the
+	 * run bytes.
+	 */
+	bool counts_wire;
 
 	/* Bind and listen on cfg->host:cfg->port; set l->port. */
 	int (*listen)(struct rdmig_listener *l, struct rdmig_err *err);

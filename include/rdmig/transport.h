@@ -64,6 +64,20 @@ struct rdmig_xport_cfg {
 	int connect_timeout_ms; /* 0: 10000 */
 	rdmig_auth_fn auth;	/* NULL: unauthenticated (tools warn) */
 	void *auth_ctx;
+	/*
+	 * tcp connector: zstd level 1..19 for page writes, 0 off. Used only when
+	 * the peer announced the capability (a tcp acceptor always does), and
+	 * per frame only when it saves bytes. rdma ignores it.
+	 */
+	int compress_level;
+	/*
+	 * rdma: completion vector for data channel i's CQs is comp_vector[i] for
+	 * i < ncomp_vector (modulo the device's num_comp_vectors; negative: 0).
+	 * NULL: vector 0. The array must outlive every listener and connection
+	 * made with this configuration. tcp ignores it.
+	 */
+	const int *comp_vector;
+	unsigned ncomp_vector;
 };
 
 /* Fills defaults for every zero field. */
@@ -208,6 +222,7 @@ struct rdmig_xport_stats {
 	uint64_t bytes_written;	 /* one-sided payload bytes posted (source) */
 	uint64_t writes_posted;	 /* work requests / frames posted */
 	uint64_t bytes_received; /* payload bytes landed (tcp dest) */
+	uint64_t bytes_on_wire;	 /* page payload bytes sent after compression (source) */
 	uint64_t fences_sent;
 	uint64_t fences_received;
 	uint64_t ctrl_sent;

@@ -6,6 +6,8 @@
  * through the backend-neutral interface only.
  *
  *   xport_check transfer  --backend B [--size 256M] [--channels 4] [--seed S] [--host H]
+ *                         [--compress LEVEL]  (tcp: 3 in 4 pages zero, the rest random;
+ *                                             checks fewer bytes on the wire than written)
  *   xport_check fence     --backend B [--size 64M] [--channels 4] [--rounds 8]
  *   xport_check stream    --backend B [--size 32M] [--channels 2]
  *   xport_check malformed [--backend tcp]
@@ -38,6 +40,7 @@
 #include <arpa/inet.h>
 
 #include <xxhash.h>
+#include <zstd.h>
 
 #include "rdmig/transport.h"
 #include "log.h"
@@ -62,6 +65,7 @@ struct opts {
 	unsigned channels;
 	unsigned rounds;
 	uint64_t seed;
+	int compress; /* transfer: source's zstd level, and zero pages in the content */
 };
 
 static const char *g_role = "main";
@@ -135,6 +139,9 @@ static uint64_t mix64(uint64_t z)
 /* Byte-addressable pseudo-random content: byte `pos` depends only on (key, pos). */
 static uint64_t content_word(uint64_t key, uint64_t idx)
 {
+	/* With --compress, 3 in 4 pages (512 words) are zero, chosen by key and page. */
+	if (g_opt.compress && mix64(key ^ ((idx >> 9) * 0xd6e8feb86659fd93ULL)) % 4)
+		return 0;
 	return mix64(key + (idx + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
@@ -270,6 +277,9 @@ static void print_stats(struct rdmig_conn *c)
 	     " ctrl_received %" PRIu64,
 	     s.bytes_written, s.writes_posted, s.bytes_received, s.fences_sent, s.fences_received,
 	     s.ctrl_sent, s.ctrl_received);
+	if (s.bytes_written)
+		info("stats: bytes_on_wire %" PRIu64 " (%.3f of bytes_written)", s.bytes_on_wire,
+		     (double)s.bytes_on_wire / (double)s.bytes_written);
 }
 
 /* Both sides send DONE and wait for the peer's, so neither tears down early. */
@@ -444,6 +454,23 @@ static bool src_transfer(struct rdmig_conn *c, uint64_t size, uint64_t seed)
 	ok = check(type == MSG_VERDICT && len == 1 && verdict[0] == 1,
 		   "destination confirms the transfer (source xxh64 %016" PRIx64 ")", sum);
 	print_stats(c);
+	{
+		struct rdmig_xport_stats st;
+
+		rdmig_xport_stats(c, &st);
+		if (g_opt.compress)
+			ok = check(st.bytes_on_wire < st.bytes_written,
+				   "zstd level %d: %" PRIu64 " bytes on the wire < %" PRIu64
+				   " written",
+				   g_opt.compress, st.bytes_on_wire, st.bytes_written) &&
+			     ok;
+		else
+			ok = check(st.bytes_on_wire == st.bytes_written,
+				   "uncompressed: %" PRIu64 " bytes on the wire == %" PRIu64
+				   " written",
+				   st.bytes_on_wire, st.bytes_written) &&
+			     ok;
+	}
 out_unmap:
 	munmap(mem, size);
 	return ok;
@@ -986,6 +1013,7 @@ static void cfg_init(struct rdmig_xport_cfg *cfg, unsigned channels)
 	cfg->host = g_opt.host;
 	cfg->channels = channels;
 	cfg->connect_timeout_ms = 30000;
+	cfg->compress_level = g_opt.compress;
 	rdmig_xport_cfg_defaults(cfg);
 }
 
@@ -1174,10 +1202,13 @@ static bool raw_frame(int fd, struct rdmig_wire_hdr *h, uint8_t *buf, size_t cap
 	return raw_recv(fd, buf, h->length);
 }
 
+/* Capabilities the raw peer announces (malformed zstd cases change it). */
+static uint32_t g_raw_caps = RDMIG_CAP_STREAMS | RDMIG_CAP_ZSTD;
+
 static void raw_hello_frame(uint8_t *buf, uint8_t type, uint16_t role, uint16_t chan_index,
 			    uint16_t nchan, uint64_t token)
 {
-	struct rdmig_wire_hello h = {.caps = RDMIG_CAP_STREAMS,
+	struct rdmig_wire_hello h = {.caps = g_raw_caps,
 				     .role = role,
 				     .nchan = nchan,
 				     .chan_index = chan_index,
@@ -1452,14 +1483,32 @@ enum bad_case {
 	BAD_STREAM_ON_PAGES,
 	BAD_READONLY,
 	BAD_CTRL_HUGE,
+	BAD_ZSTD_SIZE,	     /* zstd frame of 4096 bytes, prefix says 8192 */
+	BAD_ZSTD_GARBAGE,    /* flagged WRITE whose data is not zstd */
+	BAD_ZSTD_TWO_FRAMES, /* two frames of 2048 bytes, prefix says 4096 */
+	BAD_ZSTD_FENCE,	     /* the zstd flag on a FENCE */
+	BAD_ZSTD_NOCAP,	     /* compressed WRITE from a peer that did not announce zstd */
 };
+
+/* A ZSTD-flagged WRITE frame: prefix says `len`, followed by `zlen` bytes of z. */
+static bool send_zwrite(int fd, uint32_t region, uint32_t len, const void *z, size_t zlen)
+{
+	struct rdmig_wire_write w = {.region = region, .len = len, .offset = 0};
+	uint8_t f[RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN];
+
+	rdmig_wire_hdr_encode_flags(f, RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 0, 0,
+				    (uint32_t)(RDMIG_WIRE_WRITE_LEN + zlen));
+	rdmig_wire_write_encode(f + RDMIG_WIRE_HDR_LEN, &w);
+	return raw_send(fd, f, sizeof(f)) && raw_send(fd, z, zlen);
+}
 
 static void malformed_case(uint16_t port, struct rdmig_listener *l, enum bad_case bc,
 			   const char *what, const char *want1, const char *want2)
 {
 	static uint8_t payload[8192];
 	struct victim v = {.l = l, .ctrl = bc == BAD_CTRL_HUGE};
-	uint8_t f[64];
+	uint8_t f[64], z[2 * 8192];
+	size_t zn, zn2;
 	int cfd = -1, dfd = -1;
 	uint32_t ram = 0;
 	pthread_t th;
@@ -1473,6 +1522,7 @@ static void malformed_case(uint16_t port, struct rdmig_listener *l, enum bad_cas
 		return;
 	}
 	memset(payload, 0xab, sizeof(payload));
+	g_raw_caps = RDMIG_CAP_STREAMS | (bc == BAD_ZSTD_NOCAP ? 0 : RDMIG_CAP_ZSTD);
 	if (raw_session(port, &cfd, &dfd, &ram)) {
 		switch (bc) {
 		case BAD_OFFSET:
@@ -1512,8 +1562,33 @@ static void malformed_case(uint16_t port, struct rdmig_listener *l, enum bad_cas
 			rdmig_wire_hdr_encode(f, RDMIG_MSG_APP, RDMIG_CHAN_CTRL, 1, 0xffffffffu);
 			sent = raw_send(cfd, f, RDMIG_WIRE_HDR_LEN);
 			break;
+		case BAD_ZSTD_SIZE:
+		case BAD_ZSTD_NOCAP:
+			zn = ZSTD_compress(z, sizeof(z), payload, 4096, 3);
+			sent = !ZSTD_isError(zn) &&
+			       send_zwrite(dfd, ram, bc == BAD_ZSTD_SIZE ? 8192 : 4096, z, zn);
+			break;
+		case BAD_ZSTD_GARBAGE:
+			sent = send_zwrite(dfd, ram, 4096, payload, 100);
+			break;
+		case BAD_ZSTD_TWO_FRAMES:
+			zn = ZSTD_compress(z, sizeof(z) / 2, payload, 2048, 3);
+			zn2 = ZSTD_isError(zn) ? zn
+					       : ZSTD_compress(z + zn, sizeof(z) / 2, payload, 2048, 3);
+			sent = !ZSTD_isError(zn2) && send_zwrite(dfd, ram, 4096, z, zn + zn2);
+			break;
+		case BAD_ZSTD_FENCE: {
+			struct rdmig_fence fc = {.seq = 1};
+
+			rdmig_wire_hdr_encode_flags(f, RDMIG_MSG_FENCE, RDMIG_HDR_F_ZSTD, 0, 0,
+						    RDMIG_WIRE_FENCE_LEN);
+			rdmig_wire_fence_encode(f + RDMIG_WIRE_HDR_LEN, &fc);
+			sent = raw_send(dfd, f, RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN);
+			break;
+		}
 		}
 	}
+	g_raw_caps = RDMIG_CAP_STREAMS | RDMIG_CAP_ZSTD;
 	if (!sent) {
 		/* The victim may wait in accept or receive: unblock it by closing everything. */
 		check(false, "%s: raw peer could not set up the session", what);
@@ -1956,6 +2031,16 @@ static int run_malformed(void)
 		       "not writable", NULL);
 	malformed_case(port, l, BAD_CTRL_HUGE, "control message with length 0xffffffff",
 		       "exceeds the maximum", "control");
+	malformed_case(port, l, BAD_ZSTD_SIZE, "zstd WRITE that decompresses to 4096, not 8192",
+		       "rejected WRITE", "decompresses to 4096 bytes, the prefix says 8192");
+	malformed_case(port, l, BAD_ZSTD_GARBAGE, "zstd WRITE with garbage data",
+		       "rejected WRITE", "not a zstd frame");
+	malformed_case(port, l, BAD_ZSTD_TWO_FRAMES, "zstd WRITE with two frames",
+		       "rejected WRITE", "expected one frame");
+	malformed_case(port, l, BAD_ZSTD_FENCE, "zstd flag on a FENCE", "malformed frame",
+		       "allowed on WRITE only");
+	malformed_case(port, l, BAD_ZSTD_NOCAP, "zstd WRITE from a peer without the capability",
+		       "rejected WRITE", "did not announce zstd");
 
 	resume_after_timeout(l, port);
 	abort_wakes(l, port);
@@ -1982,7 +2067,8 @@ static int usage(const char *msg)
 		fprintf(stderr, "xport_check: %s\n", msg);
 	fprintf(stderr,
 		"usage: xport_check transfer|fence|stream|malformed --backend tcp|rdma\n"
-		"         [--host ADDR] [--size N] [--channels N] [--rounds N] [--seed S]\n");
+		"         [--host ADDR] [--size N] [--channels N] [--rounds N] [--seed S]\n"
+		"         [--compress LEVEL]\n");
 	return 2;
 }
 
@@ -1992,6 +2078,7 @@ int main(int argc, char **argv)
 	    {"backend", required_argument, NULL, 'b'}, {"host", required_argument, NULL, 'H'},
 	    {"size", required_argument, NULL, 's'},    {"channels", required_argument, NULL, 'c'},
 	    {"rounds", required_argument, NULL, 'r'},  {"seed", required_argument, NULL, 'S'},
+	    {"compress", required_argument, NULL, 'Z'},
 	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
 	};
 	struct rdmig_err e = RDMIG_ERR_INIT;
@@ -2031,6 +2118,11 @@ int main(int argc, char **argv)
 			if (rdmig_parse_uint(optarg, 1, 65535, &v, &e))
 				return usage(e.msg);
 			g_opt.rounds = (unsigned)v;
+			break;
+		case 'Z':
+			if (rdmig_parse_uint(optarg, 0, 19, &v, &e))
+				return usage(e.msg);
+			g_opt.compress = (int)v;
 			break;
 		case 'S':
 			errno = 0;
