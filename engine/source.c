@@ -243,6 +243,8 @@ static void progress(struct mig_src *m)
  */
 static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_err *err)
 {
+	uint64_t start = rdmig_now_ns();
+	int timed_out = 0;
 	struct timespec ts;
 	int ret = 0;
 
@@ -268,6 +270,28 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_er
 				atomic_store(&m->stop, true);
 				rdmig_conn_abort(m->c, -ECANCELED, "migration cancelled");
 			}
+			/*
+			 * A send into a dead or lossy link can block far longer
+			 * than the user allowed: enforce the limits here too, not
+			 * only between rounds.
+			 */
+			if (!timed_out && !atomic_load(&m->stop)) {
+				uint64_t now = rdmig_now_ns();
+
+				if (now - m->t0 > m->o->timeout_ns)
+					timed_out = 1;
+				else if (now - start > m->o->progress_timeout_ns)
+					timed_out = 2;
+				if (timed_out) {
+					atomic_store(&m->stop, true);
+					rdmig_conn_abort(m->c, -ETIMEDOUT,
+							 timed_out == 1
+								 ? "migration did not finish in time "
+								   "(--timeout)"
+								 : "no progress: a round did not finish "
+								   "within --progress-timeout");
+				}
+			}
 			progress(m);
 			pthread_mutex_lock(&m->lock);
 		}
@@ -285,6 +309,15 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_er
 				*err = m->w[i].err;
 			ret = wret;
 		}
+	}
+	if (timed_out) {
+		if (err)
+			rdmig_err_clear(err);
+		return rdmig_seterr(err, -ETIMEDOUT, "%s after %.1f s (round %u)",
+				    timed_out == 1 ? "migration did not finish within --timeout"
+						   : "no progress: a round did not finish within "
+						     "--progress-timeout",
+				    (double)(rdmig_now_ns() - m->t0) / 1e9, m->st.round);
 	}
 	if (!ret && cancelled(m))
 		ret = rdmig_seterr(err, -ECANCELED, "migration cancelled");
@@ -481,9 +514,11 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_SETUP, buf, len, err);
 	if (ret)
 		return ret;
-	ret = rdmig_recv_layout(m->c, 60000, err);
-	if (ret)
-		return ret;
+	/*
+	 * The destination sends its LAYOUT, then SETUP_OK; or CANCEL with its
+	 * reason when it refuses (memlock, size). The transport keeps the layout
+	 * when it passes by, so waiting for the application message sees both.
+	 */
 	ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, 60000, err);
 	if (ret)
 		return ret;
