@@ -117,7 +117,9 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "--listen"))
 		return serve(argv[2]);
 	if (argc != 6) {
-		fprintf(stderr, "usage: sockloop --listen PORT | sockloop HOST PORT SIZE CHANNELS SECONDS\n");
+		fprintf(
+		    stderr,
+		    "usage: sockloop --listen PORT | sockloop HOST PORT SIZE CHANNELS SECONDS\n");
 		return 2;
 	}
 	size = strtoul(argv[3], NULL, 10);
@@ -158,9 +160,10 @@ int main(int argc, char **argv)
 		bytes += cs[i].bytes;
 	}
 	secs = now_s() - t0;
-	printf("{\"peer\":\"sockloop\",\"size\":%zu,\"channels\":%u,\"bytes\":%llu,\"seconds\":%.6f,"
-	       "\"gbps\":%.4f,\"mib_per_s\":%.2f}\n",
-	       size, n, (unsigned long long)bytes, secs, (double)bytes * 8 / secs / 1e9,
-	       (double)bytes / secs / 1048576.0);
+	printf(
+	    "{\"peer\":\"sockloop\",\"size\":%zu,\"channels\":%u,\"bytes\":%llu,\"seconds\":%.6f,"
+	    "\"gbps\":%.4f,\"mib_per_s\":%.2f}\n",
+	    size, n, (unsigned long long)bytes, secs, (double)bytes * 8 / secs / 1e9,
+	    (double)bytes / secs / 1048576.0);
 	return 0;
 }

@@ -74,7 +74,8 @@ void rdmig_conv_observe(struct rdmig_conv *cv, const struct rdmig_conv_obs *o)
 	cv->switch_now = o->dirty_bytes == 0 ||
 			 (cv->bw > 0 && (double)o->dirty_bytes / cv->bw <= copy_budget(cv));
 
-	shrinking = cv->prev_dirty == 0 || (double)o->dirty_bytes < SHRINK_OK * (double)cv->prev_dirty;
+	shrinking =
+	    cv->prev_dirty == 0 || (double)o->dirty_bytes < SHRINK_OK * (double)cv->prev_dirty;
 	if (cv->switch_now || shrinking)
 		cv->stalled_rounds = 0;
 	else

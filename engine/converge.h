@@ -17,8 +17,8 @@
  * limit: with an unthrottled dirty rate r, bandwidth b and current dirty
  * set D, the next round lasts about D/b and dirties r(1-t)D/b, which must be
  * <= a*b*L (a = 0.5: aim inside the limit, not at it), so
- * t = 1 - a b^2 L / (r D), corrected every round, clamped to [0, max]. Step policy (QEMU's auto-converge): 20% when convergence stops,
- * +10% per non-converging round.
+ * t = 1 - a b^2 L / (r D), corrected every round, clamped to [0, max]. Step policy (QEMU's
+ * auto-converge): 20% when convergence stops, +10% per non-converging round.
  */
 #ifndef RDMIG_CONVERGE_H
 #define RDMIG_CONVERGE_H
@@ -30,27 +30,27 @@
 
 struct rdmig_conv_obs {
 	uint64_t sent_bytes;  /* bytes the last round wrote */
-	double round_s;       /* how long the last round took */
+	double round_s;	      /* how long the last round took */
 	uint64_t dirty_bytes; /* dirty set found by this harvest */
-	double dirty_s;       /* time over which the guest dirtied it */
+	double dirty_s;	      /* time over which the guest dirtied it */
 	unsigned throttle;    /* permille in force while it was dirtied */
 };
 
 struct rdmig_conv {
 	/* configuration */
-	double limit_s;           /* downtime limit */
-	double fixed_s;           /* switchover cost beyond copying (verify, round trips) */
+	double limit_s; /* downtime limit */
+	double fixed_s; /* switchover cost beyond copying (verify, round trips) */
 	enum rdmig_throttle_policy policy;
-	unsigned max_throttle;    /* permille */
+	unsigned max_throttle; /* permille */
 	/* state */
-	double bw;                /* bytes/s, smoothed */
-	double rate;              /* unthrottled dirty bytes/s, smoothed */
+	double bw;   /* bytes/s, smoothed */
+	double rate; /* unthrottled dirty bytes/s, smoothed */
 	uint64_t prev_dirty;
-	unsigned stalled_rounds;  /* consecutive rounds without useful shrink */
+	unsigned stalled_rounds; /* consecutive rounds without useful shrink */
 	unsigned rounds;
 	bool throttling;
 	/* outputs */
-	unsigned throttle;        /* permille to apply now */
+	unsigned throttle; /* permille to apply now */
 	double predicted_s;
 	bool switch_now;
 };

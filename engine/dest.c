@@ -75,8 +75,8 @@ static void *receiver_main(void *arg)
 	for (;;) {
 		/* The source fences every channel every round; a long silence is a fault. */
 		r->ret = rdmig_wait_fence(r->m->c, r->chan,
-					  (int)(r->m->o->progress_timeout_ns / 1000000ull) + 60000, &f,
-					  &r->err);
+					  (int)(r->m->o->progress_timeout_ns / 1000000ull) + 60000,
+					  &f, &r->err);
 		if (r->ret) {
 			rdmig_conn_abort(r->m->c, r->ret, rdmig_err_str(&r->err));
 			break;
@@ -165,7 +165,8 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 			return rdmig_seterr(err, -ENOMEM, "out of memory for checksums");
 		/* Before registration: an RDMA registration faults the pages in. */
 		bind_region(m, r, gr);
-		ret = rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
+		ret =
+		    rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
 		if (ret)
 			return ret;
 		m->st.ram_bytes += gr->len;
@@ -215,9 +216,9 @@ static int wait_final(struct mig_dst *m, struct rdmig_err *err)
 		if (n == m->nrx)
 			return 0;
 		if (rdmig_now_ns() > deadline)
-			return rdmig_seterr(err, -ETIMEDOUT,
-					    "%u of %u channels delivered their final fence in 120 s",
-					    n, m->nrx);
+			return rdmig_seterr(
+			    err, -ETIMEDOUT,
+			    "%u of %u channels delivered their final fence in 120 s", n, m->nrx);
 		if (rdmig_conn_failed(m->c, err))
 			return err && err->code ? err->code : -ECONNRESET;
 		usleep(1000);
@@ -286,7 +287,8 @@ static int follow(struct mig_dst *m, struct rdmig_err *err)
 	set_state(m, RDMIG_MIG_BULK);
 	for (;;) {
 		if (m->o->cancel && *m->o->cancel) {
-			ret = rdmig_seterr(err, -ECANCELED, "migration cancelled at the destination");
+			ret =
+			    rdmig_seterr(err, -ECANCELED, "migration cancelled at the destination");
 			break;
 		}
 		ret = rdmig_ctrl_recv(m->c, &type, buf, RDMIG_CTRL_MAX_PAYLOAD, &len, RDMIG_POLL_MS,
@@ -314,7 +316,8 @@ static int follow(struct mig_dst *m, struct rdmig_err *err)
 			if (ret)
 				break;
 			if (!(m->fin.final_seq & RDMIG_SEQ_FINAL)) {
-				ret = rdmig_seterr(err, -EPROTO, "FINAL without the final fence mark");
+				ret = rdmig_seterr(err, -EPROTO,
+						   "FINAL without the final fence mark");
 				break;
 			}
 			m->have_final = true;
@@ -335,7 +338,7 @@ static int follow(struct mig_dst *m, struct rdmig_err *err)
 				break;
 			for (uint32_t i = 0; i < mf.count; i++)
 				m->sums[mf.region][mf.first_page + i] =
-					rdmig_get_be64(mf.sums + 8 * i);
+				    rdmig_get_be64(mf.sums + 8 * i);
 			m->sums_got += mf.count;
 			continue;
 		}

@@ -6,16 +6,11 @@
 #include <xxhash.h>
 
 static const char *const state_names[] = {
-	[RDMIG_MIG_SETUP] = "setup",
-	[RDMIG_MIG_BULK] = "bulk",
-	[RDMIG_MIG_DIRTY] = "dirty-rounds",
-	[RDMIG_MIG_SWITCHOVER] = "switchover",
-	[RDMIG_MIG_FINAL_COPY] = "final-copy",
-	[RDMIG_MIG_VERIFY] = "verify",
-	[RDMIG_MIG_COMMIT] = "commit",
-	[RDMIG_MIG_COMPLETED] = "completed",
-	[RDMIG_MIG_FAILED] = "failed",
-	[RDMIG_MIG_CANCELLED] = "cancelled",
+    [RDMIG_MIG_SETUP] = "setup",	   [RDMIG_MIG_BULK] = "bulk",
+    [RDMIG_MIG_DIRTY] = "dirty-rounds",	   [RDMIG_MIG_SWITCHOVER] = "switchover",
+    [RDMIG_MIG_FINAL_COPY] = "final-copy", [RDMIG_MIG_VERIFY] = "verify",
+    [RDMIG_MIG_COMMIT] = "commit",	   [RDMIG_MIG_COMPLETED] = "completed",
+    [RDMIG_MIG_FAILED] = "failed",	   [RDMIG_MIG_CANCELLED] = "cancelled",
 };
 
 const char *rdmig_mig_state_name(enum rdmig_mig_state s)
@@ -39,8 +34,9 @@ int rdmig_throttle_parse(const char *s, enum rdmig_throttle_policy *out, struct 
 			*out = (enum rdmig_throttle_policy)i;
 			return 0;
 		}
-	return rdmig_seterr(err, -EINVAL, "invalid throttle policy '%s': expected adaptive, "
-					  "step or off",
+	return rdmig_seterr(err, -EINVAL,
+			    "invalid throttle policy '%s': expected adaptive, "
+			    "step or off",
 			    s ? s : "");
 }
 

@@ -53,27 +53,27 @@ int rdmig_throttle_parse(const char *s, enum rdmig_throttle_policy *out, struct 
 
 enum rdmig_event_type {
 	RDMIG_EV_STATE = 1, /* state changed */
-	RDMIG_EV_ROUND,     /* a round finished (source) */
+	RDMIG_EV_ROUND,	    /* a round finished (source) */
 	RDMIG_EV_PROGRESS,  /* periodic, during a round (source) */
 };
 
 struct rdmig_mig_stats {
 	enum rdmig_mig_state state;
-	unsigned round;          /* 1 = bulk */
-	uint64_t ram_bytes;      /* guest RAM size */
-	uint64_t bytes_sent;     /* payload bytes written so far */
+	unsigned round;	     /* 1 = bulk */
+	uint64_t ram_bytes;  /* guest RAM size */
+	uint64_t bytes_sent; /* payload bytes written so far */
 	uint64_t pages_sent;
-	uint64_t zero_pages;     /* skipped in the bulk round */
-	uint64_t round_bytes;    /* bytes of the current/last round */
-	uint64_t round_total;    /* bytes the current round has to send */
-	uint64_t dirty_bytes;    /* dirty set found by the last harvest */
-	double bandwidth;        /* bytes/s, smoothed */
-	double dirty_rate;       /* bytes/s, smoothed, as the guest dirties now */
+	uint64_t zero_pages;  /* skipped in the bulk round */
+	uint64_t round_bytes; /* bytes of the current/last round */
+	uint64_t round_total; /* bytes the current round has to send */
+	uint64_t dirty_bytes; /* dirty set found by the last harvest */
+	double bandwidth;     /* bytes/s, smoothed */
+	double dirty_rate;    /* bytes/s, smoothed, as the guest dirties now */
 	double predicted_downtime_ms;
-	unsigned throttle;       /* permille now */
-	unsigned max_throttle;   /* permille, highest so far */
+	unsigned throttle;     /* permille now */
+	unsigned max_throttle; /* permille, highest so far */
 	uint64_t verified_pages;
-	uint64_t guest_work;     /* work units the guest completed during migration */
+	uint64_t guest_work; /* work units the guest completed during migration */
 	double total_ms;
 	double downtime_ms;
 	double harvest_ms_per_gib; /* average harvest cost */
@@ -88,25 +88,25 @@ struct rdmig_mig_event {
 typedef void (*rdmig_mig_event_fn)(const struct rdmig_mig_event *ev, void *ctx);
 
 struct rdmig_mig_opts {
-	uint64_t downtime_limit_ns;   /* default 300 ms */
-	uint64_t max_bandwidth;       /* bytes/s, 0 = unlimited */
+	uint64_t downtime_limit_ns; /* default 300 ms */
+	uint64_t max_bandwidth;	    /* bytes/s, 0 = unlimited */
 	enum rdmig_throttle_policy throttle;
-	unsigned max_throttle;        /* permille, default 990 */
-	bool dirty_auto;              /* pick the best dirty source */
+	unsigned max_throttle; /* permille, default 990 */
+	bool dirty_auto;       /* pick the best dirty source */
 	enum rdmig_dirty_kind dirty_source;
-	bool cold;                    /* stop the guest first, one pass */
-	uint64_t timeout_ns;          /* whole migration, default 10 min */
+	bool cold;		      /* stop the guest first, one pass */
+	uint64_t timeout_ns;	      /* whole migration, default 10 min */
 	uint64_t progress_timeout_ns; /* no new minimum dirty set for this long: abort (60 s) */
-	unsigned min_rounds;          /* do not switch over before this many rounds (bulk = 1) */
-	unsigned max_rounds;          /* 0: unlimited; reached: fail (the guest does not converge) */
-	const char *dump_ram;         /* source: RAM at switchover; dest: RAM as committed */
-	uint64_t resume_ns;           /* dest: run the resumed guest this long (default 500 ms) */
-	uint64_t max_ram;             /* dest: refuse guests larger than this (default 64 GiB) */
+	unsigned min_rounds;	      /* do not switch over before this many rounds (bulk = 1) */
+	unsigned max_rounds;  /* 0: unlimited; reached: fail (the guest does not converge) */
+	const char *dump_ram; /* source: RAM at switchover; dest: RAM as committed */
+	uint64_t resume_ns;   /* dest: run the resumed guest this long (default 500 ms) */
+	uint64_t max_ram;     /* dest: refuse guests larger than this (default 64 GiB) */
 	rdmig_mig_event_fn on_event;
 	void *ev_ctx;
 	volatile sig_atomic_t *cancel; /* set non-zero to cancel (e.g. from SIGINT) */
 	/* Testing hooks: corrupt one page at the destination before verify. */
-	int64_t test_corrupt_page;     /* -1: off */
+	int64_t test_corrupt_page; /* -1: off */
 	/* Testing hook: destination, after commit, before the RAM is freed (ctx: ev_ctx). */
 	void (*test_dest_ram)(const struct rdmig_guest *g, void *ctx);
 	/*

@@ -6,7 +6,7 @@
 
 #include "wire.h"
 
-#define SETUP_FIXED 40
+#define SETUP_FIXED  40
 #define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */
 
 size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
@@ -56,7 +56,8 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 				    m->nregions, RDMIG_GUEST_MAX_REGIONS);
 	if (len != SETUP_FIXED + SETUP_REGION * (size_t)m->nregions)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes for %u regions, expected %zu",
-				    len, m->nregions, SETUP_FIXED + SETUP_REGION * (size_t)m->nregions);
+				    len, m->nregions,
+				    SETUP_FIXED + SETUP_REGION * (size_t)m->nregions);
 	if (m->vcpus > RDMIG_GUEST_MAX_VCPUS)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %u vCPUs, at most %d", m->vcpus,
 				    RDMIG_GUEST_MAX_VCPUS);
@@ -105,8 +106,8 @@ size_t rdmig_msg_final_encode(uint8_t *b, const struct rdmig_msg_final *m)
 	return FINAL_FIXED + 32 * (size_t)m->vcpus;
 }
 
-int rdmig_msg_final_decode(const uint8_t *b, size_t len, uint32_t vcpus,
-			   struct rdmig_msg_final *m, struct rdmig_err *err)
+int rdmig_msg_final_decode(const uint8_t *b, size_t len, uint32_t vcpus, struct rdmig_msg_final *m,
+			   struct rdmig_err *err)
 {
 	if (len < FINAL_FIXED)
 		return rdmig_seterr(err, -EPROTO, "FINAL: %zu bytes", len);

@@ -17,15 +17,15 @@
 #define RDMIG_ENGINE_VERSION 1
 
 enum rdmig_emsg {
-	RDMIG_EMSG_SETUP = 0x200,    /* src -> dst: guest layout and workload */
-	RDMIG_EMSG_SETUP_OK,         /* dst -> src: allocated, registered, exposed */
-	RDMIG_EMSG_ROUND,            /* src -> dst: a round was sent (progress only) */
-	RDMIG_EMSG_FINAL,            /* src -> dst: last round sent; vCPU states */
-	RDMIG_EMSG_MANIFEST,         /* src -> dst: per-page checksums */
-	RDMIG_EMSG_MANIFEST_END,     /* src -> dst: all checksums sent */
-	RDMIG_EMSG_COMMITTED,        /* dst -> src: verified and committed */
-	RDMIG_EMSG_VERIFY_FAIL,      /* dst -> src: a page does not match */
-	RDMIG_EMSG_CANCEL,           /* either way: give up, with a reason */
+	RDMIG_EMSG_SETUP = 0x200, /* src -> dst: guest layout and workload */
+	RDMIG_EMSG_SETUP_OK,	  /* dst -> src: allocated, registered, exposed */
+	RDMIG_EMSG_ROUND,	  /* src -> dst: a round was sent (progress only) */
+	RDMIG_EMSG_FINAL,	  /* src -> dst: last round sent; vCPU states */
+	RDMIG_EMSG_MANIFEST,	  /* src -> dst: per-page checksums */
+	RDMIG_EMSG_MANIFEST_END,  /* src -> dst: all checksums sent */
+	RDMIG_EMSG_COMMITTED,	  /* dst -> src: verified and committed */
+	RDMIG_EMSG_VERIFY_FAIL,	  /* dst -> src: a page does not match */
+	RDMIG_EMSG_CANCEL,	  /* either way: give up, with a reason */
 };
 
 struct rdmig_msg_setup {

@@ -68,8 +68,8 @@ struct worker {
 	int ret;
 	struct rdmig_err err;
 	uint64_t gen_seen;
-	uint64_t bytes;    /* bytes written, for the rate limit */
-	uint64_t t_start;  /* rate-limit epoch */
+	uint64_t bytes;	  /* bytes written, for the rate limit */
+	uint64_t t_start; /* rate-limit epoch */
 };
 
 struct mig_src {
@@ -85,8 +85,8 @@ struct mig_src {
 	unsigned nw, started;
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	uint64_t gen;   /* bumped per dispatch */
-	unsigned done;  /* workers finished with the current dispatch */
+	uint64_t gen;  /* bumped per dispatch */
+	unsigned done; /* workers finished with the current dispatch */
 	bool quit;
 	atomic_bool stop; /* tell workers to give up early */
 	_Atomic uint64_t sent_bytes, sent_pages;
@@ -95,7 +95,7 @@ struct mig_src {
 	uint64_t zero_sum; /* checksum of an all-zero page */
 	struct rdmig_mig_stats st;
 	struct rdmig_dirty *dirty;
-	bool paused;      /* the migration stopped the guest (cold, switchover) */
+	bool paused;	  /* the migration stopped the guest (cold, switchover) */
 	bool hook_paused; /* the soft-dirty harvest hook stopped it for a moment */
 	uint64_t t0;
 	uint64_t work0;
@@ -146,7 +146,7 @@ static int worker_chunk(struct worker *w)
 			/* Workers own disjoint pages within a round: no lock needed. */
 			for (uint64_t off = 0; off < r->len; off += RDMIG_PAGE_SIZE)
 				sr->sums[(r->loff + off) / RDMIG_PAGE_SIZE] =
-					rdmig_page_sum(sr->addr + r->loff + off);
+				    rdmig_page_sum(sr->addr + r->loff + off);
 			bytes += r->len;
 		}
 		w->bytes += bytes;
@@ -284,12 +284,12 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_er
 					timed_out = 2;
 				if (timed_out) {
 					atomic_store(&m->stop, true);
-					rdmig_conn_abort(m->c, -ETIMEDOUT,
-							 timed_out == 1
-								 ? "migration did not finish in time "
-								   "(--timeout)"
-								 : "no progress: a round did not finish "
-								   "within --progress-timeout");
+					rdmig_conn_abort(
+					    m->c, -ETIMEDOUT,
+					    timed_out == 1 ? "migration did not finish in time "
+							     "(--timeout)"
+							   : "no progress: a round did not finish "
+							     "within --progress-timeout");
 				}
 			}
 			progress(m);
@@ -347,9 +347,9 @@ static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, stru
 			uint64_t next;
 			size_t got;
 
-			got = rdmig_runs_from_bitmap(sr->bitmap, sr->pages, RDMIG_PAGE_SIZE, sr->lreg,
-						     sr->rreg, page, MAX_RUN_BYTES, m->plan + n,
-						     RUNS_PER_CHUNK - n, &next);
+			got = rdmig_runs_from_bitmap(sr->bitmap, sr->pages, RDMIG_PAGE_SIZE,
+						     sr->lreg, sr->rreg, page, MAX_RUN_BYTES,
+						     m->plan + n, RUNS_PER_CHUNK - n, &next);
 			n += got;
 			page = next;
 			if (page >= sr->pages) {
@@ -418,8 +418,8 @@ static int send_manifest(struct mig_src *m, struct rdmig_err *err)
 
 		for (uint64_t p = 0; p < sr->pages && !ret; p += RDMIG_MANIFEST_PER_MSG) {
 			uint32_t n = (uint32_t)(sr->pages - p < RDMIG_MANIFEST_PER_MSG
-							? sr->pages - p
-							: RDMIG_MANIFEST_PER_MSG);
+						    ? sr->pages - p
+						    : RDMIG_MANIFEST_PER_MSG);
 			size_t len;
 
 			len = rdmig_msg_manifest_encode(buf, r, p, sr->sums + p, n);
@@ -542,7 +542,8 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 
 		if (rr->len != m->reg[r].len)
 			return rdmig_seterr(err, -EPROTO,
-					    "destination region %u is %" PRIu64 " bytes, source %" PRIu64,
+					    "destination region %u is %" PRIu64
+					    " bytes, source %" PRIu64,
 					    r, rr->len, m->reg[r].len);
 		m->reg[r].rreg = rr->id;
 	}
@@ -658,8 +659,8 @@ static int wait_commit(struct mig_src *m, struct rdmig_err *err)
 				return -EPROTO;
 			return rdmig_seterr(err, code, "destination cancelled: %s", why);
 		}
-		return rdmig_seterr(err, -EPROTO, "unexpected message 0x%x while waiting for commit",
-				    type);
+		return rdmig_seterr(err, -EPROTO,
+				    "unexpected message 0x%x while waiting for commit", type);
 	}
 }
 
@@ -743,13 +744,14 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 				min_dirty = dirty;
 				t_min = t_harvest;
 			} else if (t_harvest - t_min > o->progress_timeout_ns) {
-				return rdmig_seterr(err, -ETIMEDOUT,
-						    "no progress: the dirty set has not shrunk below "
-						    "%" PRIu64 " bytes for %.0f s (dirty rate %.1f MiB/s, "
-						    "bandwidth %.1f MiB/s): raise --max-bandwidth, the "
-						    "downtime limit, or allow more throttling",
-						    min_dirty, (double)o->progress_timeout_ns / 1e9,
-						    m->st.dirty_rate / 1048576, cv.bw / 1048576);
+				return rdmig_seterr(
+				    err, -ETIMEDOUT,
+				    "no progress: the dirty set has not shrunk below "
+				    "%" PRIu64 " bytes for %.0f s (dirty rate %.1f MiB/s, "
+				    "bandwidth %.1f MiB/s): raise --max-bandwidth, the "
+				    "downtime limit, or allow more throttling",
+				    min_dirty, (double)o->progress_timeout_ns / 1e9,
+				    m->st.dirty_rate / 1048576, cv.bw / 1048576);
 			}
 			if (rdmig_now_ns() - m->t0 > o->timeout_ns)
 				return rdmig_seterr(err, -ETIMEDOUT,

@@ -53,7 +53,8 @@ int rdmig_numa_bind(void *addr, uint64_t len, int node, struct rdmig_err *err)
 	if (node < 0 || node >= RDMIG_TOPO_MAX_NODES)
 		return rdmig_seterr(err, -EINVAL, "cannot bind memory to node %d", node);
 	if (!addr || (uintptr_t)addr % (uintptr_t)page || !len)
-		return rdmig_seterr(err, -EINVAL, "memory to bind must be page-aligned and non-empty");
+		return rdmig_seterr(err, -EINVAL,
+				    "memory to bind must be page-aligned and non-empty");
 	mask[node / (8 * sizeof(unsigned long))] |= 1ul << (node % (8 * sizeof(unsigned long)));
 	/* maxnode counts bits and the kernel reads one less than given. */
 	if (mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, MPOL_MF_MOVE) < 0)

@@ -106,17 +106,16 @@ int rdmig_cpuset_parse(const char *s, struct rdmig_cpuset *out, struct rdmig_err
 				return rdmig_err_prefix(err, "CPU list '%s'", s), hi;
 			if (hi < lo)
 				return rdmig_seterr(err, -EINVAL,
-						    "CPU list '%s': range %d-%d runs backwards", s, lo,
-						    hi);
+						    "CPU list '%s': range %d-%d runs backwards", s,
+						    lo, hi);
 		}
 		for (int c = lo; c <= hi; c++)
 			rdmig_cpuset_set(out, c);
 		if (!*p)
 			return 0;
 		if (*p != ',' || !p[1])
-			return rdmig_seterr(err, -EINVAL,
-					    "CPU list '%s': unexpected '%c' (use e.g. 0-3,8)", s,
-					    *p);
+			return rdmig_seterr(
+			    err, -EINVAL, "CPU list '%s': unexpected '%c' (use e.g. 0-3,8)", s, *p);
 		p++;
 	}
 }
@@ -197,8 +196,8 @@ int rdmig_numa_topo_load(struct rdmig_numa_topo *t, const char *xml_path, const 
 		goto out_destroy;
 	}
 	if (synthetic && hwloc_topology_set_synthetic(topo, synthetic) < 0) {
-		ret = rdmig_seterr(err, -EINVAL, "hwloc: invalid synthetic topology '%s'",
-				   synthetic);
+		ret =
+		    rdmig_seterr(err, -EINVAL, "hwloc: invalid synthetic topology '%s'", synthetic);
 		goto out_destroy;
 	}
 	if (hwloc_topology_load(topo) < 0) {
@@ -238,8 +237,8 @@ int rdmig_numa_topo_load(struct rdmig_numa_topo *t, const char *xml_path, const 
 		t->cpu_core[cpu] = core ? (int)core->logical_index : 100000 + cpu;
 		t->cpu_smt[cpu] = core && pu->parent == core ? (uint8_t)pu->sibling_rank : 0;
 		for (int n = 0; n < t->nnode; n++) {
-			hwloc_obj_t no = hwloc_get_numanode_obj_by_os_index(
-			    topo, (unsigned)t->node[n].os_index);
+			hwloc_obj_t no =
+			    hwloc_get_numanode_obj_by_os_index(topo, (unsigned)t->node[n].os_index);
 
 			if (no && no->cpuset && hwloc_bitmap_isset(no->cpuset, pu->os_index)) {
 				t->cpu_node[cpu] = (int16_t)n;
@@ -394,9 +393,8 @@ static int plan_cpulist(const struct rdmig_numa_input *in, struct rdmig_numa_pla
 					    "CPU %d does not exist on this host (CPUs %s)", c,
 					    rdmig_cpuset_format(&on, buf, sizeof(buf)));
 		if (t->cpu_state[c] != RDMIG_CPU_ONLINE)
-			return rdmig_seterr(err, -EINVAL,
-					    "CPU %d is not online (online CPUs: %s)", c,
-					    rdmig_cpuset_format(&on, buf, sizeof(buf)));
+			return rdmig_seterr(err, -EINVAL, "CPU %d is not online (online CPUs: %s)",
+					    c, rdmig_cpuset_format(&on, buf, sizeof(buf)));
 		if (in->avoid && rdmig_cpuset_isset(in->avoid, c))
 			add_note(p, "CPU %d also runs a guest vCPU (as the CPU list asks)", c);
 		cpus[ncpu++] = c;
@@ -432,8 +430,9 @@ static void plan_auto(const struct rdmig_numa_input *in, struct rdmig_numa_plan 
 	if (dev_idx >= 0 && !t->node[dev_idx].ncpu)
 		dev_idx = -1; /* a CPU-less node cannot host a worker */
 	for (unsigned r = 0; r < in->nregions; r++) {
-		int n = in->regions[r].node >= 0 ? rdmig_numa_topo_node_index(t, in->regions[r].node)
-						 : -1;
+		int n = in->regions[r].node >= 0
+			    ? rdmig_numa_topo_node_index(t, in->regions[r].node)
+			    : -1;
 
 		if (n >= 0 && t->node[n].ncpu) {
 			weight[n] += in->regions[r].len;
@@ -613,8 +612,8 @@ void rdmig_numa_plan_print(FILE *out, const struct rdmig_numa_plan *p,
 			fprintf(out, "\n");
 		}
 	}
-	fprintf(out, "plan: policy %s, %u worker(s), device node %s", rdmig_numa_policy_name(p->policy),
-		p->nworkers, p->dev_node >= 0 ? "" : "unknown");
+	fprintf(out, "plan: policy %s, %u worker(s), device node %s",
+		rdmig_numa_policy_name(p->policy), p->nworkers, p->dev_node >= 0 ? "" : "unknown");
 	if (p->dev_node >= 0)
 		fprintf(out, "%d", p->dev_node);
 	fprintf(out, "\n");
@@ -632,9 +631,10 @@ void rdmig_numa_plan_print(FILE *out, const struct rdmig_numa_plan *p,
 			fprintf(out, "node %-3d ", w->node);
 		else
 			fprintf(out, "node -   ");
-		fprintf(out, "CPUs %-12s", rdmig_cpuset_count(&w->cpus)
-						  ? rdmig_cpuset_format(&w->cpus, buf, sizeof(buf))
-						  : "any");
+		fprintf(out, "CPUs %-12s",
+			rdmig_cpuset_count(&w->cpus)
+			    ? rdmig_cpuset_format(&w->cpus, buf, sizeof(buf))
+			    : "any");
 		if (w->comp_vector >= 0)
 			fprintf(out, " vector %d", w->comp_vector);
 		else
@@ -667,10 +667,11 @@ static json_t *plan_json(const struct rdmig_numa_plan *p, const struct rdmig_num
 		for (int n = 0; n < t->nnode; n++) {
 			node_cpus(t, n, &s);
 			json_array_append_new(
-			    nodes, json_pack("{s:i, s:I, s:s, s:i, s:i}", "node", t->node[n].os_index,
-					     "mem_bytes", (json_int_t)t->node[n].mem, "cpus",
-					     rdmig_cpuset_format(&s, buf, sizeof(buf)), "ncpus",
-					     t->node[n].ncpu, "package", t->node[n].package));
+			    nodes,
+			    json_pack("{s:i, s:I, s:s, s:i, s:i}", "node", t->node[n].os_index,
+				      "mem_bytes", (json_int_t)t->node[n].mem, "cpus",
+				      rdmig_cpuset_format(&s, buf, sizeof(buf)), "ncpus",
+				      t->node[n].ncpu, "package", t->node[n].package));
 		}
 		json_object_set_new(topo, "packages", json_integer(t->npackages));
 		json_object_set_new(topo, "nodes", nodes);
@@ -679,8 +680,8 @@ static json_t *plan_json(const struct rdmig_numa_plan *p, const struct rdmig_num
 	json_object_set_new(root, "policy", json_string(rdmig_numa_policy_name(p->policy)));
 	json_object_set_new(root, "numa_nodes", json_integer(p->nnode));
 	json_object_set_new(root, "trivial", json_boolean(p->trivial));
-	json_object_set_new(root, "device_node", p->dev_node >= 0 ? json_integer(p->dev_node)
-								    : json_null());
+	json_object_set_new(root, "device_node",
+			    p->dev_node >= 0 ? json_integer(p->dev_node) : json_null());
 	arr = json_array();
 	for (int n = 0; n < p->nnode; n++)
 		json_array_append_new(arr, json_pack("{s:i, s:i, s:I}", "node", p->node_os[n],
@@ -693,9 +694,9 @@ static json_t *plan_json(const struct rdmig_numa_plan *p, const struct rdmig_num
 
 		json_array_append_new(
 		    arr, json_pack("{s:i, s:[i], s:o, s:s, s:o, s:b}", "worker", (int)i, "channels",
-				   (int)w->chan, "node", w->node >= 0 ? json_integer(w->node) : json_null(),
-				   "cpus", rdmig_cpuset_format(&w->cpus, buf, sizeof(buf)),
-				   "comp_vector",
+				   (int)w->chan, "node",
+				   w->node >= 0 ? json_integer(w->node) : json_null(), "cpus",
+				   rdmig_cpuset_format(&w->cpus, buf, sizeof(buf)), "comp_vector",
 				   w->comp_vector >= 0 ? json_integer(w->comp_vector) : json_null(),
 				   "shared", w->shared));
 	}

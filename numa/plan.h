@@ -64,11 +64,11 @@ struct rdmig_numa_topo {
 		int ncpu;     /* online CPUs local to the node (0: memory-only node) */
 	} node[RDMIG_TOPO_MAX_NODES];
 	int npackages;
-	int cpu_slots;				 /* highest CPU number + 1 */
-	uint8_t cpu_state[RDMIG_NUMA_MAX_CPUS];	 /* enum rdmig_cpu_state */
-	int16_t cpu_node[RDMIG_NUMA_MAX_CPUS];	 /* index into node[], -1 none */
-	int32_t cpu_core[RDMIG_NUMA_MAX_CPUS];	 /* core id, same for SMT siblings */
-	uint8_t cpu_smt[RDMIG_NUMA_MAX_CPUS];	 /* 0 for a core's first PU, 1 next... */
+	int cpu_slots;				/* highest CPU number + 1 */
+	uint8_t cpu_state[RDMIG_NUMA_MAX_CPUS]; /* enum rdmig_cpu_state */
+	int16_t cpu_node[RDMIG_NUMA_MAX_CPUS];	/* index into node[], -1 none */
+	int32_t cpu_core[RDMIG_NUMA_MAX_CPUS];	/* core id, same for SMT siblings */
+	uint8_t cpu_smt[RDMIG_NUMA_MAX_CPUS];	/* 0 for a core's first PU, 1 next... */
 };
 
 /*
@@ -103,21 +103,21 @@ struct rdmig_numa_input {
 	const struct rdmig_numa_topo *topo;
 	const struct rdmig_numa_region *regions; /* may be NULL when nregions is 0 */
 	unsigned nregions;
-	int dev_node;		      /* the RDMA device's / NIC's kernel node, -1 unknown */
-	int num_comp_vectors;	      /* of the device, 0 unknown */
-	const int *comp_vector_node;  /* node of each vector (kernel number), NULL unknown */
-	unsigned channels;	      /* 1..RDMIG_NUMA_MAX_WORKERS */
+	int dev_node;			  /* the RDMA device's / NIC's kernel node, -1 unknown */
+	int num_comp_vectors;		  /* of the device, 0 unknown */
+	const int *comp_vector_node;	  /* node of each vector (kernel number), NULL unknown */
+	unsigned channels;		  /* 1..RDMIG_NUMA_MAX_WORKERS */
 	const struct rdmig_cpuset *avoid; /* CPUs running guest vCPUs, NULL none */
 	enum rdmig_numa_policy policy;
 	const struct rdmig_cpuset *cpulist; /* RDMIG_NUMA_CPULIST only */
 };
 
 struct rdmig_numa_worker {
-	unsigned chan;	  /* the data channel this worker drives */
-	int node;	  /* kernel node number, -1 unplaced (policy off) */
+	unsigned chan;		  /* the data channel this worker drives */
+	int node;		  /* kernel node number, -1 unplaced (policy off) */
 	struct rdmig_cpuset cpus; /* empty: do not pin */
-	int comp_vector;  /* for the channel's CQ; -1: the transport's default */
-	bool shared;	  /* shares its CPU with another worker */
+	int comp_vector;	  /* for the channel's CQ; -1: the transport's default */
+	bool shared;		  /* shares its CPU with another worker */
 };
 
 struct rdmig_numa_plan {

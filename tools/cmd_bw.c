@@ -62,8 +62,8 @@ struct bw_opts {
 	unsigned depth;
 	double duration;
 	uint64_t seed;
-	int compress;			/* --compress: tcp zstd level, 0 off */
-	const char *key_file;		/* --key-file, else $RDMIG_KEY_FILE */
+	int compress;			  /* --compress: tcp zstd level, 0 off */
+	const char *key_file;		  /* --key-file, else $RDMIG_KEY_FILE */
 	const struct rdmig_auth_key *key; /* NULL: unauthenticated */
 };
 
@@ -134,7 +134,8 @@ static void usage(FILE *out)
 	    "                              buffer, which does not shrink: this measures the cost\n"
 	    "                              of trying, frames go out plain\n"
 	    "      --key-file PATH         pre-shared key (mode 0600, >= 16 bytes), both sides;\n"
-	    "                              default $RDMIG_KEY_FILE; without one: no authentication\n"
+	    "                              default $RDMIG_KEY_FILE; without one: no "
+	    "authentication\n"
 	    "  -h, --help                  this help\n"
 	    "\n"
 	    "Exit status: 0 success, 1 failure (including a --verify mismatch), 2 bad usage.\n",
@@ -233,8 +234,9 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 			break;
 		case 'Z':
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
-				return cli_usage_error("bw", "--compress expects a zstd level between "
-							     "0 (off) and 19: %s",
+				return cli_usage_error("bw",
+						       "--compress expects a zstd level between "
+						       "0 (off) and 19: %s",
 						       err.msg);
 			o->compress = (int)v;
 			break;
@@ -265,11 +267,12 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 			return cli_usage_error("bw", "--size x --channels must stay within 4G");
 	}
 	if (o->compress && (o->listen || o->backend != RDMIG_BACKEND_TCP))
-		return cli_usage_error("bw", o->listen ? "--compress is a client option (the tcp "
-							 "server always accepts compressed writes)"
-						       : "--compress works on the tcp backend only: "
-							 "rdma writes have no CPU at the destination "
-							 "to decompress them");
+		return cli_usage_error("bw", o->listen
+						 ? "--compress is a client option (the tcp "
+						   "server always accepts compressed writes)"
+						 : "--compress works on the tcp backend only: "
+						   "rdma writes have no CPU at the destination "
+						   "to decompress them");
 	return 0;
 }
 
@@ -633,8 +636,7 @@ static int run_client(const struct bw_opts *o)
 		if (o->compress)
 			printf("  compression    zstd level %d, %s on the wire (ratio %.2f)\n",
 			       o->compress, rdmig_fmt_size(xs.bytes_on_wire, by, sizeof(by)),
-			       xs.bytes_on_wire ? (double)xs.bytes_written / xs.bytes_on_wire
-						: 0);
+			       xs.bytes_on_wire ? (double)xs.bytes_written / xs.bytes_on_wire : 0);
 	}
 	if (verify == 2) {
 		fprintf(stderr,

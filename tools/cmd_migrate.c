@@ -49,8 +49,7 @@ struct out_ctx {
 	bool line_open;
 };
 
-static void print_stats_json(const char *event, const char *side,
-			     const struct rdmig_mig_stats *s)
+static void print_stats_json(const char *event, const char *side, const struct rdmig_mig_stats *s)
 {
 	printf("{\"event\":\"%s\",\"side\":\"%s\",\"state\":\"%s\",\"round\":%u,"
 	       "\"bytes\":%" PRIu64 ",\"ram_bytes\":%" PRIu64 ",\"dirty_bytes\":%" PRIu64 ","
@@ -70,7 +69,8 @@ static void on_event(const struct rdmig_mig_event *ev, void *arg)
 
 	if (o->json) {
 		if (ev->type != RDMIG_EV_PROGRESS)
-			print_stats_json(ev->type == RDMIG_EV_STATE ? "state" : "round", o->side, s);
+			print_stats_json(ev->type == RDMIG_EV_STATE ? "state" : "round", o->side,
+					 s);
 		return;
 	}
 	if (ev->type == RDMIG_EV_STATE && s->state >= RDMIG_MIG_COMPLETED && !o->json)
@@ -88,7 +88,8 @@ static void on_event(const struct rdmig_mig_event *ev, void *arg)
 	fprintf(stderr,
 		"\r\033[K%-12s round %u  %s / %s  %.1f MiB/s  dirty %.1f MiB/s  throttle %u%%  "
 		"downtime~%.0f ms",
-		rdmig_mig_state_name(s->state), s->round, rdmig_fmt_size(s->bytes_sent, a, sizeof(a)),
+		rdmig_mig_state_name(s->state), s->round,
+		rdmig_fmt_size(s->bytes_sent, a, sizeof(a)),
 		rdmig_fmt_size(s->ram_bytes, b, sizeof(b)), s->bandwidth / 1048576,
 		s->dirty_rate / 1048576, s->throttle / 10, s->predicted_downtime_ms);
 	o->line_open = true;
@@ -96,9 +97,9 @@ static void on_event(const struct rdmig_mig_event *ev, void *arg)
 
 /* Compression of the source's page writes (tcp --compress), read from the transport. */
 struct zsum {
-	int level;	    /* 0: off, nothing printed */
-	uint64_t bytes;	    /* page payload bytes written */
-	uint64_t on_wire;   /* the same after compression */
+	int level;	  /* 0: off, nothing printed */
+	uint64_t bytes;	  /* page payload bytes written */
+	uint64_t on_wire; /* the same after compression */
 };
 
 static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_stats *s,
@@ -111,16 +112,17 @@ static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_sta
 	if (o->line_open)
 		fprintf(stderr, "\n");
 	if (o->json) {
-		printf("{\"event\":\"summary\",\"side\":\"%s\",\"status\":\"%s\",\"backend\":\"%s\","
-		       "\"channels\":%u,\"total_ms\":%.1f,\"downtime_ms\":%.1f,\"rounds\":%u,"
-		       "\"bytes\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ","
-		       "\"verified_pages\":%" PRIu64 ",\"ram_bytes\":%" PRIu64 ","
-		       "\"dirty_source\":\"%s\",\"max_throttle\":%.3f,\"guest_work\":%" PRIu64 ","
-		       "\"harvest_ms_per_gib\":%.3f,",
-		       o->side, status, backend, channels, s->total_ms, s->downtime_ms, s->round,
-		       s->bytes_sent, s->pages_sent, s->zero_pages, s->verified_pages, s->ram_bytes,
-		       rdmig_dirty_kind_name(s->dirty_source), (double)s->max_throttle / 1000,
-		       s->guest_work, s->harvest_ms_per_gib);
+		printf(
+		    "{\"event\":\"summary\",\"side\":\"%s\",\"status\":\"%s\",\"backend\":\"%s\","
+		    "\"channels\":%u,\"total_ms\":%.1f,\"downtime_ms\":%.1f,\"rounds\":%u,"
+		    "\"bytes\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ","
+		    "\"verified_pages\":%" PRIu64 ",\"ram_bytes\":%" PRIu64 ","
+		    "\"dirty_source\":\"%s\",\"max_throttle\":%.3f,\"guest_work\":%" PRIu64 ","
+		    "\"harvest_ms_per_gib\":%.3f,",
+		    o->side, status, backend, channels, s->total_ms, s->downtime_ms, s->round,
+		    s->bytes_sent, s->pages_sent, s->zero_pages, s->verified_pages, s->ram_bytes,
+		    rdmig_dirty_kind_name(s->dirty_source), (double)s->max_throttle / 1000,
+		    s->guest_work, s->harvest_ms_per_gib);
 		if (z && z->level && z->on_wire)
 			printf("\"compress_level\":%d,\"bytes_on_wire\":%" PRIu64
 			       ",\"compress_ratio\":%.2f,",
@@ -153,7 +155,8 @@ static void print_summary(struct out_ctx *o, int ret, const struct rdmig_mig_sta
 
 		printf("  downtime       %.1f ms\n", s->downtime_ms);
 		printf("  rounds         %u\n", s->round);
-		printf("  sent           %s in %" PRIu64 " pages (%" PRIu64 " zero pages skipped)\n",
+		printf("  sent           %s in %" PRIu64 " pages (%" PRIu64
+		       " zero pages skipped)\n",
 		       rdmig_fmt_size(s->bytes_sent, a, sizeof(a)), s->pages_sent, s->zero_pages);
 		printf("  dirty source   %s (%.2f ms per GiB harvested)\n",
 		       rdmig_dirty_kind_name(s->dirty_source), s->harvest_ms_per_gib);
@@ -285,18 +288,18 @@ static void listen_usage(FILE *out)
 int cmd_listen(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"backend", required_argument, NULL, 'b'},
-		{"channels", required_argument, NULL, 'c'},
-		{"dump-ram", required_argument, NULL, OPT_DUMP},
-		{"max-ram", required_argument, NULL, OPT_MAX_RAM},
-		{"resume-for", required_argument, NULL, OPT_RESUME},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"test-corrupt-page", required_argument, NULL, OPT_CORRUPT},
-		{"numa", required_argument, NULL, OPT_NUMA},
-		{"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
-		{"key-file", required_argument, NULL, OPT_KEY_FILE},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"backend", required_argument, NULL, 'b'},
+	    {"channels", required_argument, NULL, 'c'},
+	    {"dump-ram", required_argument, NULL, OPT_DUMP},
+	    {"max-ram", required_argument, NULL, OPT_MAX_RAM},
+	    {"resume-for", required_argument, NULL, OPT_RESUME},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"test-corrupt-page", required_argument, NULL, OPT_CORRUPT},
+	    {"numa", required_argument, NULL, OPT_NUMA},
+	    {"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
+	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_xport_cfg cfg = {.channels = RDMIG_MAX_CHANNELS};
@@ -344,7 +347,8 @@ int cmd_listen(int argc, char **argv)
 			break;
 		case OPT_CORRUPT:
 			if (rdmig_parse_uint(optarg, 0, INT64_MAX, &v, &err))
-				return cli_usage_error("listen", "--test-corrupt-page: %s", err.msg);
+				return cli_usage_error("listen", "--test-corrupt-page: %s",
+						       err.msg);
 			mo.test_corrupt_page = (int64_t)v;
 			break;
 		case OPT_NUMA: {
@@ -421,95 +425,97 @@ out:
 
 static void migrate_usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: rdmig migrate ADDR[:PORT] --guest-size SIZE [--vcpus N]\n"
-		"         [--workload incr|random|hotset|idle] [--dirty-rate RATE]\n"
-		"         [--downtime-limit TIME] [--max-bandwidth RATE]\n"
-		"         [--throttle adaptive|step|off] [--channels N] [--backend rdma|tcp|auto]\n"
-		"         [--dump-ram PATH] [--json] ...\n"
-		"\n"
-		"Source of a live migration: start a synthetic guest whose vCPUs write its RAM,\n"
-		"and migrate it, running, to `rdmig listen` on ADDR.\n"
-		"\n"
-		"Guest:\n"
-		"  -g, --guest-size SIZE     guest RAM, e.g. 256M, 1G (required)\n"
-		"      --regions N           split RAM into N regions (default 1)\n"
-		"  -n, --vcpus N             vCPU threads (default 1)\n"
-		"  -w, --workload W          incr (default), random, hotset or idle\n"
-		"      --dirty-rate RATE     random/hotset pace, bytes/s (default: flat out)\n"
-		"      --warmup TIME         let the guest run before migrating (default 200ms)\n"
-		"      --seed N              workload seed (default 1)\n"
-		"      --prefill PCT         fill PCT%% of the pages with data first, as a guest\n"
-		"                            that has been up a while (not with incr; default 0)\n"
-		"Migration:\n"
-		"  -D, --downtime-limit TIME switch over when the rest fits (default 300ms)\n"
-		"  -B, --max-bandwidth RATE  cap, e.g. 100M (bytes/s) or 1Gbit (default none)\n"
-		"  -t, --throttle P          adaptive (default), step (QEMU-style) or off\n"
-		"      --max-throttle PCT    ceiling of the throttle in percent (default 99)\n"
-		"      --dirty-source S      auto (default), uffd-wp, soft-dirty, none\n"
-		"      --cold                stop the guest and copy it once (no dirty tracking)\n"
-		"      --min-rounds N        do not switch over before round N (default 0)\n"
-		"      --max-rounds N        give up after N rounds (default: no limit)\n"
-		"      --timeout TIME        give up after TIME (default 10m)\n"
-		"      --progress-timeout T  give up when the dirty set stops shrinking for T\n"
-		"                            (default 60s)\n"
-		"Transport:\n"
-		"  -b, --backend B           rdma, tcp or auto (default: rdma if this host has an\n"
-		"                            RDMA device and it connects, else tcp)\n"
-		"  -c, --channels N          data channels = worker threads (default 2)\n"
-		"      --compress LEVEL      tcp: zstd level 1..19 for page writes, 0 off (default);\n"
-		"                            zero and repetitive pages shrink, random ones go plain\n"
-		"Output:\n"
-		"      --dump-ram PATH       write guest RAM as it was at switchover to PATH\n"
-		"      --json                events and the summary as JSON lines on stdout\n"
-		"Placement:\n"
-		"      --numa P              worker placement: auto (default), off, or a CPU list\n"
-		"                            such as 0-3,8 (see docs/tuning.md)\n"
-		"      --show-plan           print the placement plan before migrating\n"
-		"Security:\n"
-		"      --key-file PATH       pre-shared key shared with the destination (mode 0600,\n"
-		"                            >= 16 bytes; default $RDMIG_KEY_FILE)\n"
-		"  -h, --help\n"
-		"\n"
-		"Ctrl-C cancels: the guest keeps running here and the destination discards.\n"
-		"Exit status: 0 completed, 1 failed or cancelled, 2 bad usage.\n");
+	fprintf(
+	    out,
+	    "Usage: rdmig migrate ADDR[:PORT] --guest-size SIZE [--vcpus N]\n"
+	    "         [--workload incr|random|hotset|idle] [--dirty-rate RATE]\n"
+	    "         [--downtime-limit TIME] [--max-bandwidth RATE]\n"
+	    "         [--throttle adaptive|step|off] [--channels N] [--backend rdma|tcp|auto]\n"
+	    "         [--dump-ram PATH] [--json] ...\n"
+	    "\n"
+	    "Source of a live migration: start a synthetic guest whose vCPUs write its RAM,\n"
+	    "and migrate it, running, to `rdmig listen` on ADDR.\n"
+	    "\n"
+	    "Guest:\n"
+	    "  -g, --guest-size SIZE     guest RAM, e.g. 256M, 1G (required)\n"
+	    "      --regions N           split RAM into N regions (default 1)\n"
+	    "  -n, --vcpus N             vCPU threads (default 1)\n"
+	    "  -w, --workload W          incr (default), random, hotset or idle\n"
+	    "      --dirty-rate RATE     random/hotset pace, bytes/s (default: flat out)\n"
+	    "      --warmup TIME         let the guest run before migrating (default 200ms)\n"
+	    "      --seed N              workload seed (default 1)\n"
+	    "      --prefill PCT         fill PCT%% of the pages with data first, as a guest\n"
+	    "                            that has been up a while (not with incr; default 0)\n"
+	    "Migration:\n"
+	    "  -D, --downtime-limit TIME switch over when the rest fits (default 300ms)\n"
+	    "  -B, --max-bandwidth RATE  cap, e.g. 100M (bytes/s) or 1Gbit (default none)\n"
+	    "  -t, --throttle P          adaptive (default), step (QEMU-style) or off\n"
+	    "      --max-throttle PCT    ceiling of the throttle in percent (default 99)\n"
+	    "      --dirty-source S      auto (default), uffd-wp, soft-dirty, none\n"
+	    "      --cold                stop the guest and copy it once (no dirty tracking)\n"
+	    "      --min-rounds N        do not switch over before round N (default 0)\n"
+	    "      --max-rounds N        give up after N rounds (default: no limit)\n"
+	    "      --timeout TIME        give up after TIME (default 10m)\n"
+	    "      --progress-timeout T  give up when the dirty set stops shrinking for T\n"
+	    "                            (default 60s)\n"
+	    "Transport:\n"
+	    "  -b, --backend B           rdma, tcp or auto (default: rdma if this host has an\n"
+	    "                            RDMA device and it connects, else tcp)\n"
+	    "  -c, --channels N          data channels = worker threads (default 2)\n"
+	    "      --compress LEVEL      tcp: zstd level 1..19 for page writes, 0 off (default);\n"
+	    "                            zero and repetitive pages shrink, random ones go plain\n"
+	    "Output:\n"
+	    "      --dump-ram PATH       write guest RAM as it was at switchover to PATH\n"
+	    "      --json                events and the summary as JSON lines on stdout\n"
+	    "Placement:\n"
+	    "      --numa P              worker placement: auto (default), off, or a CPU list\n"
+	    "                            such as 0-3,8 (see docs/tuning.md)\n"
+	    "      --show-plan           print the placement plan before migrating\n"
+	    "Security:\n"
+	    "      --key-file PATH       pre-shared key shared with the destination (mode 0600,\n"
+	    "                            >= 16 bytes; default $RDMIG_KEY_FILE)\n"
+	    "  -h, --help\n"
+	    "\n"
+	    "Ctrl-C cancels: the guest keeps running here and the destination discards.\n"
+	    "Exit status: 0 completed, 1 failed or cancelled, 2 bad usage.\n");
 }
 
 int cmd_migrate(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"guest-size", required_argument, NULL, 'g'},
-		{"regions", required_argument, NULL, OPT_REGIONS},
-		{"vcpus", required_argument, NULL, 'n'},
-		{"workload", required_argument, NULL, 'w'},
-		{"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
-		{"warmup", required_argument, NULL, OPT_WARMUP},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"prefill", required_argument, NULL, OPT_PREFILL},
-		{"downtime-limit", required_argument, NULL, 'D'},
-		{"max-bandwidth", required_argument, NULL, 'B'},
-		{"throttle", required_argument, NULL, 't'},
-		{"max-throttle", required_argument, NULL, OPT_MAX_THROTTLE},
-		{"dirty-source", required_argument, NULL, OPT_DIRTY_SOURCE},
-		{"cold", no_argument, NULL, OPT_COLD},
-		{"min-rounds", required_argument, NULL, OPT_MIN_ROUNDS},
-		{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT},
-		{"numa", required_argument, NULL, OPT_NUMA},
-		{"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
-		{"backend", required_argument, NULL, 'b'},
-		{"channels", required_argument, NULL, 'c'},
-		{"dump-ram", required_argument, NULL, OPT_DUMP},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"key-file", required_argument, NULL, OPT_KEY_FILE},
-		{"compress", required_argument, NULL, OPT_COMPRESS},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"guest-size", required_argument, NULL, 'g'},
+	    {"regions", required_argument, NULL, OPT_REGIONS},
+	    {"vcpus", required_argument, NULL, 'n'},
+	    {"workload", required_argument, NULL, 'w'},
+	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
+	    {"warmup", required_argument, NULL, OPT_WARMUP},
+	    {"seed", required_argument, NULL, OPT_SEED},
+	    {"prefill", required_argument, NULL, OPT_PREFILL},
+	    {"downtime-limit", required_argument, NULL, 'D'},
+	    {"max-bandwidth", required_argument, NULL, 'B'},
+	    {"throttle", required_argument, NULL, 't'},
+	    {"max-throttle", required_argument, NULL, OPT_MAX_THROTTLE},
+	    {"dirty-source", required_argument, NULL, OPT_DIRTY_SOURCE},
+	    {"cold", no_argument, NULL, OPT_COLD},
+	    {"min-rounds", required_argument, NULL, OPT_MIN_ROUNDS},
+	    {"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT},
+	    {"numa", required_argument, NULL, OPT_NUMA},
+	    {"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
+	    {"backend", required_argument, NULL, 'b'},
+	    {"channels", required_argument, NULL, 'c'},
+	    {"dump-ram", required_argument, NULL, OPT_DUMP},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"compress", required_argument, NULL, OPT_COMPRESS},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct zsum zs = {0};
-	struct rdmig_guest_cfg gc = {.nregions = 1, .vcpus = 1, .workload = RDMIG_WL_INCR, .seed = 1};
+	struct rdmig_guest_cfg gc = {
+	    .nregions = 1, .vcpus = 1, .workload = RDMIG_WL_INCR, .seed = 1};
 	struct rdmig_xport_cfg cfg = {.channels = 2};
 	struct rdmig_mig_opts mo;
 	struct rdmig_mig_stats st = {0};
@@ -569,10 +575,11 @@ int cmd_migrate(int argc, char **argv)
 		case 'D':
 			if (rdmig_parse_duration(optarg, 1000000ull, &mo.downtime_limit_ns, &err) ||
 			    mo.downtime_limit_ns < 1000000ull)
-				return cli_usage_error("migrate",
-						       "--downtime-limit expects at least 1ms, e.g. "
-						       "300ms or 1s, got '%s'",
-						       optarg);
+				return cli_usage_error(
+				    "migrate",
+				    "--downtime-limit expects at least 1ms, e.g. "
+				    "300ms or 1s, got '%s'",
+				    optarg);
 			break;
 		case 'B':
 			if (rdmig_parse_rate(optarg, &mo.max_bandwidth, &err))
@@ -607,7 +614,8 @@ int cmd_migrate(int argc, char **argv)
 		case OPT_TIMEOUT:
 			if (rdmig_parse_duration(optarg, 1000000000ull, &mo.timeout_ns, &err) ||
 			    !mo.timeout_ns)
-				return cli_usage_error("migrate", "--timeout expects a duration > 0");
+				return cli_usage_error("migrate",
+						       "--timeout expects a duration > 0");
 			break;
 		case OPT_PROGRESS_TIMEOUT:
 			if (rdmig_parse_duration(optarg, 1000000000ull, &mo.progress_timeout_ns,
@@ -648,8 +656,9 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_COMPRESS:
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
-				return cli_usage_error("migrate", "--compress expects a zstd level "
-								  "between 0 (off) and 19: %s",
+				return cli_usage_error("migrate",
+						       "--compress expects a zstd level "
+						       "between 0 (off) and 19: %s",
 						       err.msg);
 			cfg.compress_level = (int)v;
 			break;
@@ -666,7 +675,8 @@ int cmd_migrate(int argc, char **argv)
 	if (cli_parse_hostport(argv[optind], host, sizeof(host), &port) || !host[0] || !port)
 		return cli_usage_error("migrate", "invalid destination address '%s'", argv[optind]);
 	if (!gc.ram_size)
-		return cli_usage_error("migrate", "--guest-size is required, e.g. --guest-size 256M");
+		return cli_usage_error("migrate",
+				       "--guest-size is required, e.g. --guest-size 256M");
 	if (cfg.compress_level && !is_auto && cfg.backend == RDMIG_BACKEND_RDMA)
 		return cli_usage_error("migrate",
 				       "--compress works on the tcp backend only: rdma writes "
@@ -703,8 +713,9 @@ int cmd_migrate(int argc, char **argv)
 		/* rdma needs userfaultfd write-protect to track a running guest. */
 		if (have_rdma_device() && !mo.cold && mo.dirty_auto &&
 		    rdmig_dirty_best(false) != RDMIG_DIRTY_UFFD_WP) {
-			log_warn("this kernel tracks dirty pages only with soft-dirty, which cannot "
-				 "see writes to RDMA-registered memory: using tcp");
+			log_warn(
+			    "this kernel tracks dirty pages only with soft-dirty, which cannot "
+			    "see writes to RDMA-registered memory: using tcp");
 		} else if (have_rdma_device()) {
 			ret = rdmig_connect(&cfg, &c, &err);
 			if (ret) {
@@ -726,8 +737,7 @@ int cmd_migrate(int argc, char **argv)
 			goto out;
 	}
 	/* After the warm-up: the guest's pages exist, so their nodes can be sampled. */
-	ret = cli_numa_plan("migrate", numa_arg, cfg.channels, g, show_plan, out.json, &plan,
-			    &err);
+	ret = cli_numa_plan("migrate", numa_arg, cfg.channels, g, show_plan, out.json, &plan, &err);
 	if (ret)
 		goto out;
 	mo.plan = plan;

@@ -90,21 +90,22 @@ out_free:
 
 static void topo_usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: rdmig topo [--json] [--channels N] [--device NAME] [--numa auto|off|CPULIST]\n"
-		"                  [--xml PATH | --synthetic DESC]\n"
-		"\n"
-		"Print the NUMA topology and the placement plan for N data channels: the\n"
-		"node and CPUs of each worker and the completion vector of each channel.\n"
-		"\n"
-		"  -c, --channels N     data channels = workers (default 2)\n"
-		"  -d, --device NAME    RDMA device whose NUMA node to prefer (e.g. mlx5_0)\n"
-		"      --numa P         auto (default), off, or a CPU list such as 0-3,8\n"
-		"      --xml PATH       plan for an hwloc XML export instead of this host\n"
-		"      --synthetic DESC plan for an hwloc synthetic topology, e.g.\n"
-		"                       'pack:2 numa:2 core:4 pu:2'\n"
-		"      --json           one JSON object on stdout\n"
-		"  -h, --help\n");
+	fprintf(
+	    out,
+	    "Usage: rdmig topo [--json] [--channels N] [--device NAME] [--numa auto|off|CPULIST]\n"
+	    "                  [--xml PATH | --synthetic DESC]\n"
+	    "\n"
+	    "Print the NUMA topology and the placement plan for N data channels: the\n"
+	    "node and CPUs of each worker and the completion vector of each channel.\n"
+	    "\n"
+	    "  -c, --channels N     data channels = workers (default 2)\n"
+	    "  -d, --device NAME    RDMA device whose NUMA node to prefer (e.g. mlx5_0)\n"
+	    "      --numa P         auto (default), off, or a CPU list such as 0-3,8\n"
+	    "      --xml PATH       plan for an hwloc XML export instead of this host\n"
+	    "      --synthetic DESC plan for an hwloc synthetic topology, e.g.\n"
+	    "                       'pack:2 numa:2 core:4 pu:2'\n"
+	    "      --json           one JSON object on stdout\n"
+	    "  -h, --help\n");
 }
 
 enum { OPT_JSON = 1000, OPT_NUMA, OPT_XML, OPT_SYNTH };
@@ -112,14 +113,14 @@ enum { OPT_JSON = 1000, OPT_NUMA, OPT_XML, OPT_SYNTH };
 int cmd_topo(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"channels", required_argument, NULL, 'c'},
-		{"device", required_argument, NULL, 'd'},
-		{"numa", required_argument, NULL, OPT_NUMA},
-		{"xml", required_argument, NULL, OPT_XML},
-		{"synthetic", required_argument, NULL, OPT_SYNTH},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"channels", required_argument, NULL, 'c'},
+	    {"device", required_argument, NULL, 'd'},
+	    {"numa", required_argument, NULL, OPT_NUMA},
+	    {"xml", required_argument, NULL, OPT_XML},
+	    {"synthetic", required_argument, NULL, OPT_SYNTH},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static struct rdmig_numa_topo topo;
 	static struct rdmig_numa_plan plan;
@@ -175,8 +176,9 @@ int cmd_topo(int argc, char **argv)
 	if (device) {
 		in.dev_node = rdmig_topo_ibdev_numa_node(device);
 		if (in.dev_node < 0 && !json)
-			fprintf(stderr, "rdmig topo: NUMA node of %s unknown (no such device, or "
-					"it reports none)\n",
+			fprintf(stderr,
+				"rdmig topo: NUMA node of %s unknown (no such device, or "
+				"it reports none)\n",
 				device);
 	}
 	in.topo = &topo;

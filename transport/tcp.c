@@ -73,7 +73,7 @@
  * flushes the batch first). A frame is compressed into at most len - 1
  * bytes, so one that does not shrink goes out plain.
  */
-#define TCP_ZCHUNK (1u << 20)
+#define TCP_ZCHUNK   (1u << 20)
 #define TCP_ZSCRATCH TCP_BATCH_BYTES
 
 /* Keepalive: an idle connection to a vanished peer fails within about 35 s. */
@@ -96,14 +96,14 @@ struct tcp_rx {
 	/* RX_PAYLOAD: where the rest of the WRITE goes. */
 	uint32_t region;
 	uint32_t gen;
-	uint8_t *dst;	/* region memory, or zbuf for a compressed WRITE */
-	uint32_t wlen;	/* uncompressed WRITE length */
-	uint32_t flen;	/* bytes of the frame after the prefix (compressed: zstd bytes) */
-	uint32_t left;	/* of flen */
-	bool zstd;	/* the WRITE in progress is compressed */
-	uint8_t *zdst;	/* compressed: where its wlen bytes go in the region */
+	uint8_t *dst;	 /* region memory, or zbuf for a compressed WRITE */
+	uint32_t wlen;	 /* uncompressed WRITE length */
+	uint32_t flen;	 /* bytes of the frame after the prefix (compressed: zstd bytes) */
+	uint32_t left;	 /* of flen */
+	bool zstd;	 /* the WRITE in progress is compressed */
+	uint8_t *zdst;	 /* compressed: where its wlen bytes go in the region */
 	ZSTD_DCtx *dctx; /* created at the first compressed WRITE, freed at close */
-	uint8_t *zbuf;	/* compressed data of the WRITE in progress */
+	uint8_t *zbuf;	 /* compressed data of the WRITE in progress */
 	size_t zcap;
 	uint64_t stream_left; /* RX_STREAM */
 	bool eof;	      /* STREAM_EOF seen: every later stream_recv returns 0 */
@@ -1592,7 +1592,8 @@ static int rx_write_start(struct tcp_conn *tc, unsigned chan, struct rdmig_err *
 	rx->wlen = w.len;
 	rx->flen = w.len;
 	if (rx->zstd) {
-		/* The header decoder bounded this to RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK. */
+		/* The header decoder bounded this to RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK.
+		 */
 		rx->flen = rx->hdr.length - RDMIG_WIRE_WRITE_LEN;
 		if (!rx->dctx)
 			rx->dctx = ZSTD_createDCtx();

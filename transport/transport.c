@@ -494,8 +494,8 @@ static int recv_frame(struct rdmig_conn *c, uint8_t want, uint16_t *app_type, vo
 		}
 		if (flen != RDMIG_WIRE_HDR_LEN + (size_t)h.length) {
 			ret = rdmig_conn_fail(c, err, -EPROTO,
-					      "control frame of %zu bytes, header says %u + %d", flen,
-					      h.length, RDMIG_WIRE_HDR_LEN);
+					      "control frame of %zu bytes, header says %u + %d",
+					      flen, h.length, RDMIG_WIRE_HDR_LEN);
 			break;
 		}
 		atomic_fetch_add(&c->st_ctrl_received, 1);

@@ -153,7 +153,8 @@ static int type_len_ok(uint8_t type, uint16_t flags, uint32_t len, uint32_t max_
 		lo = RDMIG_WIRE_WRITE_LEN;
 		hi = (uint64_t)RDMIG_WIRE_WRITE_LEN + RDMIG_WIRE_MAX_DATA;
 		if (flags & RDMIG_HDR_F_ZSTD) {
-			/* Compressed data is never empty, and may exceed the plain maximum a bit. */
+			/* Compressed data is never empty, and may exceed the plain maximum a bit.
+			 */
 			lo = RDMIG_WIRE_WRITE_LEN + 1;
 			hi += RDMIG_WIRE_ZSTD_SLACK;
 		}
@@ -546,10 +547,9 @@ int rdmig_wire_zstd_check(const void *z, size_t zlen, uint32_t len, struct rdmig
 				    fsize, zlen - fsize);
 	content = ZSTD_getFrameContentSize(z, zlen);
 	if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN)
-		return rdmig_seterr(err, -EPROTO,
-				    "WRITE: zstd frame %s its decompressed size",
+		return rdmig_seterr(err, -EPROTO, "WRITE: zstd frame %s its decompressed size",
 				    content == ZSTD_CONTENTSIZE_ERROR ? "is corrupt, cannot read"
-								       : "does not record");
+								      : "does not record");
 	if (content != len)
 		return rdmig_seterr(err, -EPROTO,
 				    "WRITE: zstd frame decompresses to %llu bytes, the prefix says "

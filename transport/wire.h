@@ -26,18 +26,18 @@
 #define RDMIG_WIRE_MAX_DATA (16u * 1024 * 1024)
 
 enum rdmig_msg_type {
-	RDMIG_MSG_HELLO = 1,       /* channel setup, both directions */
-	RDMIG_MSG_HELLO_ACK = 2,   /* accepting side's answer */
-	RDMIG_MSG_AUTH = 3,        /* auth hook payload (opaque to the transport) */
-	RDMIG_MSG_LAYOUT = 4,      /* destination's exposed regions */
-	RDMIG_MSG_APP = 5,         /* application control message (engine, relay) */
-	RDMIG_MSG_ERROR = 6,       /* peer reports a fatal error, then closes */
-	RDMIG_MSG_BYE = 7,         /* orderly close */
-	RDMIG_MSG_WRITE = 16,      /* tcp: page write, payload follows */
-	RDMIG_MSG_FENCE = 17,      /* every earlier write of the channel landed */
-	RDMIG_MSG_STREAM_DATA = 18,/* tcp: stream bytes follow; rdma: ring notice */
-	RDMIG_MSG_STREAM_EOF = 19, /* stream half-close */
-	RDMIG_MSG_CREDIT = 20,     /* rdma stream: receiver consumed bytes */
+	RDMIG_MSG_HELLO = 1,	    /* channel setup, both directions */
+	RDMIG_MSG_HELLO_ACK = 2,    /* accepting side's answer */
+	RDMIG_MSG_AUTH = 3,	    /* auth hook payload (opaque to the transport) */
+	RDMIG_MSG_LAYOUT = 4,	    /* destination's exposed regions */
+	RDMIG_MSG_APP = 5,	    /* application control message (engine, relay) */
+	RDMIG_MSG_ERROR = 6,	    /* peer reports a fatal error, then closes */
+	RDMIG_MSG_BYE = 7,	    /* orderly close */
+	RDMIG_MSG_WRITE = 16,	    /* tcp: page write, payload follows */
+	RDMIG_MSG_FENCE = 17,	    /* every earlier write of the channel landed */
+	RDMIG_MSG_STREAM_DATA = 18, /* tcp: stream bytes follow; rdma: ring notice */
+	RDMIG_MSG_STREAM_EOF = 19,  /* stream half-close */
+	RDMIG_MSG_CREDIT = 20,	    /* rdma stream: receiver consumed bytes */
 	RDMIG_MSG_KEEPALIVE = 21,
 };
 
@@ -61,16 +61,16 @@ enum rdmig_msg_type {
 
 /* Capability bits (HELLO.caps). */
 #define RDMIG_CAP_STREAMS 0x1
-#define RDMIG_CAP_AUTH    0x2
-#define RDMIG_CAP_ZSTD    0x4
+#define RDMIG_CAP_AUTH	  0x2
+#define RDMIG_CAP_ZSTD	  0x4
 
 struct rdmig_wire_hdr {
 	uint32_t magic;
 	uint8_t version;
-	uint8_t type;   /* enum rdmig_msg_type */
+	uint8_t type; /* enum rdmig_msg_type */
 	uint16_t flags;
-	uint32_t length; /* payload bytes after the header */
-	uint16_t chan;   /* data channel index, 0xffff for control */
+	uint32_t length;   /* payload bytes after the header */
+	uint16_t chan;	   /* data channel index, 0xffff for control */
 	uint16_t app_type; /* RDMIG_MSG_APP: the application's type; else 0 */
 };
 
@@ -88,16 +88,16 @@ enum rdmig_role {
 #define RDMIG_WIRE_HELLO_LEN 48
 struct rdmig_wire_hello {
 	uint32_t caps;
-	uint16_t role;       /* enum rdmig_role */
-	uint16_t nchan;      /* data channels of the connection, 1..RDMIG_MAX_CHANNELS */
+	uint16_t role;	     /* enum rdmig_role */
+	uint16_t nchan;	     /* data channels of the connection, 1..RDMIG_MAX_CHANNELS */
 	uint16_t chan_index; /* which channel this is: 0xffff control, else < nchan */
 	uint16_t reserved0;
-	uint32_t max_ctrl;   /* largest control payload accepted */
-	uint64_t token;      /* ties the data channels to their control channel */
+	uint32_t max_ctrl;    /* largest control payload accepted */
+	uint64_t token;	      /* ties the data channels to their control channel */
 	uint64_t stream_ring; /* rdma: receive ring bytes per channel, else 0 */
-	uint32_t ring_rkey;  /* rdma: rkey of this side's receive ring for this channel, else 0 */
+	uint32_t ring_rkey;   /* rdma: rkey of this side's receive ring for this channel, else 0 */
 	uint32_t reserved1;
-	uint64_t ring_addr;  /* rdma: address of that ring, else 0 */
+	uint64_t ring_addr; /* rdma: address of that ring, else 0 */
 };
 
 /* LAYOUT payload: 4-byte count, then 64 bytes per region. */

@@ -39,7 +39,7 @@ struct rdmig_err {
 int rdmig_seterr(struct rdmig_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int rdmig_vseterr(struct rdmig_err *err, int code, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 /* Like rdmig_seterr() but appends ": strerror(-code)". */
 int rdmig_seterr_errno(struct rdmig_err *err, int code, const char *fmt, ...)

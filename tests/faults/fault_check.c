@@ -347,7 +347,7 @@ static void phase_opts(struct rdmig_mig_opts *o, enum rdmig_mig_state state)
 
 struct trigger {
 	enum rdmig_mig_state state;
-	pid_t victim;     /* kill-dest: SIGKILL this; 0: SIGKILL ourselves */
+	pid_t victim; /* kill-dest: SIGKILL this; 0: SIGKILL ourselves */
 	bool fired;
 	double t_fired;
 };
@@ -443,7 +443,8 @@ static bool dumps_ok(const char *what, const char *src, const char *dst)
 		ok = false;
 	} else {
 		CHECK(ls == ld && ls == guest_mib << 20, "%s: dump sizes %zu / %zu", what, ls, ld);
-		CHECK(ls == ld && !memcmp(a, b, ls), "%s: source and destination dumps differ", what);
+		CHECK(ls == ld && !memcmp(a, b, ls), "%s: source and destination dumps differ",
+		      what);
 		CHECK(rdmig_check_incr_image(b, ld, VCPUS, &err) == 0, "%s: incr check: %s", what,
 		      err.msg);
 		ok = ls == ld && ls == guest_mib << 20 && !memcmp(a, b, ls) && err.code == 0;
@@ -587,7 +588,8 @@ static void kill_src_one(enum rdmig_mig_state state)
 	CHECK(wait_bounded(dst, bound_s + 30, &status) == 0,
 	      "%s: destination still there %.0f s after the kill", what, bound_s + 30);
 	detect = now_s() - t_killed;
-	CHECK(detect <= bound_s, "%s: destination took %.1f s, bound %.0f s", what, detect, bound_s);
+	CHECK(detect <= bound_s, "%s: destination took %.1f s, bound %.0f s", what, detect,
+	      bound_s);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 	      "%s: destination must discard and exit 1, status %d", what, status);
 	CHECK(stat(dd, &sb) != 0, "%s: destination left a committed RAM dump", what);
@@ -608,12 +610,10 @@ static void kill_src_one(enum rdmig_mig_state state)
 	snprintf(arg, sizeof(arg), "%u:%s", port, sd);
 	src = spawn_helper("src", "none", arg, NULL);
 	status = -1;
-	CHECK(wait_bounded(src, 300, &status) == 0 && WIFEXITED(status) &&
-		      WEXITSTATUS(status) == 0,
+	CHECK(wait_bounded(src, 300, &status) == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "%s: retry source status %d", what, status);
 	status = -1;
-	CHECK(wait_bounded(dst, 120, &status) == 0 && WIFEXITED(status) &&
-		      WEXITSTATUS(status) == 0,
+	CHECK(wait_bounded(dst, 120, &status) == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "%s: retry destination status %d", what, status);
 	if (dumps_ok(what, sd, dd))
 		printf("ok: %s: retry with a fresh source and destination completed, dumps equal, "
@@ -791,7 +791,8 @@ static void soak(void)
 				o.dump_ram = sd;
 				ret = source_migrate(g, (uint16_t)port, &o, &st, &err);
 			}
-			CHECK(ret == 0, "%s: source: %s", what, port ? err.msg : "peer gave no port");
+			CHECK(ret == 0, "%s: source: %s", what,
+			      port ? err.msg : "peer gave no port");
 			rdmig_guest_destroy(g);
 		} else {
 			struct rdmig_listener *l;
@@ -804,7 +805,7 @@ static void soak(void)
 			CHECK(ret == 0, "%s: destination: %s", what, err.msg);
 		}
 		CHECK(peer_line(from, from_peer[0], line, sizeof(line), 300000) &&
-			      sscanf(line, "done %d", &pret) == 1 && pret == 0,
+			  sscanf(line, "done %d", &pret) == 1 && pret == 0,
 		      "%s: peer reported %d", what, pret);
 		dumps_ok(what, sd, dd);
 		/* Baseline after both roles ran once in each process. */
@@ -815,7 +816,8 @@ static void soak(void)
 			pthr0 = count_proc(peer, "task");
 		}
 		if (i >= 1) {
-			CHECK(count_dir("/proc/self/fd") == fds0 && count_dir("/proc/self/task") == thr0,
+			CHECK(count_dir("/proc/self/fd") == fds0 &&
+				  count_dir("/proc/self/task") == thr0,
 			      "%s: A has %d fds / %d threads, baseline %d / %d", what,
 			      count_dir("/proc/self/fd"), count_dir("/proc/self/task"), fds0, thr0);
 			CHECK(count_proc(peer, "fd") == pfds0 && count_proc(peer, "task") == pthr0,
@@ -843,9 +845,10 @@ static void soak(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: fault_check kill-dest|kill-src STATE|all | migrate | expect-fail "
-			"| soak  [--backend B] [--host H] [--size MIB] [--bound S] [--timeout S] "
-			"[--iterations N | --long]\n  STATE: bulk, dirty, switchover, final-copy\n");
+	fprintf(stderr,
+		"usage: fault_check kill-dest|kill-src STATE|all | migrate | expect-fail "
+		"| soak  [--backend B] [--host H] [--size MIB] [--bound S] [--timeout S] "
+		"[--iterations N | --long]\n  STATE: bulk, dirty, switchover, final-copy\n");
 }
 
 int main(int argc, char **argv)

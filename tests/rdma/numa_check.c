@@ -207,8 +207,9 @@ static void check_threads(const char *side, const char *prefix, const struct rdm
 		CHECK(ran[i] >= 0 && rdmig_cpuset_isset(&p->w[i].cpus, ran[i]),
 		      "%s: %s%u last ran on CPU %d, outside its plan (%s)", side, prefix, i, ran[i],
 		      want);
-		printf("%s: %s%u Cpus_allowed_list %s, last ran on CPU %d, plan CPUs %s (node %d)\n",
-		       side, prefix, i, allowed[i], ran[i], want, p->w[i].node);
+		printf(
+		    "%s: %s%u Cpus_allowed_list %s, last ran on CPU %d, plan CPUs %s (node %d)\n",
+		    side, prefix, i, allowed[i], ran[i], want, p->w[i].node);
 	}
 }
 
@@ -274,8 +275,9 @@ static void dst_pages(const struct rdmig_guest *g, void *arg)
 		       r, on, npages, want, off, other);
 		CHECK(off == 0, "dest: region %u: %" PRIu64 " pages on node %d, planned node %d", r,
 		      off, seen_off, want);
-		CHECK(on == npages, "dest: region %u: only %" PRIu64 " of %" PRIu64
-				    " pages present on node %d", r, on, npages, want);
+		CHECK(on == npages,
+		      "dest: region %u: only %" PRIu64 " of %" PRIu64 " pages present on node %d",
+		      r, on, npages, want);
 	}
 }
 
@@ -519,15 +521,16 @@ static void bench_mode(unsigned reps, unsigned channels)
 			if (!migrate(g, reg, k == 1, false, channels, &s) && s.t_after > s.t_bulk)
 				rate[k][i] = (double)s.bulk_bytes / 1048576.0 /
 					     ((double)(s.t_after - s.t_bulk) / 1e9);
-			printf("bench: run %u %s: %.1f MiB/s (bulk round, %" PRIu64 " MiB)\n", i + 1,
-			       name[k], rate[k][i], s.bulk_bytes >> 20);
+			printf("bench: run %u %s: %.1f MiB/s (bulk round, %" PRIu64 " MiB)\n",
+			       i + 1, name[k], rate[k][i], s.bulk_bytes >> 20);
 			fflush(stdout);
 			rdmig_guest_destroy(g);
 		}
 	}
 	qsort(rate[0], reps, sizeof(double), cmp_double);
 	qsort(rate[1], reps, sizeof(double), cmp_double);
-	printf("bench: %u runs each, %u channels, %" PRIu64 " MiB guest: median planned %.1f MiB/s, "
+	printf("bench: %u runs each, %u channels, %" PRIu64
+	       " MiB guest: median planned %.1f MiB/s, "
 	       "crossed %.1f MiB/s, ratio planned/crossed %.3f\n",
 	       reps, channels, size_mib, rate[0][reps / 2], rate[1][reps / 2],
 	       rate[1][reps / 2] > 0 ? rate[0][reps / 2] / rate[1][reps / 2] : 0.0);

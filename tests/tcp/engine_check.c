@@ -146,11 +146,8 @@ static void cancel_event(const struct rdmig_mig_event *ev, void *arg)
 
 static struct rdmig_guest *new_guest(unsigned vcpus, uint64_t size)
 {
-	struct rdmig_guest_cfg gc = {.ram_size = size,
-				     .nregions = 2,
-				     .vcpus = vcpus,
-				     .workload = RDMIG_WL_INCR,
-				     .seed = 7};
+	struct rdmig_guest_cfg gc = {
+	    .ram_size = size, .nregions = 2, .vcpus = vcpus, .workload = RDMIG_WL_INCR, .seed = 7};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_guest *g;
 
@@ -235,7 +232,8 @@ static void check_cancel(void)
 			rdmig_err_clear(&err);
 			ret = run_source(g, port, &o, &st, &err);
 			waitpid(dst, &status, 0);
-			CHECK(ca.seen, "cancel: state %s never reached", rdmig_mig_state_name(states[i]));
+			CHECK(ca.seen, "cancel: state %s never reached",
+			      rdmig_mig_state_name(states[i]));
 			CHECK(ret == -ECANCELED, "cancel in %s: returned %d (%s)",
 			      rdmig_mig_state_name(states[i]), ret, err.msg);
 			CHECK(st.state == RDMIG_MIG_CANCELLED, "cancel in %s: final state %s",
@@ -244,7 +242,8 @@ static void check_cancel(void)
 			      "cancel in %s: destination should discard and exit 1, status %d",
 			      rdmig_mig_state_name(states[i]), status);
 			CHECK(rdmig_guest_running(g) && guest_moves(g),
-			      "cancel in %s: source guest not running", rdmig_mig_state_name(states[i]));
+			      "cancel in %s: source guest not running",
+			      rdmig_mig_state_name(states[i]));
 			CHECK(rdmig_guest_throttle(g) == 0, "cancel in %s: throttle left at %u",
 			      rdmig_mig_state_name(states[i]), rdmig_guest_throttle(g));
 			/*
@@ -255,15 +254,17 @@ static void check_cancel(void)
 				fds0 = count_dir("/proc/self/fd");
 				thr0 = count_dir("/proc/self/task");
 			}
-			CHECK(count_dir("/proc/self/fd") == fds0, "cancel in %s: %d fds, baseline %d",
-			      rdmig_mig_state_name(states[i]), count_dir("/proc/self/fd"), fds0);
+			CHECK(count_dir("/proc/self/fd") == fds0,
+			      "cancel in %s: %d fds, baseline %d", rdmig_mig_state_name(states[i]),
+			      count_dir("/proc/self/fd"), fds0);
 			CHECK(count_dir("/proc/self/task") == thr0,
 			      "cancel in %s: %d threads, baseline %d",
 			      rdmig_mig_state_name(states[i]), count_dir("/proc/self/task"), thr0);
 			if (failures == before)
-				printf("ok: cancel in %s (%d): source running, destination discarded, "
-				       "resources at baseline\n",
-				       rdmig_mig_state_name(states[i]), rep + 1);
+				printf(
+				    "ok: cancel in %s (%d): source running, destination discarded, "
+				    "resources at baseline\n",
+				    rdmig_mig_state_name(states[i]), rep + 1);
 		}
 	}
 	rdmig_guest_pause(g);
@@ -352,7 +353,8 @@ int main(int argc, char **argv)
 	else if (!strcmp(mode, "cold"))
 		check_cold();
 	else {
-		fprintf(stderr, "usage: engine_check cancel|corrupt|cold [--backend B] [--host H]\n");
+		fprintf(stderr,
+			"usage: engine_check cancel|corrupt|cold [--backend B] [--host H]\n");
 		return 2;
 	}
 	printf("%s: %s\n", mode, failures ? "FAILED" : "passed");

@@ -1573,8 +1573,9 @@ static void malformed_case(uint16_t port, struct rdmig_listener *l, enum bad_cas
 			break;
 		case BAD_ZSTD_TWO_FRAMES:
 			zn = ZSTD_compress(z, sizeof(z) / 2, payload, 2048, 3);
-			zn2 = ZSTD_isError(zn) ? zn
-					       : ZSTD_compress(z + zn, sizeof(z) / 2, payload, 2048, 3);
+			zn2 = ZSTD_isError(zn)
+				  ? zn
+				  : ZSTD_compress(z + zn, sizeof(z) / 2, payload, 2048, 3);
 			sent = !ZSTD_isError(zn2) && send_zwrite(dfd, ram, 4096, z, zn + zn2);
 			break;
 		case BAD_ZSTD_FENCE: {
@@ -2033,10 +2034,10 @@ static int run_malformed(void)
 		       "exceeds the maximum", "control");
 	malformed_case(port, l, BAD_ZSTD_SIZE, "zstd WRITE that decompresses to 4096, not 8192",
 		       "rejected WRITE", "decompresses to 4096 bytes, the prefix says 8192");
-	malformed_case(port, l, BAD_ZSTD_GARBAGE, "zstd WRITE with garbage data",
-		       "rejected WRITE", "not a zstd frame");
-	malformed_case(port, l, BAD_ZSTD_TWO_FRAMES, "zstd WRITE with two frames",
-		       "rejected WRITE", "expected one frame");
+	malformed_case(port, l, BAD_ZSTD_GARBAGE, "zstd WRITE with garbage data", "rejected WRITE",
+		       "not a zstd frame");
+	malformed_case(port, l, BAD_ZSTD_TWO_FRAMES, "zstd WRITE with two frames", "rejected WRITE",
+		       "expected one frame");
 	malformed_case(port, l, BAD_ZSTD_FENCE, "zstd flag on a FENCE", "malformed frame",
 		       "allowed on WRITE only");
 	malformed_case(port, l, BAD_ZSTD_NOCAP, "zstd WRITE from a peer without the capability",
@@ -2065,21 +2066,24 @@ static int usage(const char *msg)
 {
 	if (msg)
 		fprintf(stderr, "xport_check: %s\n", msg);
-	fprintf(stderr,
-		"usage: xport_check transfer|fence|stream|malformed --backend tcp|rdma\n"
-		"         [--host ADDR] [--size N] [--channels N] [--rounds N] [--seed S]\n"
-		"         [--compress LEVEL]\n");
+	fprintf(stderr, "usage: xport_check transfer|fence|stream|malformed --backend tcp|rdma\n"
+			"         [--host ADDR] [--size N] [--channels N] [--rounds N] [--seed S]\n"
+			"         [--compress LEVEL]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-	    {"backend", required_argument, NULL, 'b'}, {"host", required_argument, NULL, 'H'},
-	    {"size", required_argument, NULL, 's'},    {"channels", required_argument, NULL, 'c'},
-	    {"rounds", required_argument, NULL, 'r'},  {"seed", required_argument, NULL, 'S'},
+	    {"backend", required_argument, NULL, 'b'},
+	    {"host", required_argument, NULL, 'H'},
+	    {"size", required_argument, NULL, 's'},
+	    {"channels", required_argument, NULL, 'c'},
+	    {"rounds", required_argument, NULL, 'r'},
+	    {"seed", required_argument, NULL, 'S'},
 	    {"compress", required_argument, NULL, 'Z'},
-	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	bool have_backend = false;

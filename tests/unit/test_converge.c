@@ -14,8 +14,8 @@
 
 #define MiB (1024.0 * 1024.0)
 
-static struct rdmig_conv_obs obs(double sent_mib, double round_s, double dirty_mib,
-				 double dirty_s, unsigned throttle)
+static struct rdmig_conv_obs obs(double sent_mib, double round_s, double dirty_mib, double dirty_s,
+				 unsigned throttle)
 {
 	return (struct rdmig_conv_obs){.sent_bytes = (uint64_t)(sent_mib * MiB),
 				       .round_s = round_s,
@@ -192,15 +192,15 @@ static void test_max_throttle_bound(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_switch_when_it_fits),
-		cmocka_unit_test(test_fixed_cost_counts),
-		cmocka_unit_test(test_switch_despite_large_fixed_cost),
-		cmocka_unit_test(test_no_throttle_while_converging),
-		cmocka_unit_test(test_adaptive_starts_on_stall_and_fits_limit),
-		cmocka_unit_test(test_adaptive_corrects_down),
-		cmocka_unit_test(test_step_policy),
-		cmocka_unit_test(test_off_never_throttles),
-		cmocka_unit_test(test_max_throttle_bound),
+	    cmocka_unit_test(test_switch_when_it_fits),
+	    cmocka_unit_test(test_fixed_cost_counts),
+	    cmocka_unit_test(test_switch_despite_large_fixed_cost),
+	    cmocka_unit_test(test_no_throttle_while_converging),
+	    cmocka_unit_test(test_adaptive_starts_on_stall_and_fits_limit),
+	    cmocka_unit_test(test_adaptive_corrects_down),
+	    cmocka_unit_test(test_step_policy),
+	    cmocka_unit_test(test_off_never_throttles),
+	    cmocka_unit_test(test_max_throttle_bound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

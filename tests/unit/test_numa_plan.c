@@ -123,10 +123,8 @@ static void test_two_packages_nic_node1(void **state)
 {
 	/* Nodes 0..3, node 1 = CPUs 4-7 (cores {4,5} and {6,7}). */
 	static const int vec_node[] = {0, 1, 0, 1};
-	struct rdmig_numa_input in = {.dev_node = 1,
-				      .channels = 2,
-				      .num_comp_vectors = 4,
-				      .comp_vector_node = vec_node};
+	struct rdmig_numa_input in = {
+	    .dev_node = 1, .channels = 2, .num_comp_vectors = 4, .comp_vector_node = vec_node};
 
 	(void)state;
 	load("pack:2 numa:2 core:2 pu:2");
@@ -234,8 +232,7 @@ static void test_cpulist_errors(void **state)
 	topo.cpu_state[5] = RDMIG_CPU_OFFLINE;
 	assert_int_equal(rdmig_cpuset_parse("4-5", &list, &err), 0);
 	assert_int_equal(rdmig_numa_plan(&in, &plan, &err), -EINVAL);
-	assert_string_equal(err.msg,
-			    "--numa: CPU 5 is not online (online CPUs: 0-4,6-15)");
+	assert_string_equal(err.msg, "--numa: CPU 5 is not online (online CPUs: 0-4,6-15)");
 
 	/* Valid list: round-robin, shared when short, node from the CPU. */
 	rdmig_err_clear(&err);

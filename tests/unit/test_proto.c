@@ -152,7 +152,7 @@ static void test_final_and_cancel(void **state)
 	assert_int_equal(rdmig_msg_cancel_decode(buf, n, &code, why, sizeof(why), &err), 0);
 	assert_int_equal(code, -EPIPE);
 	assert_string_equal(why, "peer?gone"); /* control characters neutralised */
-	rdmig_put_be32(buf, 5);                /* a positive "errno" from a peer */
+	rdmig_put_be32(buf, 5);		       /* a positive "errno" from a peer */
 	assert_int_equal(rdmig_msg_cancel_decode(buf, n, &code, why, sizeof(why), &err), 0);
 	assert_int_equal(code, -ECANCELED);
 }
@@ -160,10 +160,10 @@ static void test_final_and_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_setup_round_trip),
-		cmocka_unit_test(test_setup_bad_fields),
-		cmocka_unit_test(test_manifest_bounds),
-		cmocka_unit_test(test_final_and_cancel),
+	    cmocka_unit_test(test_setup_round_trip),
+	    cmocka_unit_test(test_setup_bad_fields),
+	    cmocka_unit_test(test_manifest_bounds),
+	    cmocka_unit_test(test_final_and_cancel),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -312,9 +312,9 @@ static int hdr_flags_dec(uint8_t type, uint16_t flags, uint16_t chan, uint32_t l
 
 static void test_hdr_zstd_flag(void **state)
 {
-	static const uint8_t others[] = {RDMIG_MSG_HELLO, RDMIG_MSG_BYE,	 RDMIG_MSG_ERROR,
-					 RDMIG_MSG_FENCE, RDMIG_MSG_STREAM_DATA, RDMIG_MSG_CREDIT,
-					 RDMIG_MSG_KEEPALIVE};
+	static const uint8_t others[] = {
+	    RDMIG_MSG_HELLO,	   RDMIG_MSG_BYE,    RDMIG_MSG_ERROR,	 RDMIG_MSG_FENCE,
+	    RDMIG_MSG_STREAM_DATA, RDMIG_MSG_CREDIT, RDMIG_MSG_KEEPALIVE};
 	static const uint32_t lens[] = {48, 0, 8, RDMIG_WIRE_FENCE_LEN, 10, 8, 0};
 	uint32_t zmax = RDMIG_WIRE_WRITE_LEN + RDMIG_WIRE_MAX_DATA + RDMIG_WIRE_ZSTD_SLACK;
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -330,18 +330,16 @@ static void test_hdr_zstd_flag(void **state)
 		   -EMSGSIZE, "exceeds the maximum");
 	rdmig_err_clear(&err);
 	/* No compressed data at all. */
-	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 0, 16, &h, &err), &err,
-		   -EPROTO, "below the minimum 17");
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, 0, 16, &h, &err), &err, -EPROTO,
+		   "below the minimum 17");
 	rdmig_err_clear(&err);
 	/* The slack belongs to compressed frames only. */
-	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, 0, 0, RDMIG_WIRE_WRITE_LEN +
-							 RDMIG_WIRE_MAX_DATA + 1,
-				 &h, &err),
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, 0, 0,
+				 RDMIG_WIRE_WRITE_LEN + RDMIG_WIRE_MAX_DATA + 1, &h, &err),
 		   &err, -EMSGSIZE, "exceeds the maximum");
 	rdmig_err_clear(&err);
 	/* Not on the control channel (WRITE never is), nor with unknown bits. */
-	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, RDMIG_CHAN_CTRL, 100, &h,
-				 &err),
+	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD, RDMIG_CHAN_CTRL, 100, &h, &err),
 		   &err, -EPROTO, "not a data channel");
 	rdmig_err_clear(&err);
 	check_fail(hdr_flags_dec(RDMIG_MSG_WRITE, RDMIG_HDR_F_ZSTD | 0x2, 0, 100, &h, &err), &err,
@@ -391,8 +389,7 @@ static void test_zstd_check(void **state)
 	check_fail(rdmig_wire_zstd_check(z, zn + zn2, 8192, &err), &err, -EPROTO,
 		   "expected one frame");
 	rdmig_err_clear(&err);
-	check_fail(rdmig_wire_zstd_check(z, zn - 1, 4096, &err), &err, -EPROTO,
-		   "not a zstd frame");
+	check_fail(rdmig_wire_zstd_check(z, zn - 1, 4096, &err), &err, -EPROTO, "not a zstd frame");
 	rdmig_err_clear(&err);
 	check_fail(rdmig_wire_zstd_check(z, 0, 4096, &err), &err, -EPROTO, "expected 1..");
 	rdmig_err_clear(&err);
