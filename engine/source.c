@@ -34,6 +34,8 @@
 #define RUNS_PER_CHUNK (64 * 1024)
 /* Largest single write: moderate sizes suit software RDMA devices too. */
 #define MAX_RUN_BYTES (256 * 1024)
+/* Pages of one stripe always go on the same channel (see send_round). */
+#define STRIPE_BYTES MAX_RUN_BYTES
 /* Shortest interval between two harvests. */
 #define MIN_ROUND_NS (5 * 1000000ull)
 /* Runs handed to one rdmig_write call. */
@@ -204,7 +206,8 @@ static int workers_start(struct mig_src *m, struct rdmig_err *err)
 		w->m = m;
 		w->chan = i;
 		w->err = (struct rdmig_err)RDMIG_ERR_INIT;
-		w->cap = RUNS_PER_CHUNK;
+		/* A run of at most one stripe crosses at most one stripe boundary. */
+		w->cap = 2 * RUNS_PER_CHUNK;
 		w->runs = malloc(w->cap * sizeof(*w->runs));
 		if (!w->runs)
 			return rdmig_seterr(err, -ENOMEM, "out of memory for run lists");
@@ -359,14 +362,33 @@ static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, stru
 			}
 		}
 		last = r >= m->nreg;
-		/* Deal runs out in turn so every channel gets a similar share. */
+		/*
+		 * A page always travels on the same channel: channels are not
+		 * ordered against each other, so a page sent on channel A in
+		 * one round and on channel B in the next could land stale
+		 * (A's older copy after B's newer one). Within one channel, RC
+		 * and TCP keep order. Stripes of STRIPE_BYTES are dealt to the
+		 * channels in turn, which also spreads every round evenly.
+		 */
 		for (unsigned i = 0; i < m->nw; i++)
 			m->w[i].n = 0;
 		for (size_t i = 0; i < n; i++) {
-			struct worker *w = &m->w[i % m->nw];
+			struct rdmig_run run = m->plan[i];
 
-			w->runs[w->n++] = m->plan[i];
-			bytes += m->plan[i].len;
+			bytes += run.len;
+			while (run.len) {
+				uint64_t stripe = run.loff / STRIPE_BYTES;
+				uint64_t room = (stripe + 1) * STRIPE_BYTES - run.loff;
+				struct worker *w = &m->w[stripe % m->nw];
+				struct rdmig_run *piece = &w->runs[w->n++];
+
+				*piece = run;
+				if (piece->len > room)
+					piece->len = room;
+				run.loff += piece->len;
+				run.roff += piece->len;
+				run.len -= piece->len;
+			}
 		}
 		m->st.round_total = bytes;
 		ret = dispatch(m, last, seq, err);
