@@ -456,6 +456,8 @@ static int client(uint16_t port, int report_fd)
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
 	uint8_t *out = malloc(RDMIG_CTRL_MAX_PAYLOAD), *in = malloc(RDMIG_CTRL_MAX_PAYLOAD);
+	uint16_t type_done = 0;
+	size_t len_done = 0;
 	int status = 1;
 
 	g_role = "client";
@@ -495,6 +497,16 @@ static int client(uint16_t port, int report_fd)
 	}
 	if (rdmig_ctrl_send(c, MSG_DONE, NULL, 0, &err)) {
 		fail("rdmig_ctrl_send(done)", &err);
+		goto out;
+	}
+	/*
+	 * Wait for the server's answer before closing: whoever closes first
+	 * must not have a send of its own in flight, or the disconnect may
+	 * flush it before the peer's ACK is processed.
+	 */
+	if (rdmig_ctrl_recv(c, &type_done, in, RDMIG_CTRL_MAX_PAYLOAD, &len_done, WAIT_MS, &err) ||
+	    type_done != MSG_DONE) {
+		fail("rdmig_ctrl_recv(done answer)", &err);
 		goto out;
 	}
 	status = 0;
@@ -553,6 +565,12 @@ static int server(struct rdmig_listener *l, pid_t child, int report_fd)
 		printf("[server] FAIL: expected DONE, got type 0x%x with %zu bytes\n", type, len);
 		goto out;
 	}
+	if (rdmig_ctrl_send(c, MSG_DONE, NULL, 0, &err)) {
+		fail("rdmig_ctrl_send(done answer)", &err);
+		goto out;
+	}
+	/* The client closes first (see client()); its close ends this receive. */
+	rdmig_ctrl_recv(c, &type, in, RDMIG_CTRL_MAX_PAYLOAD, &len, WAIT_MS, NULL);
 	status = 0;
 out:
 	rdmig_conn_destroy(c);
