@@ -386,9 +386,19 @@ static int run(struct mig_dst *m, uint64_t *t_commit, struct rdmig_err *err)
 		return ret;
 	set_state(m, RDMIG_MIG_COMMIT);
 	rdmig_msg_u64_encode(b, m->st.verified_pages);
-	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_COMMITTED, b, sizeof(b), err);
+	/*
+	 * The commit is decided here, once every page verified. If telling the
+	 * source fails (on rdma, its close can flush our SEND before the ACK is
+	 * seen, although the message arrived), the guest must still run here:
+	 * discarding it could leave it running nowhere. A source that really
+	 * never heard resumes after its commit timeout (docs/reliability.md).
+	 */
+	if (rdmig_ctrl_send(m->c, RDMIG_EMSG_COMMITTED, b, sizeof(b), err)) {
+		log_warn("committed, but the source may not have heard: %s", rdmig_err_str(err));
+		rdmig_err_clear(err);
+	}
 	*t_commit = rdmig_now_ns();
-	return ret;
+	return 0;
 }
 
 int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
