@@ -144,6 +144,7 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	gc.workload = (enum rdmig_workload)m->setup.workload;
 	gc.seed = m->setup.seed;
 	gc.dirty_rate = m->setup.dirty_rate;
+	gc.hugepages = m->o->hugepages;
 	ret = rdmig_guest_create(&gc, &m->g, err);
 	if (ret) {
 		rdmig_err_prefix(err, "cannot hold the guest");

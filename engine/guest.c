@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ struct rdmig_guest {
 	unsigned nexited;     /* under lock */
 	atomic_bool running;
 	atomic_uint throttle;
+	struct rdmig_cpuset vcpu_cpus; /* cfg.vcpu_cpus points here (or is NULL) */
 
 	struct vcpu vcpu[RDMIG_GUEST_MAX_VCPUS];
 };
@@ -382,6 +384,43 @@ static void vcpu_work(struct vcpu *v, struct rdmig_vcpu_state *st, struct pacer 
 	}
 }
 
+int rdmig_guest_vcpu_cpu(const struct rdmig_guest *g, unsigned k)
+{
+	int n;
+
+	if (!g->cfg.vcpu_cpus)
+		return -1;
+	n = rdmig_cpuset_count(&g->vcpu_cpus);
+	if (n <= 0)
+		return -1;
+	k %= (unsigned)n;
+	for (int c = 0; c < RDMIG_NUMA_MAX_CPUS; c++)
+		if (rdmig_cpuset_isset(&g->vcpu_cpus, c) && k-- == 0)
+			return c;
+	return -1;
+}
+
+/* Pin the calling vCPU thread per cfg.vcpu_cpus; a failure is a warning. */
+static void pin_vcpu(const struct vcpu *v)
+{
+	int cpu = rdmig_guest_vcpu_cpu(v->g, v->idx);
+	cpu_set_t set;
+	int ret;
+
+	if (cpu < 0)
+		return;
+	if (cpu >= CPU_SETSIZE) {
+		log_warn("guest: vcpu %u: CPU %d beyond CPU_SETSIZE: not pinned", v->idx, cpu);
+		return;
+	}
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	if (ret)
+		log_warn("guest: vcpu %u: cannot pin to CPU %d: %s: runs unpinned", v->idx, cpu,
+			 strerror(ret));
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
@@ -392,6 +431,7 @@ static void *vcpu_main(void *arg)
 
 	snprintf(name, sizeof(name), "rdmig-vcpu%u", v->idx);
 	pthread_setname_np(pthread_self(), name);
+	pin_vcpu(v);
 	pacer_init(&pc, &g->cfg, mono_ns());
 
 	for (;;) {
@@ -461,6 +501,31 @@ static int cfg_check(const struct rdmig_guest_cfg *cfg, struct rdmig_err *err)
 	return 0;
 }
 
+#define THP_SIZE (2ull << 20)
+
+/*
+ * Anonymous RAM of `len` bytes. With `huge`, 2 MiB aligned (map a THP more
+ * and trim both ends) so that every whole 2 MiB of it can be a huge page.
+ */
+static void *map_ram(uint64_t len, bool huge)
+{
+	uint8_t *p, *start;
+	uint64_t head;
+
+	if (!huge)
+		return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = mmap(NULL, len + THP_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return p;
+	start = (uint8_t *)(((uintptr_t)p + THP_SIZE - 1) & ~(uintptr_t)(THP_SIZE - 1));
+	head = (uint64_t)(start - p);
+	if (head)
+		munmap(p, head);
+	if (THP_SIZE - head)
+		munmap(start + len, THP_SIZE - head);
+	return start;
+}
+
 int rdmig_guest_create(const struct rdmig_guest_cfg *cfg, struct rdmig_guest **out,
 		       struct rdmig_err *err)
 {
@@ -481,7 +546,13 @@ int rdmig_guest_create(const struct rdmig_guest_cfg *cfg, struct rdmig_guest **o
 		g->cfg.nregions = 1;
 	g->npages = cfg->ram_size / RDMIG_PAGE_SIZE;
 
-	ram = mmap(NULL, cfg->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	g->cfg.vcpu_cpus = NULL;
+	if (cfg->vcpu_cpus && rdmig_cpuset_count(cfg->vcpu_cpus) > 0) {
+		g->vcpu_cpus = *cfg->vcpu_cpus;
+		g->cfg.vcpu_cpus = &g->vcpu_cpus;
+	}
+
+	ram = map_ram(cfg->ram_size, cfg->hugepages);
 	if (ram == MAP_FAILED) {
 		ret = rdmig_seterr_errno(err, rdmig_neg_errno(),
 					 "guest: mmap of %" PRIu64 " bytes of RAM", cfg->ram_size);
@@ -489,11 +560,18 @@ int rdmig_guest_create(const struct rdmig_guest_cfg *cfg, struct rdmig_guest **o
 	}
 	g->ram = ram;
 	/*
-	 * 4 KiB pages: soft-dirty tracks a transparent huge page as one unit,
-	 * so one write would dirty 2 MiB and a write-heavy guest never
-	 * converges. Advisory: a kernel without THP simply says no.
+	 * By default 4 KiB pages: soft-dirty tracks a transparent huge page as
+	 * one unit, so one write would dirty 2 MiB and a write-heavy guest
+	 * never converges. With hugepages (asked for, and never with
+	 * soft-dirty), THP: fewer TLB misses and, for RDMA, fewer translation
+	 * entries; userfaultfd write-protect splits a THP on the first write,
+	 * so tracking stays per 4 KiB page. Advisory: a kernel without THP (or
+	 * with THP "never") simply says no.
 	 */
-	madvise(ram, cfg->ram_size, MADV_NOHUGEPAGE);
+	if (madvise(ram, cfg->ram_size, cfg->hugepages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) &&
+	    cfg->hugepages)
+		log_warn("guest: madvise(MADV_HUGEPAGE): %s: RAM stays on 4 KiB pages",
+			 strerror(errno));
 
 	/* Regions differ by at most one page; the first `rem` get the extra. */
 	base = g->npages / g->cfg.nregions;

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "plan.h"
 #include "rdmig/err.h"
 
 #define RDMIG_GUEST_MAX_VCPUS	64
@@ -60,6 +61,19 @@ struct rdmig_guest_cfg {
 	enum rdmig_workload workload;
 	uint64_t dirty_rate; /* target bytes/s of pages dirtied (0: flat out) */
 	uint64_t seed;
+	/*
+	 * CPUs for the vCPU threads, NULL or empty: not pinned. vCPU k is pinned
+	 * to the k-th CPU of the set, round-robin. Copied at create. A pin that
+	 * fails (CPU offline, outside our cpuset) is a warning, the vCPU runs
+	 * unpinned.
+	 */
+	const struct rdmig_cpuset *vcpu_cpus;
+	/*
+	 * Back RAM with transparent huge pages (MADV_HUGEPAGE, RAM 2 MiB
+	 * aligned) instead of 4 KiB pages (MADV_NOHUGEPAGE). Not for soft-dirty
+	 * tracking, which sees a THP as one unit: the source refuses the pair.
+	 */
+	bool hugepages;
 };
 
 struct rdmig_guest_region {
@@ -78,6 +92,9 @@ void rdmig_guest_destroy(struct rdmig_guest *g); /* stops vCPUs, unmaps */
 unsigned rdmig_guest_nregions(const struct rdmig_guest *g);
 const struct rdmig_guest_region *rdmig_guest_region(const struct rdmig_guest *g, unsigned i);
 const struct rdmig_guest_cfg *rdmig_guest_cfg(const struct rdmig_guest *g);
+
+/* The CPU vCPU k is pinned to, or -1 when vCPUs are not pinned. */
+int rdmig_guest_vcpu_cpu(const struct rdmig_guest *g, unsigned k);
 
 /*
  * Start the vCPU threads from `states` (one per vCPU, e.g. received with the

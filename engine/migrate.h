@@ -115,6 +115,12 @@ struct rdmig_mig_opts {
 	 * to the plan's region_node[r] before registering it.
 	 */
 	const struct rdmig_numa_plan *plan;
+	/*
+	 * Destination: back the received guest RAM with transparent huge pages
+	 * (rdmig_guest_cfg.hugepages), set before the RAM is bound and
+	 * registered. Local only: nothing on the wire.
+	 */
+	bool hugepages;
 };
 
 void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o);

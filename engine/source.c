@@ -621,6 +621,13 @@ static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 				    "for RDMA (the kernel never clears pinned pages): use a kernel "
 				    "with userfaultfd write-protect (Linux 6.7+), the tcp backend, "
 				    "or --cold");
+	/* soft-dirty sees a transparent huge page as one unit: 2 MiB per write. */
+	if (kind == RDMIG_DIRTY_SOFT_DIRTY && rdmig_guest_cfg(m->g)->hugepages)
+		return rdmig_seterr(err, -ENOTSUP,
+				    "soft-dirty tracking cannot be used with huge pages (it "
+				    "tracks a 2 MiB page as one unit, so the guest would never "
+				    "converge): drop --hugepages, or use --dirty-source uffd-wp "
+				    "(Linux 6.7+) or --cold");
 	for (unsigned r = 0; r < m->nreg; r++) {
 		dr[r].addr = m->reg[r].addr;
 		dr[r].len = m->reg[r].len;

@@ -519,6 +519,9 @@ int rdmig_numa_plan(const struct rdmig_numa_input *in, struct rdmig_numa_plan *p
 	p->policy = in->policy;
 	p->nnode = t->nnode;
 	p->dev_node = in->dev_node;
+	p->num_comp_vectors = in->num_comp_vectors > 0 ? in->num_comp_vectors : 0;
+	if (in->avoid)
+		p->avoid = *in->avoid;
 	p->trivial = t->nnode == 1;
 	p->nworkers = in->channels;
 	for (int n = 0; n < t->nnode; n++)
@@ -616,7 +619,12 @@ void rdmig_numa_plan_print(FILE *out, const struct rdmig_numa_plan *p,
 		rdmig_numa_policy_name(p->policy), p->nworkers, p->dev_node >= 0 ? "" : "unknown");
 	if (p->dev_node >= 0)
 		fprintf(out, "%d", p->dev_node);
+	if (p->num_comp_vectors > 0)
+		fprintf(out, ", %d completion vector(s)", p->num_comp_vectors);
 	fprintf(out, "\n");
+	if (rdmig_cpuset_count(&p->avoid))
+		fprintf(out, "  vCPU CPUs %s (workers kept off them where possible)\n",
+			rdmig_cpuset_format(&p->avoid, buf, sizeof(buf)));
 	for (int n = 0; n < p->nnode; n++) {
 		if (!p->node_workers[n] && !p->node_bytes[n])
 			continue;
@@ -682,6 +690,13 @@ static json_t *plan_json(const struct rdmig_numa_plan *p, const struct rdmig_num
 	json_object_set_new(root, "trivial", json_boolean(p->trivial));
 	json_object_set_new(root, "device_node",
 			    p->dev_node >= 0 ? json_integer(p->dev_node) : json_null());
+	json_object_set_new(root, "comp_vectors",
+			    p->num_comp_vectors > 0 ? json_integer(p->num_comp_vectors)
+						    : json_null());
+	json_object_set_new(root, "vcpu_cpus",
+			    rdmig_cpuset_count(&p->avoid)
+				? json_string(rdmig_cpuset_format(&p->avoid, buf, sizeof(buf)))
+				: json_null());
 	arr = json_array();
 	for (int n = 0; n < p->nnode; n++)
 		json_array_append_new(arr, json_pack("{s:i, s:i, s:I}", "node", p->node_os[n],

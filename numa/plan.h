@@ -122,9 +122,11 @@ struct rdmig_numa_worker {
 
 struct rdmig_numa_plan {
 	enum rdmig_numa_policy policy;
-	int nnode;    /* NUMA nodes of the host */
-	int dev_node; /* as given */
-	bool trivial; /* one node: nothing to decide */
+	int nnode;		   /* NUMA nodes of the host */
+	int dev_node;		   /* as given */
+	int num_comp_vectors;	   /* as given, 0 unknown */
+	struct rdmig_cpuset avoid; /* as given: vCPU CPUs (empty: none) */
+	bool trivial;		   /* one node: nothing to decide */
 	unsigned nworkers;
 	struct rdmig_numa_worker w[RDMIG_NUMA_MAX_WORKERS];
 	/* Per topology node (same index as topo->node[]). */

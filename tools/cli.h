@@ -22,17 +22,23 @@ int cmd_topo(int argc, char **argv);
 
 struct rdmig_guest;
 struct rdmig_numa_plan;
+struct rdmig_cpuset;
 struct rdmig_err;
 /*
  * Placement for a migration (tools/cmd_topo.c): plan `channels` workers on
  * this host under policy `numa_arg` (auto, off, CPU list; NULL = auto); `g`
- * is the source guest (its RAM's nodes are sampled) or NULL. With `show`,
+ * is the source guest (its RAM's nodes are sampled) or NULL; `avoid` the
+ * CPUs its vCPUs are pinned to (NULL: none). With the host's sole RDMA
+ * device, its node and completion vector count feed the plan. With `show`,
  * print the plan: readable on stderr, or a {"event":"plan"} line on stdout
  * with `json`. *out is free()d by the caller. 0 or a negative errno.
  */
 int cli_numa_plan(const char *side, const char *numa_arg, unsigned channels,
-		  const struct rdmig_guest *g, bool show, bool json, struct rdmig_numa_plan **out,
-		  struct rdmig_err *err);
+		  const struct rdmig_guest *g, const struct rdmig_cpuset *avoid, bool show,
+		  bool json, struct rdmig_numa_plan **out, struct rdmig_err *err);
+
+/* 0 when every CPU of `s` is one this process may run on, else -EINVAL naming it. */
+int cli_cpus_usable(const struct rdmig_cpuset *s, struct rdmig_err *err);
 
 /* Print "rdmig <cmd>: <msg>" and a hint to --help; returns RDMIG_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

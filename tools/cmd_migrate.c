@@ -209,7 +209,24 @@ enum {
 	OPT_KEY_FILE,
 	OPT_COMPRESS,
 	OPT_PREFILL,
+	OPT_HUGEPAGES,
+	OPT_VCPU_CPUS,
 };
+
+/*
+ * The plan's completion vector for each channel into vec[] (the transport's
+ * per-channel comp_vector); returns how many, 0 when the plan has none.
+ */
+static unsigned plan_vectors(const struct rdmig_numa_plan *p, int *vec)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; p && i < p->nworkers; i++) {
+		vec[i] = p->w[i].comp_vector;
+		n += vec[i] >= 0;
+	}
+	return n ? p->nworkers : 0;
+}
 
 static int parse_backend_auto(const char *s, enum rdmig_backend *b, bool *is_auto,
 			      struct rdmig_err *err)
@@ -277,6 +294,8 @@ static void listen_usage(FILE *out)
 		"      --numa P            receiver placement: auto (default), off, or a CPU\n"
 		"                          list such as 0-3,8 (see docs/tuning.md)\n"
 		"      --show-plan         print the placement plan before receiving\n"
+		"      --hugepages         back the received guest RAM with transparent huge\n"
+		"                          pages\n"
 		"      --key-file PATH     pre-shared key the source must prove (mode 0600,\n"
 		"                          >= 16 bytes; default $RDMIG_KEY_FILE)\n"
 		"  -h, --help\n"
@@ -298,11 +317,13 @@ int cmd_listen(int argc, char **argv)
 	    {"numa", required_argument, NULL, OPT_NUMA},
 	    {"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_xport_cfg cfg = {.channels = RDMIG_MAX_CHANNELS};
+	int vec[RDMIG_MAX_CHANNELS]; /* outlives the listener and the connection */
 	struct rdmig_mig_opts mo;
 	struct rdmig_mig_stats st = {0};
 	struct out_ctx out = {.side = "destination"};
@@ -366,6 +387,9 @@ int cmd_listen(int argc, char **argv)
 		case OPT_KEY_FILE:
 			key_file = optarg;
 			break;
+		case OPT_HUGEPAGES:
+			mo.hugepages = true;
+			break;
 		case 'h':
 			listen_usage(stdout);
 			return RDMIG_EXIT_OK;
@@ -389,6 +413,23 @@ int cmd_listen(int argc, char **argv)
 	if (setup_key("listen", key_file, &cfg))
 		return RDMIG_EXIT_FAIL;
 
+	/*
+	 * rdma creates the CQs at accept, before the channel count is known
+	 * here: take the completion vectors from a plan for the most channels
+	 * accepted. The CLI knows no vector locality, so the planner gives
+	 * channel i vector i % num_comp_vectors whatever the count, and the
+	 * plan made after accept (below, for the receivers) names the same ones.
+	 */
+	if (cfg.backend == RDMIG_BACKEND_RDMA) {
+		ret = cli_numa_plan("listen", numa_arg, cfg.channels, NULL, NULL, false, false,
+				    &plan, &err);
+		if (ret)
+			goto out;
+		cfg.ncomp_vector = plan_vectors(plan, vec);
+		cfg.comp_vector = cfg.ncomp_vector ? vec : NULL;
+		free(plan);
+		plan = NULL;
+	}
 	ret = rdmig_listen(&cfg, &l, &err);
 	if (ret)
 		goto out;
@@ -404,8 +445,8 @@ int cmd_listen(int argc, char **argv)
 	if (ret)
 		goto out;
 	/* Receivers are placed once the channel count is known. */
-	ret = cli_numa_plan("listen", numa_arg, rdmig_conn_channels(c), NULL, show_plan, out.json,
-			    &plan, &err);
+	ret = cli_numa_plan("listen", numa_arg, rdmig_conn_channels(c), NULL, NULL, show_plan,
+			    out.json, &plan, &err);
 	if (ret)
 		goto out;
 	mo.plan = plan;
@@ -446,6 +487,10 @@ static void migrate_usage(FILE *out)
 	    "      --seed N              workload seed (default 1)\n"
 	    "      --prefill PCT         fill PCT%% of the pages with data first, as a guest\n"
 	    "                            that has been up a while (not with incr; default 0)\n"
+	    "      --vcpu-cpus LIST      pin the vCPU threads round-robin to these CPUs, e.g.\n"
+	    "                            0-1; workers are then planned off them\n"
+	    "      --hugepages           back guest RAM with transparent huge pages (needs\n"
+	    "                            uffd-wp dirty tracking, or --cold)\n"
 	    "Migration:\n"
 	    "  -D, --downtime-limit TIME switch over when the rest fits (default 300ms)\n"
 	    "  -B, --max-bandwidth RATE  cap, e.g. 100M (bytes/s) or 1Gbit (default none)\n"
@@ -509,6 +554,8 @@ int cmd_migrate(int argc, char **argv)
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
 	    {"compress", required_argument, NULL, OPT_COMPRESS},
+	    {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
+	    {"vcpu-cpus", required_argument, NULL, OPT_VCPU_CPUS},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -517,6 +564,8 @@ int cmd_migrate(int argc, char **argv)
 	struct rdmig_guest_cfg gc = {
 	    .nregions = 1, .vcpus = 1, .workload = RDMIG_WL_INCR, .seed = 1};
 	struct rdmig_xport_cfg cfg = {.channels = 2};
+	int vec[RDMIG_MAX_CHANNELS]; /* outlives the connection */
+	struct rdmig_cpuset vcpu_cpus;
 	struct rdmig_mig_opts mo;
 	struct rdmig_mig_stats st = {0};
 	struct out_ctx out = {.side = "source"};
@@ -662,6 +711,15 @@ int cmd_migrate(int argc, char **argv)
 						       err.msg);
 			cfg.compress_level = (int)v;
 			break;
+		case OPT_HUGEPAGES:
+			gc.hugepages = true;
+			break;
+		case OPT_VCPU_CPUS:
+			if (rdmig_cpuset_parse(optarg, &vcpu_cpus, &err) ||
+			    cli_cpus_usable(&vcpu_cpus, &err))
+				return cli_usage_error("migrate", "--vcpu-cpus: %s", err.msg);
+			gc.vcpu_cpus = &vcpu_cpus;
+			break;
 		case 'h':
 			migrate_usage(stdout);
 			return RDMIG_EXIT_OK;
@@ -682,6 +740,14 @@ int cmd_migrate(int argc, char **argv)
 				       "--compress works on the tcp backend only: rdma writes "
 				       "land in the destination's memory with no CPU there to "
 				       "decompress them");
+	if (gc.hugepages && !mo.cold &&
+	    (mo.dirty_auto ? rdmig_dirty_best(false) : mo.dirty_source) == RDMIG_DIRTY_SOFT_DIRTY)
+		return cli_usage_error(
+		    "migrate",
+		    "--hugepages cannot be used with soft-dirty tracking%s: it tracks a 2 MiB "
+		    "huge page as one unit, so the guest would never converge; use "
+		    "--dirty-source uffd-wp (Linux 6.7+), --cold, or drop --hugepages",
+		    mo.dirty_auto ? " (the only one this kernel has)" : "");
 	cfg.host = host;
 	cfg.port = port;
 	out.tty = isatty(STDERR_FILENO) && !out.json;
@@ -707,6 +773,18 @@ int cmd_migrate(int argc, char **argv)
 			goto out;
 		usleep((useconds_t)(warmup_ns / 1000));
 	}
+	/*
+	 * After the warm-up: the guest's pages exist, so their nodes can be
+	 * sampled. Before connecting: the CQs take the plan's vectors.
+	 */
+	ret = cli_numa_plan("migrate", numa_arg, cfg.channels, g,
+			    gc.vcpus && gc.vcpu_cpus ? gc.vcpu_cpus : NULL, show_plan, out.json,
+			    &plan, &err);
+	if (ret)
+		goto out;
+	mo.plan = plan;
+	cfg.ncomp_vector = plan_vectors(plan, vec);
+	cfg.comp_vector = cfg.ncomp_vector ? vec : NULL;
 	/* auto: rdma when this host has a device and it connects; never mixed later. */
 	if (is_auto) {
 		cfg.backend = RDMIG_BACKEND_RDMA;
@@ -736,11 +814,6 @@ int cmd_migrate(int argc, char **argv)
 		if (ret)
 			goto out;
 	}
-	/* After the warm-up: the guest's pages exist, so their nodes can be sampled. */
-	ret = cli_numa_plan("migrate", numa_arg, cfg.channels, g, show_plan, out.json, &plan, &err);
-	if (ret)
-		goto out;
-	mo.plan = plan;
 	ret = rdmig_mig_source(c, g, &mo, &st, &err);
 	if (c && cfg.backend == RDMIG_BACKEND_TCP && cfg.compress_level) {
 		struct rdmig_xport_stats xs;

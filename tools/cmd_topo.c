@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <infiniband/verbs.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,29 +15,81 @@
 #include "plan.h"
 #include "units.h"
 
-/* NUMA node of this host's RDMA device when there is exactly one, else -1. */
-static int sole_ibdev_node(void)
+/* Name of this host's RDMA device into name when there is exactly one. */
+static bool sole_ibdev(char *name, size_t len)
 {
 	DIR *d = opendir("/sys/class/infiniband");
 	struct dirent *de;
-	char name[256] = "";
 	int n = 0;
 
 	if (!d)
-		return -1;
+		return false;
 	while ((de = readdir(d)))
 		if (de->d_name[0] != '.' && n++ == 0)
-			snprintf(name, sizeof(name), "%s", de->d_name);
+			snprintf(name, len, "%s", de->d_name);
 	closedir(d);
-	return n == 1 ? rdmig_topo_ibdev_numa_node(name) : -1;
+	return n == 1;
+}
+
+/*
+ * Completion vectors of RDMA device `name` (ibv_context.num_comp_vectors),
+ * 0 when it cannot be opened: the planner then leaves vectors to the
+ * transport.
+ */
+static int ibdev_comp_vectors(const char *name)
+{
+	struct ibv_device **list = ibv_get_device_list(NULL);
+	int n = 0;
+
+	for (int i = 0; list && list[i]; i++) {
+		struct ibv_context *ctx;
+
+		if (strcmp(ibv_get_device_name(list[i]), name))
+			continue;
+		ctx = ibv_open_device(list[i]);
+		if (ctx) {
+			n = ctx->num_comp_vectors > 0 ? ctx->num_comp_vectors : 0;
+			ibv_close_device(ctx);
+		}
+		break;
+	}
+	if (list)
+		ibv_free_device_list(list);
+	return n;
+}
+
+int cli_cpus_usable(const struct rdmig_cpuset *s, struct rdmig_err *err)
+{
+	cpu_set_t allowed;
+	char buf[256];
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return 0; /* unknown: the pin itself warns */
+	for (int c = 0; c < RDMIG_NUMA_MAX_CPUS; c++) {
+		if (!rdmig_cpuset_isset(s, c))
+			continue;
+		if (c >= CPU_SETSIZE || !CPU_ISSET(c, &allowed)) {
+			struct rdmig_cpuset a;
+
+			rdmig_cpuset_zero(&a);
+			for (int k = 0; k < CPU_SETSIZE && k < RDMIG_NUMA_MAX_CPUS; k++)
+				if (CPU_ISSET(k, &allowed))
+					rdmig_cpuset_set(&a, k);
+			return rdmig_seterr(err, -EINVAL,
+					    "CPU %d is not available to this process (CPUs %s)", c,
+					    rdmig_cpuset_format(&a, buf, sizeof(buf)));
+		}
+	}
+	return 0;
 }
 
 int cli_numa_plan(const char *side, const char *numa_arg, unsigned channels,
-		  const struct rdmig_guest *g, bool show, bool json, struct rdmig_numa_plan **out,
-		  struct rdmig_err *err)
+		  const struct rdmig_guest *g, const struct rdmig_cpuset *avoid, bool show,
+		  bool json, struct rdmig_numa_plan **out, struct rdmig_err *err)
 {
 	struct rdmig_numa_region reg[RDMIG_GUEST_MAX_REGIONS];
-	struct rdmig_numa_input in = {.channels = channels};
+	struct rdmig_numa_input in = {.channels = channels, .dev_node = -1, .avoid = avoid};
+	char dev[256];
 	struct rdmig_numa_topo *topo;
 	struct rdmig_numa_plan *plan;
 	struct rdmig_cpuset cpus;
@@ -56,7 +110,11 @@ int cli_numa_plan(const char *side, const char *numa_arg, unsigned channels,
 	if (ret)
 		goto out_free;
 	in.topo = topo;
-	in.dev_node = sole_ibdev_node();
+	/* The device rdma_cm will pick, when there is no choice. */
+	if (sole_ibdev(dev, sizeof(dev))) {
+		in.dev_node = rdmig_topo_ibdev_numa_node(dev);
+		in.num_comp_vectors = ibdev_comp_vectors(dev);
+	}
 	/* Source: where the guest's (warmed-up) RAM is now. */
 	for (unsigned r = 0; g && r < rdmig_guest_cfg(g)->nregions; r++) {
 		const struct rdmig_guest_region *gr = rdmig_guest_region(g, r);
@@ -175,6 +233,7 @@ int cmd_topo(int argc, char **argv)
 	}
 	if (device) {
 		in.dev_node = rdmig_topo_ibdev_numa_node(device);
+		in.num_comp_vectors = ibdev_comp_vectors(device);
 		if (in.dev_node < 0 && !json)
 			fprintf(stderr,
 				"rdmig topo: NUMA node of %s unknown (no such device, or "

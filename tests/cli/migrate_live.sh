@@ -94,6 +94,31 @@ if [ "$BACKEND" = tcp ]; then
 	expect_exit 2 "--compress 20" -- "$R" migrate 127.0.0.1:1 --guest-size 1M --compress 20
 fi
 
+# 1c. huge pages on both sides, vCPUs pinned to CPU 0 and kept out of the plan.
+if start_dest --hugepages --show-plan --dump-ram "$tmp/hdst.bin"; then
+	expect_exit 0 "incr migration with --hugepages --vcpu-cpus 0" -- "$R" migrate "$HOST:$port" \
+		--backend "$BACKEND" --hugepages --vcpu-cpus 0 --show-plan --dirty-source uffd-wp \
+		--guest-size $GUEST --vcpus 2 --workload incr --min-rounds 2 --channels 2 \
+		--dump-ram "$tmp/hsrc.bin" --json
+	echo "$OUT" >"$tmp/hsrc.json"
+	wait $dst || fail "destination failed (--hugepages): $(cat "$tmp/dst.err")"
+	[ "$(json_field "$tmp/hsrc.json" status)" = completed ] && pass "hugepages: status completed" \
+		|| fail "hugepages status: $OUT"
+	grep '"event":"plan"' "$tmp/hsrc.json" | grep -q '"vcpu_cpus":"0"' \
+		&& pass "source plan names the vCPU CPUs" || fail "no vcpu_cpus in the plan: $OUT"
+	grep -q '"event":"plan"' "$tmp/dst.json" && pass "destination printed its plan" \
+		|| fail "no destination plan: $(cat "$tmp/dst.json")"
+	echo "info: source plan: $(grep '"event":"plan"' "$tmp/hsrc.json" | head -c 400)"
+	cmp "$tmp/hsrc.bin" "$tmp/hdst.bin" && pass "hugepages: source dump == destination dump" \
+		|| fail "hugepages: dumps differ"
+fi
+expect_exit 2 "--hugepages with soft-dirty" -- "$R" migrate 127.0.0.1:1 --guest-size 1M \
+	--hugepages --dirty-source soft-dirty
+expect_out "soft-dirty" "says why soft-dirty and huge pages do not mix"
+expect_exit 2 "--vcpu-cpus on a CPU we lack" -- "$R" migrate 127.0.0.1:1 --guest-size 1M \
+	--vcpu-cpus 1023
+expect_out "CPU 1023" "names the CPU"
+
 # 3. bad input.
 expect_exit 2 "migrate without --guest-size" -- "$R" migrate 127.0.0.1:1
 expect_out "--guest-size is required" "names the missing option"

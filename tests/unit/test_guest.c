@@ -3,7 +3,7 @@
  * Synthetic guest: configuration checks, the incr integrity check (that it
  * passes on a real run and fails on every kind of damage), pause that really
  * stops writes, throttle, dirty-rate pacing, vCPU state save and resume on a
- * second guest, dump. Real threads, no mocks.
+ * second guest, dump, vCPU pinning, huge-page RAM. Real threads, no mocks.
  *
  * Timing assertions are loose ratios over a few hundred milliseconds, since
  * the machines running this are shared and noisy.
@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
+#include <sched.h>
 
 #include "guest.h"
 
@@ -664,6 +666,121 @@ static void test_no_vcpus(void **state)
 	rdmig_guest_destroy(g);
 }
 
+/* Cpus_allowed_list of this process's thread named `comm`, "" if none. */
+static void thread_cpus(const char *comm, char *out, size_t len)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+
+	out[0] = '\0';
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char path[300], line[256];
+		FILE *f;
+		bool match = false;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\n")] = '\0';
+			match = !strcmp(line, comm);
+		}
+		fclose(f);
+		if (!match)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", de->d_name);
+		f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "Cpus_allowed_list:", 18)) {
+				snprintf(out, len, "%s", line + 18 + strspn(line + 18, " \t"));
+				out[strcspn(out, "\n")] = '\0';
+			}
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+}
+
+static void test_vcpu_cpus(void **state)
+{
+	struct rdmig_guest_cfg cfg = {.ram_size = MIB, .vcpus = 3, .workload = RDMIG_WL_IDLE};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_cpuset cpus;
+	struct rdmig_guest *g;
+	cpu_set_t allowed;
+	int first = -1, last = -1;
+	char want[3][16], got[64];
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+	for (int c = 0; c < CPU_SETSIZE && c < RDMIG_NUMA_MAX_CPUS; c++)
+		if (CPU_ISSET(c, &allowed)) {
+			if (first < 0)
+				first = c;
+			last = c;
+		}
+	/* Not pinned without a list, nor with an empty one. */
+	rdmig_cpuset_zero(&cpus);
+	cfg.vcpu_cpus = &cpus;
+	assert_int_equal(rdmig_guest_create(&cfg, &g, &err), 0);
+	assert_int_equal(rdmig_guest_vcpu_cpu(g, 0), -1);
+	assert_null(rdmig_guest_cfg(g)->vcpu_cpus);
+	rdmig_guest_destroy(g);
+
+	rdmig_cpuset_set(&cpus, first);
+	rdmig_cpuset_set(&cpus, last);
+	assert_int_equal(rdmig_guest_create(&cfg, &g, &err), 0);
+	rdmig_cpuset_zero(&cpus); /* the guest keeps its own copy */
+	assert_int_equal(rdmig_guest_vcpu_cpu(g, 0), first);
+	assert_int_equal(rdmig_guest_vcpu_cpu(g, 1), first == last ? first : last);
+	assert_int_equal(rdmig_guest_vcpu_cpu(g, 2), first);
+	snprintf(want[0], sizeof(want[0]), "%d", first);
+	snprintf(want[1], sizeof(want[1]), "%d", first == last ? first : last);
+	snprintf(want[2], sizeof(want[2]), "%d", first);
+	start(g, NULL);
+	for (unsigned k = 0; k < 3; k++) {
+		char comm[16];
+
+		snprintf(comm, sizeof(comm), "rdmig-vcpu%u", k);
+		/* The thread names and pins itself first thing: give it a moment. */
+		for (int i = 0; i < 200; i++) {
+			thread_cpus(comm, got, sizeof(got));
+			if (!strcmp(got, want[k]))
+				break;
+			usleep(5000);
+		}
+		assert_string_equal(got, want[k]);
+	}
+	rdmig_guest_destroy(g);
+}
+
+static void test_hugepages(void **state)
+{
+	struct rdmig_guest_cfg cfg = {.ram_size = 8 * MIB + 3 * PAGE,
+				      .nregions = 2,
+				      .vcpus = 2,
+				      .workload = RDMIG_WL_INCR,
+				      .hugepages = true};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_guest *g;
+
+	(void)state;
+	assert_int_equal(rdmig_guest_create(&cfg, &g, &err), 0);
+	assert_true(rdmig_guest_cfg(g)->hugepages);
+	/* 2 MiB aligned so that whole huge pages fit. */
+	assert_int_equal((uintptr_t)rdmig_guest_region(g, 0)->addr % (2 * MIB), 0);
+	start(g, NULL);
+	usleep(50000);
+	rdmig_guest_stop(g);
+	assert_true(rdmig_guest_work(g) > 0);
+	expect_check_ok(g);
+	rdmig_guest_destroy(g);
+}
+
 static void test_dump(void **state)
 {
 	const uint64_t ram = 256 * PAGE;
@@ -723,6 +840,7 @@ int main(void)
 	    cmocka_unit_test(test_save_and_resume),    cmocka_unit_test(test_dirty_rate),
 	    cmocka_unit_test(test_hotset_skew),	       cmocka_unit_test(test_idle),
 	    cmocka_unit_test(test_no_vcpus),	       cmocka_unit_test(test_dump),
+	    cmocka_unit_test(test_vcpu_cpus),	       cmocka_unit_test(test_hugepages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

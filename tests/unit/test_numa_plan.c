@@ -285,6 +285,7 @@ static void test_policy_off_and_json(void **state)
 {
 	struct rdmig_numa_region reg[] = {{.len = GIB, .node = 2}};
 	struct rdmig_numa_input in = {.regions = reg, .nregions = 1, .dev_node = 1, .channels = 2};
+	struct rdmig_cpuset avoid;
 	json_error_t jerr;
 	json_t *j, *w;
 	char *text = NULL;
@@ -300,6 +301,11 @@ static void test_policy_off_and_json(void **state)
 	assert_true(has_note("placement off"));
 
 	in.policy = RDMIG_NUMA_AUTO;
+	in.num_comp_vectors = 3;
+	rdmig_cpuset_zero(&avoid);
+	rdmig_cpuset_set(&avoid, 0);
+	rdmig_cpuset_set(&avoid, 1);
+	in.avoid = &avoid;
 	do_plan(&in);
 	f = open_memstream(&text, &len);
 	assert_non_null(f);
@@ -310,6 +316,8 @@ static void test_policy_off_and_json(void **state)
 		fail_msg("plan JSON does not parse: %s: %s", jerr.text, text);
 	assert_string_equal(json_string_value(json_object_get(j, "policy")), "auto");
 	assert_int_equal(json_integer_value(json_object_get(j, "device_node")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "comp_vectors")), 3);
+	assert_string_equal(json_string_value(json_object_get(j, "vcpu_cpus")), "0-1");
 	w = json_array_get(json_object_get(j, "workers"), 0);
 	assert_int_equal(json_integer_value(json_object_get(w, "node")), 2);
 	assert_string_equal(json_string_value(json_object_get(w, "cpus")), "8");
@@ -324,6 +332,8 @@ static void test_policy_off_and_json(void **state)
 	fclose(f);
 	assert_non_null(strstr(text, "worker 0  channel 0  node 2"));
 	assert_non_null(strstr(text, "region 0  1.00 GiB   bind to node 2"));
+	assert_non_null(strstr(text, "device node 1, 3 completion vector(s)"));
+	assert_non_null(strstr(text, "vCPU CPUs 0-1 (workers kept off them where possible)"));
 	free(text);
 }
 
