@@ -65,6 +65,7 @@ struct bw_opts {
 	int compress;			  /* --compress: tcp zstd level, 0 off */
 	const char *key_file;		  /* --key-file, else $RDMIG_KEY_FILE */
 	const struct rdmig_auth_key *key; /* NULL: unauthenticated */
+	bool tls;			  /* --tls: tcp over TLS, keyed by --key-file */
 };
 
 static double now_s(void)
@@ -114,7 +115,7 @@ static void usage(FILE *out)
 	    "Usage: rdmig bw --listen [ADDR][:PORT] [--backend rdma|tcp] [--once]\n"
 	    "       rdmig bw ADDR[:PORT] [--backend rdma|tcp] [--size BYTES] [--channels N]\n"
 	    "                [--depth N] [--duration SECONDS] [--verify] [--seed N] [--json]\n"
-	    "                [--compress LEVEL]\n"
+	    "                [--compress LEVEL] [--tls]\n"
 	    "\n"
 	    "Measure one-sided write bandwidth between registered memory regions, like\n"
 	    "perftest's ib_write_bw, over rdmig's rdma or tcp backend.\n"
@@ -136,6 +137,8 @@ static void usage(FILE *out)
 	    "      --key-file PATH         pre-shared key (mode 0600, >= 16 bytes), both sides;\n"
 	    "                              default $RDMIG_KEY_FILE; without one: no "
 	    "authentication\n"
+	    "      --tls                   tcp: encrypt every socket with TLS 1.3 keyed by\n"
+	    "                              --key-file (needed); both sides must agree\n"
 	    "  -h, --help                  this help\n"
 	    "\n"
 	    "Exit status: 0 success, 1 failure (including a --verify mismatch), 2 bad usage.\n",
@@ -157,6 +160,7 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 	    {.name = "json", .has_arg = no_argument, .val = 'j'},
 	    {.name = "key-file", .has_arg = required_argument, .val = 'K'},
 	    {.name = "compress", .has_arg = required_argument, .val = 'Z'},
+	    {.name = "tls", .has_arg = no_argument, .val = 'T'},
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
@@ -232,6 +236,9 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 		case 'K':
 			o->key_file = optarg;
 			break;
+		case 'T':
+			o->tls = true;
+			break;
 		case 'Z':
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
 				return cli_usage_error("bw",
@@ -266,6 +273,9 @@ static int parse_opts(int argc, char **argv, struct bw_opts *o)
 		if (o->size * o->channels > BW_MAX_TOTAL)
 			return cli_usage_error("bw", "--size x --channels must stay within 4G");
 	}
+	if (o->tls && o->backend != RDMIG_BACKEND_TCP)
+		return cli_usage_error("bw", "--tls works on the tcp backend only: rdmig does not "
+					     "encrypt RoCE traffic; see docs/security.md");
 	if (o->compress && (o->listen || o->backend != RDMIG_BACKEND_TCP))
 		return cli_usage_error("bw", o->listen
 						 ? "--compress is a client option (the tcp "
@@ -427,6 +437,9 @@ static int run_server(const struct bw_opts *o)
 	    .depth = o->depth,
 	    .auth = o->key ? rdmig_auth_psk : NULL,
 	    .auth_ctx = (void *)o->key,
+	    .tls = o->tls,
+	    .tls_key = o->key ? o->key->key : NULL,
+	    .tls_key_len = o->key ? o->key->len : 0,
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_listener *l;
@@ -511,6 +524,9 @@ static int run_client(const struct bw_opts *o)
 	    .auth = o->key ? rdmig_auth_psk : NULL,
 	    .auth_ctx = (void *)o->key,
 	    .compress_level = o->compress,
+	    .tls = o->tls,
+	    .tls_key = o->key ? o->key->key : NULL,
+	    .tls_key_len = o->key ? o->key->len : 0,
 	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_xport_stats xs;
@@ -670,6 +686,12 @@ int cmd_bw(int argc, char **argv)
 		if (ret < 0) {
 			fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
 			return RDMIG_EXIT_FAIL;
+		}
+		if (ret > 0 && o.tls) {
+			fprintf(stderr,
+				"rdmig bw: --tls needs a pre-shared key: pass --key-file PATH "
+				"(or set $RDMIG_KEY_FILE) on both sides\n");
+			return RDMIG_EXIT_USAGE;
 		}
 		if (ret > 0)
 			fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);

@@ -207,6 +207,7 @@ enum {
 	OPT_NUMA,
 	OPT_SHOW_PLAN,
 	OPT_KEY_FILE,
+	OPT_TLS,
 	OPT_COMPRESS,
 	OPT_PREFILL,
 	OPT_HUGEPAGES,
@@ -263,12 +264,23 @@ static int setup_key(const char *cmd, const char *opt, struct rdmig_xport_cfg *c
 		fprintf(stderr, "rdmig %s: %s\n", cmd, rdmig_err_str(&err));
 		return ret;
 	}
+	if (ret > 0 && cfg->tls) {
+		fprintf(stderr,
+			"rdmig %s: --tls needs a pre-shared key: pass --key-file PATH (or set "
+			"$RDMIG_KEY_FILE) on both sides\n",
+			cmd);
+		return -EINVAL;
+	}
 	if (ret > 0) {
 		fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);
 		return 0;
 	}
 	cfg->auth = rdmig_auth_psk;
 	cfg->auth_ctx = &g_key;
+	if (cfg->tls) {
+		cfg->tls_key = g_key.key;
+		cfg->tls_key_len = g_key.len;
+	}
 	return 0;
 }
 
@@ -298,6 +310,8 @@ static void listen_usage(FILE *out)
 		"                          pages\n"
 		"      --key-file PATH     pre-shared key the source must prove (mode 0600,\n"
 		"                          >= 16 bytes; default $RDMIG_KEY_FILE)\n"
+		"      --tls               tcp: encrypt every socket with TLS 1.3 keyed by\n"
+		"                          --key-file (needed); the source must use it too\n"
 		"  -h, --help\n"
 		"\n"
 		"Exit status: 0 committed, 1 failed or cancelled, 2 bad usage.\n",
@@ -317,6 +331,7 @@ int cmd_listen(int argc, char **argv)
 	    {"numa", required_argument, NULL, OPT_NUMA},
 	    {"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"tls", no_argument, NULL, OPT_TLS},
 	    {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -387,6 +402,9 @@ int cmd_listen(int argc, char **argv)
 		case OPT_KEY_FILE:
 			key_file = optarg;
 			break;
+		case OPT_TLS:
+			cfg.tls = true;
+			break;
 		case OPT_HUGEPAGES:
 			mo.hugepages = true;
 			break;
@@ -401,8 +419,12 @@ int cmd_listen(int argc, char **argv)
 		return cli_usage_error("listen", "too many arguments");
 	if (optind == argc - 1 && cli_parse_hostport(argv[optind], host, sizeof(host), &port))
 		return cli_usage_error("listen", "invalid listen address '%s'", argv[optind]);
+	if (cfg.tls && !is_auto && cfg.backend == RDMIG_BACKEND_RDMA)
+		return cli_usage_error("listen", "--tls works on the tcp backend only: rdmig does "
+						 "not encrypt RoCE traffic; see docs/security.md");
 	if (is_auto)
-		cfg.backend = have_rdma_device() ? RDMIG_BACKEND_RDMA : RDMIG_BACKEND_TCP;
+		cfg.backend =
+		    have_rdma_device() && !cfg.tls ? RDMIG_BACKEND_RDMA : RDMIG_BACKEND_TCP;
 	cfg.host = host[0] ? host : NULL;
 	cfg.port = port;
 	out.tty = isatty(STDERR_FILENO) && !out.json;
@@ -519,6 +541,8 @@ static void migrate_usage(FILE *out)
 	    "Security:\n"
 	    "      --key-file PATH       pre-shared key shared with the destination (mode 0600,\n"
 	    "                            >= 16 bytes; default $RDMIG_KEY_FILE)\n"
+	    "      --tls                 tcp: encrypt every socket with TLS 1.3 keyed by\n"
+	    "                            --key-file (needed); the destination must use it too\n"
 	    "  -h, --help\n"
 	    "\n"
 	    "Ctrl-C cancels: the guest keeps running here and the destination discards.\n"
@@ -553,6 +577,7 @@ int cmd_migrate(int argc, char **argv)
 	    {"dump-ram", required_argument, NULL, OPT_DUMP},
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+	    {"tls", no_argument, NULL, OPT_TLS},
 	    {"compress", required_argument, NULL, OPT_COMPRESS},
 	    {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
 	    {"vcpu-cpus", required_argument, NULL, OPT_VCPU_CPUS},
@@ -703,6 +728,9 @@ int cmd_migrate(int argc, char **argv)
 		case OPT_KEY_FILE:
 			key_file = optarg;
 			break;
+		case OPT_TLS:
+			cfg.tls = true;
+			break;
 		case OPT_COMPRESS:
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
 				return cli_usage_error("migrate",
@@ -735,6 +763,9 @@ int cmd_migrate(int argc, char **argv)
 	if (!gc.ram_size)
 		return cli_usage_error("migrate",
 				       "--guest-size is required, e.g. --guest-size 256M");
+	if (cfg.tls && !is_auto && cfg.backend == RDMIG_BACKEND_RDMA)
+		return cli_usage_error("migrate", "--tls works on the tcp backend only: rdmig does "
+						  "not encrypt RoCE traffic; see docs/security.md");
 	if (cfg.compress_level && !is_auto && cfg.backend == RDMIG_BACKEND_RDMA)
 		return cli_usage_error("migrate",
 				       "--compress works on the tcp backend only: rdma writes "
@@ -789,8 +820,10 @@ int cmd_migrate(int argc, char **argv)
 	if (is_auto) {
 		cfg.backend = RDMIG_BACKEND_RDMA;
 		/* rdma needs userfaultfd write-protect to track a running guest. */
-		if (have_rdma_device() && !mo.cold && mo.dirty_auto &&
-		    rdmig_dirty_best(false) != RDMIG_DIRTY_UFFD_WP) {
+		if (cfg.tls) {
+			/* Only tcp encrypts. */
+		} else if (have_rdma_device() && !mo.cold && mo.dirty_auto &&
+			   rdmig_dirty_best(false) != RDMIG_DIRTY_UFFD_WP) {
 			log_warn(
 			    "this kernel tracks dirty pages only with soft-dirty, which cannot "
 			    "see writes to RDMA-registered memory: using tcp");

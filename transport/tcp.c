@@ -30,6 +30,15 @@
  *    region after rdmig_revoke() has returned.
  *  - Socket descriptors are set once during setup and only closed by close();
  *    wake() shuts them down so that blocked threads return.
+ *
+ * TLS (cfg.tls): every socket gets a TLS 1.3 session right after the TCP
+ * connect / accept and before its HELLO, authenticated by an external PSK
+ * derived from the pre-shared key (no certificates). Every byte then goes
+ * through send_all_flags() / io_recv_once(), which use SSL_write / SSL_read
+ * on a non-blocking socket and poll on WANT_READ / WANT_WRITE; payload still
+ * lands straight in the region. A socket's SSL object is used by its sender
+ * and its receiver, so each call into it holds the socket's ssl_lock (never
+ * across a poll).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,6 +60,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/hmac.h>
+#include <openssl/ssl.h>
 #include <zstd.h>
 
 #include "log.h"
@@ -66,6 +78,8 @@
 #define TCP_FRAME_PREFIX (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN)
 #define TCP_RX_SMALL	 (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN)
 #define TCP_EOF		 1 /* rx_fill(): the peer closed the socket */
+#define TCP_PSK_LEN	 32
+#define TCP_PSK_ID	 "rdmig-tls-psk-v1"
 /*
  * Compression (cfg.compress_level, peer announced RDMIG_CAP_ZSTD): frames
  * are cut at TCP_ZCHUNK bytes and compressed into the channel's scratch
@@ -113,6 +127,8 @@ struct tcp_rx {
 
 struct tcp_chan {
 	int fd;
+	SSL *ssl; /* TLS: under ssl_lock */
+	pthread_mutex_t ssl_lock;
 	pthread_mutex_t tx_lock;
 	bool eof_sent;
 	ZSTD_CCtx *cctx; /* under tx_lock: created at the first compressed write */
@@ -126,6 +142,10 @@ struct tcp_conn {
 	bool inited; /* locks initialised and fds valid or -1 */
 	char peer[TCP_PEER_MAX];
 	int ctrl_fd;
+	SSL *ctrl_ssl;
+	pthread_mutex_t ctrl_ssl_lock;
+	SSL_CTX *tls_ctx; /* NULL: plain tcp */
+	uint8_t tls_psk[TCP_PSK_LEN];
 	pthread_mutex_t ctrl_tx_lock;
 	pthread_mutex_t ctrl_rx_lock;
 	uint8_t *ctrl_buf; /* one frame in progress, kept across timeouts */
@@ -143,6 +163,9 @@ struct tcp_conn {
 
 struct tcp_pending {
 	int fd;
+	SSL *ssl;     /* TLS: handshake first, then the HELLO */
+	bool hs_done; /* TLS handshake complete */
+	short events; /* what the handshake waits for */
 	size_t got;
 	int64_t deadline;
 	uint8_t buf[TCP_HELLO_FRAME];
@@ -155,8 +178,10 @@ struct tcp_group {
 	uint16_t nchan;
 	uint32_t caps;
 	int ctrl_fd;
+	SSL *ctrl_ssl;
 	unsigned ndata;
 	int data_fd[RDMIG_MAX_CHANNELS];
+	SSL *data_ssl[RDMIG_MAX_CHANNELS];
 	int64_t deadline;
 	char peer[TCP_PEER_MAX];
 };
@@ -165,6 +190,8 @@ struct tcp_listener {
 	struct rdmig_listener base;
 	bool inited;
 	int fd;
+	SSL_CTX *tls_ctx; /* NULL: plain tcp */
+	uint8_t tls_psk[TCP_PSK_LEN];
 	pthread_mutex_t lock; /* one rdmig_accept() at a time */
 	unsigned npend;
 	struct tcp_pending pend[TCP_MAX_PENDING];
@@ -227,33 +254,120 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-/* Bytes received (> 0), 0 at end of file, -ETIMEDOUT or another negative errno. */
-static ssize_t recv_some(int fd, void *buf, size_t len, int64_t deadline)
+/* One socket of a connection: plain, or TLS when ssl is set. */
+struct tcp_io {
+	int fd;
+	SSL *ssl;
+	pthread_mutex_t *lk; /* serialises calls into ssl */
+};
+
+static struct tcp_io ch_io(struct tcp_conn *tc, unsigned chan)
+{
+	return (struct tcp_io){tc->ch[chan].fd, tc->ch[chan].ssl, &tc->ch[chan].ssl_lock};
+}
+
+static struct tcp_io ctrl_io(struct tcp_conn *tc)
+{
+	return (struct tcp_io){tc->ctrl_fd, tc->ctrl_ssl, &tc->ctrl_ssl_lock};
+}
+
+/* The reason of the last OpenSSL failure of this thread, for messages. */
+static const char *tls_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (!e)
+		return "no reason given";
+	ERR_error_string_n(e, buf, len);
+	return buf;
+}
+
+/*
+ * One SSL call's outcome in this file's convention: n > 0 done, 0 end of
+ * file, -EAGAIN with *events to poll for, -EINTR to retry, or a negative
+ * errno.
+ */
+static ssize_t tls_result(SSL *ssl, int n, int saved_errno, short *events)
+{
+	char why[256];
+
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(ssl, n)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		*events = POLLIN;
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*events = POLLOUT;
+		return -EAGAIN;
+	case SSL_ERROR_SYSCALL:
+		if (saved_errno == EINTR)
+			return -EINTR;
+		return saved_errno ? -saved_errno : 0;
+	default:
+		log_warn("TLS: %s", tls_reason(why, sizeof(why)));
+		return -EPROTO;
+	}
+}
+
+/* One non-blocking receive: n > 0, 0 at end of file, -EAGAIN (*events), -EINTR or an errno. */
+static ssize_t io_recv_once(struct tcp_io io, void *buf, size_t len, short *events)
 {
 	ssize_t n;
+	int saved;
+
+	*events = POLLIN;
+	if (!io.ssl) {
+		n = recv(io.fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return rdmig_neg_errno();
+	}
+	/* Decrypted bytes may already wait in the SSL buffer: always read before polling. */
+	if (io.lk)
+		pthread_mutex_lock(io.lk);
+	ERR_clear_error();
+	errno = 0;
+	n = SSL_read(io.ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+	saved = errno;
+	n = tls_result(io.ssl, (int)n, saved, events);
+	if (io.lk)
+		pthread_mutex_unlock(io.lk);
+	return n;
+}
+
+/* Bytes received (> 0), 0 at end of file, -ETIMEDOUT or another negative errno. */
+static ssize_t recv_some(struct tcp_io io, void *buf, size_t len, int64_t deadline)
+{
+	ssize_t n;
+	short ev;
 	int ret;
 
 	for (;;) {
-		n = recv(fd, buf, len, MSG_DONTWAIT);
+		n = io_recv_once(io, buf, len, &ev);
 		if (n >= 0)
 			return n;
-		if (errno == EINTR)
+		if (n == -EINTR)
 			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return rdmig_neg_errno();
-		ret = wait_fd(fd, POLLIN, deadline);
+		if (n != -EAGAIN)
+			return n;
+		ret = wait_fd(io.fd, ev, deadline);
 		if (ret)
 			return ret;
 	}
 }
 
 /* Fill buf up to `want` bytes (*got already there). 0, TCP_EOF, or a negative errno. */
-static int rx_fill(int fd, uint8_t *buf, size_t want, size_t *got, int64_t deadline)
+static int rx_fill(struct tcp_io io, uint8_t *buf, size_t want, size_t *got, int64_t deadline)
 {
 	ssize_t n;
 
 	while (*got < want) {
-		n = recv_some(fd, buf + *got, want - *got, deadline);
+		n = recv_some(io, buf + *got, want - *got, deadline);
 		if (n < 0)
 			return (int)n;
 		if (n == 0)
@@ -263,20 +377,62 @@ static int rx_fill(int fd, uint8_t *buf, size_t want, size_t *got, int64_t deadl
 	return 0;
 }
 
+/* TLS: every byte of iov with SSL_write, polling while the socket is full. */
+static int tls_send_all(struct tcp_io io, const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t left = iov[i].iov_len;
+
+		while (left) {
+			int chunk = left > (1u << 30) ? (1 << 30) : (int)left, n, saved;
+			short ev = POLLOUT;
+			ssize_t r;
+
+			if (io.lk)
+				pthread_mutex_lock(io.lk);
+			ERR_clear_error();
+			errno = 0;
+			n = SSL_write(io.ssl, p, chunk);
+			saved = errno;
+			r = tls_result(io.ssl, n, saved, &ev);
+			if (io.lk)
+				pthread_mutex_unlock(io.lk);
+			if (r > 0) {
+				p += r;
+				left -= (size_t)r;
+				continue;
+			}
+			if (r == -EINTR)
+				continue;
+			if (r == 0)
+				return -EPIPE;
+			if (r != -EAGAIN)
+				return (int)r;
+			r = wait_fd(io.fd, ev, -1);
+			if (r)
+				return (int)r;
+		}
+	}
+	return 0;
+}
+
 /*
  * Send every byte of iov (modified in place) with sendmsg `flags` besides
- * MSG_NOSIGNAL. 0 or a negative errno.
+ * MSG_NOSIGNAL, or with SSL_write on a TLS socket. 0 or a negative errno.
  */
-static int send_all_flags(int fd, struct iovec *iov, int iovcnt, int flags)
+static int send_all_flags(struct tcp_io io, struct iovec *iov, int iovcnt, int flags)
 {
 	struct msghdr m;
 	ssize_t n;
 
+	if (io.ssl)
+		return tls_send_all(io, iov, iovcnt);
 	while (iovcnt > 0) {
 		memset(&m, 0, sizeof(m));
 		m.msg_iov = iov;
 		m.msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		n = sendmsg(fd, &m, MSG_NOSIGNAL | flags);
+		n = sendmsg(io.fd, &m, MSG_NOSIGNAL | flags);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -295,16 +451,16 @@ static int send_all_flags(int fd, struct iovec *iov, int iovcnt, int flags)
 	return 0;
 }
 
-static int send_all(int fd, struct iovec *iov, int iovcnt)
+static int send_all(struct tcp_io io, struct iovec *iov, int iovcnt)
 {
-	return send_all_flags(fd, iov, iovcnt, 0);
+	return send_all_flags(io, iov, iovcnt, 0);
 }
 
-static int send_buf(int fd, const void *buf, size_t len)
+static int send_buf(struct tcp_io io, const void *buf, size_t len)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 
-	return send_all(fd, &iov, 1);
+	return send_all(io, &iov, 1);
 }
 
 static int set_nonblock(int fd, bool on)
@@ -317,6 +473,195 @@ static int set_nonblock(int fd, bool on)
 	if (fcntl(fd, F_SETFL, fl) < 0)
 		return rdmig_neg_errno();
 	return 0;
+}
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+static int set_nonblock(int fd, bool on);
+
+/* The TLS PSK: HMAC-SHA256 of a fixed label under the pre-shared key. */
+static int tls_psk_derive(const uint8_t *key, size_t len, uint8_t *psk)
+{
+	static const char label[] = "rdmig tls 1.3 external psk v1";
+	unsigned int n = TCP_PSK_LEN;
+
+	if (!HMAC(EVP_sha256(), key, (int)len, (const unsigned char *)label, sizeof(label) - 1, psk,
+		  &n) ||
+	    n != TCP_PSK_LEN)
+		return -EIO;
+	return 0;
+}
+
+/* A TLS 1.3 session holding the external PSK (TLS_AES_128_GCM_SHA256). */
+static SSL_SESSION *tls_psk_session(SSL *ssl, const uint8_t *psk)
+{
+	static const unsigned char suite[2] = {0x13, 0x01};
+	const SSL_CIPHER *cipher = SSL_CIPHER_find(ssl, suite);
+	SSL_SESSION *s;
+
+	if (!cipher || !psk)
+		return NULL;
+	s = SSL_SESSION_new();
+	if (!s || !SSL_SESSION_set1_master_key(s, psk, TCP_PSK_LEN) ||
+	    !SSL_SESSION_set_cipher(s, cipher) ||
+	    !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
+		SSL_SESSION_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int tls_use_session(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
+			   SSL_SESSION **sess)
+{
+	SSL_SESSION *s = tls_psk_session(ssl, SSL_get_app_data(ssl));
+
+	*sess = NULL;
+	if (!s)
+		return 0;
+	if (md && EVP_MD_get_type(md) != EVP_MD_get_type(SSL_CIPHER_get_handshake_digest(
+					     SSL_SESSION_get0_cipher(s)))) {
+		/* Not usable with the hash this handshake settled on: offer no PSK. */
+		SSL_SESSION_free(s);
+		return 1;
+	}
+	*id = (const unsigned char *)TCP_PSK_ID;
+	*idlen = strlen(TCP_PSK_ID);
+	*sess = s;
+	return 1;
+}
+
+static int tls_find_session(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
+{
+	*sess = NULL;
+	if (idlen != strlen(TCP_PSK_ID) || memcmp(id, TCP_PSK_ID, idlen))
+		return 1; /* unknown identity: no PSK, the handshake fails */
+	*sess = tls_psk_session(ssl, SSL_get_app_data(ssl));
+	return *sess ? 1 : 0;
+}
+
+/* cfg->tls: a TLS 1.3 PSK-only context and the derived PSK; else *out = NULL. */
+static int tls_ctx_new(const struct rdmig_xport_cfg *cfg, bool server, SSL_CTX **out, uint8_t *psk,
+		       struct rdmig_err *err)
+{
+	char why[256];
+	SSL_CTX *ctx;
+
+	*out = NULL;
+	if (!cfg->tls)
+		return 0;
+	ERR_clear_error();
+	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") ||
+	    !SSL_CTX_set_num_tickets(ctx, 0) ||
+	    tls_psk_derive(cfg->tls_key, cfg->tls_key_len, psk)) {
+		SSL_CTX_free(ctx);
+		return rdmig_seterr(err, -ENOMEM, "TLS: cannot set up a context: %s",
+				    tls_reason(why, sizeof(why)));
+	}
+	/* Framing detects truncation; a peer's plain close is end of file. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (server)
+		SSL_CTX_set_psk_find_session_callback(ctx, tls_find_session);
+	else
+		SSL_CTX_set_psk_use_session_callback(ctx, tls_use_session);
+	*out = ctx;
+	return 0;
+}
+
+static SSL *tls_new(SSL_CTX *ctx, int fd, uint8_t *psk, bool server)
+{
+	SSL *ssl = SSL_new(ctx);
+
+	if (!ssl)
+		return NULL;
+	if (!SSL_set_fd(ssl, fd)) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_set_app_data(ssl, psk);
+	if (server)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	return ssl;
+}
+
+/* The peer answered a TLS handshake with something that is not TLS. */
+static bool tls_not_tls(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	int r = ERR_GET_REASON(e);
+
+	return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+	       (r == SSL_R_WRONG_VERSION_NUMBER || r == SSL_R_UNKNOWN_PROTOCOL ||
+		r == SSL_R_HTTP_REQUEST || r == SSL_R_PACKET_LENGTH_TOO_LONG ||
+		r == SSL_R_RECORD_LENGTH_MISMATCH);
+}
+
+/*
+ * Connector: TLS handshake on a fresh socket (left non-blocking), bounded by
+ * deadline. *out holds the SSL object even on failure (close() frees it).
+ */
+static int tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what, int64_t deadline,
+		       struct rdmig_err *err)
+{
+	char why[256];
+	short ev;
+	int n, saved, ret;
+	ssize_t r;
+
+	ret = set_nonblock(fd, true);
+	if (ret)
+		return rdmig_seterr_errno(err, ret, "TLS on the %s to %s", what, tc->peer);
+	*out = tls_new(tc->tls_ctx, fd, tc->tls_psk, false);
+	if (!*out)
+		return rdmig_seterr(err, -ENOMEM, "TLS on the %s to %s: %s", what, tc->peer,
+				    tls_reason(why, sizeof(why)));
+	for (;;) {
+		ERR_clear_error();
+		errno = 0;
+		n = SSL_do_handshake(*out);
+		saved = errno;
+		if (n == 1)
+			return 0;
+		ev = POLLIN;
+		r = tls_result(*out, n, saved, &ev);
+		if (r == -EINTR)
+			continue;
+		if (r == -EAGAIN) {
+			ret = wait_fd(fd, ev, deadline);
+			if (ret == -ETIMEDOUT)
+				return rdmig_seterr(err, ret,
+						    "no TLS handshake from %s on the %s within %d "
+						    "ms: does the listener run with --tls?",
+						    tc->peer, what,
+						    tc->base.cfg.connect_timeout_ms);
+			if (ret)
+				return rdmig_seterr_errno(err, ret, "TLS handshake with %s",
+							  tc->peer);
+			continue;
+		}
+		if (r == -EPROTO && tls_not_tls())
+			return rdmig_seterr(
+			    err, -EPROTO,
+			    "%s answered the TLS handshake on the %s in plain text: "
+			    "the listener does not run with --tls (both sides must)",
+			    tc->peer, what);
+		if (r == -EPROTO)
+			return rdmig_seterr(
+			    err, -EACCES,
+			    "TLS handshake with %s on the %s failed (%s): both sides "
+			    "need --tls and the same --key-file",
+			    tc->peer, what, tls_reason(why, sizeof(why)));
+		return rdmig_seterr(err, -ECONNRESET,
+				    "%s closed the %s during the TLS handshake: does the listener "
+				    "run with --tls and the same --key-file?",
+				    tc->peer, what);
+	}
 }
 
 /*
@@ -396,7 +741,7 @@ static void drain_close(int *fd)
 }
 
 /* Best effort: tell a rejected peer why, in a frame it can decode. */
-static void send_error_frame(int fd, int code, const char *msg)
+static void send_error_frame(int fd, SSL *ssl, int code, const char *msg)
 {
 	uint8_t buf[RDMIG_WIRE_HDR_LEN + 4 + 256];
 	size_t n;
@@ -404,6 +749,12 @@ static void send_error_frame(int fd, int code, const char *msg)
 	n = rdmig_wire_error_encode(buf + RDMIG_WIRE_HDR_LEN, sizeof(buf) - RDMIG_WIRE_HDR_LEN,
 				    code, msg);
 	rdmig_wire_hdr_encode(buf, RDMIG_MSG_ERROR, RDMIG_CHAN_CTRL, 0, (uint32_t)n);
+	if (ssl) {
+		ERR_clear_error();
+		if (SSL_write(ssl, buf, (int)(RDMIG_WIRE_HDR_LEN + n)) <= 0)
+			log_debug("could not send ERROR frame over TLS");
+		return;
+	}
 	if (send(fd, buf, RDMIG_WIRE_HDR_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		log_debug("could not send ERROR frame: %s", strerror(errno));
 }
@@ -415,9 +766,11 @@ static int conn_init(struct tcp_conn *tc, struct rdmig_err *err)
 	tc->ctrl_fd = -1;
 	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
 		tc->ch[i].fd = -1;
+		pthread_mutex_init(&tc->ch[i].ssl_lock, NULL);
 		pthread_mutex_init(&tc->ch[i].tx_lock, NULL);
 		pthread_mutex_init(&tc->ch[i].rx_lock, NULL);
 	}
+	pthread_mutex_init(&tc->ctrl_ssl_lock, NULL);
 	pthread_mutex_init(&tc->ctrl_tx_lock, NULL);
 	pthread_mutex_init(&tc->ctrl_rx_lock, NULL);
 	pthread_rwlock_init(&tc->reg_rw, NULL);
@@ -434,9 +787,14 @@ static void tcp_close(struct rdmig_conn *c)
 
 	if (!tc->inited)
 		return;
+	SSL_free(tc->ctrl_ssl);
+	tc->ctrl_ssl = NULL;
 	close_fd(&tc->ctrl_fd);
 	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
+		SSL_free(tc->ch[i].ssl);
+		tc->ch[i].ssl = NULL;
 		close_fd(&tc->ch[i].fd);
+		pthread_mutex_destroy(&tc->ch[i].ssl_lock);
 		pthread_mutex_destroy(&tc->ch[i].tx_lock);
 		pthread_mutex_destroy(&tc->ch[i].rx_lock);
 		ZSTD_freeCCtx(tc->ch[i].cctx);
@@ -448,8 +806,12 @@ static void tcp_close(struct rdmig_conn *c)
 		tc->ch[i].rx.dctx = NULL;
 		tc->ch[i].rx.zbuf = NULL;
 	}
+	pthread_mutex_destroy(&tc->ctrl_ssl_lock);
 	pthread_mutex_destroy(&tc->ctrl_tx_lock);
 	pthread_mutex_destroy(&tc->ctrl_rx_lock);
+	SSL_CTX_free(tc->tls_ctx);
+	tc->tls_ctx = NULL;
+	OPENSSL_cleanse(tc->tls_psk, sizeof(tc->tls_psk));
 	pthread_rwlock_destroy(&tc->reg_rw);
 	free(tc->ctrl_buf);
 	tc->ctrl_buf = NULL;
@@ -526,8 +888,8 @@ static int connect_error(struct tcp_conn *tc, int code, struct rdmig_err *err)
  * Read the peer's answer to our HELLO on fd: HELLO_ACK, or an ERROR frame
  * saying why it refused us. Validates everything with the wire decoders.
  */
-static int read_hello_ack(struct tcp_conn *tc, int fd, uint16_t chan_index, uint64_t token,
-			  int64_t deadline, struct rdmig_err *err)
+static int read_hello_ack(struct tcp_conn *tc, struct tcp_io io, uint16_t chan_index,
+			  uint64_t token, int64_t deadline, struct rdmig_err *err)
 {
 	struct rdmig_conn *c = &tc->base;
 	uint8_t buf[TCP_HELLO_FRAME], ebuf[4 + 256];
@@ -544,14 +906,14 @@ static int read_hello_ack(struct tcp_conn *tc, int fd, uint16_t chan_index, uint
 	else
 		snprintf(what, sizeof(what), "data channel %u", chan_index);
 
-	ret = rx_fill(fd, buf, RDMIG_WIRE_HDR_LEN, &got, deadline);
+	ret = rx_fill(io, buf, RDMIG_WIRE_HDR_LEN, &got, deadline);
 	if (ret == 0)
 		ret = rdmig_wire_hdr_decode(buf, got, RDMIG_CTRL_MAX_PAYLOAD, &hdr, &e);
 	if (ret == 0 && hdr.type == RDMIG_MSG_ERROR) {
 		size_t elen = hdr.length < sizeof(ebuf) ? hdr.length : sizeof(ebuf);
 
 		got = 0;
-		ret = rx_fill(fd, ebuf, elen, &got, deadline);
+		ret = rx_fill(io, ebuf, elen, &got, deadline);
 		if (ret == 0 && rdmig_wire_error_decode(ebuf, elen, &code, msg, sizeof(msg), NULL))
 			snprintf(msg, sizeof(msg), "(unreadable reason)");
 		if (ret == 0)
@@ -562,7 +924,7 @@ static int read_hello_ack(struct tcp_conn *tc, int fd, uint16_t chan_index, uint
 		ret = rdmig_seterr(&e, -EPROTO, "expected HELLO_ACK, got %s",
 				   rdmig_msg_type_name(hdr.type));
 	if (ret == 0)
-		ret = rx_fill(fd, buf, sizeof(buf), &got, deadline);
+		ret = rx_fill(io, buf, sizeof(buf), &got, deadline);
 	if (ret == 0)
 		ret = rdmig_wire_pdata_decode(buf, sizeof(buf), &type, &h, &e);
 	if (ret == 0 && (type != RDMIG_MSG_HELLO_ACK || h.role != RDMIG_ROLE_ACCEPTOR))
@@ -591,7 +953,7 @@ static int read_hello_ack(struct tcp_conn *tc, int fd, uint16_t chan_index, uint
 	return 0;
 }
 
-static int send_hello(struct tcp_conn *tc, int fd, uint16_t chan_index, uint64_t token,
+static int send_hello(struct tcp_conn *tc, struct tcp_io io, uint16_t chan_index, uint64_t token,
 		      struct rdmig_err *err)
 {
 	uint8_t buf[TCP_HELLO_FRAME];
@@ -601,7 +963,7 @@ static int send_hello(struct tcp_conn *tc, int fd, uint16_t chan_index, uint64_t
 	memset(buf, 0, sizeof(buf));
 	rdmig_hello_fill(&tc->base, &h, chan_index, token);
 	rdmig_wire_pdata_encode(buf, RDMIG_MSG_HELLO, &h);
-	ret = send_buf(fd, buf, sizeof(buf));
+	ret = send_buf(io, buf, sizeof(buf));
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "sending HELLO to %s", tc->peer);
 	return 0;
@@ -627,6 +989,8 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 	int ret, last = -EHOSTUNREACH;
 
 	ret = conn_init(tc, err);
+	if (!ret)
+		ret = tls_ctx_new(&c->cfg, false, &tc->tls_ctx, tc->tls_psk, err);
 	if (ret)
 		return ret;
 	fmt_hostport(c->host, c->cfg.port, tc->peer, sizeof(tc->peer));
@@ -659,11 +1023,16 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 		goto out_free;
 	}
 
+	if (tc->tls_ctx) {
+		ret = tls_connect(tc, tc->ctrl_fd, &tc->ctrl_ssl, "control channel", deadline, err);
+		if (ret)
+			goto out_free;
+	}
 	token = random_token();
-	ret = send_hello(tc, tc->ctrl_fd, RDMIG_CHAN_CTRL, token, err);
+	ret = send_hello(tc, ctrl_io(tc), RDMIG_CHAN_CTRL, token, err);
 	if (ret)
 		goto out_free;
-	ret = read_hello_ack(tc, tc->ctrl_fd, RDMIG_CHAN_CTRL, token, deadline, err);
+	ret = read_hello_ack(tc, ctrl_io(tc), RDMIG_CHAN_CTRL, token, deadline, err);
 	if (ret)
 		goto out_free;
 
@@ -676,16 +1045,25 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 			goto out_free;
 		}
 		tc->ch[i].fd = ret;
-		ret = send_hello(tc, tc->ch[i].fd, (uint16_t)i, token, err);
+		if (tc->tls_ctx) {
+			char what[32];
+
+			snprintf(what, sizeof(what), "data channel %u", i);
+			ret = tls_connect(tc, tc->ch[i].fd, &tc->ch[i].ssl, what, deadline, err);
+			if (ret)
+				goto out_free;
+		}
+		ret = send_hello(tc, ch_io(tc, i), (uint16_t)i, token, err);
 		if (ret)
 			goto out_free;
 	}
 	for (unsigned i = 0; i < c->nchan; i++) {
-		ret = read_hello_ack(tc, tc->ch[i].fd, (uint16_t)i, token, deadline, err);
+		ret = read_hello_ack(tc, ch_io(tc, i), (uint16_t)i, token, deadline, err);
 		if (ret)
 			goto out_free;
 	}
-	log_info("connected to %s with %u data channels", tc->peer, c->nchan);
+	log_info("connected to %s with %u data channels%s", tc->peer, c->nchan,
+		 tc->tls_ctx ? " over TLS" : "");
 	ret = 0;
 out_free:
 	freeaddrinfo(res);
@@ -711,6 +1089,9 @@ static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 	}
 	pthread_mutex_init(&tl->lock, NULL);
 	tl->inited = true;
+	ret = tls_ctx_new(&l->cfg, true, &tl->tls_ctx, tl->tls_psk, err);
+	if (ret)
+		return ret;
 
 	fmt_hostport(l->cfg.host ? l->cfg.host : "*", l->cfg.port, where, sizeof(where));
 	snprintf(port, sizeof(port), "%u", l->cfg.port);
@@ -787,17 +1168,29 @@ static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 	l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						 : ((struct sockaddr_in *)&ss)->sin_port);
 	fmt_sockaddr(&ss, where, sizeof(where));
-	log_info("listening on %s", where);
+	log_info("listening on %s%s", where, tl->tls_ctx ? " (TLS)" : "");
 	return 0;
 }
 
 static void group_drop(struct tcp_group *g)
 {
+	SSL_free(g->ctrl_ssl);
+	g->ctrl_ssl = NULL;
 	close_fd(&g->ctrl_fd);
-	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++)
+	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
+		SSL_free(g->data_ssl[i]);
+		g->data_ssl[i] = NULL;
 		close_fd(&g->data_fd[i]);
+	}
 	g->used = false;
 	g->ndata = 0;
+}
+
+static void pending_close(struct tcp_pending *p)
+{
+	SSL_free(p->ssl);
+	p->ssl = NULL;
+	close_fd(&p->fd);
 }
 
 static void tcp_listener_close(struct rdmig_listener *l)
@@ -808,10 +1201,13 @@ static void tcp_listener_close(struct rdmig_listener *l)
 		return;
 	close_fd(&tl->fd);
 	for (unsigned i = 0; i < tl->npend; i++)
-		close_fd(&tl->pend[i].fd);
+		pending_close(&tl->pend[i]);
 	tl->npend = 0;
 	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++)
 		group_drop(&tl->grp[i]);
+	SSL_CTX_free(tl->tls_ctx);
+	tl->tls_ctx = NULL;
+	OPENSSL_cleanse(tl->tls_psk, sizeof(tl->tls_psk));
 	pthread_mutex_destroy(&tl->lock);
 	tl->inited = false;
 }
@@ -833,7 +1229,9 @@ static void reject(struct tcp_listener *tl, unsigned i, int code, const char *wh
 	struct tcp_pending *p = &tl->pend[i];
 
 	log_warn("rejected connection from %s: %s", p->peer, why);
-	send_error_frame(p->fd, code, why);
+	send_error_frame(p->fd, p->ssl, code, why);
+	SSL_free(p->ssl);
+	p->ssl = NULL;
 	drain_close(&p->fd);
 	pending_remove(tl, i);
 }
@@ -867,6 +1265,16 @@ static void accept_new(struct tcp_listener *tl)
 
 		memset(p, 0, sizeof(*p));
 		p->fd = fd;
+		p->events = POLLIN;
+		if (tl->tls_ctx) {
+			p->ssl = tls_new(tl->tls_ctx, fd, tl->tls_psk, true);
+			if (!p->ssl) {
+				log_warn("dropping a connection: no memory for its TLS session");
+				close(fd);
+				tl->npend--;
+				continue;
+			}
+		}
 		p->deadline = now_ms() + hello_timeout_ms(tl);
 		fmt_sockaddr(&ss, p->peer, sizeof(p->peer));
 		log_debug("connection from %s", p->peer);
@@ -956,58 +1364,112 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 	a.nchan = h.nchan;
 	memset(ack, 0, sizeof(ack));
 	rdmig_wire_pdata_encode(ack, RDMIG_MSG_HELLO_ACK, &a);
-	/* A fresh socket's send buffer always takes 64 bytes. */
-	if (send(p->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(ack)) {
+	/* A fresh socket's send buffer always takes 64 bytes (and a TLS record of them). */
+	if (p->ssl ? send_buf((struct tcp_io){p->fd, p->ssl, NULL}, ack, sizeof(ack)) != 0
+		   : send(p->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+			 (ssize_t)sizeof(ack)) {
 		log_warn("dropping connection from %s: sending HELLO_ACK: %s", p->peer,
 			 strerror(errno));
-		close_fd(&p->fd);
+		pending_close(p);
 		pending_remove(tl, i);
 		group_drop(g);
 		return NULL;
 	}
 	if (h.chan_index == RDMIG_CHAN_CTRL) {
 		g->ctrl_fd = p->fd;
+		g->ctrl_ssl = p->ssl;
 		g->caps = h.caps;
 		snprintf(g->peer, sizeof(g->peer), "%s", p->peer);
 	} else {
 		g->data_fd[h.chan_index] = p->fd;
+		g->data_ssl[h.chan_index] = p->ssl;
 		g->ndata++;
 	}
 	p->fd = -1;
+	p->ssl = NULL;
 	pending_remove(tl, i);
 	if (g->ctrl_fd >= 0 && g->ndata == g->nchan)
 		return g;
 	return NULL;
 }
 
-/* Read what a pending socket has; may complete a group. */
+/*
+ * Progress on a pending socket: its TLS handshake first (cfg.tls), then
+ * what it has of its HELLO; may complete a group.
+ */
 static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struct rdmig_conn *c)
 {
 	struct tcp_pending *p = &tl->pend[i];
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_wire_hdr hdr;
+	char why[256];
 	ssize_t n;
-	size_t before = p->got;
+	short ev = POLLIN;
+	int saved;
 
-	n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - p->got, MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return NULL;
-	if (n <= 0) {
-		log_warn("dropping connection from %s: %s after %zu bytes of its HELLO", p->peer,
-			 n == 0 ? "closed" : strerror(errno), p->got);
-		close_fd(&p->fd);
-		pending_remove(tl, i);
-		return NULL;
+	if (p->ssl && !p->hs_done) {
+		ERR_clear_error();
+		errno = 0;
+		n = SSL_do_handshake(p->ssl);
+		saved = errno;
+		if (n != 1) {
+			n = tls_result(p->ssl, (int)n, saved, &ev);
+			if (n == -EAGAIN || n == -EINTR) {
+				p->events = ev;
+				return NULL;
+			}
+			if (n == -EPROTO && tls_not_tls()) {
+				log_warn("rejected connection from %s: it does not speak TLS and "
+					 "this listener runs with --tls",
+					 p->peer);
+				/* It is a plain rdmig connector: tell it in its own terms. */
+				send_error_frame(p->fd, NULL, -EPROTO,
+						 "this listener requires TLS: connect with --tls "
+						 "and the same --key-file");
+			} else {
+				log_warn("rejected connection from %s: TLS handshake failed (%s): "
+					 "does the peer use --tls with the same --key-file?",
+					 p->peer,
+					 n == -EPROTO ? tls_reason(why, sizeof(why))
+						      : "connection closed");
+			}
+			SSL_free(p->ssl);
+			p->ssl = NULL;
+			drain_close(&p->fd);
+			pending_remove(tl, i);
+			return NULL;
+		}
+		p->hs_done = true;
+		p->events = POLLIN;
 	}
-	p->got += (size_t)n;
-	/* Judge the header as soon as it is there: garbage is refused without waiting. */
-	if (before < RDMIG_WIRE_HDR_LEN && p->got >= RDMIG_WIRE_HDR_LEN &&
-	    rdmig_wire_hdr_decode(p->buf, RDMIG_WIRE_HDR_LEN, 0, &hdr, &e)) {
-		reject(tl, i, e.code, e.msg);
-		return NULL;
+	/* Until the socket is drained: TLS may hold decrypted bytes poll cannot see. */
+	while (p->got < sizeof(p->buf)) {
+		size_t before = p->got;
+
+		n = io_recv_once((struct tcp_io){p->fd, p->ssl, NULL}, p->buf + p->got,
+				 sizeof(p->buf) - p->got, &ev);
+		if (n == -EAGAIN || n == -EINTR)
+			return NULL;
+		if (n <= 0) {
+			log_warn("dropping connection from %s: %s after %zu bytes of its HELLO",
+				 p->peer, n == 0 ? "closed" : strerror((int)-n), p->got);
+			pending_close(p);
+			pending_remove(tl, i);
+			return NULL;
+		}
+		p->got += (size_t)n;
+		/* Judge the header as soon as it is there: garbage is refused without waiting. */
+		if (before < RDMIG_WIRE_HDR_LEN && p->got >= RDMIG_WIRE_HDR_LEN &&
+		    rdmig_wire_hdr_decode(p->buf, RDMIG_WIRE_HDR_LEN, 0, &hdr, &e)) {
+			/* A TLS record (handshake, version 3.x): a --tls connector. */
+			if (!p->ssl && p->buf[0] == 0x16 && p->buf[1] == 0x03)
+				snprintf(e.msg, sizeof(e.msg),
+					 "the peer speaks TLS (--tls) and this listener does not: "
+					 "both sides must agree");
+			reject(tl, i, e.code, e.msg);
+			return NULL;
+		}
 	}
-	if (p->got < sizeof(p->buf))
-		return NULL;
 	return hello_done(tl, i, c);
 }
 
@@ -1023,7 +1485,7 @@ static void expire(struct tcp_listener *tl, int64_t now)
 		log_warn("dropping connection from %s: no complete HELLO within %lld ms (%zu of %d "
 			 "bytes)",
 			 p->peer, (long long)hello_timeout_ms(tl), p->got, TCP_HELLO_FRAME);
-		close_fd(&p->fd);
+		pending_close(p);
 		pending_remove(tl, i);
 	}
 	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
@@ -1069,21 +1531,27 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	/* The peer's address, for messages of the common layer. */
 	snprintf(c->host, sizeof(c->host), "%.*s", (int)sizeof(c->host) - 1, g->peer);
 	tc->ctrl_fd = g->ctrl_fd;
+	tc->ctrl_ssl = g->ctrl_ssl;
 	g->ctrl_fd = -1;
+	g->ctrl_ssl = NULL;
 	for (unsigned i = 0; i < g->nchan; i++) {
 		tc->ch[i].fd = g->data_fd[i];
+		tc->ch[i].ssl = g->data_ssl[i];
 		g->data_fd[i] = -1;
+		g->data_ssl[i] = NULL;
 	}
 	group_drop(g);
-	ret = set_nonblock(tc->ctrl_fd, false);
+	/* TLS sockets stay non-blocking: SSL calls never block, they poll. */
+	ret = tc->ctrl_ssl ? 0 : set_nonblock(tc->ctrl_fd, false);
 	tune_socket(tc->ctrl_fd);
 	for (unsigned i = 0; i < c->nchan && !ret; i++) {
-		ret = set_nonblock(tc->ch[i].fd, false);
+		ret = tc->ch[i].ssl ? 0 : set_nonblock(tc->ch[i].fd, false);
 		tune_socket(tc->ch[i].fd);
 	}
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "setting up the connection from %s", tc->peer);
-	log_info("accepted connection from %s with %u data channels", tc->peer, c->nchan);
+	log_info("accepted connection from %s with %u data channels%s", tc->peer, c->nchan,
+		 tc->ctrl_ssl ? " over TLS" : "");
 	return 0;
 }
 
@@ -1105,7 +1573,8 @@ static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_con
 		tl->pfd[np++] = (struct pollfd){.fd = tl->fd, .events = POLLIN};
 		npend = tl->npend;
 		for (unsigned i = 0; i < npend; i++)
-			tl->pfd[np++] = (struct pollfd){.fd = tl->pend[i].fd, .events = POLLIN};
+			tl->pfd[np++] =
+			    (struct pollfd){.fd = tl->pend[i].fd, .events = tl->pend[i].events};
 		/* A socket of an incomplete group only becomes readable when its peer gives up. */
 		for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
 			struct tcp_group *g = &tl->grp[i];
@@ -1208,7 +1677,7 @@ static int tcp_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, stru
 	int ret;
 
 	pthread_mutex_lock(&tc->ctrl_tx_lock);
-	ret = send_buf(tc->ctrl_fd, msg, len);
+	ret = send_buf(ctrl_io(tc), msg, len);
 	pthread_mutex_unlock(&tc->ctrl_tx_lock);
 	if (ret)
 		return rdmig_conn_fail(c, err, ret, "sending on the control channel to %s: %s",
@@ -1229,7 +1698,7 @@ static int ctrl_recv_locked(struct tcp_conn *tc, void *buf, size_t cap, size_t *
 		want = tc->ctrl_got < RDMIG_WIRE_HDR_LEN
 			   ? RDMIG_WIRE_HDR_LEN
 			   : RDMIG_WIRE_HDR_LEN + (size_t)tc->ctrl_hdr.length;
-		ret = rx_fill(tc->ctrl_fd, tc->ctrl_buf, want, &tc->ctrl_got, deadline);
+		ret = rx_fill(ctrl_io(tc), tc->ctrl_buf, want, &tc->ctrl_got, deadline);
 		if (ret == -ETIMEDOUT)
 			return rdmig_seterr(err, ret, "no control message from %s within %d ms",
 					    tc->peer, timeout_ms);
@@ -1316,7 +1785,7 @@ static int batch_flush(struct wbatch *b)
 	 * tail as a runt (TCP_NODELAY is on); the fence, sent without it,
 	 * pushes everything out.
 	 */
-	ret = send_all_flags(b->tc->ch[b->chan].fd, b->iov, (int)(2 * b->n), MSG_MORE);
+	ret = send_all_flags(ch_io(b->tc, b->chan), b->iov, (int)(2 * b->n), MSG_MORE);
 	b->n = 0;
 	b->bytes = 0;
 	b->zused = 0;
@@ -1486,7 +1955,7 @@ static int tcp_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fen
 	rdmig_wire_fence_encode(buf + RDMIG_WIRE_HDR_LEN, f);
 	/* Once in the socket, the earlier writes are ahead of it: nothing else to drain. */
 	pthread_mutex_lock(&tc->ch[chan].tx_lock);
-	ret = send_buf(tc->ch[chan].fd, buf, sizeof(buf));
+	ret = send_buf(ch_io(tc, chan), buf, sizeof(buf));
 	pthread_mutex_unlock(&tc->ch[chan].tx_lock);
 	if (ret)
 		return rdmig_conn_fail(c, err, ret, "sending FENCE on page channel %u to %s: %s",
@@ -1513,7 +1982,7 @@ static int rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_
 
 	/* Up to `max` bytes: on page channels the WRITE prefix comes with its header. */
 	while (rx->got < RDMIG_WIRE_HDR_LEN) {
-		n = recv_some(tc->ch[chan].fd, rx->buf + rx->got, max - rx->got, deadline);
+		n = recv_some(ch_io(tc, chan), rx->buf + rx->got, max - rx->got, deadline);
 		if (n <= 0) {
 			ret = n ? (int)n : TCP_EOF;
 			break;
@@ -1669,6 +2138,7 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 	struct iovec iov[2];
 	struct msghdr m;
 	size_t extra = 0;
+	short ev;
 	ssize_t n;
 	int ret;
 
@@ -1693,9 +2163,15 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 					       "arriving",
 					       chan, tc->peer, rx->region);
 		}
-		n = recvmsg(ch->fd, &m, MSG_DONTWAIT);
-		if (n < 0)
-			n = rdmig_neg_errno();
+		ev = POLLIN;
+		if (ch->ssl) {
+			/* TLS: decrypted straight into the region, one record's worth at most. */
+			n = io_recv_once(ch_io(tc, chan), rx->dst, rx->left, &ev);
+		} else {
+			n = recvmsg(ch->fd, &m, MSG_DONTWAIT);
+			if (n < 0)
+				n = rdmig_neg_errno();
+		}
 		pthread_rwlock_unlock(&tc->reg_rw);
 		if (n > 0) {
 			if ((size_t)n > rx->left) {
@@ -1718,7 +2194,7 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 			return rdmig_conn_fail(c, err, (int)n,
 					       "receiving WRITE on page channel %u from %s: %s",
 					       chan, tc->peer, strerror((int)-n));
-		ret = wait_fd(ch->fd, POLLIN, deadline);
+		ret = wait_fd(ch->fd, ev, deadline);
 		if (ret == -ETIMEDOUT)
 			return rdmig_seterr(err, ret,
 					    "page channel %u from %s: WRITE stalled, %" PRIu32
@@ -1773,7 +2249,7 @@ static int wait_fence_locked(struct tcp_conn *tc, unsigned chan, int timeout_ms,
 			want = RDMIG_WIRE_HDR_LEN + (rx->hdr.type == RDMIG_MSG_WRITE
 							 ? RDMIG_WIRE_WRITE_LEN
 							 : RDMIG_WIRE_FENCE_LEN);
-			ret = rx_fill(tc->ch[chan].fd, rx->buf, want, &rx->got, deadline);
+			ret = rx_fill(ch_io(tc, chan), rx->buf, want, &rx->got, deadline);
 			if (ret == -ETIMEDOUT)
 				return rdmig_seterr(
 				    err, ret, "no fence on page channel %u from %s within %d ms",
@@ -1861,7 +2337,7 @@ static int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf,
 		rdmig_wire_hdr_encode(hdr, RDMIG_MSG_STREAM_DATA, (uint16_t)chan, 0, n);
 		iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};
 		iov[1] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
-		ret = send_all(ch->fd, iov, 2);
+		ret = send_all(ch_io(tc, chan), iov, 2);
 		p += n;
 		len -= n;
 	}
@@ -1882,7 +2358,7 @@ static int tcp_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig
 	pthread_mutex_lock(&ch->tx_lock);
 	if (!ch->eof_sent) {
 		rdmig_wire_hdr_encode(hdr, RDMIG_MSG_STREAM_EOF, (uint16_t)chan, 0, 0);
-		ret = send_buf(ch->fd, hdr, sizeof(hdr));
+		ret = send_buf(ch_io(tc, chan), hdr, sizeof(hdr));
 		ch->eof_sent = !ret;
 	}
 	pthread_mutex_unlock(&ch->tx_lock);
@@ -1931,7 +2407,7 @@ static ssize_t stream_recv_locked(struct tcp_conn *tc, unsigned chan, void *buf,
 			}
 			break;
 		case RX_STREAM:
-			n = recv_some(tc->ch[chan].fd, buf,
+			n = recv_some(ch_io(tc, chan), buf,
 				      cap < rx->stream_left ? cap : (size_t)rx->stream_left,
 				      deadline);
 			if (n == -ETIMEDOUT)

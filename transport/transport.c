@@ -69,6 +69,15 @@ static int cfg_check(const struct rdmig_xport_cfg *cfg, bool listening, struct r
 				    "compression level expects a value between 0 (off) and 19, "
 				    "got %d",
 				    cfg->compress_level);
+	if (cfg->tls && cfg->backend == RDMIG_BACKEND_RDMA)
+		return rdmig_seterr(
+		    err, -EINVAL,
+		    "--tls works on the tcp backend only: rdmig does not encrypt RoCE "
+		    "traffic; see docs/security.md");
+	if (cfg->tls && (!cfg->tls_key || cfg->tls_key_len < 16))
+		return rdmig_seterr(err, -EINVAL,
+				    "--tls needs a pre-shared key of at least 16 bytes: pass "
+				    "--key-file PATH (or set $RDMIG_KEY_FILE) on both sides");
 	if (!listening && (!cfg->host || !*cfg->host))
 		return rdmig_seterr(err, -EINVAL, "connect needs a peer address");
 	if (!listening && !cfg->port)

@@ -78,6 +78,15 @@ struct rdmig_xport_cfg {
 	 */
 	const int *comp_vector;
 	unsigned ncomp_vector;
+	/*
+	 * tcp: run every socket over TLS 1.3 with an external PSK derived from
+	 * tls_key (the pre-shared key file's bytes, at least 16; only read during
+	 * rdmig_listen() and rdmig_connect()). Both sides must agree. rdma
+	 * refuses it: rdmig does not encrypt RoCE traffic.
+	 */
+	bool tls;
+	const uint8_t *tls_key;
+	size_t tls_key_len;
 };
 
 /* Fills defaults for every zero field. */

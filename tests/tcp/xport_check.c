@@ -66,6 +66,7 @@ struct opts {
 	unsigned rounds;
 	uint64_t seed;
 	int compress; /* transfer: source's zstd level, and zero pages in the content */
+	bool tls;     /* tcp over TLS, keyed by a fixed test key */
 };
 
 static const char *g_role = "main";
@@ -1014,6 +1015,13 @@ static void cfg_init(struct rdmig_xport_cfg *cfg, unsigned channels)
 	cfg->channels = channels;
 	cfg->connect_timeout_ms = 30000;
 	cfg->compress_level = g_opt.compress;
+	if (g_opt.tls) {
+		static const uint8_t key[] = "xport_check test key, not a secret";
+
+		cfg->tls = true;
+		cfg->tls_key = key;
+		cfg->tls_key_len = sizeof(key) - 1;
+	}
 	rdmig_xport_cfg_defaults(cfg);
 }
 
@@ -2068,7 +2076,7 @@ static int usage(const char *msg)
 		fprintf(stderr, "xport_check: %s\n", msg);
 	fprintf(stderr, "usage: xport_check transfer|fence|stream|malformed --backend tcp|rdma\n"
 			"         [--host ADDR] [--size N] [--channels N] [--rounds N] [--seed S]\n"
-			"         [--compress LEVEL]\n");
+			"         [--compress LEVEL] [--tls]\n");
 	return 2;
 }
 
@@ -2082,6 +2090,7 @@ int main(int argc, char **argv)
 	    {"rounds", required_argument, NULL, 'r'},
 	    {"seed", required_argument, NULL, 'S'},
 	    {"compress", required_argument, NULL, 'Z'},
+	    {"tls", no_argument, NULL, 'T'}, /* fixed test key: see cfg_init() */
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2122,6 +2131,9 @@ int main(int argc, char **argv)
 			if (rdmig_parse_uint(optarg, 1, 65535, &v, &e))
 				return usage(e.msg);
 			g_opt.rounds = (unsigned)v;
+			break;
+		case 'T':
+			g_opt.tls = true;
 			break;
 		case 'Z':
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &e))
