@@ -212,6 +212,7 @@ enum {
 	OPT_PREFILL,
 	OPT_HUGEPAGES,
 	OPT_VCPU_CPUS,
+	OPT_PEER_TIMEOUT,
 };
 
 /*
@@ -303,6 +304,8 @@ static void listen_usage(FILE *out)
 		"      --max-ram SIZE      refuse larger guests (default 64G)\n"
 		"      --resume-for TIME   run the migrated guest this long (default 500ms)\n"
 		"      --json              events and the summary as JSON lines on stdout\n"
+		"      --peer-timeout TIME fail when the source is silent this long (rdma\n"
+		"                          keepalives; tcp: unacknowledged data; default 15s)\n"
 		"      --numa P            receiver placement: auto (default), off, or a CPU\n"
 		"                          list such as 0-3,8 (see docs/tuning.md)\n"
 		"      --show-plan         print the placement plan before receiving\n"
@@ -316,6 +319,22 @@ static void listen_usage(FILE *out)
 		"\n"
 		"Exit status: 0 committed, 1 failed or cancelled, 2 bad usage.\n",
 		RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
+}
+
+/* --peer-timeout, shared by listen and migrate: seconds, 3..3600. */
+static int parse_peer_timeout(const char *cmd, const char *arg, struct rdmig_xport_cfg *cfg)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint64_t ns;
+
+	if (rdmig_parse_duration(arg, 1000000000ull, &ns, &err) || ns < 3000000000ull ||
+	    ns > 3600000000000ull)
+		return cli_usage_error(cmd,
+				       "--peer-timeout expects a duration between 3s and "
+				       "3600s, got '%s'",
+				       arg);
+	cfg->peer_timeout_ms = (int)(ns / 1000000ull);
+	return 0;
 }
 
 int cmd_listen(int argc, char **argv)
@@ -332,6 +351,7 @@ int cmd_listen(int argc, char **argv)
 	    {"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
 	    {"tls", no_argument, NULL, OPT_TLS},
+	    {"peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT},
 	    {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -407,6 +427,10 @@ int cmd_listen(int argc, char **argv)
 			break;
 		case OPT_HUGEPAGES:
 			mo.hugepages = true;
+			break;
+		case OPT_PEER_TIMEOUT:
+			if (parse_peer_timeout("listen", optarg, &cfg))
+				return RDMIG_EXIT_USAGE;
 			break;
 		case 'h':
 			listen_usage(stdout);
@@ -529,6 +553,8 @@ static void migrate_usage(FILE *out)
 	    "  -b, --backend B           rdma, tcp or auto (default: rdma if this host has an\n"
 	    "                            RDMA device and it connects, else tcp)\n"
 	    "  -c, --channels N          data channels = worker threads (default 2)\n"
+	    "      --peer-timeout TIME   fail when the destination is silent this long (rdma\n"
+	    "                            keepalives; tcp: unacknowledged data; default 15s)\n"
 	    "      --compress LEVEL      tcp: zstd level 1..19 for page writes, 0 off (default);\n"
 	    "                            zero and repetitive pages shrink, random ones go plain\n"
 	    "Output:\n"
@@ -569,6 +595,7 @@ int cmd_migrate(int argc, char **argv)
 	    {"min-rounds", required_argument, NULL, OPT_MIN_ROUNDS},
 	    {"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT},
 	    {"progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT},
 	    {"numa", required_argument, NULL, OPT_NUMA},
 	    {"show-plan", no_argument, NULL, OPT_SHOW_PLAN},
@@ -730,6 +757,10 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_TLS:
 			cfg.tls = true;
+			break;
+		case OPT_PEER_TIMEOUT:
+			if (parse_peer_timeout("migrate", optarg, &cfg))
+				return RDMIG_EXIT_USAGE;
 			break;
 		case OPT_COMPRESS:
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))

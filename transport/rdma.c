@@ -172,6 +172,8 @@ const char *rd_kind_name(enum rd_kind k)
 		return "RDMA WRITE_WITH_IMM of stream data";
 	case RD_K_CTRL:
 		return "SEND of a control message";
+	case RD_K_KEEPALIVE:
+		return "SEND of KEEPALIVE";
 	}
 	return "work request";
 }
@@ -406,7 +408,7 @@ int rd_chan_setup(struct rd_chan *ch, struct rdmig_err *err)
 	if (ret)
 		goto out_free_arrays;
 	if (ch->is_ctrl)
-		ret = rd_buf_alloc(rc, RD_CTRL_SLOT_LEN, IBV_ACCESS_LOCAL_WRITE, &ch->sbuf,
+		ret = rd_buf_alloc(rc, RD_CTRL_SBUF_LEN, IBV_ACCESS_LOCAL_WRITE, &ch->sbuf,
 				   &ch->sbuf_mr, "control send buffer", err);
 	else
 		ret = rd_buf_alloc(rc, (size_t)ch->depth * RD_FRAME_LEN, IBV_ACCESS_LOCAL_WRITE,
@@ -495,7 +497,7 @@ out_destroy_scq:
 out_free_ring:
 	rd_buf_free(&ch->ring, &ch->ring_mr, ch->ring_size);
 out_free_sbuf:
-	rd_buf_free(&ch->sbuf, &ch->sbuf_mr, RD_CTRL_SLOT_LEN);
+	rd_buf_free(&ch->sbuf, &ch->sbuf_mr, RD_CTRL_SBUF_LEN);
 	rd_buf_free(&ch->frames, &ch->frames_mr, (size_t)ch->depth * RD_FRAME_LEN);
 out_free_rbuf:
 	rd_buf_free(&ch->rbuf, &ch->rbuf_mr, ch->nrecv * ch->rslot);
@@ -512,6 +514,7 @@ void rd_hello_make(struct rd_chan *ch, struct rdmig_wire_hello *h)
 	struct rd_conn *rc = ch->rc;
 
 	rdmig_hello_fill(&rc->base, h, ch->index, rc->token);
+	h->caps |= RDMIG_CAP_KEEPALIVE;
 	if (!ch->is_ctrl && ch->ring_mr) {
 		h->stream_ring = ch->ring_size;
 		h->ring_rkey = ch->ring_mr->rkey;
@@ -691,6 +694,17 @@ bad:
 	return e.code ? e.code : -EPROTO;
 }
 
+/* A well-formed KEEPALIVE on the control channel (anything else is queued). */
+static bool is_keepalive(struct rd_chan *ch, uint32_t slot, uint32_t len)
+{
+	struct rdmig_wire_hdr h;
+
+	return len == RDMIG_WIRE_HDR_LEN &&
+	       !rdmig_wire_hdr_decode(ch->rbuf + (size_t)slot * ch->rslot, len,
+				      RDMIG_CTRL_MAX_PAYLOAD, &h, NULL) &&
+	       h.type == RDMIG_MSG_KEEPALIVE && h.length == 0;
+}
+
 /* Progress thread, rx_lock held. */
 static void rd_reap_recv(struct rd_chan *ch)
 {
@@ -712,9 +726,14 @@ static void rd_reap_recv(struct rd_chan *ch)
 			}
 			if (atomic_load(&rc->closing))
 				continue;
+			/* Anything from the peer proves it alive, not only KEEPALIVE. */
+			atomic_store_explicit(&rc->last_rx_ms, rd_now_ms(), memory_order_relaxed);
 			ret = 0;
 			if (ch->is_ctrl) {
-				if (wc[i].opcode != IBV_WC_RECV) {
+				if (wc[i].opcode == IBV_WC_RECV &&
+				    is_keepalive(ch, slot, wc[i].byte_len)) {
+					/* Consumed here: the application never sees it. */
+				} else if (wc[i].opcode != IBV_WC_RECV) {
 					snprintf(why, sizeof(why),
 						 "unexpected RDMA write with "
 						 "immediate");
@@ -782,6 +801,54 @@ static void rd_cq_events(struct rd_conn *rc)
 	}
 }
 
+/*
+ * Progress thread: send a KEEPALIVE when one is due and call the peer dead
+ * when nothing arrived for peer_timeout_ms. The keepalive is a constant
+ * frame in its own part of the control send buffer, so it needs no
+ * completion before the next one; it is skipped (not waited for) while the
+ * send queue is full. Returns the milliseconds until the next tick.
+ */
+static int rd_keepalive_tick(struct rd_conn *rc)
+{
+	struct rd_chan *ch = &rc->ch[0];
+	int64_t now = rd_now_ms();
+	int64_t heard = atomic_load_explicit(&rc->last_rx_ms, memory_order_relaxed);
+	struct ibv_send_wr wr;
+	struct ibv_sge sge;
+
+	if (!rc->ka_on || atomic_load(&rc->closing) || atomic_load(&rc->base.fail.taken) ||
+	    atomic_load(&rc->peer_gone))
+		return -1;
+	if (now - heard > rc->peer_timeout_ms) {
+		rd_fail(rc, NULL, -ETIMEDOUT,
+			"nothing received from the peer for %.1f s (limit %.1f s): the peer "
+			"or the network is down",
+			(double)(now - heard) / 1e3, (double)rc->peer_timeout_ms / 1e3);
+		return -1;
+	}
+	if (now - rc->ka_sent_ms >= RDMIG_KEEPALIVE_INTERVAL_MS) {
+		pthread_mutex_lock(&ch->tx_lock);
+		rd_reap_send(ch);
+		if (ch->post_seq - ch->done_seq < ch->depth) {
+			sge.addr = (uintptr_t)(ch->sbuf + RD_CTRL_SLOT_LEN);
+			sge.length = RDMIG_WIRE_HDR_LEN;
+			sge.lkey = ch->sbuf_mr->lkey;
+			memset(&wr, 0, sizeof(wr));
+			wr.opcode = IBV_WR_SEND;
+			wr.sg_list = &sge;
+			wr.num_sge = 1;
+			wr.send_flags = RDMIG_WIRE_HDR_LEN <= ch->max_inline ? IBV_SEND_INLINE : 0;
+			rd_wr_prep(ch, &wr, RD_K_KEEPALIVE, false);
+			if (!rd_post_chain(ch, &wr, NULL))
+				rc->ka_sent_ms = now;
+		}
+		pthread_mutex_unlock(&ch->tx_lock);
+	}
+	return (int)(rc->ka_sent_ms + RDMIG_KEEPALIVE_INTERVAL_MS - now > 0
+			 ? rc->ka_sent_ms + RDMIG_KEEPALIVE_INTERVAL_MS - now
+			 : 1);
+}
+
 static void *rd_progress(void *arg)
 {
 	struct rd_conn *rc = arg;
@@ -797,7 +864,9 @@ static void *rd_progress(void *arg)
 		reap_chan(&rc->ch[i], rc->ch[i].scq);
 	}
 	while (!atomic_load(&rc->stop)) {
-		if (poll(pfd, 3, -1) < 0) {
+		int wait_ms = rd_keepalive_tick(rc);
+
+		if (poll(pfd, 3, wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			rd_fail(rc, NULL, rdmig_neg_errno(), "rdma progress thread: poll: %s",
@@ -835,6 +904,13 @@ int rd_conn_start(struct rd_conn *rc, struct rdmig_err *err)
 			return rdmig_seterr(err, -EIO, "%s: ibv_req_notify_cq failed",
 					    rc->ch[i].name);
 	}
+	/* Keepalives only to and from a peer that announced them. */
+	rc->ka_on = rc->base.peer_caps & RDMIG_CAP_KEEPALIVE;
+	rc->peer_timeout_ms = rc->base.cfg.peer_timeout_ms;
+	rdmig_wire_hdr_encode(rc->ch[0].sbuf + RD_CTRL_SLOT_LEN, RDMIG_MSG_KEEPALIVE,
+			      RDMIG_CHAN_CTRL, 0, 0);
+	rc->ka_sent_ms = 0;
+	atomic_store(&rc->last_rx_ms, rd_now_ms());
 	ret = pthread_create(&rc->thr, NULL, rd_progress, rc);
 	if (ret)
 		return rdmig_seterr_errno(err, -ret, "rdma progress thread");
@@ -1375,7 +1451,7 @@ static void rd_close(struct rdmig_conn *c)
 		rd_stream_free(ch);
 		rd_buf_free(&ch->ring, &ch->ring_mr, ch->ring_size);
 		rd_buf_free(&ch->frames, &ch->frames_mr, (size_t)ch->depth * RD_FRAME_LEN);
-		rd_buf_free(&ch->sbuf, &ch->sbuf_mr, RD_CTRL_SLOT_LEN);
+		rd_buf_free(&ch->sbuf, &ch->sbuf_mr, RD_CTRL_SBUF_LEN);
 		rd_buf_free(&ch->rbuf, &ch->rbuf_mr, ch->nrecv * ch->rslot);
 		free(ch->mark);
 		free(ch->rxq);

@@ -307,9 +307,14 @@ int rd_connect(struct rdmig_conn *c, struct rdmig_err *err)
 		if (ret == -ETIMEDOUT)
 			return rdmig_seterr(err, ret,
 					    "connecting to %s:%u timed out after %d ms (%u of %u "
-					    "channels up)",
+					    "channels up)%s",
 					    c->host, c->cfg.port, c->cfg.connect_timeout_ms,
-					    established, rc->nch);
+					    established, rc->nch,
+					    established ? ""
+							: ": is the destination listening? On "
+							  "SoftRoCE after a link flap, see whether "
+							  "`rdma res show qp type GSI` says ERR "
+							  "(docs/reliability.md)");
 		if (ret)
 			return rdmig_seterr_errno(err, ret, "rdma_get_cm_event");
 		ret = connect_event(rc, ev, &established, err);

@@ -41,8 +41,10 @@
 
 #include "xport.h"
 
-#define RD_CTRL_SLOTS	  16 /* pre-posted control receive buffers */
-#define RD_CTRL_SLOT_LEN  (RDMIG_WIRE_HDR_LEN + RDMIG_CTRL_MAX_PAYLOAD)
+#define RD_CTRL_SLOTS	 16 /* pre-posted control receive buffers */
+#define RD_CTRL_SLOT_LEN (RDMIG_WIRE_HDR_LEN + RDMIG_CTRL_MAX_PAYLOAD)
+/* The control send buffer: one frame, then the constant KEEPALIVE frame. */
+#define RD_CTRL_SBUF_LEN  (RD_CTRL_SLOT_LEN + RD_FRAME_LEN)
 #define RD_CTRL_DEPTH	  8  /* control send queue: sends wait for completion */
 #define RD_FRAME_LEN	  64 /* data-channel frames: FENCE, CREDIT, STREAM_EOF */
 #define RD_DEFAULT_DEPTH  256
@@ -70,6 +72,7 @@ enum rd_kind {
 	RD_K_EOF,
 	RD_K_STREAM,
 	RD_K_CTRL,
+	RD_K_KEEPALIVE,
 };
 #define RD_SEQ_MASK ((1ULL << 56) - 1)
 
@@ -172,6 +175,17 @@ struct rd_conn {
 	atomic_bool peer_gone;
 	bool gone_from_event;
 	char gone_msg[160];
+
+	/*
+	 * Keepalive (peer announced RDMIG_CAP_KEEPALIVE): the progress thread
+	 * sends one every RDMIG_KEEPALIVE_INTERVAL_MS and fails the connection
+	 * when nothing at all was received for peer_timeout_ms. Only the
+	 * progress thread touches ka_*; last_rx_ms is written by it too.
+	 */
+	bool ka_on;
+	int peer_timeout_ms;
+	int64_t ka_sent_ms;
+	_Atomic int64_t last_rx_ms;
 
 	unsigned nch;				   /* 1 + nchan */
 	struct rd_chan ch[RDMIG_MAX_CHANNELS + 1]; /* [0] control, [1 + i] data i */

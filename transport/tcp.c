@@ -90,7 +90,13 @@
 #define TCP_ZCHUNK   (1u << 20)
 #define TCP_ZSCRATCH TCP_BATCH_BYTES
 
-/* Keepalive: an idle connection to a vanished peer fails within about 35 s. */
+/*
+ * Keepalive: an idle connection to a vanished peer fails within about 35 s.
+ * Data in flight is bounded by TCP_USER_TIMEOUT (cfg.peer_timeout_ms): sent
+ * bytes unacknowledged for that long, or a zero window that long, kill the
+ * connection, so a blocked sender gets an error instead of waiting for the
+ * kernel's 15-minute retransmission limit.
+ */
 #define KA_IDLE_S  15
 #define KA_INTVL_S 5
 #define KA_CNT	   4
@@ -670,9 +676,10 @@ static int tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what,
  * previous frame. Failures only cost latency or dead-peer detection, so
  * they are logged, not fatal.
  */
-static void tune_socket(int fd)
+static void tune_socket(int fd, int user_timeout_ms)
 {
 	int one = 1, idle = KA_IDLE_S, intvl = KA_INTVL_S, cnt = KA_CNT;
+	unsigned uto = (unsigned)user_timeout_ms;
 
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
 		log_warn("TCP_NODELAY: %s", strerror(errno));
@@ -681,6 +688,8 @@ static void tune_socket(int fd)
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)))
 		log_warn("TCP keepalive: %s", strerror(errno));
+	if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)))
+		log_warn("TCP_USER_TIMEOUT: %s", strerror(errno));
 }
 
 /* "1.2.3.4:5" or "[::1]:5"; IPv4-mapped IPv6 addresses are shown as IPv4. */
@@ -834,7 +843,7 @@ static void tcp_wake(struct rdmig_conn *c)
 /* ---- connect ------------------------------------------------------------ */
 
 /* Non-blocking connect bounded by deadline; returns a blocking socket or a negative errno. */
-static int connect_one(const struct addrinfo *ai, int64_t deadline)
+static int connect_one(const struct addrinfo *ai, int64_t deadline, int user_timeout_ms)
 {
 	socklen_t sl = sizeof(int);
 	int fd, ret, soerr = 0;
@@ -860,7 +869,7 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline)
 	ret = set_nonblock(fd, false);
 	if (ret)
 		goto out_close;
-	tune_socket(fd);
+	tune_socket(fd, user_timeout_ms);
 	return fd;
 out_close:
 	close(fd);
@@ -1009,7 +1018,7 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 
 	/* Every address of the name in turn; a refusal is the most telling error. */
 	for (ai = res; ai; ai = ai->ai_next) {
-		ret = connect_one(ai, deadline);
+		ret = connect_one(ai, deadline, tc->base.cfg.peer_timeout_ms);
 		if (ret >= 0) {
 			tc->ctrl_fd = ret;
 			used = ai;
@@ -1038,7 +1047,7 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 
 	/* Data channels: connect and greet them all, then collect the answers. */
 	for (unsigned i = 0; i < c->nchan; i++) {
-		ret = connect_one(used, deadline);
+		ret = connect_one(used, deadline, tc->base.cfg.peer_timeout_ms);
 		if (ret < 0) {
 			ret = connect_error(tc, ret, err);
 			rdmig_err_prefix(err, "data channel %u", i);
@@ -1543,10 +1552,10 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	group_drop(g);
 	/* TLS sockets stay non-blocking: SSL calls never block, they poll. */
 	ret = tc->ctrl_ssl ? 0 : set_nonblock(tc->ctrl_fd, false);
-	tune_socket(tc->ctrl_fd);
+	tune_socket(tc->ctrl_fd, c->cfg.peer_timeout_ms);
 	for (unsigned i = 0; i < c->nchan && !ret; i++) {
 		ret = tc->ch[i].ssl ? 0 : set_nonblock(tc->ch[i].fd, false);
-		tune_socket(tc->ch[i].fd);
+		tune_socket(tc->ch[i].fd, c->cfg.peer_timeout_ms);
 	}
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "setting up the connection from %s", tc->peer);

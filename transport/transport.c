@@ -52,6 +52,8 @@ void rdmig_xport_cfg_defaults(struct rdmig_xport_cfg *cfg)
 		cfg->stream_ring = 1u << 20;
 	if (!cfg->connect_timeout_ms)
 		cfg->connect_timeout_ms = 10000;
+	if (!cfg->peer_timeout_ms)
+		cfg->peer_timeout_ms = 15000;
 	if (!cfg->port)
 		cfg->port = 0;
 }
@@ -69,6 +71,14 @@ static int cfg_check(const struct rdmig_xport_cfg *cfg, bool listening, struct r
 				    "compression level expects a value between 0 (off) and 19, "
 				    "got %d",
 				    cfg->compress_level);
+	/* Three keepalives must fit: one late or lost is not a dead peer. */
+	if (cfg->peer_timeout_ms < 3 * RDMIG_KEEPALIVE_INTERVAL_MS ||
+	    cfg->peer_timeout_ms > 3600 * 1000)
+		return rdmig_seterr(err, -EINVAL,
+				    "peer timeout expects a value between %d s and 3600 s, got "
+				    "%.3f s",
+				    3 * RDMIG_KEEPALIVE_INTERVAL_MS / 1000,
+				    (double)cfg->peer_timeout_ms / 1e3);
 	if (cfg->tls && cfg->backend == RDMIG_BACKEND_RDMA)
 		return rdmig_seterr(
 		    err, -EINVAL,

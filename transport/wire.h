@@ -63,6 +63,13 @@ enum rdmig_msg_type {
 #define RDMIG_CAP_STREAMS 0x1
 #define RDMIG_CAP_AUTH	  0x2
 #define RDMIG_CAP_ZSTD	  0x4
+/*
+ * The sender sends a KEEPALIVE on the control channel at least every
+ * RDMIG_KEEPALIVE_INTERVAL_MS while connected, so that the receiver can call
+ * a silent peer dead (rdma; see docs/reliability.md).
+ */
+#define RDMIG_CAP_KEEPALIVE	    0x8
+#define RDMIG_KEEPALIVE_INTERVAL_MS 1000
 
 struct rdmig_wire_hdr {
 	uint32_t magic;

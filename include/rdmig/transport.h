@@ -62,7 +62,13 @@ struct rdmig_xport_cfg {
 	unsigned signal_every;	/* signal every Nth send WR (0: depth / 4) */
 	size_t stream_ring;	/* rdma stream ring bytes per channel (0: 1 MiB) */
 	int connect_timeout_ms; /* 0: 10000 */
-	rdmig_auth_fn auth;	/* NULL: unauthenticated (tools warn) */
+	/*
+	 * Dead-peer bound (0: 15000 ms). rdma: fail when nothing, not even a
+	 * keepalive, arrived for this long. tcp: TCP_USER_TIMEOUT, the longest
+	 * sent data may stay unacknowledged.
+	 */
+	int peer_timeout_ms;
+	rdmig_auth_fn auth; /* NULL: unauthenticated (tools warn) */
 	void *auth_ctx;
 	/*
 	 * tcp connector: zstd level 1..19 for page writes, 0 off. Used only when
