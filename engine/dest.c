@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "memfit.h"
 #include "mig_common.h"
 #include "proto.h"
 #include "wire.h"
@@ -145,6 +146,12 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	gc.seed = m->setup.seed;
 	gc.dirty_rate = m->setup.dirty_rate;
 	gc.hugepages = m->o->hugepages;
+	/* Refuse here, named, rather than be OOM-killed once pages arrive. */
+	ret = rdmig_mem_fit(gc.ram_size, err);
+	if (ret) {
+		rdmig_err_prefix(err, "cannot hold the guest");
+		return ret;
+	}
 	ret = rdmig_guest_create(&gc, &m->g, err);
 	if (ret) {
 		rdmig_err_prefix(err, "cannot hold the guest");
@@ -439,7 +446,13 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 		if (opts->test_dest_ram)
 			opts->test_dest_ram(m->g, opts->ev_ctx);
 		/* The guest resumes where the source's vCPUs stopped. */
-		if (m->setup.vcpus && !rdmig_guest_start(m->g, m->fin.vcpu, &e2)) {
+		rdmig_err_clear(&e2);
+		if (m->setup.vcpus && rdmig_guest_start(m->g, m->fin.vcpu, &e2)) {
+			log_err("committed, but the guest does not resume: %s", rdmig_err_str(&e2));
+		} else if (opts->keep_guest) {
+			*opts->keep_guest = m->g;
+			m->g = NULL;
+		} else if (m->setup.vcpus) {
 			if (opts->resume_ns)
 				usleep((useconds_t)(opts->resume_ns / 1000));
 			m->st.guest_work = rdmig_guest_work(m->g);
