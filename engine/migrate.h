@@ -121,6 +121,12 @@ struct rdmig_mig_opts {
 	 * registered. Local only: nothing on the wire.
 	 */
 	bool hugepages;
+	/*
+	 * Destination: on commit, hand the resumed, running guest to the caller
+	 * here (who destroys it, or migrates it on) instead of running it for
+	 * resume_ns and freeing it. Untouched on failure.
+	 */
+	struct rdmig_guest **keep_guest;
 };
 
 void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o);

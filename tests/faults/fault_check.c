@@ -208,7 +208,9 @@ static int listen_port(struct rdmig_listener **l, struct rdmig_err *err)
 	return rdmig_listen(&cfg, l, err);
 }
 
-static int dest_receive(struct rdmig_listener *l, const char *dump, struct rdmig_err *err)
+/* keep: NULL, or where the committed guest goes, still running. */
+static int dest_receive(struct rdmig_listener *l, const char *dump, struct rdmig_guest **keep,
+			struct rdmig_err *err)
 {
 	struct rdmig_mig_opts o;
 	struct rdmig_conn *c;
@@ -220,6 +222,7 @@ static int dest_receive(struct rdmig_listener *l, const char *dump, struct rdmig
 	rdmig_mig_opts_defaults(&o);
 	o.dump_ram = dump && *dump ? dump : NULL;
 	o.resume_ns = 0;
+	o.keep_guest = keep;
 	ret = rdmig_mig_dest(c, &o, NULL, err);
 	rdmig_conn_destroy(c);
 	return ret;
@@ -241,7 +244,7 @@ static int run_dest(int fd, const char *dump)
 	if (write(fd, &p, sizeof(p)) != sizeof(p))
 		return 3;
 	close(fd);
-	ret = dest_receive(l, dump, &err);
+	ret = dest_receive(l, dump, NULL, &err);
 	if (ret)
 		fprintf(stderr, "dest: discarded: %s\n", err.msg);
 	rdmig_listener_destroy(l);
@@ -672,15 +675,31 @@ static void expect_fail(void)
 /* ---- soak: two long-lived processes swapping roles --------------------------- */
 
 /*
+ * One guest goes A -> B -> A -> ...: the destination keeps the committed
+ * guest running (rdmig_mig_opts.keep_guest) and migrates that same guest
+ * back next time, so every hop carries the pages the previous ones wrote.
  * The peer process (`fault_check peer IN OUT`) reads one command a line:
- *   "dest DUMP"        listen, answer "port N", receive, answer "done RC"
- *   "src PORT DUMP"    migrate a fresh guest, answer "done RC"
+ *   "dest DUMP"        listen, answer "port N", receive and keep the guest,
+ *                      answer "done RC"
+ *   "src PORT DUMP"    migrate the guest it holds (a fresh one if it holds
+ *                      none), answer "done RC"
  *   "quit"
  */
+
+/* Received guest, running: hand it on, or check it really runs. */
+static void hold_guest(struct rdmig_guest **held, struct rdmig_guest *got, const char *what)
+{
+	rdmig_guest_destroy(*held);
+	*held = got;
+	CHECK(got && rdmig_guest_running(got) && guest_moves(got),
+	      "%s: the received guest does not run", what);
+}
+
 static int run_peer(int in, int out)
 {
 	FILE *fi = fdopen(in, "r"), *fo = fdopen(out, "w");
 	char line[512], dump[400];
+	struct rdmig_guest *held = NULL;
 	unsigned port;
 
 	if (!fi || !fo)
@@ -698,19 +717,33 @@ static int run_peer(int in, int out)
 				fprintf(fo, "done %d\n", ret);
 				continue;
 			}
+			struct rdmig_guest *got = NULL;
+
 			fprintf(fo, "port %u\n", rdmig_listener_port(l));
-			ret = dest_receive(l, dump, &err);
+			ret = dest_receive(l, dump, &got, &err);
 			rdmig_listener_destroy(l);
+			if (!ret) {
+				int before = failures;
+
+				hold_guest(&held, got, "peer");
+				if (failures != before)
+					ret = -EIO;
+			}
 		} else if (sscanf(line, "src %u %399s", &port, dump) == 2) {
-			struct rdmig_guest *g = new_guest();
 			struct rdmig_mig_opts o;
 			struct rdmig_mig_stats st;
 
+			if (!held)
+				held = new_guest();
 			rdmig_mig_opts_defaults(&o);
 			o.min_rounds = 3;
 			o.dump_ram = dump;
-			ret = source_migrate(g, (uint16_t)port, &o, &st, &err);
-			rdmig_guest_destroy(g);
+			ret = source_migrate(held, (uint16_t)port, &o, &st, &err);
+			/* Migrated: it runs over there now. Failed: it still runs here. */
+			if (!ret) {
+				rdmig_guest_destroy(held);
+				held = NULL;
+			}
 		} else {
 			break;
 		}
@@ -718,6 +751,7 @@ static int run_peer(int in, int out)
 			fprintf(stderr, "peer: %s\n", err.msg);
 		fprintf(fo, "done %d\n", ret);
 	}
+	rdmig_guest_destroy(held);
 	return 0;
 }
 
@@ -733,8 +767,10 @@ static bool peer_line(FILE *f, int fd, char *buf, size_t len, int timeout_ms)
 
 static void soak(void)
 {
-	int to_peer[2], from_peer[2], fds0 = -1, thr0 = -1, pfds0 = -1, pthr0 = -1;
+	int to_peer[2], from_peer[2], fds0[2] = {-1, -1}, thr0[2] = {-1, -1};
+	int pfds0[2] = {-1, -1}, pthr0[2] = {-1, -1};
 	int mr0 = 0, qp0 = 0, ok_iters = 0;
+	struct rdmig_guest *held = NULL; /* the one guest, when it is on this side */
 	char a1[16], a2[16], sd[300], dd[300], line[128];
 	const char *argv[16];
 	double t0 = now_s();
@@ -779,60 +815,75 @@ static void soak(void)
 			 a_src ? "A -> B" : "B -> A");
 		if (a_src) {
 			unsigned port = 0;
-			struct rdmig_guest *g = new_guest();
 			struct rdmig_mig_opts o;
 			struct rdmig_mig_stats st;
 
+			if (!held)
+				held = new_guest();
 			dprintf(to_peer[1], "dest %s\n", dd);
 			if (peer_line(from, from_peer[0], line, sizeof(line), 60000) &&
 			    sscanf(line, "port %u", &port) == 1) {
 				rdmig_mig_opts_defaults(&o);
 				o.min_rounds = 3;
 				o.dump_ram = sd;
-				ret = source_migrate(g, (uint16_t)port, &o, &st, &err);
+				ret = source_migrate(held, (uint16_t)port, &o, &st, &err);
 			}
 			CHECK(ret == 0, "%s: source: %s", what,
 			      port ? err.msg : "peer gave no port");
-			rdmig_guest_destroy(g);
+			if (!ret) {
+				rdmig_guest_destroy(held);
+				held = NULL;
+			}
 		} else {
 			struct rdmig_listener *l;
+			struct rdmig_guest *got = NULL;
 
 			if (listen_port(&l, &err) == 0) {
 				dprintf(to_peer[1], "src %u %s\n", rdmig_listener_port(l), sd);
-				ret = dest_receive(l, dd, &err);
+				ret = dest_receive(l, dd, &got, &err);
 				rdmig_listener_destroy(l);
 			}
 			CHECK(ret == 0, "%s: destination: %s", what, err.msg);
+			if (!ret)
+				hold_guest(&held, got, what);
 		}
 		CHECK(peer_line(from, from_peer[0], line, sizeof(line), 300000) &&
 			  sscanf(line, "done %d", &pret) == 1 && pret == 0,
 		      "%s: peer reported %d", what, pret);
 		dumps_ok(what, sd, dd);
-		/* Baseline after both roles ran once in each process. */
-		if (i == 1) {
-			fds0 = count_dir("/proc/self/fd");
-			thr0 = count_dir("/proc/self/task");
-			pfds0 = count_proc(peer, "fd");
-			pthr0 = count_proc(peer, "task");
+		/*
+		 * Baselines once both roles ran in each process, one per parity: the
+		 * side that holds the guest has its vCPU threads too.
+		 */
+		if (i == 1 || i == 2) {
+			fds0[i % 2] = count_dir("/proc/self/fd");
+			thr0[i % 2] = count_dir("/proc/self/task");
+			pfds0[i % 2] = count_proc(peer, "fd");
+			pthr0[i % 2] = count_proc(peer, "task");
 		}
-		if (i >= 1) {
-			CHECK(count_dir("/proc/self/fd") == fds0 &&
-				  count_dir("/proc/self/task") == thr0,
+		if (i >= 3) {
+			unsigned p = i % 2;
+
+			CHECK(count_dir("/proc/self/fd") == fds0[p] &&
+				  count_dir("/proc/self/task") == thr0[p],
 			      "%s: A has %d fds / %d threads, baseline %d / %d", what,
-			      count_dir("/proc/self/fd"), count_dir("/proc/self/task"), fds0, thr0);
-			CHECK(count_proc(peer, "fd") == pfds0 && count_proc(peer, "task") == pthr0,
+			      count_dir("/proc/self/fd"), count_dir("/proc/self/task"), fds0[p],
+			      thr0[p]);
+			CHECK(count_proc(peer, "fd") == pfds0[p] &&
+				  count_proc(peer, "task") == pthr0[p],
 			      "%s: B has %d fds / %d threads, baseline %d / %d", what,
-			      count_proc(peer, "fd"), count_proc(peer, "task"), pfds0, pthr0);
+			      count_proc(peer, "fd"), count_proc(peer, "task"), pfds0[p], pthr0[p]);
 		}
 		check_rdma_res(what, 0, mr0, qp0);
 		if (failures == before) {
 			ok_iters++;
-			printf("ok: %s: completed, dumps equal, incr check passed, resources at "
-			       "baseline\n",
+			printf("ok: %s: completed, dumps equal, incr check passed, the guest runs "
+			       "on, resources at baseline\n",
 			       what);
 		}
 		fflush(stdout);
 	}
+	rdmig_guest_destroy(held);
 	dprintf(to_peer[1], "quit\n");
 	close(to_peer[1]);
 	CHECK(wait_bounded(peer, 30, &status) == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
