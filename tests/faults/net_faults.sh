@@ -1,32 +1,57 @@
 #!/usr/bin/env bash
 # Network and environment faults with the rdmig tool (issue #8), meant for
-# the SoftRoCE VM (they change the host's links: never run them on a shared
-# host):
-#   linkdel   `rdma link del DEV` in the dirty rounds, then re-add it
-#   linkdown  `ip link set NETDEV down` in the dirty rounds, then up
+# the SoftRoCE VM (they change links and routing: never run them on a shared
+# host). rdma faults act on the pair of rxe devices that
+# soft-roce-setup/rxe-pair joins with a veth: the source leaves through
+# $RDMIG_PAIR_A_IF / $RDMIG_PAIR_A_DEV and the destination listens on
+# $RDMIG_PAIR_B_IP, so the packets cross a link that can be cut or degraded
+# (a single rxe device loops its own traffic back past every qdisc).
+#   linkdel   `rdma link del` of the source's rxe device in the dirty rounds
+#   linkdown  `ip link set down` of the source's netdev in the dirty rounds
+#   hang-dest SIGSTOP of the destination in the dirty rounds (keepalive)
+#   hang-src  SIGSTOP of the source in the dirty rounds (keepalive)
 #   memlock   `ulimit -l 64` before `rdmig listen`: refused at setup
-#   loss      tc netem loss on IF (lo for tcp): 2% completes intact,
-#             80% fails within the bound
+#   oom       destination in a cgroup with memory.max 64M, guest 128M:
+#             refused at setup (VM only)
+#   loss      tc netem: 2% completes intact, 80% fails within the bound
+#   delay     tc netem delay 20ms +-5ms: completes intact
 # usage: net_faults.sh RDMIG IMAGE_CHECK BACKEND HOST MODE
-# Env: RDMIG_RXE_DEV (rxe0), RDMIG_RXE_NETDEV (eth0), FAULT_BOUND_S (60).
+# HOST is used for tcp and memlock; rdma link faults use the pair.
+# Env: RDMIG_PAIR_* (see rxe-pair --help), FAULT_BOUND_S (60).
 # Every wait is bounded; exit 77 (skip) with a SKIP line where the fault
 # cannot be injected here.
 set -u
 . "$(dirname "$0")/../cli/lib.sh"
 R=$1 CHK=$2 BACKEND=$3 HOST=$4 MODE=$5
-DEV=${RDMIG_RXE_DEV:-rxe0} NETDEV=${RDMIG_RXE_NETDEV:-eth0} BOUND=${FAULT_BOUND_S:-60}
+BOUND=${FAULT_BOUND_S:-60}
+PAIR=$(dirname "$0")/../../soft-roce-setup/rxe-pair
 GUEST=16M
 tmp=$(mktemp -d)
-dst="" src=""
+dst="" src="" QDISC_IFS=""
 cleanup() {
-	[ -n "$dst" ] && kill -9 "$dst" 2>/dev/null
-	[ -n "$src" ] && kill -9 "$src" 2>/dev/null
-	[ "$MODE" = loss ] && tc qdisc del dev "$LOSS_IF" root 2>/dev/null
+	[ -n "$dst" ] && kill -CONT "$dst" 2>/dev/null && kill -9 "$dst" 2>/dev/null
+	[ -n "$src" ] && kill -CONT "$src" 2>/dev/null && kill -9 "$src" 2>/dev/null
+	for i in $QDISC_IFS; do tc qdisc del dev "$i" root 2>/dev/null; done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-LOSS_IF=lo
-[ "$BACKEND" = rdma ] && LOSS_IF=$NETDEV
+
+# The rdma faults other than memlock need the pair; tcp ones use loopback.
+DEV="" NETDEV="" QDISC_IFS=lo
+if [ "$BACKEND" = rdma ] && [ "$MODE" != memlock ]; then
+	if [ "${RDMIG_IN_RXE_VM:-}" != 1 ]; then
+		echo "SKIP: $MODE changes links and routing: it runs in the SoftRoCE VM only"
+		echo "SKIP: (soft-roce-setup/rxe-vm --module veth --module sch_netem -- ctest -L rdma)"
+		exit 77
+	fi
+	if ! OUT=$("$PAIR" up 2>&1); then
+		fail "rxe-pair up: $OUT"
+		finish
+	fi
+	eval "$("$PAIR" env | tr ' ' '\n' | sed 's/^/export /')"
+	HOST=$RDMIG_PAIR_B_IP DEV=$RDMIG_PAIR_A_DEV NETDEV=$RDMIG_PAIR_A_IF
+	QDISC_IFS="$RDMIG_PAIR_A_IF $RDMIG_PAIR_B_IF"
+fi
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
@@ -80,7 +105,8 @@ retry() {
 
 # Start a migration that stays in the dirty rounds, wait until it is there.
 start_dirty_migration() {
-	start_dest || return 1
+	# shellcheck disable=SC2086 # DST_ARGS: extra words for the destination
+	start_dest ${DST_ARGS:-} || return 1
 	"$R" migrate "$HOST:$port" --backend "$BACKEND" --guest-size $GUEST --vcpus 1 \
 		--workload incr --min-rounds 100000 --max-bandwidth 8M --channels 2 "$@" \
 		>"$tmp/src.out" 2>"$tmp/src.err" &
@@ -118,44 +144,85 @@ check_res() { # WHAT
 		|| fail "$1: MRs $mr (baseline $mr0), QPs $qp (baseline $qp0)"
 }
 
-port_active() { rdma link show "$DEV/1" 2>/dev/null | grep -q "state ACTIVE"; }
+# Put the pair back (routes after link up, the device after link del).
+repair() {
+	local out
+	out=$("$PAIR" up 2>&1) && pass "$1: $DEV and its routes back, ports ACTIVE" \
+		|| fail "$1: rxe-pair up: $out"
+}
+
+# netem on every qdisc interface; skip (77) where netem is missing.
+netem() { # add|change ARGS...
+	local op=$1 i
+	shift
+	for i in $QDISC_IFS; do
+		if ! tc qdisc "$op" dev "$i" root netem "$@" 2>"$tmp/tc.err"; then
+			echo "SKIP: tc netem unavailable on $i: $(cat "$tmp/tc.err") (needs the sch_netem module: rxe-vm --module sch_netem)"
+			exit 77
+		fi
+	done
+}
 
 mr0=$(res_count mr) qp0=$(res_count qp)
+rdma_pair_only() {
+	[ "$BACKEND" = rdma ] || { echo "SKIP: $MODE is a fault of the link under rxe"; exit 77; }
+}
 case $MODE in
 linkdel)
-	[ "$BACKEND" = rdma ] && rdma link show "$DEV/1" >/dev/null 2>&1 \
-		|| { echo "SKIP: linkdel needs the rdma backend and device $DEV"; exit 77; }
+	rdma_pair_only
 	if start_dirty_migration; then
 		t0=$(now)
 		# Removal waits for every user of the device to let go: in the background.
 		rdma link del "$DEV" >"$tmp/del.out" 2>&1 &
 		del=$!
 		expect_both_fail "rdma link del $DEV" "$t0"
-		grep -qiE "device removed|DEVICE_REMOVAL" "$tmp/src.err" "$tmp/dst.err" \
-			&& pass "the failure names the device removal" || fail "no side names the device removal"
+		grep -qiE "device removed|DEVICE_REMOVAL" "$tmp/src.err" \
+			&& pass "the source names the device removal" || fail "the source does not name the device removal: $(tail -2 "$tmp/src.err")"
 		wait_pid $del 60 && pass "rdma link del finished after $(elapsed "$t0") s" \
 			|| fail "rdma link del: $(cat "$tmp/del.out")"
 	fi
-	rdma link show "$DEV/1" >/dev/null 2>&1 || rdma link add "$DEV" type rxe netdev "$NETDEV" \
-		|| fail "cannot re-add $DEV"
-	for _ in $(seq 300); do port_active && break; sleep 0.1; done
-	port_active && pass "$DEV re-added and ACTIVE" || fail "$DEV not ACTIVE after re-adding"
+	repair "after rdma link del"
 	check_res "after rdma link del"
 	retry "after rdma link del"
 	;;
 linkdown)
-	[ "$BACKEND" = rdma ] || { echo "SKIP: linkdown is for the netdev under rxe"; exit 77; }
+	rdma_pair_only
 	if start_dirty_migration; then
 		t0=$(now)
 		ip link set "$NETDEV" down
 		expect_both_fail "ip link set $NETDEV down" "$t0"
-		grep -hiE "error|fail|closed|timeout|removed|port|link" "$tmp/src.err" "$tmp/dst.err" | tail -4
 	fi
 	ip link set "$NETDEV" up
-	for _ in $(seq 300); do port_active && break; sleep 0.1; done
-	port_active && pass "$NETDEV up, $DEV ACTIVE again" || fail "$DEV not ACTIVE after link up"
+	repair "after link down and up"
 	check_res "after link down"
 	retry "after link down"
+	;;
+hang-dest | hang-src)
+	# A peer that stops answering without closing anything: only the
+	# keepalive (rdma) or TCP_USER_TIMEOUT (tcp, data in flight) notice.
+	[ "$BACKEND" = rdma ] || [ "$MODE" = hang-dest ] \
+		|| { echo "SKIP: tcp has no application keepalive: a stopped source is found by the phase timeouts (docs/reliability.md)"; exit 77; }
+	DST_ARGS="--peer-timeout 5s"
+	if start_dirty_migration --peer-timeout 5s; then
+		if [ "$MODE" = hang-dest ]; then stopped=$dst other=$src; else stopped=$src other=$dst; fi
+		kill -STOP "$stopped"
+		t0=$(now)
+		wait_pid "$other" $BOUND; ro=$?
+		to=$(elapsed "$t0")
+		if [ "$MODE" = hang-dest ]; then what="source" log=$tmp/src.err src=""; else what="destination" log=$tmp/dst.err dst=""; fi
+		[ $ro -eq 1 ] && pass "$MODE: $what failed after $to s (peer timeout 5 s): $(tail -1 "$log")" \
+			|| fail "$MODE: $what exit $ro after $to s (255: still running at the $BOUND s bound): $(tail -2 "$log")"
+		# The stopped side wakes up to a dead connection: it must fail too.
+		kill -CONT "$stopped"
+		wait_pid "$stopped" $BOUND; rs=$?
+		if [ "$MODE" = hang-dest ]; then dst=""; else src=""; fi
+		[ $rs -eq 1 ] && pass "$MODE: the stopped side failed once continued" \
+			|| fail "$MODE: the stopped side exit $rs once continued"
+		grep -q "the guest is still running here" "$tmp/src.err" && pass "$MODE: source guest still running" \
+			|| fail "$MODE: source does not say its guest is still running"
+	fi
+	check_res "after $MODE"
+	retry "after $MODE"
 	;;
 memlock)
 	[ "$BACKEND" = rdma ] || { echo "SKIP: memlock applies to the rdma backend"; exit 77; }
@@ -187,22 +254,58 @@ memlock)
 	dst=""
 	check_res "after the memlock refusal"
 	;;
+oom)
+	# The destination's cgroup allows 64 MiB; the guest is 128 MiB: refused at
+	# setup, named, instead of an OOM kill halfway through the copy.
+	[ "${RDMIG_IN_RXE_VM:-}" = 1 ] || { echo "SKIP: oom creates cgroups: it runs in the SoftRoCE VM only"; exit 77; }
+	cgroot=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+	if [ -z "$cgroot" ]; then
+		cgroot=$tmp/cgroup2
+		mkdir -p "$cgroot" && mount -t cgroup2 none "$cgroot" \
+			|| { echo "SKIP: cannot mount cgroup2"; exit 77; }
+	fi
+	echo +memory >"$cgroot/cgroup.subtree_control" 2>/dev/null
+	cg=$cgroot/rdmig-oom-$$
+	mkdir "$cg" && echo $((64 << 20)) >"$cg/memory.max" \
+		|| { echo "SKIP: no cgroup memory controller here"; exit 77; }
+	(echo "$BASHPID" >"$cg/cgroup.procs" && exec "$R" listen "$HOST:0" --backend "$BACKEND") \
+		>"$tmp/dst.out" 2>"$tmp/dst.err" &
+	dst=$!
+	port=""
+	for _ in $(seq 300); do
+		port=$(sed -nE 's/.*waiting on .* port ([0-9]+).*/\1/p' "$tmp/dst.err")
+		[ -n "$port" ] && break
+		kill -0 $dst 2>/dev/null || break
+		sleep 0.1
+	done
+	expect_exit 1 "migrate a 128 MiB guest to a destination limited to 64 MiB" -- timeout 120 \
+		"$R" migrate "$HOST:$port" --backend "$BACKEND" --guest-size 128M --vcpus 1 --workload incr
+	expect_out "still running" "source says its guest is still running"
+	expect_out "cgroup" "source names the destination's limit: $(echo "$OUT" | grep -m1 cgroup)"
+	wait_pid $dst 60; rd=$?
+	dst=""
+	[ $rd -eq 1 ] && pass "destination refused at setup (exit 1): $(tail -1 "$tmp/dst.err")" \
+		|| fail "destination exit $rd: $(cat "$tmp/dst.err")"
+	grep -q "memory.max" "$tmp/dst.err" && pass "destination names memory.max" \
+		|| fail "destination error does not name the limit: $(cat "$tmp/dst.err")"
+	rmdir "$cg" 2>/dev/null
+	[ "$cgroot" = "$tmp/cgroup2" ] && umount "$cgroot"
+	check_res "after the memory refusal"
+	retry "after the memory refusal"
+	;;
+delay)
+	netem add delay 20ms 5ms
+	retry "netem delay 20ms +-5ms on $QDISC_IFS"
+	check_res "after netem delay"
+	;;
 loss)
-	if ! tc qdisc add dev "$LOSS_IF" root netem loss 2% 2>"$tmp/tc.err"; then
-		echo "SKIP: tc netem unavailable on $LOSS_IF: $(cat "$tmp/tc.err") (needs the sch_netem module: rxe-vm --module sch_netem)"
-		exit 77
-	fi
-	if [ "$BACKEND" = rdma ]; then
-		echo "SKIP: rxe sends to its own address through its internal loopback path, not through"
-		echo "SKIP: $LOSS_IF: netem cannot drop rxe packets between two ends on one host (needs two VMs)"
-		exit 77
-	fi
-	# Moderate loss: completes, intact.
-	retry "netem loss 2% on $LOSS_IF"
+	# Moderate loss, both directions: completes, intact.
+	netem add loss 2%
+	retry "netem loss 2% on $QDISC_IFS"
 	# Heavy loss once the migration is in its dirty rounds: the data path.
-	tc qdisc change dev "$LOSS_IF" root netem loss 0%
-	if start_dirty_migration --timeout 30s --progress-timeout 15s; then
-		tc qdisc change dev "$LOSS_IF" root netem loss 80%
+	netem change loss 0%
+	if start_dirty_migration --timeout 30s --progress-timeout 15s --peer-timeout 10s; then
+		netem change loss 80%
 		t0=$(now)
 		wait_pid $src $BOUND; rs=$?
 		ts=$(elapsed "$t0")
@@ -211,16 +314,19 @@ loss)
 			|| fail "netem loss 80%: source exit $rs after $ts s (255: still running at the $BOUND s bound): $(tail -2 "$tmp/src.err")"
 		grep -q "the guest is still running here" "$tmp/src.err" && pass "source guest still running" \
 			|| fail "source does not say its guest is still running"
-		wait_pid $dst $((BOUND + 120)); rd=$?
+		# tcp: the destination waits for the next fence (progress timeout + 60 s).
+		dbound=$BOUND
+		[ "$BACKEND" = tcp ] && dbound=$((BOUND + 120))
+		wait_pid $dst $dbound; rd=$?
 		[ $rd -eq 1 ] && pass "destination discarded after $(elapsed "$t0") s: $(tail -1 "$tmp/dst.err")" \
 			|| fail "destination exit $rd after $(elapsed "$t0") s: $(tail -2 "$tmp/dst.err")"
 		dst=""
 	fi
-	tc qdisc del dev "$LOSS_IF" root 2>/dev/null
+	for i in $QDISC_IFS; do tc qdisc del dev "$i" root 2>/dev/null; done
 	check_res "after netem loss"
 	;;
 *)
-	echo "usage: net_faults.sh RDMIG IMAGE_CHECK BACKEND HOST linkdel|linkdown|memlock|loss" >&2
+	echo "usage: net_faults.sh RDMIG IMAGE_CHECK BACKEND HOST linkdel|linkdown|hang-dest|hang-src|memlock|oom|loss|delay" >&2
 	exit 2
 	;;
 esac
