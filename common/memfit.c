@@ -92,6 +92,8 @@ static bool cgroup_path(bool v2, char *out, size_t len)
 
 		if (!c2)
 			continue;
+		/* "ID:CONTROLLERS:PATH": split into three strings. */
+		*c1 = 0;
 		*c2 = 0;
 		c2[strcspn(c2 + 1, "\n") + 1] = 0;
 		if (v2 ? !strcmp(line, "0") && c1[1] == 0 : strstr(c1 + 1, "memory") != NULL) {
