@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Coalescing a dirty bitmap into write runs (rdmig_runs_from_bitmap in
- * transport/runs.h), the way the source's workers do it every round: in
+ * engine/runs.h), the way the source's workers do it every round: in
  * chunks of at most 64 Ki runs, each run at most 256 KiB. The bitmap covers
  * 1 GiB of 4 KiB pages; each page is dirty with probability dirty_pct %
  * (1: sparse, 50: random, 90: dense). Bytes per second are bytes of guest

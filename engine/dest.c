@@ -24,7 +24,7 @@
 #include "memfit.h"
 #include "mig_common.h"
 #include "proto.h"
-#include "wire.h"
+#include "bytes.h"
 #include "plan.h"
 
 struct receiver {

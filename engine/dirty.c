@@ -5,6 +5,7 @@
  * The sources themselves live in dirty_uffd.c, dirty_softdirty.c and
  * dirty_vmm.c.
  */
+#include "clock.h"
 #include "dirty.h"
 
 #include <errno.h>
@@ -190,14 +191,6 @@ int rdmig_dirty_start(struct rdmig_dirty *d, struct rdmig_err *err)
 	return 0;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 int rdmig_dirty_harvest(struct rdmig_dirty *d, struct rdmig_err *err)
 {
 	uint64_t t0;
@@ -205,9 +198,9 @@ int rdmig_dirty_harvest(struct rdmig_dirty *d, struct rdmig_err *err)
 
 	if (!d->started)
 		return rdmig_seterr(err, -EINVAL, "dirty harvest before tracking was started");
-	t0 = now_ns();
+	t0 = rdmig_now_ns();
 	ret = d->ops->harvest(d, err);
-	d->harvest_ns += now_ns() - t0;
+	d->harvest_ns += rdmig_now_ns() - t0;
 	d->harvests++;
 	if (ret)
 		rdmig_err_prefix(err, "%s dirty harvest", rdmig_dirty_kind_name(d->ops->kind));

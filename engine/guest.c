@@ -24,6 +24,7 @@
  * real guest does to a VMM. Only the functions that store into guest RAM are
  * excluded from ThreadSanitizer (see ram_batch_*).
  */
+#include "clock.h"
 #include "guest.h"
 
 #include <errno.h>
@@ -85,14 +86,6 @@ struct rdmig_guest {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -255,7 +248,7 @@ static bool nap_until(struct rdmig_guest *g, uint64_t deadline)
 
 		if (ctl_pending(g))
 			return true;
-		now = mono_ns();
+		now = rdmig_now_ns();
 		if (now >= deadline)
 			return false;
 		t = deadline - now > NAP_NS ? now + NAP_NS : deadline;
@@ -347,7 +340,7 @@ static void vcpu_work(struct vcpu *v, struct rdmig_vcpu_state *st, struct pacer 
 	uint64_t nwords = g->cfg.ram_size / 8;
 
 	while (!ctl_pending(g)) {
-		uint64_t now = mono_ns();
+		uint64_t now = rdmig_now_ns();
 		unsigned n = BATCH;
 
 		if (now >= end)
@@ -432,7 +425,7 @@ static void *vcpu_main(void *arg)
 	snprintf(name, sizeof(name), "rdmig-vcpu%u", v->idx);
 	pthread_setname_np(pthread_self(), name);
 	pin_vcpu(v);
-	pacer_init(&pc, &g->cfg, mono_ns());
+	pacer_init(&pc, &g->cfg, rdmig_now_ns());
 
 	for (;;) {
 		uint64_t t0, work_end, slept;
@@ -441,18 +434,18 @@ static void *vcpu_main(void *arg)
 		if (ctl_pending(g)) {
 			if (vcpu_control(v, &st))
 				break;
-			pc.base = mono_ns(); /* no burst to make up for the pause */
+			pc.base = rdmig_now_ns(); /* no burst to make up for the pause */
 			pc.done = 0;
 		}
-		t0 = mono_ns();
+		t0 = rdmig_now_ns();
 		p = atomic_load_explicit(&g->throttle, memory_order_relaxed);
 		work_end = t0 + SLICE_NS * (1000 - p) / 1000;
 		vcpu_work(v, &st, &pc, work_end);
 		if (p == 0 || ctl_pending(g))
 			continue;
-		slept = mono_ns();
+		slept = rdmig_now_ns();
 		nap_until(g, t0 + SLICE_NS);
-		pc.base += mono_ns() - slept;
+		pc.base += rdmig_now_ns() - slept;
 	}
 	return NULL;
 }

@@ -4,22 +4,14 @@
 #define RDMIG_MIG_COMMON_H
 
 #include <stdint.h>
-#include <time.h>
 
+#include "clock.h"
 #include "migrate.h"
 
 /* A fence sequence number with this bit set closes the migration's last round. */
 #define RDMIG_SEQ_FINAL (1ull << 63)
 /* How long a blocking control receive waits before checking for cancel. */
 #define RDMIG_POLL_MS 200
-
-static inline uint64_t rdmig_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Checksum of one page (XXH3, 64 bits). */
 uint64_t rdmig_page_sum(const void *page);

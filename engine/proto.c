@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "wire.h"
+#include "bytes.h"
+#include "rdmig/transport.h"
 
 #define SETUP_FIXED  40
 #define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "fileutil.h"
 #include "topo.h"
 
 #include <errno.h>
@@ -62,25 +63,6 @@ out_destroy:
 	return ret;
 }
 
-/* First line of a small sysfs file, without the newline; -1 if unreadable. */
-static int read_line(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-	char *nl;
-
-	if (!f)
-		return -1;
-	if (!fgets(buf, (int)len, f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	nl = strchr(buf, '\n');
-	if (nl)
-		*nl = '\0';
-	return 0;
-}
-
 static int parse_node(const char *s)
 {
 	char *end;
@@ -107,7 +89,7 @@ static int device_node(const char *devlink, const char *sysfs_root)
 		return -1;
 	for (int depth = 0; depth < 4 && strlen(path) > stop; depth++) {
 		if (snprintf(file, sizeof(file), "%s/numa_node", path) < (int)sizeof(file) &&
-		    read_line(file, val, sizeof(val)) == 0)
+		    rdmig_read_line(file, val, sizeof(val)) == 0)
 			return parse_node(val);
 		slash = strrchr(path, '/');
 		if (!slash)
@@ -138,7 +120,7 @@ int rdmig_topo_ibdev_numa_node_at(const char *sysfs_root, const char *ibdev)
 	if (snprintf(path, sizeof(path), "%s/class/infiniband/%s/ports/1/gid_attrs/ndevs/0", root,
 		     ibdev) >= (int)sizeof(path))
 		return -1;
-	if (read_line(path, ndev, sizeof(ndev)) < 0 || !ndev[0] || strchr(ndev, '/'))
+	if (rdmig_read_line(path, ndev, sizeof(ndev)) < 0 || !ndev[0] || strchr(ndev, '/'))
 		return -1;
 	if (snprintf(path, sizeof(path), "%s/class/net/%s/device", root, ndev) >= (int)sizeof(path))
 		return -1;

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "log.h"
 #include "orchestrate.h"
 #include "qmp.h"
@@ -50,21 +51,6 @@ struct orch {
 	char dst_addr[300];
 	double t0;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
 
 static int src_cmd(struct orch *m, const char *cmd, json_t *args, json_t **ret,
 		   struct rdmig_err *err)
@@ -336,7 +322,7 @@ static int64_t top_i64(json_t *info, const char *key)
 static void progress(struct orch *m, json_t *info, const char *st, const char *dst_st, bool final)
 {
 	static double last;
-	double t = now_s() - m->t0;
+	double t = rdmig_now_s() - m->t0;
 	double mib = 1048576.0;
 
 	if (!m->o->progress || (!final && t - last < 1.0 && isatty(2) == 0))
@@ -390,7 +376,7 @@ static int follow(struct orch *m, struct rdmig_err *err)
 	for (;;) {
 		json_t *info = NULL;
 		const char *st;
-		double t = now_s() - m->t0;
+		double t = rdmig_now_s() - m->t0;
 
 		if (o->cancel && *o->cancel)
 			return rdmig_seterr(err, -ECANCELED, "cancelled by signal");
@@ -459,14 +445,14 @@ static int follow(struct orch *m, struct rdmig_err *err)
 			}
 			json_decref(r);
 		}
-		sleep_ms(POLL_MS);
+		rdmig_sleep_ms(POLL_MS);
 	}
 }
 
 /* After "completed": the destination must report running. */
 static int wait_dst_running(struct orch *m, struct rdmig_err *err)
 {
-	double end = now_s() + DST_RUN_TIMEOUT;
+	double end = rdmig_now_s() + DST_RUN_TIMEOUT;
 	bool conted = false;
 
 	for (;;) {
@@ -487,13 +473,13 @@ static int wait_dst_running(struct orch *m, struct rdmig_err *err)
 			conted = true;
 			continue;
 		}
-		if (now_s() > end)
+		if (rdmig_now_s() > end)
 			return rdmig_seterr(
 			    err, -ETIMEDOUT,
 			    "the source completed but the destination QEMU is still "
 			    "\"%s\" after %.0f s",
 			    m->res->dst_status, DST_RUN_TIMEOUT);
-		sleep_ms(100);
+		rdmig_sleep_ms(100);
 	}
 }
 
@@ -501,13 +487,13 @@ static int wait_dst_running(struct orch *m, struct rdmig_err *err)
 static void cancel_source(struct orch *m)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
-	double end = now_s() + CANCEL_TIMEOUT;
+	double end = rdmig_now_s() + CANCEL_TIMEOUT;
 
 	if (!m->src)
 		return;
 	if (rdmig_qmp_cmd(m->src, "migrate_cancel", NULL, NULL, QMP_TIMEOUT_MS, &e))
 		log_warn("migrate_cancel: %s", e.msg);
-	while (now_s() < end) {
+	while (rdmig_now_s() < end) {
 		json_t *info = NULL;
 		const char *st;
 		bool busy;
@@ -520,7 +506,7 @@ static void cancel_source(struct orch *m)
 		json_decref(info);
 		if (!busy)
 			break;
-		sleep_ms(100);
+		rdmig_sleep_ms(100);
 	}
 }
 
@@ -533,7 +519,7 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	m.t0 = now_s();
+	m.t0 = rdmig_now_s();
 	if (strchr(o->xport.host, ':'))
 		snprintf(m.dst_addr, sizeof(m.dst_addr), "[%s]:%u", o->xport.host, o->xport.port);
 	else
@@ -552,7 +538,7 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 		char uri[128];
 
 		snprintf(uri, sizeof(uri), "unix:%s", m.sock_path);
-		m.t0 = now_s();
+		m.t0 = rdmig_now_s();
 		rc = src_cmd(&m, "migrate", json_pack("{s:s}", "uri", uri), NULL, err);
 		started = !rc;
 	}

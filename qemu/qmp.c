@@ -4,6 +4,7 @@
  * terminated when sent by QEMU, "\n" accepted); jansson parses each line,
  * this file only frames lines and matches replies to commands by "id".
  */
+#include "clock.h"
 #include "qmp.h"
 
 #include <errno.h>
@@ -50,33 +51,6 @@ struct rdmig_qmp {
 	int major, minor, micro;
 	char package[128];
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* -1 means no deadline. */
-static int64_t deadline_after(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-}
-
-/* Milliseconds left for poll(): -1 for no deadline, 0 when it has passed. */
-static int ms_left(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - now_ms();
-	if (left <= 0)
-		return 0;
-	return left > INT32_MAX ? INT32_MAX : (int)left;
-}
 
 /* A printable excerpt of untrusted bytes for error messages. */
 static const char *excerpt(const char *s, size_t n, char *out, size_t outlen)
@@ -301,7 +275,7 @@ static int read_msg(struct rdmig_qmp *qmp, int64_t deadline, json_t **msg, struc
 		if (ret)
 			return ret;
 
-		ret = poll(&pfd, 1, ms_left(deadline));
+		ret = poll(&pfd, 1, rdmig_ms_left(deadline));
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
@@ -347,7 +321,7 @@ static int write_all(struct rdmig_qmp *qmp, const char *p, size_t n, int64_t dea
 			return mark_broken(qmp,
 					   rdmig_seterr_errno(err, rdmig_neg_errno(),
 							      "write to QMP socket %s", qmp->path));
-		ret = poll(&pfd, 1, ms_left(deadline));
+		ret = poll(&pfd, 1, rdmig_ms_left(deadline));
 		if (ret < 0 && errno != EINTR)
 			return mark_broken(qmp,
 					   rdmig_seterr_errno(err, rdmig_neg_errno(),
@@ -436,7 +410,7 @@ static int reply_result(struct rdmig_qmp *qmp, const char *execute, json_t *repl
 int rdmig_qmp_cmd(struct rdmig_qmp *qmp, const char *execute, json_t *args, json_t **ret,
 		  int timeout_ms, struct rdmig_err *err)
 {
-	int64_t deadline = deadline_after(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	json_t *cmd = NULL, *reply = NULL;
 	char *text = NULL;
 	uint64_t id;
@@ -502,7 +476,7 @@ out:
 
 int rdmig_qmp_next_event(struct rdmig_qmp *qmp, int timeout_ms, json_t **ev, struct rdmig_err *err)
 {
-	int64_t deadline = deadline_after(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	int rc;
 
 	*ev = NULL;
@@ -556,7 +530,7 @@ static int connect_unix(struct rdmig_qmp *qmp, int64_t deadline, struct rdmig_er
 			struct pollfd pfd = {.fd = qmp->fd, .events = POLLOUT};
 			int soerr = 0;
 			socklen_t sl = sizeof(soerr);
-			int r = poll(&pfd, 1, ms_left(deadline));
+			int r = poll(&pfd, 1, rdmig_ms_left(deadline));
 
 			if (r == 0)
 				return rdmig_seterr(err, -ETIMEDOUT,
@@ -574,7 +548,7 @@ static int connect_unix(struct rdmig_qmp *qmp, int64_t deadline, struct rdmig_er
 		if (errno != EAGAIN)
 			return rdmig_seterr_errno(err, rdmig_neg_errno(),
 						  "connect to QMP socket %s", qmp->path);
-		if (!ms_left(deadline))
+		if (!rdmig_ms_left(deadline))
 			return rdmig_seterr(err, -ETIMEDOUT,
 					    "connect to QMP socket %s: listen backlog stays full",
 					    qmp->path);
@@ -619,7 +593,7 @@ static int check_greeting(struct rdmig_qmp *qmp, json_t *msg, struct rdmig_err *
 
 int rdmig_qmp_open(const char *path, int timeout_ms, struct rdmig_qmp **out, struct rdmig_err *err)
 {
-	int64_t deadline = deadline_after(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rdmig_err inner = RDMIG_ERR_INIT;
 	struct rdmig_qmp *qmp;
 	json_t *msg = NULL;
@@ -672,7 +646,7 @@ int rdmig_qmp_open(const char *path, int timeout_ms, struct rdmig_qmp **out, str
 		  qmp->package);
 
 	/* Leave capabilities negotiation mode; no optional capability (oob) is used. */
-	left = ms_left(deadline);
+	left = rdmig_ms_left(deadline);
 	rc = rdmig_qmp_cmd(qmp, "qmp_capabilities", NULL, NULL, left, err);
 	if (rc)
 		goto out_close;

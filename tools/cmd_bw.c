@@ -22,12 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "auth.h"
 #include "cli.h"
 #include "log.h"
 #include "rdmig/transport.h"
 #include "units.h"
-#include "wire.h"
+#include "bytes.h"
 
 /* Application control messages of the bw protocol. */
 enum {
@@ -67,14 +68,6 @@ struct bw_opts {
 	const struct rdmig_auth_key *key; /* NULL: unauthenticated */
 	bool tls;			  /* --tls: tcp over TLS, keyed by --key-file */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double cpu_s(void)
 {
@@ -505,7 +498,7 @@ static void *writer_thread(void *arg)
 				goto out;
 			w->msgs++;
 		}
-	} while (now_s() < w->deadline);
+	} while (rdmig_now_s() < w->deadline);
 	w->ret = rdmig_fence(w->c, w->chan, 1, &w->err);
 out:
 	if (w->ret)
@@ -572,7 +565,7 @@ static int run_client(const struct bw_opts *o)
 		goto out;
 	}
 	cpu0 = cpu_s();
-	t0 = now_s();
+	t0 = rdmig_now_s();
 	for (unsigned i = 0; i < o->channels; i++) {
 		w[i] = (struct writer){.c = c,
 				       .chan = i,
@@ -596,7 +589,7 @@ static int run_client(const struct bw_opts *o)
 			ret = w[i].ret;
 		}
 	}
-	t1 = now_s();
+	t1 = rdmig_now_s();
 	cpu1 = cpu_s();
 	if (ret)
 		goto out;

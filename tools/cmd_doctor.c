@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileutil.h"
 #include "cli.h"
 #include "dirty_probe.h"
 #include "rdmig/err.h"
@@ -138,40 +139,6 @@ static void detail(struct doctor *d, const char *fmt, ...)
 
 /* ---- small file helpers ---------------------------------------------- */
 
-/* First line of a file without its newline; -1 if it cannot be read. */
-static int read_line(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-	char *nl;
-
-	buf[0] = '\0';
-	if (!f)
-		return -1;
-	if (!fgets(buf, (int)len, f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	nl = strchr(buf, '\n');
-	if (nl)
-		*nl = '\0';
-	return 0;
-}
-
-static int read_linef(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int read_linef(char *buf, size_t len, const char *fmt, ...)
-{
-	char path[PATH_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(path, sizeof(path), fmt, ap);
-	va_end(ap);
-	return read_line(path, buf, len);
-}
-
 static bool path_exists(const char *path)
 {
 	struct stat st;
@@ -279,8 +246,9 @@ static void check_environment(struct doctor *d)
 	}
 
 	hv = cpu_has_hypervisor_flag();
-	have_vendor = read_line("/sys/class/dmi/id/sys_vendor", vendor, sizeof(vendor)) == 0;
-	have_product = read_line("/sys/class/dmi/id/product_name", product, sizeof(product)) == 0;
+	have_vendor = rdmig_read_line("/sys/class/dmi/id/sys_vendor", vendor, sizeof(vendor)) == 0;
+	have_product =
+	    rdmig_read_line("/sys/class/dmi/id/product_name", product, sizeof(product)) == 0;
 	set(d->sec, "virtualized", json_boolean(hv));
 	set(d->sec, "sys_vendor", have_vendor ? jstr(vendor) : NULL);
 	set(d->sec, "product_name", have_product ? jstr(product) : NULL);
@@ -447,9 +415,9 @@ static void scan_gids(struct ibv_context *ctx, const char *name, uint8_t p, int 
 			continue;
 		fmt_gid(&gid, str, sizeof(str));
 		/* The kernel answers EINVAL for entries without a type: unused ones. */
-		if (read_linef(type, sizeof(type),
-			       "/sys/class/infiniband/%s/ports/%u/gid_attrs/types/%d", name, p,
-			       i) < 0)
+		if (rdmig_read_linef(type, sizeof(type),
+				     "/sys/class/infiniband/%s/ports/%u/gid_attrs/types/%d", name,
+				     p, i) < 0)
 			type[0] = '\0';
 		if (listed++ < GID_JSON_MAX) {
 			json_t *jg = json_object();
@@ -493,16 +461,16 @@ static void check_port(struct doctor *d, struct ibv_context *ctx, const char *na
 		return;
 	}
 	eth = pa.link_layer == IBV_LINK_LAYER_ETHERNET;
-	if (read_linef(ndev, sizeof(ndev), "/sys/class/infiniband/%s/ports/%u/gid_attrs/ndevs/0",
-		       name, p) < 0)
+	if (rdmig_read_linef(ndev, sizeof(ndev),
+			     "/sys/class/infiniband/%s/ports/%u/gid_attrs/ndevs/0", name, p) < 0)
 		ndev[0] = '\0';
 	ifname = ndev[0] ? ndev : "IF";
 
 	have_g0 = ibv_query_gid(ctx, p, 0, &gid) == 0;
 	if (have_g0)
 		fmt_gid(&gid, g0, sizeof(g0));
-	if (read_linef(type0, sizeof(type0), "/sys/class/infiniband/%s/ports/%u/gid_attrs/types/0",
-		       name, p) < 0)
+	if (rdmig_read_linef(type0, sizeof(type0),
+			     "/sys/class/infiniband/%s/ports/%u/gid_attrs/types/0", name, p) < 0)
 		type0[0] = '\0';
 	jgids = json_array();
 	scan_gids(ctx, name, p, pa.gid_tbl_len, jgids, &gs);
@@ -701,7 +669,7 @@ static bool in_initial_userns(void)
 	char line[128];
 	unsigned long a, b, c;
 
-	if (read_line("/proc/self/uid_map", line, sizeof(line)) < 0)
+	if (rdmig_read_line("/proc/self/uid_map", line, sizeof(line)) < 0)
 		return true;
 	return sscanf(line, "%lu %lu %lu", &a, &b, &c) == 3 && a == 0 && b == 0 &&
 	       c == 4294967295UL;
@@ -893,7 +861,8 @@ static void check_hugepages(struct doctor *d)
 	}
 
 	/* "always [madvise] never": the bracketed word is the mode. */
-	if (read_line("/sys/kernel/mm/transparent_hugepage/enabled", line, sizeof(line)) == 0 &&
+	if (rdmig_read_line("/sys/kernel/mm/transparent_hugepage/enabled", line, sizeof(line)) ==
+		0 &&
 	    (lb = strchr(line, '[')) && (rb = strchr(lb, ']'))) {
 		snprintf(mode, sizeof(mode), "%.*s", (int)(rb - lb - 1), lb + 1);
 		set(d->sec, "thp", jstr(mode));

@@ -23,22 +23,9 @@
 
 /* ---- time and waiting ------------------------------------------------- */
 
-int64_t rd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t rd_deadline(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : rd_now_ms() + timeout_ms;
-}
-
 int rd_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline)
 {
-	int64_t now = rd_now_ms(), until = now + RD_WAIT_SLICE_MS;
+	int64_t now = rdmig_now_ms(), until = now + RD_WAIT_SLICE_MS;
 	struct timespec ts;
 
 	if (deadline >= 0) {
@@ -727,7 +714,8 @@ static void rd_reap_recv(struct rd_chan *ch)
 			if (atomic_load(&rc->closing))
 				continue;
 			/* Anything from the peer proves it alive, not only KEEPALIVE. */
-			atomic_store_explicit(&rc->last_rx_ms, rd_now_ms(), memory_order_relaxed);
+			atomic_store_explicit(&rc->last_rx_ms, rdmig_now_ms(),
+					      memory_order_relaxed);
 			ret = 0;
 			if (ch->is_ctrl) {
 				if (wc[i].opcode == IBV_WC_RECV &&
@@ -811,7 +799,7 @@ static void rd_cq_events(struct rd_conn *rc)
 static int rd_keepalive_tick(struct rd_conn *rc)
 {
 	struct rd_chan *ch = &rc->ch[0];
-	int64_t now = rd_now_ms();
+	int64_t now = rdmig_now_ms();
 	int64_t heard = atomic_load_explicit(&rc->last_rx_ms, memory_order_relaxed);
 	struct ibv_send_wr wr;
 	struct ibv_sge sge;
@@ -910,7 +898,7 @@ int rd_conn_start(struct rd_conn *rc, struct rdmig_err *err)
 	rdmig_wire_hdr_encode(rc->ch[0].sbuf + RD_CTRL_SLOT_LEN, RDMIG_MSG_KEEPALIVE,
 			      RDMIG_CHAN_CTRL, 0, 0);
 	rc->ka_sent_ms = 0;
-	atomic_store(&rc->last_rx_ms, rd_now_ms());
+	atomic_store(&rc->last_rx_ms, rdmig_now_ms());
 	ret = pthread_create(&rc->thr, NULL, rd_progress, rc);
 	if (ret)
 		return rdmig_seterr_errno(err, -ret, "rdma progress thread");
@@ -1106,8 +1094,8 @@ static int rd_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, struc
 		if (rd_failed(rc, NULL) || atomic_load(&rc->peer_gone)) {
 			/* Give a send on a failing connection a moment to get out. */
 			if (grace < 0)
-				grace = rd_now_ms() + 1000;
-			if (rd_now_ms() >= grace) {
+				grace = rdmig_now_ms() + 1000;
+			if (rdmig_now_ms() >= grace) {
 				ret = rd_check(rc, err);
 				goto out_unlock;
 			}
@@ -1125,7 +1113,7 @@ static int rd_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len
 {
 	struct rd_conn *rc = to_rd(c);
 	struct rd_chan *ch = &rc->ch[0];
-	int64_t deadline = rd_deadline(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rdmig_wire_hdr h;
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rd_rxq_ent ent;
@@ -1318,7 +1306,7 @@ static int rd_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, st
 {
 	struct rd_conn *rc = to_rd(c);
 	struct rd_chan *ch = rd_data(rc, chan);
-	int64_t deadline = rd_deadline(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rd_rxq_ent ent;
 	int ret = 0;
 
@@ -1404,7 +1392,7 @@ static void rd_drain(struct rdmig_conn *c)
 	stop_progress(rc);
 	rd_kick_all(rc);
 
-	until = rd_now_ms() + 500;
+	until = rdmig_now_ms() + 500;
 	do {
 		busy = false;
 		for (unsigned i = 0; i < rc->nch; i++) {
@@ -1422,7 +1410,7 @@ static void rd_drain(struct rdmig_conn *c)
 		}
 		if (busy)
 			usleep(1000);
-	} while (busy && rd_now_ms() < until);
+	} while (busy && rdmig_now_ms() < until);
 	if (busy)
 		log_debug("rdma: receive queues not fully flushed after 500 ms");
 }

@@ -123,7 +123,7 @@ static int next_event(struct rdma_event_channel *ec, int64_t deadline, struct rd
 			return 0;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return rdmig_neg_errno();
-		left = deadline < 0 ? -1 : deadline - rd_now_ms();
+		left = deadline < 0 ? -1 : deadline - rdmig_now_ms();
 		if (deadline >= 0 && left <= 0)
 			return -ETIMEDOUT;
 		if (poll(&pfd, 1, left > 1000 || left < 0 ? 1000 : (int)left) < 0 && errno != EINTR)
@@ -299,7 +299,7 @@ int rd_connect(struct rdmig_conn *c, struct rdmig_err *err)
 			return no_device_err(err, c->host, rdmig_neg_errno(), what);
 		}
 	}
-	deadline = rd_now_ms() + c->cfg.connect_timeout_ms;
+	deadline = rdmig_now_ms() + c->cfg.connect_timeout_ms;
 	while (established < rc->nch) {
 		struct rdma_cm_event *ev;
 
@@ -483,7 +483,7 @@ static void connect_request(struct rd_listener *rl, struct rdma_cm_id *id, const
 		g->token = h.token;
 		g->nchan = h.nchan;
 		timeout = rl->base.cfg.connect_timeout_ms;
-		g->expires = rd_now_ms() + (timeout > 1000 ? timeout : 1000);
+		g->expires = rdmig_now_ms() + (timeout > 1000 ? timeout : 1000);
 	}
 	if (h.nchan != g->nchan) {
 		refuse(id, "channel count differs from the other channels of the connection");
@@ -511,7 +511,7 @@ static struct rd_pending *pending_complete(struct rd_listener *rl)
 /* Drops expired groups; returns the earliest expiry left (-1: none). */
 static int64_t pending_expire(struct rd_listener *rl)
 {
-	int64_t now = rd_now_ms(), next = -1;
+	int64_t now = rdmig_now_ms(), next = -1;
 
 	for (unsigned i = 0; i < RD_MAX_PENDING; i++) {
 		struct rd_pending *g = &rl->pend[i];
@@ -642,7 +642,7 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 		}
 		grp.id[i] = NULL; /* answered */
 	}
-	deadline = rd_now_ms() + c->cfg.connect_timeout_ms;
+	deadline = rdmig_now_ms() + c->cfg.connect_timeout_ms;
 	while (established < rc->nch) {
 		struct rdma_cm_event *ev;
 		struct rd_chan *ch;
@@ -685,13 +685,13 @@ out_reject:
 int rd_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c, struct rdmig_err *err)
 {
 	struct rd_listener *rl = to_rl(l);
-	int64_t deadline = rd_deadline(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rd_pending *g;
 	int ret = 0;
 
 	pthread_mutex_lock(&rl->lock);
 	for (;;) {
-		int64_t next = pending_expire(rl), now = rd_now_ms(), until = deadline;
+		int64_t next = pending_expire(rl), now = rdmig_now_ms(), until = deadline;
 		struct pollfd pfd = {.fd = rl->ec->fd, .events = POLLIN};
 		int wait_ms;
 

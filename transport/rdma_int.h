@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "xport.h"
 
 #define RD_CTRL_SLOTS	 16 /* pre-posted control receive buffers */
@@ -203,7 +204,7 @@ struct rd_pending {
 	uint64_t token;
 	uint16_t nchan;
 	unsigned have;
-	int64_t expires;			       /* rd_now_ms() deadline */
+	int64_t expires;			       /* rdmig_now_ms() deadline */
 	struct rdma_cm_id *id[RDMIG_MAX_CHANNELS + 1]; /* [0] control, [1 + i] data i */
 	struct rdmig_wire_hello hello[RDMIG_MAX_CHANNELS + 1];
 };
@@ -228,9 +229,6 @@ static inline struct rd_chan *rd_data(struct rd_conn *rc, unsigned chan)
 }
 
 /* ---- rdma.c ---- */
-int64_t rd_now_ms(void);
-/* Deadline from a timeout (< 0: forever -> -1). */
-int64_t rd_deadline(int timeout_ms);
 /* Wait at most one slice; returns -ETIMEDOUT once `deadline` (ms, -1 none) passed. */
 int rd_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline);
 

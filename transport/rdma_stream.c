@@ -129,7 +129,7 @@ ssize_t rd_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t ca
 {
 	struct rd_conn *rc = to_rd(c);
 	struct rd_chan *ch = rd_data(rc, chan);
-	int64_t deadline = rd_deadline(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	uint64_t size = ch->ring_size, avail, pos, n, first, credit = 0;
 	int ret;
 

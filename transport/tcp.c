@@ -65,6 +65,7 @@
 #include <openssl/ssl.h>
 #include <zstd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "xport.h"
 
@@ -217,32 +218,6 @@ static struct tcp_listener *to_tcp_listener(struct rdmig_listener *l)
 
 /* ---- time and socket helpers ------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* -1: no deadline. */
-static int64_t deadline_in(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-}
-
-static int remaining_ms(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - now_ms();
-	if (left <= 0)
-		return 0;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
-
 /* Wait for `events` on fd. 0 when ready (or in error: the next call tells), -ETIMEDOUT. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
@@ -250,7 +225,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	int ret;
 
 	for (;;) {
-		ret = poll(&p, 1, remaining_ms(deadline));
+		ret = poll(&p, 1, rdmig_ms_left(deadline));
 		if (ret > 0)
 			return 0;
 		if (ret == 0)
@@ -985,14 +960,14 @@ static uint64_t random_token(void)
 	if (getrandom(&t, sizeof(t), 0) == (ssize_t)sizeof(t))
 		return t;
 	/* No entropy source: the token only ties sockets together, it is not a secret. */
-	return ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)&t;
+	return ((uint64_t)getpid() << 32) ^ (uint64_t)rdmig_now_ms() ^ (uint64_t)(uintptr_t)&t;
 }
 
 static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	struct addrinfo hints, *res = NULL, *ai, *used = NULL;
-	int64_t deadline = deadline_in(c->cfg.connect_timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(c->cfg.connect_timeout_ms);
 	char port[8];
 	uint64_t token;
 	int ret, last = -EHOSTUNREACH;
@@ -1284,7 +1259,7 @@ static void accept_new(struct tcp_listener *tl)
 				continue;
 			}
 		}
-		p->deadline = now_ms() + hello_timeout_ms(tl);
+		p->deadline = rdmig_now_ms() + hello_timeout_ms(tl);
 		fmt_sockaddr(&ss, p->peer, sizeof(p->peer));
 		log_debug("connection from %s", p->peer);
 	}
@@ -1365,7 +1340,7 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 		g->nchan = h.nchan;
 		g->ndata = 0;
 		/* Long enough for the slowest connector that still meets its own timeout. */
-		g->deadline = now_ms() + 2 * hello_timeout_ms(tl);
+		g->deadline = rdmig_now_ms() + 2 * hello_timeout_ms(tl);
 		snprintf(g->peer, sizeof(g->peer), "%s", p->peer);
 	}
 
@@ -1568,7 +1543,7 @@ static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_con
 		      struct rdmig_err *err)
 {
 	struct tcp_listener *tl = to_tcp_listener(l);
-	int64_t deadline = deadline_in(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct tcp_group *done = NULL;
 	int ret = 0;
 
@@ -1578,7 +1553,7 @@ static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_con
 		unsigned np = 0, npend;
 		int n, wait;
 
-		expire(tl, now_ms());
+		expire(tl, rdmig_now_ms());
 		tl->pfd[np++] = (struct pollfd){.fd = tl->fd, .events = POLLIN};
 		npend = tl->npend;
 		for (unsigned i = 0; i < npend; i++)
@@ -1596,7 +1571,7 @@ static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_con
 				    (struct pollfd){.fd = g->data_fd[j], .events = POLLIN};
 		}
 		wake_at = next_expiry(tl, deadline);
-		wait = remaining_ms(wake_at);
+		wait = rdmig_ms_left(wake_at);
 		if (wait >= 0 && wait < INT_MAX && wake_at != deadline)
 			wait++; /* past the expiry, not just before it */
 		n = poll(tl->pfd, np, wait);
@@ -1632,7 +1607,7 @@ static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_con
 			if (tl->pfd[0].revents)
 				accept_new(tl);
 		}
-		if (deadline >= 0 && now_ms() >= deadline) {
+		if (deadline >= 0 && rdmig_now_ms() >= deadline) {
 			ret = rdmig_seterr(err, -ETIMEDOUT, "no connection on port %u within %d ms",
 					   l->port, timeout_ms);
 			break;
@@ -1698,7 +1673,7 @@ static int ctrl_recv_locked(struct tcp_conn *tc, void *buf, size_t cap, size_t *
 			    struct rdmig_err *err)
 {
 	struct rdmig_conn *c = &tc->base;
-	int64_t deadline = deadline_in(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	size_t want;
 	int ret;
@@ -2231,7 +2206,7 @@ static int wait_fence_locked(struct tcp_conn *tc, unsigned chan, int timeout_ms,
 {
 	struct rdmig_conn *c = &tc->base;
 	struct tcp_rx *rx = &tc->ch[chan].rx;
-	int64_t deadline = deadline_in(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	size_t want;
 	int ret;
@@ -2382,7 +2357,7 @@ static ssize_t stream_recv_locked(struct tcp_conn *tc, unsigned chan, void *buf,
 {
 	struct rdmig_conn *c = &tc->base;
 	struct tcp_rx *rx = &tc->ch[chan].rx;
-	int64_t deadline = deadline_in(timeout_ms);
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	ssize_t n;
 	int ret;
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bytes.h"
 #include "rdmig/err.h"
 #include "rdmig/transport.h"
 
@@ -234,36 +235,5 @@ int rdmig_wire_error_decode(const void *buf, size_t len, int *code, char *msg, s
 			    struct rdmig_err *err);
 
 const char *rdmig_msg_type_name(uint8_t type);
-
-/* Byte-order helpers shared by the encoders (explicit, no casts). */
-static inline void rdmig_put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-static inline void rdmig_put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-static inline void rdmig_put_be64(uint8_t *p, uint64_t v)
-{
-	rdmig_put_be32(p, (uint32_t)(v >> 32));
-	rdmig_put_be32(p + 4, (uint32_t)v);
-}
-static inline uint16_t rdmig_get_be16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-static inline uint32_t rdmig_get_be32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static inline uint64_t rdmig_get_be64(const uint8_t *p)
-{
-	return ((uint64_t)rdmig_get_be32(p) << 32) | rdmig_get_be32(p + 4);
-}
 
 #endif
