@@ -28,29 +28,11 @@ static struct rd_listener *to_rl(struct rdmig_listener *l)
 
 /* ---- messages ---------------------------------------------------------- */
 
-/* Names of the RDMA devices present, or "" when there are none. */
-static int list_devices(char *buf, size_t len)
-{
-	struct ibv_device **devs;
-	size_t off = 0;
-	int n = 0;
-
-	buf[0] = '\0';
-	devs = ibv_get_device_list(&n);
-	if (!devs)
-		return 0;
-	for (int i = 0; i < n && off + 2 < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "",
-					ibv_get_device_name(devs[i]));
-	ibv_free_device_list(devs);
-	return n;
-}
-
 static int no_device_err(struct rdmig_err *err, const char *host, int code, const char *what)
 {
 	char names[128];
 
-	if (!list_devices(names, sizeof(names)))
+	if (!rdmig_rdma_devices(names, sizeof(names)))
 		return rdmig_seterr(
 		    err, -ENODEV,
 		    "no RDMA device can reach %s (ibv_devices lists none): use "

@@ -41,6 +41,16 @@ const char *rdmig_backend_name(enum rdmig_backend b);
 /* "tcp" / "rdma" */
 int rdmig_backend_parse(const char *s, enum rdmig_backend *out, struct rdmig_err *err);
 
+/*
+ * RDMA devices offered to user space (libibverbs' list): their count, and
+ * their names comma-separated into `names` (may be NULL) when it has room.
+ */
+int rdmig_rdma_devices(char *names, size_t len);
+/* Completion vectors of device `name` (NULL: the first), 0 if it cannot be opened. */
+int rdmig_rdma_comp_vectors(const char *name);
+/* What "--backend auto" means on this host: rdma when a device exists, else tcp. */
+enum rdmig_backend rdmig_backend_auto(void);
+
 struct rdmig_conn;
 struct rdmig_listener;
 
