@@ -5,7 +5,7 @@
 
 /* Smoothing weight of the newest sample. */
 #define EWMA_NEW 0.5
-/* A round "converges" when the dirty set shrinks below this share of the last. */
+/* A round "converges" when the dirty set shrinks below this share of the best so far. */
 #define SHRINK_OK 0.8
 /* Rounds in a row without shrinking before throttling starts. */
 #define STALL_ROUNDS 2
@@ -74,13 +74,23 @@ void rdmig_conv_observe(struct rdmig_conv *cv, const struct rdmig_conv_obs *o)
 	cv->switch_now = o->dirty_bytes == 0 ||
 			 (cv->bw > 0 && (double)o->dirty_bytes / cv->bw <= copy_budget(cv));
 
+	/*
+	 * Progress is a new low, by a useful factor, against the best round so
+	 * far, not against the last one: on a noisy host the dirty set of a
+	 * guest that dirties as fast as the link swings up and down, and
+	 * comparing with the previous round alone would call every downswing
+	 * progress, so the throttle would never start while no round ever gets
+	 * closer to the limit (the "no progress" timeout then ends the
+	 * migration instead).
+	 */
 	shrinking =
-	    cv->prev_dirty == 0 || (double)o->dirty_bytes < SHRINK_OK * (double)cv->prev_dirty;
+	    cv->best_dirty == 0 || (double)o->dirty_bytes < SHRINK_OK * (double)cv->best_dirty;
 	if (cv->switch_now || shrinking)
 		cv->stalled_rounds = 0;
 	else
 		cv->stalled_rounds++;
-	cv->prev_dirty = o->dirty_bytes;
+	if (cv->best_dirty == 0 || o->dirty_bytes < cv->best_dirty)
+		cv->best_dirty = o->dirty_bytes;
 
 	if (cv->switch_now || cv->policy == RDMIG_THROTTLE_OFF)
 		return; /* throttle released at switchover by the caller */

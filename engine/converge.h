@@ -43,9 +43,9 @@ struct rdmig_conv {
 	enum rdmig_throttle_policy policy;
 	unsigned max_throttle; /* permille */
 	/* state */
-	double bw;   /* bytes/s, smoothed */
-	double rate; /* unthrottled dirty bytes/s, smoothed */
-	uint64_t prev_dirty;
+	double bw;		 /* bytes/s, smoothed */
+	double rate;		 /* unthrottled dirty bytes/s, smoothed */
+	uint64_t best_dirty;	 /* smallest dirty set seen, 0 before the first */
 	unsigned stalled_rounds; /* consecutive rounds without useful shrink */
 	unsigned rounds;
 	bool throttling;

@@ -122,6 +122,27 @@ static void test_adaptive_starts_on_stall_and_fits_limit(void **state)
 	assert_in_range(cv.throttle, 950, 975);
 }
 
+/*
+ * A dirty set that swings between 400 and 300 MiB (a noisy host) never
+ * gets closer to the limit: every downswing against the previous round is
+ * not progress against the best round, so throttling still starts.
+ */
+static void test_adaptive_starts_on_oscillation(void **state)
+{
+	static const double dirty[] = {400, 300, 400, 300, 400, 300};
+	struct rdmig_conv cv;
+
+	(void)state;
+	rdmig_conv_init(&cv, 0.3, 0, RDMIG_THROTTLE_ADAPTIVE, 990);
+	for (unsigned i = 0; i < sizeof(dirty) / sizeof(dirty[0]); i++) {
+		struct rdmig_conv_obs o = obs(400, 4, dirty[i], 4, cv.throttle);
+
+		rdmig_conv_observe(&cv, &o);
+	}
+	assert_true(cv.throttling);
+	assert_true(cv.throttle > 500);
+}
+
 /* The adaptive throttle is corrected from measurements, down as well as up. */
 static void test_adaptive_corrects_down(void **state)
 {
@@ -197,6 +218,7 @@ int main(void)
 	    cmocka_unit_test(test_switch_despite_large_fixed_cost),
 	    cmocka_unit_test(test_no_throttle_while_converging),
 	    cmocka_unit_test(test_adaptive_starts_on_stall_and_fits_limit),
+	    cmocka_unit_test(test_adaptive_starts_on_oscillation),
 	    cmocka_unit_test(test_adaptive_corrects_down),
 	    cmocka_unit_test(test_step_policy),
 	    cmocka_unit_test(test_off_never_throttles),
