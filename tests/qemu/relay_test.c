@@ -387,7 +387,8 @@ static int configure(void)
 		g_relay.host = getenv("RDMIG_RXE_IP"); /* inside soft-roce-setup/rxe-vm */
 	if (!strcmp(g_relay.backend, "rdma")) {
 		if (rdmig_rdma_devices(devs, sizeof(devs)) <= 0) {
-			printf("SKIP: no RDMA device (soft-roce-setup/rxe-vm -- ctest -L rdma)\n");
+			fprintf(stderr, "relay_test: SKIP: no RDMA device (soft-roce-setup/rxe-vm "
+					"-- ctest -L rdma)\n");
 			return QH_EXIT_SKIP;
 		}
 		printf("RDMA devices: %s\n", devs);
