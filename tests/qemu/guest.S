@@ -9,8 +9,9 @@
  * loop was), and every other byte of the range is zero: a page lost or stale
  * in migration breaks that (engine/guest.h rdmig_check_incr_image()).
  *
- * The range, 1 MiB .. 101 MiB, must match GUEST_START/GUEST_END in
- * relay_test.c; run it with -m 128 or more.
+ * The range, 1 MiB .. 101 MiB, must match QH_GUEST_START in
+ * tests/lib/qemu_harness.h and the size relay_test.c checks
+ * (RDMIG_QEMU_GUEST_MIB); run it with -m 128 or more.
  *
  * Built with binutils: as --32, ld -Ttext 0x7c00, objcopy -O binary.
  */

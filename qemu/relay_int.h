@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * QEMU relay internals, shared by its files and nothing else (relay.h is
+ * the module's public face):
+ *
+ *   relay_msg.c    control messages: JSON framing, HELLO, replies
+ *   relay_pump.c   pipes: one unix socket <-> one rdmig stream, two threads
+ *   relay_src.c    source relay (QEMU's `migrate unix:`)
+ *   relay_dst.c    destination relay and its QMP proxy
+ *   relay_ctrl.c   control client (the orchestrator's end)
+ */
+#ifndef RDMIG_QEMU_RELAY_INT_H
+#define RDMIG_QEMU_RELAY_INT_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "relay.h"
+
+/* A peer that has connected must say what it is (HELLO) within this. */
+#define RELAY_HELLO_TIMEOUT_MS 15000
+
+/* ---- control messages (relay_msg.c) --------------------------------------- */
+
+enum relay_kind {
+	RELAY_STREAM,  /* carries one of QEMU's migration connections */
+	RELAY_CONTROL, /* the orchestrator driving the destination QEMU */
+};
+
+json_t *relay_reply_ok(void);
+json_t *relay_reply_err(const char *msg);
+
+/* Send `reply` (reference stolen; NULL is out of memory) as a REPLY. */
+int relay_send_reply(struct rdmig_conn *c, json_t *reply, struct rdmig_err *err);
+
+/* Turn a reply into 0, or -EREMOTEIO with the peer's message. */
+int relay_check_reply(json_t *reply, struct rdmig_err *err);
+
+/*
+ * Client side of the handshake: announce a connection of `kind` (`index`
+ * numbers a stream in the order QEMU opened it) and wait for the answer.
+ */
+int relay_hello(struct rdmig_conn *c, enum relay_kind kind, unsigned index, struct rdmig_err *err);
+
+/*
+ * Server side: receive a HELLO and validate it. On success *kind and *index
+ * (0 for control) are set. *refused tells a HELLO of another version or
+ * kind (whose message is meant for the peer) from a failed connection.
+ */
+int relay_hello_recv(struct rdmig_conn *c, enum relay_kind *kind, unsigned *index, bool *refused,
+		     struct rdmig_err *err);
+
+/* ---- pipes (relay_pump.c) -------------------------------------------------- */
+
+struct relay_pipe;
+
+/*
+ * The pipes of one relay and what they have done. A pipe's two threads are
+ * detached; the last one to finish unlinks it from `pipes` under `lock`,
+ * then destroys its connection and closes its socket, so whoever aborts
+ * pipes (relay_owner_stop) does so under `lock` and only touches live ones.
+ */
+struct relay_owner {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	  /* CLOCK_MONOTONIC; signalled when a pipe has gone */
+	struct relay_pipe *pipes; /* live pipes, under lock */
+	unsigned live;
+	unsigned opened;
+	bool stopping;
+	_Atomic uint64_t up, down; /* bytes unix->rdmig, rdmig->unix */
+	struct rdmig_err_slot first;
+};
+
+void relay_owner_init(struct relay_owner *o);
+void relay_owner_fini(struct relay_owner *o);
+
+/* Record the relay's first error (logged once). */
+void relay_owner_error(struct relay_owner *o, const struct rdmig_err *e);
+
+/*
+ * Join `conn` (one stream channel) and the unix socket `fd` with two threads.
+ * Takes ownership of both, which are released on failure too.
+ */
+int relay_pipe_start(struct relay_owner *o, struct rdmig_conn *conn, int fd, const char *name,
+		     struct rdmig_err *err);
+
+/*
+ * Wait until no pipe is live, `timeout_ms` has passed (negative: no limit)
+ * or *stop (may be NULL) is set; *stop is looked at at least once a second.
+ */
+void relay_owner_drain(struct relay_owner *o, int timeout_ms, volatile sig_atomic_t *stop);
+
+/* Abort every live pipe and wait until all have gone. */
+void relay_owner_stop(struct relay_owner *o);
+
+#endif

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pipes: one QEMU connection (a unix socket) joined to one rdmig stream.
+ *
+ * Each pipe is moved by two detached threads, one per direction, each with
+ * one fixed buffer of RDMIG_RELAY_BUF bytes, so a slow side stalls its
+ * peer instead of growing a queue. End of stream is passed on as a
+ * half-close; an error in either direction aborts the rdmig connection and
+ * shuts the unix socket down both ways, so both QEMUs see it. Ownership and
+ * locking: struct relay_owner (relay_int.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "relay_int.h"
+
+struct relay_pipe {
+	struct relay_pipe *next;
+	struct relay_owner *owner;
+	struct rdmig_conn *conn;
+	int fd;
+	atomic_int threads;
+	atomic_int failed;
+	char name[48];
+};
+
+/*
+ * One chunk in one direction: 1 when it moved, 0 at end of stream, negative
+ * on error (with `err` set, unless the pipe is failing already and the
+ * error is only the echo of that).
+ */
+typedef int (*pipe_step_fn)(struct relay_pipe *p, char *buf, struct rdmig_err *err);
+
+void relay_owner_init(struct relay_owner *o)
+{
+	pthread_condattr_t ca;
+
+	memset(o, 0, sizeof(*o));
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&o->cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+void relay_owner_fini(struct relay_owner *o)
+{
+	pthread_mutex_destroy(&o->lock);
+	pthread_cond_destroy(&o->cond);
+}
+
+void relay_owner_error(struct relay_owner *o, const struct rdmig_err *e)
+{
+	if (rdmig_err_slot_put(&o->first, e))
+		log_warn("%s", e->msg);
+}
+
+/* Abort both directions: the rdmig peer and the local QEMU both see it. */
+static void pipe_fail(struct relay_pipe *p, const struct rdmig_err *e)
+{
+	if (atomic_exchange(&p->failed, 1))
+		return;
+	if (!p->owner->stopping)
+		relay_owner_error(p->owner, e);
+	rdmig_conn_abort(p->conn, e->code ? e->code : -EIO, e->msg);
+	shutdown(p->fd, SHUT_RDWR);
+}
+
+static void pipe_put(struct relay_pipe *p)
+{
+	struct relay_owner *o = p->owner;
+
+	if (atomic_fetch_sub(&p->threads, 1) != 1)
+		return;
+	pthread_mutex_lock(&o->lock);
+	for (struct relay_pipe **pp = &o->pipes; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&o->lock);
+	log_info("%s: closed", p->name);
+	rdmig_conn_destroy(p->conn);
+	close(p->fd);
+	free(p);
+	pthread_mutex_lock(&o->lock);
+	o->live--;
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+}
+
+static int send_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* unix -> rdmig */
+static int step_up(struct relay_pipe *p, char *buf, struct rdmig_err *err)
+{
+	ssize_t n;
+
+	do
+		n = recv(p->fd, buf, RDMIG_RELAY_BUF, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (!p->failed)
+			rdmig_seterr_errno(err, -errno, "%s: reading from QEMU", p->name);
+		return -EIO;
+	}
+	if (n == 0) {
+		if (!p->failed && rdmig_stream_shutdown(p->conn, 0, err))
+			return -EIO;
+		rdmig_err_clear(err);
+		return 0;
+	}
+	if (rdmig_stream_send(p->conn, 0, buf, (size_t)n, err)) {
+		rdmig_err_prefix(err, "%s", p->name);
+		return -EIO;
+	}
+	atomic_fetch_add(&p->owner->up, (uint64_t)n);
+	return 1;
+}
+
+/* rdmig -> unix */
+static int step_down(struct relay_pipe *p, char *buf, struct rdmig_err *err)
+{
+	ssize_t n = rdmig_stream_recv(p->conn, 0, buf, RDMIG_RELAY_BUF, -1, err);
+	int ret;
+
+	if (n < 0) {
+		rdmig_err_prefix(err, "%s", p->name);
+		return -EIO;
+	}
+	if (n == 0) {
+		shutdown(p->fd, SHUT_WR);
+		return 0;
+	}
+	ret = send_all(p->fd, buf, (size_t)n);
+	if (ret) {
+		if (!p->failed)
+			rdmig_seterr_errno(err, ret, "%s: writing to QEMU", p->name);
+		return -EIO;
+	}
+	atomic_fetch_add(&p->owner->down, (uint64_t)n);
+	return 1;
+}
+
+static void pipe_run(struct relay_pipe *p, pipe_step_fn step)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	char *buf = malloc(RDMIG_RELAY_BUF);
+
+	if (!buf)
+		rdmig_seterr(&err, -ENOMEM, "%s: out of memory", p->name);
+	else
+		while (step(p, buf, &err) > 0)
+			;
+	if (err.code)
+		pipe_fail(p, &err);
+	free(buf);
+	pipe_put(p);
+}
+
+static void *pipe_up(void *arg)
+{
+	pipe_run(arg, step_up);
+	return NULL;
+}
+
+static void *pipe_down(void *arg)
+{
+	pipe_run(arg, step_down);
+	return NULL;
+}
+
+int relay_pipe_start(struct relay_owner *o, struct rdmig_conn *conn, int fd, const char *name,
+		     struct rdmig_err *err)
+{
+	struct relay_pipe *p = calloc(1, sizeof(*p));
+	pthread_attr_t attr;
+	pthread_t t;
+	int ret;
+
+	if (!p) {
+		rdmig_conn_destroy(conn);
+		close(fd);
+		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
+	}
+	p->owner = o;
+	p->conn = conn;
+	p->fd = fd;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	atomic_init(&p->threads, 2);
+	pthread_mutex_lock(&o->lock);
+	p->next = o->pipes;
+	o->pipes = p;
+	o->live++;
+	o->opened++;
+	pthread_mutex_unlock(&o->lock);
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = -pthread_create(&t, &attr, pipe_up, p);
+	if (ret) {
+		rdmig_seterr_errno(err, ret, "%s: thread", name);
+		pipe_fail(p, err);
+		atomic_store(&p->threads, 1); /* only this call's put is left */
+		pipe_put(p);
+		pthread_attr_destroy(&attr);
+		return ret;
+	}
+	ret = -pthread_create(&t, &attr, pipe_down, p);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		rdmig_seterr_errno(err, ret, "%s: thread", name);
+		pipe_fail(p, err);
+		pipe_put(p); /* pipe_up exits after the fail and puts the last reference */
+		return ret;
+	}
+	log_info("%s: open", name);
+	return 0;
+}
+
+void relay_owner_drain(struct relay_owner *o, int timeout_ms, volatile sig_atomic_t *stop)
+{
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
+
+	pthread_mutex_lock(&o->lock);
+	while (o->live && !(stop && *stop)) {
+		int left = rdmig_ms_left(deadline);
+		struct timespec ts;
+
+		if (left == 0)
+			break;
+		if (left < 0 || left > 1000)
+			left = 1000;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+	}
+	pthread_mutex_unlock(&o->lock);
+}
+
+void relay_owner_stop(struct relay_owner *o)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+
+	rdmig_seterr(&e, -ECANCELED, "relay stopped");
+	pthread_mutex_lock(&o->lock);
+	o->stopping = true;
+	for (struct relay_pipe *p = o->pipes; p; p = p->next)
+		pipe_fail(p, &e);
+	while (o->live)
+		pthread_cond_wait(&o->cond, &o->lock);
+	pthread_mutex_unlock(&o->lock);
+}
