@@ -17,6 +17,8 @@ function(rdmig_dep name module debpkg)
       "(or run scripts/install-deps, which installs everything rdmig needs)")
   endif()
   add_library(rdmig::${name} ALIAS PkgConfig::RDMIG_${name})
+  # rdmig.pc and the CMake package name the module a static librdmig needs.
+  set_property(GLOBAL PROPERTY RDMIG_DEP_MODULE_${name} ${module})
   message(STATUS "rdmig: ${module} ${RDMIG_${name}_VERSION}")
 endfunction()
 

@@ -17,6 +17,9 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 
+/* librdmig exports what its public headers declare (cmake/librdmig.map). */
+#pragma GCC visibility push(default)
+
 #define RDMIG_ERR_MSG_MAX 384
 
 struct rdmig_err {
@@ -84,5 +87,7 @@ int rdmig_err_slot_put(struct rdmig_err_slot *slot, const struct rdmig_err *e);
  * half-written one (taken: 0 free, 1 being written, 2 readable).
  */
 const struct rdmig_err *rdmig_err_slot_get(struct rdmig_err_slot *slot);
+
+#pragma GCC visibility pop
 
 #endif

@@ -26,6 +26,9 @@
 
 #include "rdmig/err.h"
 
+/* librdmig exports what its public headers declare (cmake/librdmig.map). */
+#pragma GCC visibility push(default)
+
 #define RDMIG_DEFAULT_PORT     18515
 #define RDMIG_MAX_CHANNELS     64
 #define RDMIG_MAX_REGIONS      64
@@ -260,5 +263,7 @@ void rdmig_xport_stats(const struct rdmig_conn *c, struct rdmig_xport_stats *out
 uint64_t rdmig_memlock_limit(void);
 /* -ENOMEM with the actionable message if `bytes` more cannot be pinned. */
 int rdmig_memlock_check(uint64_t already, uint64_t bytes, struct rdmig_err *err);
+
+#pragma GCC visibility pop
 
 #endif

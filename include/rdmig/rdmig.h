@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * librdmig's public API in one include: #include <rdmig/rdmig.h> and build
+ * with `pkg-config --cflags --libs rdmig` or CMake's find_package(rdmig)
+ * (docs/embedding.md).
+ *
+ *   rdmig/version.h    version macros and rdmig_version()
+ *   rdmig/err.h        the error convention every call follows
+ *   rdmig/transport.h  connections, regions, one-sided writes, fences,
+ *                      control messages, byte streams (rdma and tcp)
+ */
+#ifndef RDMIG_RDMIG_H
+#define RDMIG_RDMIG_H
+
+#include "rdmig/version.h"
+#include "rdmig/err.h"
+#include "rdmig/transport.h"
+
+#endif
