@@ -1,44 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp backend: one control socket and one socket per data channel.
- *
- * Setup. The connector opens the control socket first and sends a HELLO
- * frame (header + 48-byte HELLO, chan_index 0xffff) with a random 64-bit
- * token; once the HELLO_ACK is back it opens one socket per data channel,
- * each with a HELLO carrying its index and the same token. The acceptor
- * reads every socket's HELLO under a timeout, answers each with a HELLO_ACK
- * and groups sockets by token; a connection is handed out when its control
- * socket and every data socket have arrived. Incomplete groups stay in the
- * listener (bounded, expiring) so that connectors may interleave.
- *
- * Data channels carry WRITE frames (header, 16-byte prefix, payload read
- * straight from the region with sendmsg, received straight into the region
- * with recv) and FENCE frames, or STREAM_DATA / STREAM_EOF frames. On the
- * destination the thread in wait_fence is what receives a channel's writes.
- *
- * Locking and ownership:
- *  - ch[i].tx_lock serialises senders of a channel (write, fence, stream
- *    send/shutdown); ch[i].rx_lock serialises its receivers (wait_fence,
- *    stream_recv). A sender and a receiver of one channel never share state.
- *  - ctrl_tx_lock / ctrl_rx_lock do the same for the control socket.
- *  - Receive state (partial header, payload in progress) lives in the
- *    channel, not on the stack, so a receive that times out resumes where it
- *    stopped on the next call.
- *  - reg_rw guards this backend's copy of the region table. A receiver holds
- *    it for reading only across one non-blocking recv() into region memory,
- *    so dereg (write lock) waits for at most one copy and no byte lands in a
- *    region after rdmig_revoke() has returned.
- *  - Socket descriptors are set once during setup and only closed by close();
- *    wake() shuts them down so that blocked threads return.
- *
- * TLS (cfg.tls): every socket gets a TLS 1.3 session right after the TCP
- * connect / accept and before its HELLO, authenticated by an external PSK
- * derived from the pre-shared key (no certificates). Every byte then goes
- * through send_all_flags() / io_recv_once(), which use SSL_write / SSL_read
- * on a non-blocking socket and poll on WANT_READ / WANT_WRITE; payload still
- * lands straight in the region. A socket's SSL object is used by its sender
- * and its receiver, so each call into it holds the socket's ssl_lock (never
- * across a poll).
+ * tcp backend: what has not yet moved to a file of its own (tcp_int.h lists
+ * the files and says who owns what).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -67,20 +30,12 @@
 
 #include "clock.h"
 #include "log.h"
-#include "xport.h"
+#include "tcp_int.h"
 
-#define TCP_PEER_MAX	 300 /* "[v6 address]:port", or a host name and port */
-#define TCP_HELLO_FRAME	 RDMIG_WIRE_PDATA_LEN
 #define TCP_CTRL_FRAME	 (RDMIG_WIRE_HDR_LEN + RDMIG_CTRL_MAX_PAYLOAD)
-#define TCP_MAX_PENDING	 64 /* accepted sockets whose HELLO has not arrived yet */
-#define TCP_MAX_GROUPS	 16 /* connections with some but not all of their sockets */
+#define TCP_PSK_ID	 "rdmig-tls-psk-v1"
 #define TCP_BATCH_FRAMES 64 /* WRITE frames per sendmsg() */
 #define TCP_BATCH_BYTES	 (8u << 20)
-#define TCP_FRAME_PREFIX (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN)
-#define TCP_RX_SMALL	 (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN)
-#define TCP_EOF		 1 /* rx_fill(): the peer closed the socket */
-#define TCP_PSK_LEN	 32
-#define TCP_PSK_ID	 "rdmig-tls-psk-v1"
 /*
  * Compression (cfg.compress_level, peer announced RDMIG_CAP_ZSTD): frames
  * are cut at TCP_ZCHUNK bytes and compressed into the channel's scratch
@@ -91,160 +46,9 @@
 #define TCP_ZCHUNK   (1u << 20)
 #define TCP_ZSCRATCH TCP_BATCH_BYTES
 
-/*
- * Keepalive: an idle connection to a vanished peer fails within about 35 s.
- * Data in flight is bounded by TCP_USER_TIMEOUT (cfg.peer_timeout_ms): sent
- * bytes unacknowledged for that long, or a zero window that long, kill the
- * connection, so a blocked sender gets an error instead of waiting for the
- * kernel's 15-minute retransmission limit.
- */
-#define KA_IDLE_S  15
-#define KA_INTVL_S 5
-#define KA_CNT	   4
-
-enum rx_state {
-	RX_HDR,	    /* reading a frame header */
-	RX_SMALL,   /* reading a WRITE prefix or a FENCE payload */
-	RX_PAYLOAD, /* receiving WRITE data into a region */
-	RX_STREAM,  /* STREAM_DATA bytes left for stream_recv */
-};
-
-struct tcp_rx {
-	enum rx_state state;
-	uint8_t buf[TCP_RX_SMALL]; /* header, then prefix or fence payload */
-	size_t got;		   /* bytes of buf filled */
-	struct rdmig_wire_hdr hdr; /* of the frame in progress */
-	/* RX_PAYLOAD: where the rest of the WRITE goes. */
-	uint32_t region;
-	uint32_t gen;
-	uint8_t *dst;	 /* region memory, or zbuf for a compressed WRITE */
-	uint32_t wlen;	 /* uncompressed WRITE length */
-	uint32_t flen;	 /* bytes of the frame after the prefix (compressed: zstd bytes) */
-	uint32_t left;	 /* of flen */
-	bool zstd;	 /* the WRITE in progress is compressed */
-	uint8_t *zdst;	 /* compressed: where its wlen bytes go in the region */
-	ZSTD_DCtx *dctx; /* created at the first compressed WRITE, freed at close */
-	uint8_t *zbuf;	 /* compressed data of the WRITE in progress */
-	size_t zcap;
-	uint64_t stream_left; /* RX_STREAM */
-	bool eof;	      /* STREAM_EOF seen: every later stream_recv returns 0 */
-	uint64_t bytes;	      /* WRITE payload bytes since the last fence */
-	uint64_t writes;      /* WRITE frames since the last fence */
-};
-
-struct tcp_chan {
-	int fd;
-	SSL *ssl; /* TLS: under ssl_lock */
-	pthread_mutex_t ssl_lock;
-	pthread_mutex_t tx_lock;
-	bool eof_sent;
-	ZSTD_CCtx *cctx; /* under tx_lock: created at the first compressed write */
-	uint8_t *zbuf;	 /* under tx_lock: TCP_ZSCRATCH bytes of compressed frames */
-	pthread_mutex_t rx_lock;
-	struct tcp_rx rx;
-};
-
-struct tcp_conn {
-	struct rdmig_conn base;
-	bool inited; /* locks initialised and fds valid or -1 */
-	char peer[TCP_PEER_MAX];
-	int ctrl_fd;
-	SSL *ctrl_ssl;
-	pthread_mutex_t ctrl_ssl_lock;
-	SSL_CTX *tls_ctx; /* NULL: plain tcp */
-	uint8_t tls_psk[TCP_PSK_LEN];
-	pthread_mutex_t ctrl_tx_lock;
-	pthread_mutex_t ctrl_rx_lock;
-	uint8_t *ctrl_buf; /* one frame in progress, kept across timeouts */
-	size_t ctrl_got;
-	struct rdmig_wire_hdr ctrl_hdr;
-
-	pthread_rwlock_t reg_rw;
-	uint64_t reg_len[RDMIG_MAX_REGIONS];
-	uint8_t reg_writable[RDMIG_MAX_REGIONS];
-	uint8_t *reg_addr[RDMIG_MAX_REGIONS];
-	uint32_t reg_gen[RDMIG_MAX_REGIONS]; /* bumped on every reg and dereg */
-
-	struct tcp_chan ch[RDMIG_MAX_CHANNELS];
-};
-
-struct tcp_pending {
-	int fd;
-	SSL *ssl;     /* TLS: handshake first, then the HELLO */
-	bool hs_done; /* TLS handshake complete */
-	short events; /* what the handshake waits for */
-	size_t got;
-	int64_t deadline;
-	uint8_t buf[TCP_HELLO_FRAME];
-	char peer[TCP_PEER_MAX];
-};
-
-struct tcp_group {
-	bool used;
-	uint64_t token;
-	uint16_t nchan;
-	uint32_t caps;
-	int ctrl_fd;
-	SSL *ctrl_ssl;
-	unsigned ndata;
-	int data_fd[RDMIG_MAX_CHANNELS];
-	SSL *data_ssl[RDMIG_MAX_CHANNELS];
-	int64_t deadline;
-	char peer[TCP_PEER_MAX];
-};
-
-struct tcp_listener {
-	struct rdmig_listener base;
-	bool inited;
-	int fd;
-	SSL_CTX *tls_ctx; /* NULL: plain tcp */
-	uint8_t tls_psk[TCP_PSK_LEN];
-	pthread_mutex_t lock; /* one rdmig_accept() at a time */
-	unsigned npend;
-	struct tcp_pending pend[TCP_MAX_PENDING];
-	struct tcp_group grp[TCP_MAX_GROUPS];
-	struct pollfd pfd[1 + TCP_MAX_PENDING + TCP_MAX_GROUPS * (RDMIG_MAX_CHANNELS + 1)];
-};
-
-static struct tcp_conn *to_tcp(struct rdmig_conn *c)
-{
-	return container_of(c, struct tcp_conn, base);
-}
-
 static struct tcp_listener *to_tcp_listener(struct rdmig_listener *l)
 {
 	return container_of(l, struct tcp_listener, base);
-}
-
-/* ---- time and socket helpers ------------------------------------------ */
-
-/* Wait for `events` on fd. 0 when ready (or in error: the next call tells), -ETIMEDOUT. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-	struct pollfd p = {.fd = fd, .events = events};
-	int ret;
-
-	for (;;) {
-		ret = poll(&p, 1, rdmig_ms_left(deadline));
-		if (ret > 0)
-			return 0;
-		if (ret == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return rdmig_neg_errno();
-	}
-}
-
-/* One socket of a connection: plain, or TLS when ssl is set. */
-struct tcp_io {
-	int fd;
-	SSL *ssl;
-	pthread_mutex_t *lk; /* serialises calls into ssl */
-};
-
-static struct tcp_io ch_io(struct tcp_conn *tc, unsigned chan)
-{
-	return (struct tcp_io){tc->ch[chan].fd, tc->ch[chan].ssl, &tc->ch[chan].ssl_lock};
 }
 
 static struct tcp_io ctrl_io(struct tcp_conn *tc)
@@ -252,8 +56,7 @@ static struct tcp_io ctrl_io(struct tcp_conn *tc)
 	return (struct tcp_io){tc->ctrl_fd, tc->ctrl_ssl, &tc->ctrl_ssl_lock};
 }
 
-/* The reason of the last OpenSSL failure of this thread, for messages. */
-static const char *tls_reason(char *buf, size_t len)
+const char *tcp_tls_reason(char *buf, size_t len)
 {
 	unsigned long e = ERR_peek_last_error();
 
@@ -263,12 +66,7 @@ static const char *tls_reason(char *buf, size_t len)
 	return buf;
 }
 
-/*
- * One SSL call's outcome in this file's convention: n > 0 done, 0 end of
- * file, -EAGAIN with *events to poll for, -EINTR to retry, or a negative
- * errno.
- */
-static ssize_t tls_result(SSL *ssl, int n, int saved_errno, short *events)
+ssize_t tcp_tls_result(SSL *ssl, int n, int saved_errno, short *events)
 {
 	char why[256];
 
@@ -288,177 +86,12 @@ static ssize_t tls_result(SSL *ssl, int n, int saved_errno, short *events)
 			return -EINTR;
 		return saved_errno ? -saved_errno : 0;
 	default:
-		log_warn("TLS: %s", tls_reason(why, sizeof(why)));
+		log_warn("TLS: %s", tcp_tls_reason(why, sizeof(why)));
 		return -EPROTO;
 	}
 }
 
-/* One non-blocking receive: n > 0, 0 at end of file, -EAGAIN (*events), -EINTR or an errno. */
-static ssize_t io_recv_once(struct tcp_io io, void *buf, size_t len, short *events)
-{
-	ssize_t n;
-	int saved;
-
-	*events = POLLIN;
-	if (!io.ssl) {
-		n = recv(io.fd, buf, len, MSG_DONTWAIT);
-		if (n >= 0)
-			return n;
-		if (errno == EWOULDBLOCK)
-			return -EAGAIN;
-		return rdmig_neg_errno();
-	}
-	/* Decrypted bytes may already wait in the SSL buffer: always read before polling. */
-	if (io.lk)
-		pthread_mutex_lock(io.lk);
-	ERR_clear_error();
-	errno = 0;
-	n = SSL_read(io.ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-	saved = errno;
-	n = tls_result(io.ssl, (int)n, saved, events);
-	if (io.lk)
-		pthread_mutex_unlock(io.lk);
-	return n;
-}
-
-/* Bytes received (> 0), 0 at end of file, -ETIMEDOUT or another negative errno. */
-static ssize_t recv_some(struct tcp_io io, void *buf, size_t len, int64_t deadline)
-{
-	ssize_t n;
-	short ev;
-	int ret;
-
-	for (;;) {
-		n = io_recv_once(io, buf, len, &ev);
-		if (n >= 0)
-			return n;
-		if (n == -EINTR)
-			continue;
-		if (n != -EAGAIN)
-			return n;
-		ret = wait_fd(io.fd, ev, deadline);
-		if (ret)
-			return ret;
-	}
-}
-
-/* Fill buf up to `want` bytes (*got already there). 0, TCP_EOF, or a negative errno. */
-static int rx_fill(struct tcp_io io, uint8_t *buf, size_t want, size_t *got, int64_t deadline)
-{
-	ssize_t n;
-
-	while (*got < want) {
-		n = recv_some(io, buf + *got, want - *got, deadline);
-		if (n < 0)
-			return (int)n;
-		if (n == 0)
-			return TCP_EOF;
-		*got += (size_t)n;
-	}
-	return 0;
-}
-
-/* TLS: every byte of iov with SSL_write, polling while the socket is full. */
-static int tls_send_all(struct tcp_io io, const struct iovec *iov, int iovcnt)
-{
-	for (int i = 0; i < iovcnt; i++) {
-		const uint8_t *p = iov[i].iov_base;
-		size_t left = iov[i].iov_len;
-
-		while (left) {
-			int chunk = left > (1u << 30) ? (1 << 30) : (int)left, n, saved;
-			short ev = POLLOUT;
-			ssize_t r;
-
-			if (io.lk)
-				pthread_mutex_lock(io.lk);
-			ERR_clear_error();
-			errno = 0;
-			n = SSL_write(io.ssl, p, chunk);
-			saved = errno;
-			r = tls_result(io.ssl, n, saved, &ev);
-			if (io.lk)
-				pthread_mutex_unlock(io.lk);
-			if (r > 0) {
-				p += r;
-				left -= (size_t)r;
-				continue;
-			}
-			if (r == -EINTR)
-				continue;
-			if (r == 0)
-				return -EPIPE;
-			if (r != -EAGAIN)
-				return (int)r;
-			r = wait_fd(io.fd, ev, -1);
-			if (r)
-				return (int)r;
-		}
-	}
-	return 0;
-}
-
-/*
- * Send every byte of iov (modified in place) with sendmsg `flags` besides
- * MSG_NOSIGNAL, or with SSL_write on a TLS socket. 0 or a negative errno.
- */
-static int send_all_flags(struct tcp_io io, struct iovec *iov, int iovcnt, int flags)
-{
-	struct msghdr m;
-	ssize_t n;
-
-	if (io.ssl)
-		return tls_send_all(io, iov, iovcnt);
-	while (iovcnt > 0) {
-		memset(&m, 0, sizeof(m));
-		m.msg_iov = iov;
-		m.msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		n = sendmsg(io.fd, &m, MSG_NOSIGNAL | flags);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return rdmig_neg_errno();
-		}
-		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
-static int send_all(struct tcp_io io, struct iovec *iov, int iovcnt)
-{
-	return send_all_flags(io, iov, iovcnt, 0);
-}
-
-static int send_buf(struct tcp_io io, const void *buf, size_t len)
-{
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-
-	return send_all(io, &iov, 1);
-}
-
-static int set_nonblock(int fd, bool on)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0)
-		return rdmig_neg_errno();
-	fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
-	if (fcntl(fd, F_SETFL, fl) < 0)
-		return rdmig_neg_errno();
-	return 0;
-}
-
 /* ---- TLS ---------------------------------------------------------------- */
-
-static int set_nonblock(int fd, bool on);
 
 /* The TLS PSK: HMAC-SHA256 of a fixed label under the pre-shared key. */
 static int tls_psk_derive(const uint8_t *key, size_t len, uint8_t *psk)
@@ -521,9 +154,8 @@ static int tls_find_session(SSL *ssl, const unsigned char *id, size_t idlen, SSL
 	return *sess ? 1 : 0;
 }
 
-/* cfg->tls: a TLS 1.3 PSK-only context and the derived PSK; else *out = NULL. */
-static int tls_ctx_new(const struct rdmig_xport_cfg *cfg, bool server, SSL_CTX **out, uint8_t *psk,
-		       struct rdmig_err *err)
+int tcp_tls_ctx_new(const struct rdmig_xport_cfg *cfg, bool server, SSL_CTX **out, uint8_t *psk,
+		    struct rdmig_err *err)
 {
 	char why[256];
 	SSL_CTX *ctx;
@@ -540,7 +172,7 @@ static int tls_ctx_new(const struct rdmig_xport_cfg *cfg, bool server, SSL_CTX *
 	    tls_psk_derive(cfg->tls_key, cfg->tls_key_len, psk)) {
 		SSL_CTX_free(ctx);
 		return rdmig_seterr(err, -ENOMEM, "TLS: cannot set up a context: %s",
-				    tls_reason(why, sizeof(why)));
+				    tcp_tls_reason(why, sizeof(why)));
 	}
 	/* Framing detects truncation; a peer's plain close is end of file. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -553,7 +185,7 @@ static int tls_ctx_new(const struct rdmig_xport_cfg *cfg, bool server, SSL_CTX *
 	return 0;
 }
 
-static SSL *tls_new(SSL_CTX *ctx, int fd, uint8_t *psk, bool server)
+SSL *tcp_tls_new(SSL_CTX *ctx, int fd, uint8_t *psk, bool server)
 {
 	SSL *ssl = SSL_new(ctx);
 
@@ -571,8 +203,7 @@ static SSL *tls_new(SSL_CTX *ctx, int fd, uint8_t *psk, bool server)
 	return ssl;
 }
 
-/* The peer answered a TLS handshake with something that is not TLS. */
-static bool tls_not_tls(void)
+bool tcp_tls_not_tls(void)
 {
 	unsigned long e = ERR_peek_last_error();
 	int r = ERR_GET_REASON(e);
@@ -583,25 +214,21 @@ static bool tls_not_tls(void)
 		r == SSL_R_RECORD_LENGTH_MISMATCH);
 }
 
-/*
- * Connector: TLS handshake on a fresh socket (left non-blocking), bounded by
- * deadline. *out holds the SSL object even on failure (close() frees it).
- */
-static int tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what, int64_t deadline,
-		       struct rdmig_err *err)
+int tcp_tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what, int64_t deadline,
+		    struct rdmig_err *err)
 {
 	char why[256];
 	short ev;
 	int n, saved, ret;
 	ssize_t r;
 
-	ret = set_nonblock(fd, true);
+	ret = tcp_set_nonblock(fd, true);
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "TLS on the %s to %s", what, tc->peer);
-	*out = tls_new(tc->tls_ctx, fd, tc->tls_psk, false);
+	*out = tcp_tls_new(tc->tls_ctx, fd, tc->tls_psk, false);
 	if (!*out)
 		return rdmig_seterr(err, -ENOMEM, "TLS on the %s to %s: %s", what, tc->peer,
-				    tls_reason(why, sizeof(why)));
+				    tcp_tls_reason(why, sizeof(why)));
 	for (;;) {
 		ERR_clear_error();
 		errno = 0;
@@ -610,11 +237,11 @@ static int tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what,
 		if (n == 1)
 			return 0;
 		ev = POLLIN;
-		r = tls_result(*out, n, saved, &ev);
+		r = tcp_tls_result(*out, n, saved, &ev);
 		if (r == -EINTR)
 			continue;
 		if (r == -EAGAIN) {
-			ret = wait_fd(fd, ev, deadline);
+			ret = tcp_wait_fd(fd, ev, deadline);
 			if (ret == -ETIMEDOUT)
 				return rdmig_seterr(err, ret,
 						    "no TLS handshake from %s on the %s within %d "
@@ -626,7 +253,7 @@ static int tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what,
 							  tc->peer);
 			continue;
 		}
-		if (r == -EPROTO && tls_not_tls())
+		if (r == -EPROTO && tcp_tls_not_tls())
 			return rdmig_seterr(
 			    err, -EPROTO,
 			    "%s answered the TLS handshake on the %s in plain text: "
@@ -637,34 +264,12 @@ static int tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what,
 			    err, -EACCES,
 			    "TLS handshake with %s on the %s failed (%s): both sides "
 			    "need --tls and the same --key-file",
-			    tc->peer, what, tls_reason(why, sizeof(why)));
+			    tc->peer, what, tcp_tls_reason(why, sizeof(why)));
 		return rdmig_seterr(err, -ECONNRESET,
 				    "%s closed the %s during the TLS handshake: does the listener "
 				    "run with --tls and the same --key-file?",
 				    tc->peer, what);
 	}
-}
-
-/*
- * Options of an established socket. Nagle is off everywhere: a fence or a
- * small control message must not wait for the acknowledgement of the
- * previous frame. Failures only cost latency or dead-peer detection, so
- * they are logged, not fatal.
- */
-static void tune_socket(int fd, int user_timeout_ms)
-{
-	int one = 1, idle = KA_IDLE_S, intvl = KA_INTVL_S, cnt = KA_CNT;
-	unsigned uto = (unsigned)user_timeout_ms;
-
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-		log_warn("TCP_NODELAY: %s", strerror(errno));
-	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
-	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)))
-		log_warn("TCP keepalive: %s", strerror(errno));
-	if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)))
-		log_warn("TCP_USER_TIMEOUT: %s", strerror(errno));
 }
 
 /* "1.2.3.4:5" or "[::1]:5"; IPv4-mapped IPv6 addresses are shown as IPv4. */
@@ -692,22 +297,6 @@ static void fmt_sockaddr(const struct sockaddr_storage *ss, char *out, size_t le
 	}
 }
 
-static void fmt_hostport(const char *host, uint16_t port, char *out, size_t len)
-{
-	if (strchr(host, ':'))
-		snprintf(out, len, "[%s]:%u", host, port);
-	else
-		snprintf(out, len, "%s:%u", host, port);
-}
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0) {
-		close(*fd);
-		*fd = -1;
-	}
-}
-
 /*
  * Read what the peer already sent before closing, so that the close does
  * not turn into a reset that could destroy an ERROR frame we just sent.
@@ -721,7 +310,7 @@ static void drain_close(int *fd)
 	for (int i = 0; i < 16; i++)
 		if (recv(*fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
 			break;
-	close_fd(fd);
+	tcp_close_fd(fd);
 }
 
 /* Best effort: tell a rejected peer why, in a frame it can decode. */
@@ -745,7 +334,7 @@ static void send_error_frame(int fd, SSL *ssl, int code, const char *msg)
 
 /* ---- connection state --------------------------------------------------- */
 
-static int conn_init(struct tcp_conn *tc, struct rdmig_err *err)
+int tcp_conn_init(struct tcp_conn *tc, struct rdmig_err *err)
 {
 	tc->ctrl_fd = -1;
 	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
@@ -773,11 +362,11 @@ static void tcp_close(struct rdmig_conn *c)
 		return;
 	SSL_free(tc->ctrl_ssl);
 	tc->ctrl_ssl = NULL;
-	close_fd(&tc->ctrl_fd);
+	tcp_close_fd(&tc->ctrl_fd);
 	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
 		SSL_free(tc->ch[i].ssl);
 		tc->ch[i].ssl = NULL;
-		close_fd(&tc->ch[i].fd);
+		tcp_close_fd(&tc->ch[i].fd);
 		pthread_mutex_destroy(&tc->ch[i].ssl_lock);
 		pthread_mutex_destroy(&tc->ch[i].tx_lock);
 		pthread_mutex_destroy(&tc->ch[i].rx_lock);
@@ -830,7 +419,7 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline, int user_tim
 		ret = rdmig_neg_errno();
 		goto out_close;
 	}
-	ret = wait_fd(fd, POLLOUT, deadline);
+	ret = tcp_wait_fd(fd, POLLOUT, deadline);
 	if (ret)
 		goto out_close;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl)) {
@@ -841,10 +430,10 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline, int user_tim
 		ret = -soerr;
 		goto out_close;
 	}
-	ret = set_nonblock(fd, false);
+	ret = tcp_set_nonblock(fd, false);
 	if (ret)
 		goto out_close;
-	tune_socket(fd, user_timeout_ms);
+	tcp_tune_socket(fd, user_timeout_ms);
 	return fd;
 out_close:
 	close(fd);
@@ -890,14 +479,14 @@ static int read_hello_ack(struct tcp_conn *tc, struct tcp_io io, uint16_t chan_i
 	else
 		snprintf(what, sizeof(what), "data channel %u", chan_index);
 
-	ret = rx_fill(io, buf, RDMIG_WIRE_HDR_LEN, &got, deadline);
+	ret = tcp_io_recv_fill(io, buf, RDMIG_WIRE_HDR_LEN, &got, deadline);
 	if (ret == 0)
 		ret = rdmig_wire_hdr_decode(buf, got, RDMIG_CTRL_MAX_PAYLOAD, &hdr, &e);
 	if (ret == 0 && hdr.type == RDMIG_MSG_ERROR) {
 		size_t elen = hdr.length < sizeof(ebuf) ? hdr.length : sizeof(ebuf);
 
 		got = 0;
-		ret = rx_fill(io, ebuf, elen, &got, deadline);
+		ret = tcp_io_recv_fill(io, ebuf, elen, &got, deadline);
 		if (ret == 0 && rdmig_wire_error_decode(ebuf, elen, &code, msg, sizeof(msg), NULL))
 			snprintf(msg, sizeof(msg), "(unreadable reason)");
 		if (ret == 0)
@@ -908,7 +497,7 @@ static int read_hello_ack(struct tcp_conn *tc, struct tcp_io io, uint16_t chan_i
 		ret = rdmig_seterr(&e, -EPROTO, "expected HELLO_ACK, got %s",
 				   rdmig_msg_type_name(hdr.type));
 	if (ret == 0)
-		ret = rx_fill(io, buf, sizeof(buf), &got, deadline);
+		ret = tcp_io_recv_fill(io, buf, sizeof(buf), &got, deadline);
 	if (ret == 0)
 		ret = rdmig_wire_pdata_decode(buf, sizeof(buf), &type, &h, &e);
 	if (ret == 0 && (type != RDMIG_MSG_HELLO_ACK || h.role != RDMIG_ROLE_ACCEPTOR))
@@ -947,7 +536,7 @@ static int send_hello(struct tcp_conn *tc, struct tcp_io io, uint16_t chan_index
 	memset(buf, 0, sizeof(buf));
 	rdmig_hello_fill(&tc->base, &h, chan_index, token);
 	rdmig_wire_pdata_encode(buf, RDMIG_MSG_HELLO, &h);
-	ret = send_buf(io, buf, sizeof(buf));
+	ret = tcp_io_send_buf(io, buf, sizeof(buf));
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "sending HELLO to %s", tc->peer);
 	return 0;
@@ -972,12 +561,12 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 	uint64_t token;
 	int ret, last = -EHOSTUNREACH;
 
-	ret = conn_init(tc, err);
+	ret = tcp_conn_init(tc, err);
 	if (!ret)
-		ret = tls_ctx_new(&c->cfg, false, &tc->tls_ctx, tc->tls_psk, err);
+		ret = tcp_tls_ctx_new(&c->cfg, false, &tc->tls_ctx, tc->tls_psk, err);
 	if (ret)
 		return ret;
-	fmt_hostport(c->host, c->cfg.port, tc->peer, sizeof(tc->peer));
+	tcp_fmt_hostport(c->host, c->cfg.port, tc->peer, sizeof(tc->peer));
 	snprintf(port, sizeof(port), "%u", c->cfg.port);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -1008,7 +597,8 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 	}
 
 	if (tc->tls_ctx) {
-		ret = tls_connect(tc, tc->ctrl_fd, &tc->ctrl_ssl, "control channel", deadline, err);
+		ret = tcp_tls_connect(tc, tc->ctrl_fd, &tc->ctrl_ssl, "control channel", deadline,
+				      err);
 		if (ret)
 			goto out_free;
 	}
@@ -1033,16 +623,17 @@ static int tcp_connect(struct rdmig_conn *c, struct rdmig_err *err)
 			char what[32];
 
 			snprintf(what, sizeof(what), "data channel %u", i);
-			ret = tls_connect(tc, tc->ch[i].fd, &tc->ch[i].ssl, what, deadline, err);
+			ret =
+			    tcp_tls_connect(tc, tc->ch[i].fd, &tc->ch[i].ssl, what, deadline, err);
 			if (ret)
 				goto out_free;
 		}
-		ret = send_hello(tc, ch_io(tc, i), (uint16_t)i, token, err);
+		ret = send_hello(tc, tcp_ch_io(tc, i), (uint16_t)i, token, err);
 		if (ret)
 			goto out_free;
 	}
 	for (unsigned i = 0; i < c->nchan; i++) {
-		ret = read_hello_ack(tc, ch_io(tc, i), (uint16_t)i, token, deadline, err);
+		ret = read_hello_ack(tc, tcp_ch_io(tc, i), (uint16_t)i, token, deadline, err);
 		if (ret)
 			goto out_free;
 	}
@@ -1056,7 +647,7 @@ out_free:
 
 /* ---- listen and accept -------------------------------------------------- */
 
-static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
+int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 {
 	struct tcp_listener *tl = to_tcp_listener(l);
 	struct addrinfo hints, *res = NULL, *ai;
@@ -1073,11 +664,11 @@ static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 	}
 	pthread_mutex_init(&tl->lock, NULL);
 	tl->inited = true;
-	ret = tls_ctx_new(&l->cfg, true, &tl->tls_ctx, tl->tls_psk, err);
+	ret = tcp_tls_ctx_new(&l->cfg, true, &tl->tls_ctx, tl->tls_psk, err);
 	if (ret)
 		return ret;
 
-	fmt_hostport(l->cfg.host ? l->cfg.host : "*", l->cfg.port, where, sizeof(where));
+	tcp_fmt_hostport(l->cfg.host ? l->cfg.host : "*", l->cfg.port, where, sizeof(where));
 	snprintf(port, sizeof(port), "%u", l->cfg.port);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -1099,7 +690,7 @@ static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 			if (bind(fd, (struct sockaddr *)&s6, sizeof(s6)) || listen(fd, SOMAXCONN)) {
 				ret = rdmig_neg_errno();
-				close_fd(&fd);
+				tcp_close_fd(&fd);
 			}
 		}
 		if (fd < 0 && ret != -EADDRINUSE) {
@@ -1110,7 +701,7 @@ static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 			if (bind(fd, (struct sockaddr *)&s4, sizeof(s4)) || listen(fd, SOMAXCONN)) {
 				ret = rdmig_neg_errno();
-				close_fd(&fd);
+				tcp_close_fd(&fd);
 			}
 		}
 	} else {
@@ -1133,7 +724,7 @@ static int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 			if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
 				ret = rdmig_neg_errno();
-				close_fd(&fd);
+				tcp_close_fd(&fd);
 			}
 		}
 		freeaddrinfo(res);
@@ -1160,11 +751,11 @@ static void group_drop(struct tcp_group *g)
 {
 	SSL_free(g->ctrl_ssl);
 	g->ctrl_ssl = NULL;
-	close_fd(&g->ctrl_fd);
+	tcp_close_fd(&g->ctrl_fd);
 	for (unsigned i = 0; i < RDMIG_MAX_CHANNELS; i++) {
 		SSL_free(g->data_ssl[i]);
 		g->data_ssl[i] = NULL;
-		close_fd(&g->data_fd[i]);
+		tcp_close_fd(&g->data_fd[i]);
 	}
 	g->used = false;
 	g->ndata = 0;
@@ -1174,16 +765,16 @@ static void pending_close(struct tcp_pending *p)
 {
 	SSL_free(p->ssl);
 	p->ssl = NULL;
-	close_fd(&p->fd);
+	tcp_close_fd(&p->fd);
 }
 
-static void tcp_listener_close(struct rdmig_listener *l)
+void tcp_listener_close(struct rdmig_listener *l)
 {
 	struct tcp_listener *tl = to_tcp_listener(l);
 
 	if (!tl->inited)
 		return;
-	close_fd(&tl->fd);
+	tcp_close_fd(&tl->fd);
 	for (unsigned i = 0; i < tl->npend; i++)
 		pending_close(&tl->pend[i]);
 	tl->npend = 0;
@@ -1251,7 +842,7 @@ static void accept_new(struct tcp_listener *tl)
 		p->fd = fd;
 		p->events = POLLIN;
 		if (tl->tls_ctx) {
-			p->ssl = tls_new(tl->tls_ctx, fd, tl->tls_psk, true);
+			p->ssl = tcp_tls_new(tl->tls_ctx, fd, tl->tls_psk, true);
 			if (!p->ssl) {
 				log_warn("dropping a connection: no memory for its TLS session");
 				close(fd);
@@ -1349,7 +940,7 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 	memset(ack, 0, sizeof(ack));
 	rdmig_wire_pdata_encode(ack, RDMIG_MSG_HELLO_ACK, &a);
 	/* A fresh socket's send buffer always takes 64 bytes (and a TLS record of them). */
-	if (p->ssl ? send_buf((struct tcp_io){p->fd, p->ssl, NULL}, ack, sizeof(ack)) != 0
+	if (p->ssl ? tcp_io_send_buf((struct tcp_io){p->fd, p->ssl, NULL}, ack, sizeof(ack)) != 0
 		   : send(p->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) !=
 			 (ssize_t)sizeof(ack)) {
 		log_warn("dropping connection from %s: sending HELLO_ACK: %s", p->peer,
@@ -1397,12 +988,12 @@ static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struc
 		n = SSL_do_handshake(p->ssl);
 		saved = errno;
 		if (n != 1) {
-			n = tls_result(p->ssl, (int)n, saved, &ev);
+			n = tcp_tls_result(p->ssl, (int)n, saved, &ev);
 			if (n == -EAGAIN || n == -EINTR) {
 				p->events = ev;
 				return NULL;
 			}
-			if (n == -EPROTO && tls_not_tls()) {
+			if (n == -EPROTO && tcp_tls_not_tls()) {
 				log_warn("rejected connection from %s: it does not speak TLS and "
 					 "this listener runs with --tls",
 					 p->peer);
@@ -1414,7 +1005,7 @@ static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struc
 				log_warn("rejected connection from %s: TLS handshake failed (%s): "
 					 "does the peer use --tls with the same --key-file?",
 					 p->peer,
-					 n == -EPROTO ? tls_reason(why, sizeof(why))
+					 n == -EPROTO ? tcp_tls_reason(why, sizeof(why))
 						      : "connection closed");
 			}
 			SSL_free(p->ssl);
@@ -1430,8 +1021,8 @@ static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struc
 	while (p->got < sizeof(p->buf)) {
 		size_t before = p->got;
 
-		n = io_recv_once((struct tcp_io){p->fd, p->ssl, NULL}, p->buf + p->got,
-				 sizeof(p->buf) - p->got, &ev);
+		n = tcp_io_recv_once((struct tcp_io){p->fd, p->ssl, NULL}, p->buf + p->got,
+				     sizeof(p->buf) - p->got, &ev);
 		if (n == -EAGAIN || n == -EINTR)
 			return NULL;
 		if (n <= 0) {
@@ -1504,7 +1095,7 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	struct rdmig_conn *c = &tc->base;
 	int ret;
 
-	ret = conn_init(tc, err);
+	ret = tcp_conn_init(tc, err);
 	if (ret) {
 		group_drop(g);
 		return ret;
@@ -1526,11 +1117,11 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	}
 	group_drop(g);
 	/* TLS sockets stay non-blocking: SSL calls never block, they poll. */
-	ret = tc->ctrl_ssl ? 0 : set_nonblock(tc->ctrl_fd, false);
-	tune_socket(tc->ctrl_fd, c->cfg.peer_timeout_ms);
+	ret = tc->ctrl_ssl ? 0 : tcp_set_nonblock(tc->ctrl_fd, false);
+	tcp_tune_socket(tc->ctrl_fd, c->cfg.peer_timeout_ms);
 	for (unsigned i = 0; i < c->nchan && !ret; i++) {
-		ret = tc->ch[i].ssl ? 0 : set_nonblock(tc->ch[i].fd, false);
-		tune_socket(tc->ch[i].fd, c->cfg.peer_timeout_ms);
+		ret = tc->ch[i].ssl ? 0 : tcp_set_nonblock(tc->ch[i].fd, false);
+		tcp_tune_socket(tc->ch[i].fd, c->cfg.peer_timeout_ms);
 	}
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "setting up the connection from %s", tc->peer);
@@ -1539,8 +1130,8 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	return 0;
 }
 
-static int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
-		      struct rdmig_err *err)
+int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
+	       struct rdmig_err *err)
 {
 	struct tcp_listener *tl = to_tcp_listener(l);
 	int64_t deadline = rdmig_deadline_ms(timeout_ms);
@@ -1661,7 +1252,7 @@ static int tcp_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, stru
 	int ret;
 
 	pthread_mutex_lock(&tc->ctrl_tx_lock);
-	ret = send_buf(ctrl_io(tc), msg, len);
+	ret = tcp_io_send_buf(ctrl_io(tc), msg, len);
 	pthread_mutex_unlock(&tc->ctrl_tx_lock);
 	if (ret)
 		return rdmig_conn_fail(c, err, ret, "sending on the control channel to %s: %s",
@@ -1682,7 +1273,7 @@ static int ctrl_recv_locked(struct tcp_conn *tc, void *buf, size_t cap, size_t *
 		want = tc->ctrl_got < RDMIG_WIRE_HDR_LEN
 			   ? RDMIG_WIRE_HDR_LEN
 			   : RDMIG_WIRE_HDR_LEN + (size_t)tc->ctrl_hdr.length;
-		ret = rx_fill(ctrl_io(tc), tc->ctrl_buf, want, &tc->ctrl_got, deadline);
+		ret = tcp_io_recv_fill(ctrl_io(tc), tc->ctrl_buf, want, &tc->ctrl_got, deadline);
 		if (ret == -ETIMEDOUT)
 			return rdmig_seterr(err, ret, "no control message from %s within %d ms",
 					    tc->peer, timeout_ms);
@@ -1769,7 +1360,7 @@ static int batch_flush(struct wbatch *b)
 	 * tail as a runt (TCP_NODELAY is on); the fence, sent without it,
 	 * pushes everything out.
 	 */
-	ret = send_all_flags(ch_io(b->tc, b->chan), b->iov, (int)(2 * b->n), MSG_MORE);
+	ret = tcp_io_send_all(tcp_ch_io(b->tc, b->chan), b->iov, (int)(2 * b->n), MSG_MORE);
 	b->n = 0;
 	b->bytes = 0;
 	b->zused = 0;
@@ -1863,8 +1454,8 @@ static int write_level(struct tcp_conn *tc, unsigned chan, int *level, struct rd
  * c->tx[chan].writes (owned by this sender), to which the common layer adds
  * the number of runs after we return.
  */
-static int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
-		     struct rdmig_err *err)
+int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	      struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	struct wbatch *b;
@@ -1928,8 +1519,8 @@ static int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run
 	return 0;
 }
 
-static int tcp_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
-		     struct rdmig_err *err)
+int tcp_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
+	      struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	uint8_t buf[RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN];
@@ -1939,7 +1530,7 @@ static int tcp_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fen
 	rdmig_wire_fence_encode(buf + RDMIG_WIRE_HDR_LEN, f);
 	/* Once in the socket, the earlier writes are ahead of it: nothing else to drain. */
 	pthread_mutex_lock(&tc->ch[chan].tx_lock);
-	ret = send_buf(ch_io(tc, chan), buf, sizeof(buf));
+	ret = tcp_io_send_buf(tcp_ch_io(tc, chan), buf, sizeof(buf));
 	pthread_mutex_unlock(&tc->ch[chan].tx_lock);
 	if (ret)
 		return rdmig_conn_fail(c, err, ret, "sending FENCE on page channel %u to %s: %s",
@@ -1949,14 +1540,8 @@ static int tcp_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fen
 
 /* ---- data channel receive ----------------------------------------------- */
 
-/*
- * Read the next frame header of a data channel (resumable), reading at most
- * `max` bytes (a frame of the channel's kind is never shorter). 0 with
- * rx->hdr set, or a negative errno with err set; `kind` ("page", "stream")
- * and `waiting` name the channel's use in messages.
- */
-static int rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_t max,
-		     int64_t deadline, int timeout_ms, const char *waiting, struct rdmig_err *err)
+int tcp_rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_t max,
+		  int64_t deadline, int timeout_ms, const char *waiting, struct rdmig_err *err)
 {
 	struct rdmig_conn *c = &tc->base;
 	struct tcp_rx *rx = &tc->ch[chan].rx;
@@ -1966,7 +1551,8 @@ static int rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_
 
 	/* Up to `max` bytes: on page channels the WRITE prefix comes with its header. */
 	while (rx->got < RDMIG_WIRE_HDR_LEN) {
-		n = recv_some(ch_io(tc, chan), rx->buf + rx->got, max - rx->got, deadline);
+		n = tcp_io_recv_some(tcp_ch_io(tc, chan), rx->buf + rx->got, max - rx->got,
+				     deadline);
 		if (n <= 0) {
 			ret = n ? (int)n : TCP_EOF;
 			break;
@@ -1999,7 +1585,7 @@ static int rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_
 	return 0;
 }
 
-static int unexpected(struct tcp_conn *tc, unsigned chan, const char *kind, struct rdmig_err *err)
+int tcp_rx_unexpected(struct tcp_conn *tc, unsigned chan, const char *kind, struct rdmig_err *err)
 {
 	return rdmig_conn_fail(&tc->base, err, -EPROTO,
 			       "unexpected %s on %s channel %u from %s: a channel carries page "
@@ -2150,7 +1736,7 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 		ev = POLLIN;
 		if (ch->ssl) {
 			/* TLS: decrypted straight into the region, one record's worth at most. */
-			n = io_recv_once(ch_io(tc, chan), rx->dst, rx->left, &ev);
+			n = tcp_io_recv_once(tcp_ch_io(tc, chan), rx->dst, rx->left, &ev);
 		} else {
 			n = recvmsg(ch->fd, &m, MSG_DONTWAIT);
 			if (n < 0)
@@ -2178,7 +1764,7 @@ static int rx_write_payload(struct tcp_conn *tc, unsigned chan, int64_t deadline
 			return rdmig_conn_fail(c, err, (int)n,
 					       "receiving WRITE on page channel %u from %s: %s",
 					       chan, tc->peer, strerror((int)-n));
-		ret = wait_fd(ch->fd, ev, deadline);
+		ret = tcp_wait_fd(ch->fd, ev, deadline);
 		if (ret == -ETIMEDOUT)
 			return rdmig_seterr(err, ret,
 					    "page channel %u from %s: WRITE stalled, %" PRIu32
@@ -2214,10 +1800,10 @@ static int wait_fence_locked(struct tcp_conn *tc, unsigned chan, int timeout_ms,
 	for (;;) {
 		switch (rx->state) {
 		case RX_STREAM:
-			return unexpected(tc, chan, "page", err);
+			return tcp_rx_unexpected(tc, chan, "page", err);
 		case RX_HDR:
-			ret = rx_header(tc, chan, "page", TCP_FRAME_PREFIX, deadline, timeout_ms,
-					"fence", err);
+			ret = tcp_rx_header(tc, chan, "page", TCP_FRAME_PREFIX, deadline,
+					    timeout_ms, "fence", err);
 			if (ret)
 				return ret;
 			if (rx->hdr.type == RDMIG_MSG_KEEPALIVE) {
@@ -2226,14 +1812,15 @@ static int wait_fence_locked(struct tcp_conn *tc, unsigned chan, int timeout_ms,
 				break;
 			}
 			if (rx->hdr.type != RDMIG_MSG_WRITE && rx->hdr.type != RDMIG_MSG_FENCE)
-				return unexpected(tc, chan, "page", err);
+				return tcp_rx_unexpected(tc, chan, "page", err);
 			rx->state = RX_SMALL;
 			break;
 		case RX_SMALL:
 			want = RDMIG_WIRE_HDR_LEN + (rx->hdr.type == RDMIG_MSG_WRITE
 							 ? RDMIG_WIRE_WRITE_LEN
 							 : RDMIG_WIRE_FENCE_LEN);
-			ret = rx_fill(ch_io(tc, chan), rx->buf, want, &rx->got, deadline);
+			ret = tcp_io_recv_fill(tcp_ch_io(tc, chan), rx->buf, want, &rx->got,
+					       deadline);
 			if (ret == -ETIMEDOUT)
 				return rdmig_seterr(
 				    err, ret, "no fence on page channel %u from %s within %d ms",
@@ -2285,8 +1872,8 @@ static int wait_fence_locked(struct tcp_conn *tc, unsigned chan, int timeout_ms,
 	}
 }
 
-static int tcp_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms,
-			  struct rdmig_fence *f, struct rdmig_err *err)
+int tcp_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rdmig_fence *f,
+		   struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	int ret;
@@ -2299,8 +1886,8 @@ static int tcp_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms,
 
 /* ---- streams ------------------------------------------------------------ */
 
-static int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
-			   struct rdmig_err *err)
+int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
+		    struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	struct tcp_chan *ch = &tc->ch[chan];
@@ -2321,7 +1908,7 @@ static int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf,
 		rdmig_wire_hdr_encode(hdr, RDMIG_MSG_STREAM_DATA, (uint16_t)chan, 0, n);
 		iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};
 		iov[1] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
-		ret = send_all(ch_io(tc, chan), iov, 2);
+		ret = tcp_io_send_all(tcp_ch_io(tc, chan), iov, 2, 0);
 		p += n;
 		len -= n;
 	}
@@ -2332,7 +1919,7 @@ static int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf,
 	return 0;
 }
 
-static int tcp_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err)
+int tcp_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	struct tcp_chan *ch = &tc->ch[chan];
@@ -2342,7 +1929,7 @@ static int tcp_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig
 	pthread_mutex_lock(&ch->tx_lock);
 	if (!ch->eof_sent) {
 		rdmig_wire_hdr_encode(hdr, RDMIG_MSG_STREAM_EOF, (uint16_t)chan, 0, 0);
-		ret = send_buf(ch_io(tc, chan), hdr, sizeof(hdr));
+		ret = tcp_io_send_buf(tcp_ch_io(tc, chan), hdr, sizeof(hdr));
 		ch->eof_sent = !ret;
 	}
 	pthread_mutex_unlock(&ch->tx_lock);
@@ -2367,10 +1954,10 @@ static ssize_t stream_recv_locked(struct tcp_conn *tc, unsigned chan, void *buf,
 		switch (rx->state) {
 		case RX_SMALL:
 		case RX_PAYLOAD:
-			return unexpected(tc, chan, "stream", err);
+			return tcp_rx_unexpected(tc, chan, "stream", err);
 		case RX_HDR:
-			ret = rx_header(tc, chan, "stream", RDMIG_WIRE_HDR_LEN, deadline,
-					timeout_ms, "data", err);
+			ret = tcp_rx_header(tc, chan, "stream", RDMIG_WIRE_HDR_LEN, deadline,
+					    timeout_ms, "data", err);
 			if (ret)
 				return ret;
 			rx->got = 0;
@@ -2387,13 +1974,13 @@ static ssize_t stream_recv_locked(struct tcp_conn *tc, unsigned chan, void *buf,
 			default:
 				/* Keep the header in buf for the message. */
 				rx->got = RDMIG_WIRE_HDR_LEN;
-				return unexpected(tc, chan, "stream", err);
+				return tcp_rx_unexpected(tc, chan, "stream", err);
 			}
 			break;
 		case RX_STREAM:
-			n = recv_some(ch_io(tc, chan), buf,
-				      cap < rx->stream_left ? cap : (size_t)rx->stream_left,
-				      deadline);
+			n = tcp_io_recv_some(tcp_ch_io(tc, chan), buf,
+					     cap < rx->stream_left ? cap : (size_t)rx->stream_left,
+					     deadline);
 			if (n == -ETIMEDOUT)
 				return rdmig_seterr(err, -ETIMEDOUT,
 						    "no data on stream channel %u from %s within "
@@ -2417,8 +2004,8 @@ static ssize_t stream_recv_locked(struct tcp_conn *tc, unsigned chan, void *buf,
 	}
 }
 
-static ssize_t tcp_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap,
-			       int timeout_ms, struct rdmig_err *err)
+ssize_t tcp_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap, int timeout_ms,
+			struct rdmig_err *err)
 {
 	struct tcp_conn *tc = to_tcp(c);
 	ssize_t n;
