@@ -1,32 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp backend: what has not yet moved to a file of its own (tcp_int.h lists
- * the files and says who owns what).
+ * tcp backend, one connection: the connector's setup (TCP connect to the
+ * first address of the name that answers, TLS, HELLO on the control socket,
+ * then on every data socket), the control channel, this backend's copy of
+ * the region table, close and wake, and the ops table. tcp_int.h says who
+ * owns what; the accepting side is in tcp_listen.c.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/hmac.h>
-#include <openssl/ssl.h>
-#include <zstd.h>
+#include <openssl/crypto.h>
 
 #include "clock.h"
 #include "log.h"
