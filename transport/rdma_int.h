@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal to the rdma backend (rdma.c, rdma_cm.c, rdma_stream.c).
+ * Internal to the rdma backend (rdma.c, rdma_cm.c, rdma_progress.c,
+ * rdma_stream.c).
  *
  * One connection = one control channel + nchan data channels; each channel
  * is its own rdma_cm id and RC queue pair with its own send CQ and recv CQ.
@@ -228,10 +229,12 @@ static inline struct rd_chan *rd_data(struct rd_conn *rc, unsigned chan)
 	return &rc->ch[1 + chan];
 }
 
-/* ---- rdma.c ---- */
+/* ---- rdma_progress.c: failure state, completions, the progress thread ---- */
+
 /* Wait at most one slice; returns -ETIMEDOUT once `deadline` (ms, -1 none) passed. */
 int rd_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline);
-
+/* Broadcast every channel's conditions without locking: safe under any lock. */
+void rd_kick_all(struct rd_conn *rc);
 /* Record a fatal error (first wins), wake every waiter; returns the first code. */
 int rd_fail(struct rd_conn *rc, struct rdmig_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -247,6 +250,18 @@ void rd_peer_gone(struct rd_conn *rc, bool from_event, const char *fmt, ...)
 /* rd_failed(), plus: fail the connection now if the peer is gone. */
 int rd_check(struct rd_conn *rc, struct rdmig_err *err);
 const char *rd_kind_name(enum rd_kind k);
+/* Reap a channel's send CQ (caller holds ch->tx_lock): progress thread and senders. */
+void rd_reap_send(struct rd_chan *ch);
+/* Reap a channel's recv CQ (takes rx_lock): progress thread only. */
+void rd_reap_rx(struct rd_chan *ch);
+/* Reap a channel's recv CQ, rx_lock held: the progress thread, or drain once it stopped. */
+void rd_reap_recv(struct rd_chan *ch);
+/* Once all channels are up: arm the CQs and start the progress thread. */
+int rd_conn_start(struct rd_conn *rc, struct rdmig_err *err);
+/* Stop and join the progress thread, if it was started. */
+void rd_progress_stop(struct rd_conn *rc);
+
+/* ---- rdma.c: setup and teardown ---- */
 
 void rd_conn_init(struct rd_conn *rc);
 /* Device query, PD and completion channel, from the first channel's verbs context. */
@@ -260,8 +275,6 @@ void rd_hello_make(struct rd_chan *ch, struct rdmig_wire_hello *h);
 int rd_hello_check(const struct rdmig_wire_hello *h, enum rdmig_role role, struct rdmig_err *err);
 /* Check the peer's HELLO for a channel (also token, index, count) and remember it. */
 int rd_hello_accept(struct rd_chan *ch, const struct rdmig_wire_hello *h, struct rdmig_err *err);
-/* Once all channels are up: arm the CQs and start the progress thread. */
-int rd_conn_start(struct rd_conn *rc, struct rdmig_err *err);
 void rd_rdma_conn_param(struct rdma_conn_param *p, const void *pdata, uint8_t len);
 /* Receive buffer and memory helpers. */
 int rd_buf_alloc(struct rd_conn *rc, size_t len, int access, uint8_t **buf, struct ibv_mr **mr,
@@ -273,9 +286,6 @@ void rd_buf_free(uint8_t **buf, struct ibv_mr **mr, size_t len);
  * slots; rd_wr_prep assigns the next seq and the signaled flag;
  * rd_post_chain posts; rd_wait_seq waits until `seq` is complete.
  */
-void rd_reap_send(struct rd_chan *ch);
-/* Reap a channel's recv CQ (takes rx_lock): progress thread only. */
-void rd_reap_rx(struct rd_chan *ch);
 int rd_sq_reserve(struct rd_chan *ch, unsigned n, int64_t deadline, struct rdmig_err *err);
 uint64_t rd_wr_prep(struct rd_chan *ch, struct ibv_send_wr *wr, enum rd_kind kind, bool force);
 int rd_post_chain(struct rd_chan *ch, struct ibv_send_wr *wr, struct rdmig_err *err);
