@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal to the rdma backend (rdma.c, rdma_cm.c, rdma_progress.c,
- * rdma_stream.c).
+ * Internal to the rdma backend: rdma.c (setup, teardown, the ops table),
+ * rdma_cm.c (connection management), rdma_progress.c (failure state,
+ * completions, the progress thread, keepalive), rdma_data.c (posting, control
+ * messages, page writes, fences) and rdma_stream.c (byte streams).
  *
  * One connection = one control channel + nchan data channels; each channel
  * is its own rdma_cm id and RC queue pair with its own send CQ and recv CQ.
@@ -281,6 +283,8 @@ int rd_buf_alloc(struct rd_conn *rc, size_t len, int access, uint8_t **buf, stru
 		 const char *what, struct rdmig_err *err);
 void rd_buf_free(uint8_t **buf, struct ibv_mr **mr, size_t len);
 
+/* ---- rdma_data.c: posting and the data operations ---- */
+
 /*
  * Send side (caller holds ch->tx_lock). rd_sq_reserve waits for `n` free
  * slots; rd_wr_prep assigns the next seq and the signaled flag;
@@ -293,7 +297,18 @@ int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig
 /* Post a small frame (header + payload <= RD_FRAME_LEN) on a data channel. */
 int rd_post_frame(struct rd_chan *ch, uint8_t type, const void *payload, uint32_t plen,
 		  enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err);
+/* Post receive buffer `slot` again (setup, or once its frame is consumed). */
 int rd_post_recv(struct rd_chan *ch, uint32_t slot);
+/* The data operations of the ops table. */
+int rd_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, struct rdmig_err *err);
+int rd_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
+		 struct rdmig_err *err);
+int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	     struct rdmig_err *err);
+int rd_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
+	     struct rdmig_err *err);
+int rd_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rdmig_fence *f,
+		  struct rdmig_err *err);
 
 /* ---- rdma_cm.c ---- */
 int rd_connect(struct rdmig_conn *c, struct rdmig_err *err);
