@@ -190,7 +190,7 @@ static inline struct tcp_io tcp_ch_io(struct tcp_conn *tc, unsigned chan)
 	return (struct tcp_io){tc->ch[chan].fd, tc->ch[chan].ssl, &tc->ch[chan].ssl_lock};
 }
 
-/* ---- tcp_io.c: any thread, on a socket it holds the tx or rx lock of ---- */
+/* ---- tcp_io.c: callers serialise each direction (tx/rx lock, listener lock) ---- */
 
 /* Wait for `events` on fd. 0 when ready (or in error: the next call tells), -ETIMEDOUT. */
 int tcp_wait_fd(int fd, short events, int64_t deadline);
@@ -205,7 +205,9 @@ int tcp_io_recv_fill(struct tcp_io io, uint8_t *buf, size_t want, size_t *got, i
  * MSG_NOSIGNAL, or with SSL_write on a TLS socket. 0 or a negative errno.
  */
 int tcp_io_send_all(struct tcp_io io, struct iovec *iov, int iovcnt, int flags);
+/* tcp_io_send_all() of one buffer, no flags. */
 int tcp_io_send_buf(struct tcp_io io, const void *buf, size_t len);
+/* O_NONBLOCK on or off: 0 or a negative errno. */
 int tcp_set_nonblock(int fd, bool on);
 /* Nagle off, keepalive and TCP_USER_TIMEOUT on an established socket (logs failures). */
 void tcp_tune_socket(int fd, int user_timeout_ms);
@@ -245,12 +247,16 @@ int tcp_conn_init(struct tcp_conn *tc, struct rdmig_err *err);
 
 /* ---- tcp_listen.c: the listener's lock serialises accepts ---- */
 
+/* Ops of rdmig_tcp_ops (tcp_conn.c); xport.h documents each. */
+
 int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err);
 int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 	       struct rdmig_err *err);
 void tcp_listener_close(struct rdmig_listener *l);
 
 /* ---- tcp_write.c: the sender of a page channel, under its tx_lock ---- */
+
+/* Ops (xport.h). */
 
 int tcp_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
 	      struct rdmig_err *err);
@@ -269,10 +275,13 @@ int tcp_rx_header(struct tcp_conn *tc, unsigned chan, const char *kind, size_t m
 		  int64_t deadline, int timeout_ms, const char *waiting, struct rdmig_err *err);
 /* Fail the connection: a frame of the other use (pages or stream) arrived. */
 int tcp_rx_unexpected(struct tcp_conn *tc, unsigned chan, const char *kind, struct rdmig_err *err);
+/* Op (xport.h): the thread waiting for a fence is what receives the channel's WRITEs. */
 int tcp_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rdmig_fence *f,
 		   struct rdmig_err *err);
 
 /* ---- tcp_stream.c: senders under tx_lock, the receiver under rx_lock ---- */
+
+/* Ops (xport.h). */
 
 int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
 		    struct rdmig_err *err);

@@ -2,7 +2,7 @@
 /*
  * Common layer of the transport: argument validation, the region table,
  * memlock accounting, the layout exchange, the auth gate and the counters.
- * Backends (tcp.c, rdma*.c) only move bytes; everything that must behave the
+ * Backends (tcp_*.c, rdma*.c) only move bytes; everything that must behave the
  * same on both lives here so that the engine cannot tell them apart.
  */
 #include <errno.h>
