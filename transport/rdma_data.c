@@ -74,11 +74,24 @@ int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig
 	}
 }
 
+int rd_post_send(struct rd_chan *ch, const void *buf, uint32_t len, uint32_t lkey,
+		 enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err)
+{
+	struct ibv_sge sge = {.addr = (uintptr_t)buf, .length = len, .lkey = lkey};
+	struct ibv_send_wr wr;
+
+	memset(&wr, 0, sizeof(wr));
+	wr.opcode = IBV_WR_SEND;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.send_flags = len <= ch->max_inline ? IBV_SEND_INLINE : 0;
+	*seq = rd_wr_prep(ch, &wr, kind, force_signal);
+	return rd_post_chain(ch, &wr, err);
+}
+
 int rd_post_frame(struct rd_chan *ch, uint8_t type, const void *payload, uint32_t plen,
 		  enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err)
 {
-	struct ibv_sge sge;
-	struct ibv_send_wr wr;
 	uint8_t *f;
 	uint32_t len = RDMIG_WIRE_HDR_LEN + plen;
 	int ret;
@@ -91,16 +104,31 @@ int rd_post_frame(struct rd_chan *ch, uint8_t type, const void *payload, uint32_
 	rdmig_wire_hdr_encode(f, type, ch->index, 0, plen);
 	if (plen)
 		memcpy(f + RDMIG_WIRE_HDR_LEN, payload, plen);
-	sge.addr = (uintptr_t)f;
-	sge.length = len;
-	sge.lkey = ch->frames_mr->lkey;
-	memset(&wr, 0, sizeof(wr));
-	wr.opcode = IBV_WR_SEND;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
-	wr.send_flags = len <= ch->max_inline ? IBV_SEND_INLINE : 0;
-	*seq = rd_wr_prep(ch, &wr, kind, force_signal);
-	return rd_post_chain(ch, &wr, err);
+	return rd_post_send(ch, f, len, ch->frames_mr->lkey, kind, force_signal, seq, err);
+}
+
+/*
+ * Take the oldest received frame of ch (rx_lock held), waiting until
+ * `deadline`. Frames that arrived before a disconnect are delivered first.
+ * 0 with *ent filled, 1 when the deadline passed (err untouched: the caller
+ * names what did not come), or the connection's failure.
+ */
+static int rxq_pop(struct rd_chan *ch, int64_t deadline, struct rd_rxq_ent *ent,
+		   struct rdmig_err *err)
+{
+	int ret;
+
+	while (!ch->rxq_count) {
+		ret = rd_check(ch->rc, err);
+		if (ret)
+			return ret;
+		if (rd_cond_wait(&ch->rx_cond, &ch->rx_lock, deadline))
+			return 1;
+	}
+	*ent = ch->rxq[ch->rxq_head];
+	ch->rxq_head = (ch->rxq_head + 1) % ch->nrecv;
+	ch->rxq_count--;
+	return 0;
 }
 
 int rd_post_recv(struct rd_chan *ch, uint32_t slot)
@@ -125,8 +153,6 @@ int rd_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, struct rdmig
 {
 	struct rd_conn *rc = to_rd(c);
 	struct rd_chan *ch = &rc->ch[0];
-	struct ibv_send_wr wr;
-	struct ibv_sge sge;
 	int64_t grace = -1;
 	uint64_t seq;
 	int ret;
@@ -146,16 +172,8 @@ int rd_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, struct rdmig
 	if (ret)
 		goto out_unlock;
 	memcpy(ch->sbuf, msg, len);
-	sge.addr = (uintptr_t)ch->sbuf;
-	sge.length = (uint32_t)len;
-	sge.lkey = ch->sbuf_mr->lkey;
-	memset(&wr, 0, sizeof(wr));
-	wr.opcode = IBV_WR_SEND;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
-	wr.send_flags = len <= ch->max_inline ? IBV_SEND_INLINE : 0;
-	seq = rd_wr_prep(ch, &wr, RD_K_CTRL, true);
-	ret = rd_post_chain(ch, &wr, err);
+	ret = rd_post_send(ch, ch->sbuf, (uint32_t)len, ch->sbuf_mr->lkey, RD_K_CTRL, true, &seq,
+			   err);
 	if (ret)
 		goto out_unlock;
 	/* Wait for the completion: sbuf is reused by the next send. */
@@ -195,21 +213,12 @@ int rd_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int t
 	if (!ch->qp)
 		return rdmig_seterr(err, -ENOTCONN, "control channel not connected");
 	pthread_mutex_lock(&ch->rx_lock);
-	/* Frames that arrived before a disconnect are delivered first. */
-	while (!ch->rxq_count) {
-		ret = rd_check(rc, err);
-		if (ret)
-			goto out_unlock;
-		if (rd_cond_wait(&ch->rx_cond, &ch->rx_lock, deadline)) {
-			ret = rdmig_seterr(err, -ETIMEDOUT,
-					   "no control message from the peer within %d ms",
-					   timeout_ms);
-			goto out_unlock;
-		}
-	}
-	ent = ch->rxq[ch->rxq_head];
-	ch->rxq_head = (ch->rxq_head + 1) % ch->nrecv;
-	ch->rxq_count--;
+	ret = rxq_pop(ch, deadline, &ent, err);
+	if (ret > 0)
+		ret = rdmig_seterr(err, -ETIMEDOUT, "no control message from the peer within %d ms",
+				   timeout_ms);
+	if (ret)
+		goto out_unlock;
 	p = ch->rbuf + (size_t)ent.slot * ch->rslot;
 	ret = rdmig_wire_hdr_decode(p, ent.len, RDMIG_CTRL_MAX_PAYLOAD, &h, &e);
 	if (!ret && RDMIG_WIRE_HDR_LEN + (size_t)h.length != ent.len)
@@ -383,19 +392,12 @@ int rd_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rd
 	int ret = 0;
 
 	pthread_mutex_lock(&ch->rx_lock);
-	while (!ch->rxq_count) {
-		ret = rd_check(rc, err);
-		if (ret)
-			goto out_unlock;
-		if (rd_cond_wait(&ch->rx_cond, &ch->rx_lock, deadline)) {
-			ret = rdmig_seterr(err, -ETIMEDOUT, "no fence on %s within %d ms", ch->name,
-					   timeout_ms);
-			goto out_unlock;
-		}
-	}
-	ent = ch->rxq[ch->rxq_head];
-	ch->rxq_head = (ch->rxq_head + 1) % ch->nrecv;
-	ch->rxq_count--;
+	ret = rxq_pop(ch, deadline, &ent, err);
+	if (ret > 0)
+		ret = rdmig_seterr(err, -ETIMEDOUT, "no fence on %s within %d ms", ch->name,
+				   timeout_ms);
+	if (ret)
+		goto out_unlock;
 	*f = ent.fence;
 	if (rd_post_recv(ch, ent.slot))
 		ret = rd_fail(rc, err, -EIO, "%s: ibv_post_recv failed", ch->name);

@@ -294,6 +294,9 @@ int rd_sq_reserve(struct rd_chan *ch, unsigned n, int64_t deadline, struct rdmig
 uint64_t rd_wr_prep(struct rd_chan *ch, struct ibv_send_wr *wr, enum rd_kind kind, bool force);
 int rd_post_chain(struct rd_chan *ch, struct ibv_send_wr *wr, struct rdmig_err *err);
 int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig_err *err);
+/* Post one SEND of len bytes at buf (registered under lkey; inline when it fits). */
+int rd_post_send(struct rd_chan *ch, const void *buf, uint32_t len, uint32_t lkey,
+		 enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err);
 /* Post a small frame (header + payload <= RD_FRAME_LEN) on a data channel. */
 int rd_post_frame(struct rd_chan *ch, uint8_t type, const void *payload, uint32_t plen,
 		  enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err);

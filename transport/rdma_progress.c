@@ -407,8 +407,7 @@ static int rd_keepalive_tick(struct rd_conn *rc)
 	struct rd_chan *ch = &rc->ch[0];
 	int64_t now = rdmig_now_ms();
 	int64_t heard = atomic_load_explicit(&rc->last_rx_ms, memory_order_relaxed);
-	struct ibv_send_wr wr;
-	struct ibv_sge sge;
+	uint64_t seq;
 
 	if (!rc->ka_on || atomic_load(&rc->closing) || atomic_load(&rc->base.fail.taken) ||
 	    atomic_load(&rc->peer_gone))
@@ -423,19 +422,10 @@ static int rd_keepalive_tick(struct rd_conn *rc)
 	if (now - rc->ka_sent_ms >= RDMIG_KEEPALIVE_INTERVAL_MS) {
 		pthread_mutex_lock(&ch->tx_lock);
 		rd_reap_send(ch);
-		if (ch->post_seq - ch->done_seq < ch->depth) {
-			sge.addr = (uintptr_t)(ch->sbuf + RD_CTRL_SLOT_LEN);
-			sge.length = RDMIG_WIRE_HDR_LEN;
-			sge.lkey = ch->sbuf_mr->lkey;
-			memset(&wr, 0, sizeof(wr));
-			wr.opcode = IBV_WR_SEND;
-			wr.sg_list = &sge;
-			wr.num_sge = 1;
-			wr.send_flags = RDMIG_WIRE_HDR_LEN <= ch->max_inline ? IBV_SEND_INLINE : 0;
-			rd_wr_prep(ch, &wr, RD_K_KEEPALIVE, false);
-			if (!rd_post_chain(ch, &wr, NULL))
-				rc->ka_sent_ms = now;
-		}
+		if (ch->post_seq - ch->done_seq < ch->depth &&
+		    !rd_post_send(ch, ch->sbuf + RD_CTRL_SLOT_LEN, RDMIG_WIRE_HDR_LEN,
+				  ch->sbuf_mr->lkey, RD_K_KEEPALIVE, false, &seq, NULL))
+			rc->ka_sent_ms = now;
 		pthread_mutex_unlock(&ch->tx_lock);
 	}
 	return (int)(rc->ka_sent_ms + RDMIG_KEEPALIVE_INTERVAL_MS - now > 0
