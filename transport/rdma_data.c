@@ -13,7 +13,8 @@
 
 /* ---- posting ----------------------------------------------------------- */
 
-int rd_sq_reserve(struct rd_chan *ch, unsigned n, int64_t deadline, struct rdmig_err *err)
+/* Wait for `n` free send queue slots (tx_lock held). */
+static int rd_sq_reserve(struct rd_chan *ch, unsigned n, int64_t deadline, struct rdmig_err *err)
 {
 	int ret;
 

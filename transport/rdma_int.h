@@ -286,11 +286,10 @@ void rd_buf_free(uint8_t **buf, struct ibv_mr **mr, size_t len);
 /* ---- rdma_data.c: posting and the data operations ---- */
 
 /*
- * Send side (caller holds ch->tx_lock). rd_sq_reserve waits for `n` free
- * slots; rd_wr_prep assigns the next seq and the signaled flag;
- * rd_post_chain posts; rd_wait_seq waits until `seq` is complete.
+ * Send side (caller holds ch->tx_lock). rd_wr_prep assigns the next seq and
+ * the signaled flag; rd_post_chain posts; rd_wait_seq waits until `seq` is
+ * complete. A caller checks the send queue has room before it posts.
  */
-int rd_sq_reserve(struct rd_chan *ch, unsigned n, int64_t deadline, struct rdmig_err *err);
 uint64_t rd_wr_prep(struct rd_chan *ch, struct ibv_send_wr *wr, enum rd_kind kind, bool force);
 int rd_post_chain(struct rd_chan *ch, struct ibv_send_wr *wr, struct rdmig_err *err);
 int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig_err *err);
