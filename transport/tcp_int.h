@@ -194,6 +194,14 @@ static inline struct tcp_io tcp_ch_io(struct tcp_conn *tc, unsigned chan)
 
 /* Wait for `events` on fd. 0 when ready (or in error: the next call tells), -ETIMEDOUT. */
 int tcp_wait_fd(int fd, short events, int64_t deadline);
+/* The reason of the last OpenSSL failure of this thread, for messages. */
+const char *tcp_tls_reason(char *buf, size_t len);
+/*
+ * One SSL call's outcome in this backend's convention: n > 0 done, 0 end of
+ * file, -EAGAIN with *events to poll for, -EINTR to retry, or a negative
+ * errno.
+ */
+ssize_t tcp_tls_result(SSL *ssl, int n, int saved_errno, short *events);
 /* One non-blocking receive: n > 0, 0 at end of file, -EAGAIN (*events), -EINTR or an errno. */
 ssize_t tcp_io_recv_once(struct tcp_io io, void *buf, size_t len, short *events);
 /* Bytes received (> 0), 0 at end of file, -ETIMEDOUT or another negative errno. */
@@ -218,14 +226,6 @@ void tcp_close_fd(int *fd);
 
 /* ---- tcp_tls.c: contexts belong to a conn or listener, freed by its close ---- */
 
-/* The reason of the last OpenSSL failure of this thread, for messages. */
-const char *tcp_tls_reason(char *buf, size_t len);
-/*
- * One SSL call's outcome in this backend's convention: n > 0 done, 0 end of
- * file, -EAGAIN with *events to poll for, -EINTR to retry, or a negative
- * errno.
- */
-ssize_t tcp_tls_result(SSL *ssl, int n, int saved_errno, short *events);
 /* cfg->tls: a TLS 1.3 PSK-only context and the derived PSK; else *out = NULL. */
 int tcp_tls_ctx_new(const struct rdmig_xport_cfg *cfg, bool server, SSL_CTX **out, uint8_t *psk,
 		    struct rdmig_err *err);

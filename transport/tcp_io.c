@@ -48,6 +48,41 @@ int tcp_wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
+const char *tcp_tls_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (!e)
+		return "no reason given";
+	ERR_error_string_n(e, buf, len);
+	return buf;
+}
+
+ssize_t tcp_tls_result(SSL *ssl, int n, int saved_errno, short *events)
+{
+	char why[256];
+
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(ssl, n)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		*events = POLLIN;
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*events = POLLOUT;
+		return -EAGAIN;
+	case SSL_ERROR_SYSCALL:
+		if (saved_errno == EINTR)
+			return -EINTR;
+		return saved_errno ? -saved_errno : 0;
+	default:
+		log_warn("TLS: %s", tcp_tls_reason(why, sizeof(why)));
+		return -EPROTO;
+	}
+}
+
 ssize_t tcp_io_recv_once(struct tcp_io io, void *buf, size_t len, short *events)
 {
 	ssize_t n;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tcp backend, TLS sessions (cfg.tls): a TLS 1.3 context that only accepts
- * an external PSK derived from the pre-shared key (no certificates), the
- * connector's handshake, and what OpenSSL's results mean here. The bytes
- * themselves go through tcp_io.c.
+ * an external PSK derived from the pre-shared key (no certificates), and the
+ * connector's handshake (the acceptor's runs in tcp_listen.c's accept loop).
+ * The bytes themselves, and what OpenSSL's results mean, are in tcp_io.c.
  */
 #include <errno.h>
 #include <poll.h>
@@ -12,45 +12,9 @@
 #include <openssl/err.h>
 #include <openssl/hmac.h>
 
-#include "log.h"
 #include "tcp_int.h"
 
 #define TCP_PSK_ID "rdmig-tls-psk-v1"
-
-const char *tcp_tls_reason(char *buf, size_t len)
-{
-	unsigned long e = ERR_peek_last_error();
-
-	if (!e)
-		return "no reason given";
-	ERR_error_string_n(e, buf, len);
-	return buf;
-}
-
-ssize_t tcp_tls_result(SSL *ssl, int n, int saved_errno, short *events)
-{
-	char why[256];
-
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(ssl, n)) {
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_WANT_READ:
-		*events = POLLIN;
-		return -EAGAIN;
-	case SSL_ERROR_WANT_WRITE:
-		*events = POLLOUT;
-		return -EAGAIN;
-	case SSL_ERROR_SYSCALL:
-		if (saved_errno == EINTR)
-			return -EINTR;
-		return saved_errno ? -saved_errno : 0;
-	default:
-		log_warn("TLS: %s", tcp_tls_reason(why, sizeof(why)));
-		return -EPROTO;
-	}
-}
 
 /* The TLS PSK: HMAC-SHA256 of a fixed label under the pre-shared key. */
 static int tls_psk_derive(const uint8_t *key, size_t len, uint8_t *psk)
