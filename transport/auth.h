@@ -86,12 +86,4 @@ int rdmig_auth_mac(const struct rdmig_auth_key *key, unsigned role, unsigned nch
 int rdmig_auth_msg_decode(const uint8_t *buf, size_t len, unsigned want_step, const uint8_t **body,
 			  struct rdmig_err *err);
 
-/*
- * AUTH frames of the control channel, which the application path never
- * sees (implemented in transport.c). Only an auth hook uses them.
- */
-int rdmig_auth_send(struct rdmig_conn *c, const void *payload, size_t len, struct rdmig_err *err);
-int rdmig_auth_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
-		    struct rdmig_err *err);
-
 #endif

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal to the rdma backend (rdma.c, rdma_cm.c, rdma_stream.c).
+ * Internal to the rdma backend: rdma.c (setup, teardown, the ops table),
+ * rdma_cm.c (connection management), rdma_progress.c (failure state,
+ * completions, the progress thread, keepalive), rdma_data.c (posting, control
+ * messages, page writes, fences) and rdma_stream.c (byte streams).
  *
  * One connection = one control channel + nchan data channels; each channel
  * is its own rdma_cm id and RC queue pair with its own send CQ and recv CQ.
@@ -228,10 +231,12 @@ static inline struct rd_chan *rd_data(struct rd_conn *rc, unsigned chan)
 	return &rc->ch[1 + chan];
 }
 
-/* ---- rdma.c ---- */
+/* ---- rdma_progress.c: failure state, completions, the progress thread ---- */
+
 /* Wait at most one slice; returns -ETIMEDOUT once `deadline` (ms, -1 none) passed. */
 int rd_cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline);
-
+/* Broadcast every channel's conditions without locking: safe under any lock. */
+void rd_kick_all(struct rd_conn *rc);
 /* Record a fatal error (first wins), wake every waiter; returns the first code. */
 int rd_fail(struct rd_conn *rc, struct rdmig_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -247,6 +252,18 @@ void rd_peer_gone(struct rd_conn *rc, bool from_event, const char *fmt, ...)
 /* rd_failed(), plus: fail the connection now if the peer is gone. */
 int rd_check(struct rd_conn *rc, struct rdmig_err *err);
 const char *rd_kind_name(enum rd_kind k);
+/* Reap a channel's send CQ (caller holds ch->tx_lock): progress thread and senders. */
+void rd_reap_send(struct rd_chan *ch);
+/* Reap a channel's recv CQ (takes rx_lock): progress thread only. */
+void rd_reap_rx(struct rd_chan *ch);
+/* Reap a channel's recv CQ, rx_lock held: the progress thread, or drain once it stopped. */
+void rd_reap_recv(struct rd_chan *ch);
+/* Once all channels are up: arm the CQs and start the progress thread. */
+int rd_conn_start(struct rd_conn *rc, struct rdmig_err *err);
+/* Stop and join the progress thread, if it was started. */
+void rd_progress_stop(struct rd_conn *rc);
+
+/* ---- rdma.c: setup and teardown ---- */
 
 void rd_conn_init(struct rd_conn *rc);
 /* Device query, PD and completion channel, from the first channel's verbs context. */
@@ -260,30 +277,40 @@ void rd_hello_make(struct rd_chan *ch, struct rdmig_wire_hello *h);
 int rd_hello_check(const struct rdmig_wire_hello *h, enum rdmig_role role, struct rdmig_err *err);
 /* Check the peer's HELLO for a channel (also token, index, count) and remember it. */
 int rd_hello_accept(struct rd_chan *ch, const struct rdmig_wire_hello *h, struct rdmig_err *err);
-/* Once all channels are up: arm the CQs and start the progress thread. */
-int rd_conn_start(struct rd_conn *rc, struct rdmig_err *err);
 void rd_rdma_conn_param(struct rdma_conn_param *p, const void *pdata, uint8_t len);
 /* Receive buffer and memory helpers. */
 int rd_buf_alloc(struct rd_conn *rc, size_t len, int access, uint8_t **buf, struct ibv_mr **mr,
 		 const char *what, struct rdmig_err *err);
 void rd_buf_free(uint8_t **buf, struct ibv_mr **mr, size_t len);
 
+/* ---- rdma_data.c: posting and the data operations ---- */
+
 /*
- * Send side (caller holds ch->tx_lock). rd_sq_reserve waits for `n` free
- * slots; rd_wr_prep assigns the next seq and the signaled flag;
- * rd_post_chain posts; rd_wait_seq waits until `seq` is complete.
+ * Send side (caller holds ch->tx_lock). rd_wr_prep assigns the next seq and
+ * the signaled flag; rd_post_chain posts; rd_wait_seq waits until `seq` is
+ * complete. A caller checks the send queue has room before it posts.
  */
-void rd_reap_send(struct rd_chan *ch);
-/* Reap a channel's recv CQ (takes rx_lock): progress thread only. */
-void rd_reap_rx(struct rd_chan *ch);
-int rd_sq_reserve(struct rd_chan *ch, unsigned n, int64_t deadline, struct rdmig_err *err);
 uint64_t rd_wr_prep(struct rd_chan *ch, struct ibv_send_wr *wr, enum rd_kind kind, bool force);
 int rd_post_chain(struct rd_chan *ch, struct ibv_send_wr *wr, struct rdmig_err *err);
 int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig_err *err);
+/* Post one SEND of len bytes at buf (registered under lkey; inline when it fits). */
+int rd_post_send(struct rd_chan *ch, const void *buf, uint32_t len, uint32_t lkey,
+		 enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err);
 /* Post a small frame (header + payload <= RD_FRAME_LEN) on a data channel. */
 int rd_post_frame(struct rd_chan *ch, uint8_t type, const void *payload, uint32_t plen,
 		  enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err);
+/* Post receive buffer `slot` again (setup, or once its frame is consumed). */
 int rd_post_recv(struct rd_chan *ch, uint32_t slot);
+/* The data operations of the ops table. */
+int rd_ctrl_send(struct rdmig_conn *c, const void *msg, size_t len, struct rdmig_err *err);
+int rd_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
+		 struct rdmig_err *err);
+int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	     struct rdmig_err *err);
+int rd_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
+	     struct rdmig_err *err);
+int rd_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rdmig_fence *f,
+		  struct rdmig_err *err);
 
 /* ---- rdma_cm.c ---- */
 int rd_connect(struct rdmig_conn *c, struct rdmig_err *err);

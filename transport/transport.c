@@ -2,7 +2,7 @@
 /*
  * Common layer of the transport: argument validation, the region table,
  * memlock accounting, the layout exchange, the auth gate and the counters.
- * Backends (tcp.c, rdma*.c) only move bytes; everything that must behave the
+ * Backends (tcp_*.c, rdma*.c) only move bytes; everything that must behave the
  * same on both lives here so that the engine cannot tell them apart.
  */
 #include <errno.h>
@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "auth.h"
 #include "log.h"
 #include "units.h"
 #include "xport.h"
@@ -588,7 +587,7 @@ int rdmig_ctrl_send_error(struct rdmig_conn *c, int code, const char *msg, struc
 	return send_frame(c, RDMIG_MSG_ERROR, 0, buf, len, err);
 }
 
-/* Auth hooks exchange AUTH frames, which the application path never sees (auth.h). */
+/* Auth hooks exchange AUTH frames, which the application path never sees (xport.h). */
 
 int rdmig_auth_send(struct rdmig_conn *c, const void *payload, size_t len, struct rdmig_err *err)
 {

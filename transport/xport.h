@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal: the backend function table and the state that every backend
- * shares. transport.c owns the public entry points (validation, counters,
- * region table, layout exchange, auth hook); a backend only moves bytes.
+ * Internal: the backend function table, the state that every backend
+ * shares, and what transport.c offers the backends and the auth hook (the
+ * declarations at the end). transport.c owns the public entry points
+ * (validation, counters, region table, layout exchange, auth hook); a
+ * backend only moves bytes.
  *
  * A backend's connection struct embeds `struct rdmig_conn` as its first
  * member and is reached with container_of(); transport.c allocates
@@ -158,5 +160,13 @@ const struct rdmig_remote *rdmig_remote_find(const struct rdmig_conn *c, uint32_
 /* Hello: what both backends exchange when a channel is set up. */
 void rdmig_hello_fill(struct rdmig_conn *c, struct rdmig_wire_hello *h, uint16_t chan_index,
 		      uint64_t token);
+
+/*
+ * AUTH frames of the control channel, which the application path never
+ * sees. Only an auth hook (auth.c) uses them, before anything is exposed.
+ */
+int rdmig_auth_send(struct rdmig_conn *c, const void *payload, size_t len, struct rdmig_err *err);
+int rdmig_auth_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms,
+		    struct rdmig_err *err);
 
 #endif
