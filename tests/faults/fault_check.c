@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "guest.h"
+#include "incr_check.h"
 #include "migrate.h"
 #include "rdmig/transport.h"
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "guest.h"
+#include "incr_check.h"
 #include "migrate.h"
 #include "rdmig/transport.h"
 

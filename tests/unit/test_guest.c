@@ -28,6 +28,7 @@
 #include <sched.h>
 
 #include "guest.h"
+#include "incr_check.h"
 
 #define PAGE	  RDMIG_PAGE_SIZE
 #define MIB	  (1024ULL * 1024)
