@@ -93,8 +93,8 @@ static const char *prefix(char *buf, size_t len)
 }
 
 /* One whole line per write, so the lines of two processes and threads never mix. */
-static void report(bool ok, const char *detail, const char *file, int line, const char *fmt,
-		   va_list ap)
+__attribute__((format(printf, 5, 0))) static void
+report(bool ok, const char *detail, const char *file, int line, const char *fmt, va_list ap)
 {
 	char msg[1024], seed[64] = "", pre[48];
 	const char *base = strrchr(file, '/');
@@ -147,6 +147,20 @@ bool th_check_uint_(bool ok, uintmax_t a, uintmax_t b, const char *expr, const c
 	report(ok, detail, file, line, fmt, ap);
 	va_end(ap);
 	return ok;
+}
+
+bool th_check_call_(int ret, const struct rdmig_err *err, const char *file, int line,
+		    const char *fmt, ...)
+{
+	char detail[RDMIG_ERR_MSG_MAX + 32];
+	va_list ap;
+
+	snprintf(detail, sizeof(detail), "%s (%d)",
+		 err && err->msg[0] ? err->msg : strerror(ret < 0 ? -ret : ret), ret);
+	va_start(ap, fmt);
+	report(ret >= 0, detail, file, line, fmt, ap);
+	va_end(ap);
+	return ret >= 0;
 }
 
 bool th_check_has_(const char *str, const char *needle, const char *file, int line, const char *fmt,

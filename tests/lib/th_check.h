@@ -9,6 +9,8 @@
  *   TH_CHECK_INT(a, op, b, fmt, ...)    signed comparison, prints a and b
  *   TH_CHECK_UINT(a, op, b, fmt, ...)   unsigned comparison, prints a and b
  *   TH_CHECK_HAS(str, needle, fmt, ...) str contains needle, prints both
+ *   TH_CHECK_CALL(ret, err, fmt, ...)   a call of the 0 / negative errno
+ *                                       convention succeeded; prints its error
  *
  * Each evaluates its arguments once, returns whether the check held, and is
  * safe from any thread. A line reads
@@ -25,6 +27,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "rdmig/err.h"
 
 #define TH_EXIT_PASS  0
 #define TH_EXIT_FAIL  1
@@ -80,6 +84,8 @@ bool th_check_int_(bool ok, intmax_t a, intmax_t b, const char *expr, const char
 		   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 bool th_check_uint_(bool ok, uintmax_t a, uintmax_t b, const char *expr, const char *file, int line,
 		    const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+bool th_check_call_(int ret, const struct rdmig_err *err, const char *file, int line,
+		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 bool th_check_has_(const char *str, const char *needle, const char *file, int line, const char *fmt,
 		   ...) __attribute__((format(printf, 5, 6)));
 
@@ -98,6 +104,8 @@ bool th_check_has_(const char *str, const char *needle, const char *file, int li
 		th_check_uint_(th_a_ op th_b_, th_a_, th_b_, #a " " #op " " #b, __FILE__,          \
 			       __LINE__, __VA_ARGS__);                                             \
 	})
+
+#define TH_CHECK_CALL(ret, err, ...) th_check_call_(ret, err, __FILE__, __LINE__, __VA_ARGS__)
 
 #define TH_CHECK_HAS(str, needle, ...) th_check_has_(str, needle, __FILE__, __LINE__, __VA_ARGS__)
 

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 
 #include "clock.h"
 #include "th_check.h"
+#include "th_sock.h"
 
 extern char **environ;
 
@@ -224,52 +224,20 @@ bool th_killed(int status, int sig)
 
 int th_chan_send(int fd, const void *buf, size_t len, struct rdmig_err *err)
 {
-	const uint8_t *p = buf;
+	int ret = th_send_all(fd, buf, len, err);
 
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return rdmig_seterr_errno(err, errno == EPIPE ? -EPIPE : rdmig_neg_errno(),
-						  "peer channel: send");
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (ret)
+		rdmig_err_prefix(err, "peer channel");
+	return ret;
 }
 
 int th_chan_recv(int fd, void *buf, size_t len, int timeout_ms, struct rdmig_err *err)
 {
-	int64_t deadline = rdmig_deadline_ms(timeout_ms);
-	uint8_t *p = buf;
+	int ret = th_recv_all(fd, buf, len, timeout_ms, err);
 
-	while (len) {
-		struct pollfd pf = {.fd = fd, .events = POLLIN};
-		int r = poll(&pf, 1, rdmig_ms_left(deadline));
-		ssize_t n;
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return rdmig_seterr_errno(err, rdmig_neg_errno(), "peer channel: poll");
-		if (r == 0)
-			return rdmig_seterr(err, -ETIMEDOUT,
-					    "peer channel: nothing from the peer within %d ms",
-					    timeout_ms);
-		n = recv(fd, p, len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return rdmig_seterr_errno(err, rdmig_neg_errno(), "peer channel: recv");
-		if (n == 0)
-			return rdmig_seterr(err, -EPIPE,
-					    "peer channel: the peer closed it (exited or died)");
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (ret)
+		rdmig_err_prefix(err, "peer channel");
+	return ret;
 }
 
 int th_chan_send_port(int fd, uint16_t port, struct rdmig_err *err)

@@ -7,7 +7,6 @@
 #include "th_relay.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,9 +15,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "clock.h"
+#include "th_sock.h"
 
 struct record {
 	uint8_t *buf;
@@ -37,35 +36,6 @@ struct th_relay {
 	atomic_uint closed; /* sockets that reached end of file */
 	struct record rec[TH_RELAY_MAX_CONNS][2];
 };
-
-static int connect_lo(uint16_t port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons(port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-static bool send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
 
 static void record(struct th_relay *r, struct record *rec, const uint8_t *p, size_t n)
 {
@@ -93,7 +63,7 @@ static void accept_one(struct th_relay *r)
 {
 	unsigned n = atomic_load(&r->nconns);
 	int cfd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-	int ufd = cfd >= 0 && n < TH_RELAY_MAX_CONNS ? connect_lo(r->upstream) : -1;
+	int ufd = cfd >= 0 && n < TH_RELAY_MAX_CONNS ? th_tcp_connect(NULL, r->upstream, 0) : -1;
 
 	if (cfd >= 0 && ufd >= 0) {
 		r->fd[n][0] = cfd;
@@ -118,7 +88,7 @@ static void forward(struct th_relay *r, unsigned i, int s, uint8_t *buf, size_t 
 		return;
 	}
 	record(r, &r->rec[i][s], buf, (size_t)n);
-	send_all(r->fd[i][!s], buf, (size_t)n);
+	th_send_all(r->fd[i][!s], buf, (size_t)n, NULL);
 }
 
 static void *relay_thread(void *arg)
@@ -152,8 +122,6 @@ static void *relay_thread(void *arg)
 int th_relay_start(uint16_t upstream, size_t record_max, struct th_relay **out,
 		   struct rdmig_err *err)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(a);
 	struct th_relay *r;
 	int ret;
 
@@ -163,13 +131,11 @@ int th_relay_start(uint16_t upstream, size_t record_max, struct th_relay **out,
 		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
 	r->upstream = upstream;
 	r->record_max = record_max;
-	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(r->lfd, 16) ||
-	    getsockname(r->lfd, (struct sockaddr *)&a, &sl)) {
+	r->lfd = th_tcp_listen(NULL, &r->port);
+	if (r->lfd < 0) {
 		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "relay: listening socket");
 		goto out_free;
 	}
-	r->port = ntohs(a.sin_port);
 	ret = rdmig_neg_pos(pthread_create(&r->th, NULL, relay_thread, r));
 	if (ret) {
 		rdmig_seterr_errno(err, ret, "relay: thread");
