@@ -43,6 +43,7 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "dirty.h"
 
 #define DEFAULT_SEED	  0x64697274ULL /* "dirt" */
@@ -530,14 +531,6 @@ static uint64_t copy_reported(struct region *r, uint8_t *shadow)
 	return n;
 }
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void stress(enum rdmig_dirty_kind kind, enum thp thp)
 {
 	struct region *r, *shadow;
@@ -560,8 +553,8 @@ static void stress(enum rdmig_dirty_kind kind, enum thp thp)
 	for (uint64_t p = 0; p < r->npages; p++)
 		copy_page(shadow->mem + p * psz, r->mem + p * psz);
 
-	t_end = ms_now() + stress_ms;
-	while (ms_now() < t_end) {
+	t_end = (uint64_t)rdmig_now_ms() + stress_ms;
+	while ((uint64_t)rdmig_now_ms() < t_end) {
 		atomic_fetch_add(&stress_writer.epoch, 1);
 		harvest(d);
 		harvests++;
