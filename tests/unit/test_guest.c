@@ -30,26 +30,13 @@
 #include "guest.h"
 #include "incr_check.h"
 #include "th_res.h"
+#include "th_unit.h"
 
 #define PAGE	  RDMIG_PAGE_SIZE
 #define MIB	  (1024ULL * 1024)
 #define TEST_SEED 0x6775657374ULL /* "guest" */
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* The call failed with `code`, recorded it, and the message names `what`. */
-static void check_fail(int ret, const struct rdmig_err *err, int code, const char *what)
-{
-	if (ret != code || err->code != code || !strstr(err->msg, what))
-		fail_msg("expected %d mentioning \"%s\", got %d: \"%s\"", code, what, ret,
-			 err->msg);
-}
-
-static void check_ok(int ret, const struct rdmig_err *err)
-{
-	if (ret)
-		fail_msg("expected success, got %d: \"%s\"", ret, rdmig_err_str(err));
-}
 
 static struct rdmig_guest *make_guest(uint64_t ram, unsigned nregions, unsigned vcpus,
 				      enum rdmig_workload wl, uint64_t rate)
@@ -63,7 +50,7 @@ static struct rdmig_guest *make_guest(uint64_t ram, unsigned nregions, unsigned 
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_guest *g = NULL;
 
-	check_ok(rdmig_guest_create(&cfg, &g, &err), &err);
+	th_unit_ok(rdmig_guest_create(&cfg, &g, &err), &err);
 	assert_non_null(g);
 	return g;
 }
@@ -72,7 +59,7 @@ static void start(struct rdmig_guest *g, const struct rdmig_vcpu_state *states)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 
-	check_ok(rdmig_guest_start(g, states, &err), &err);
+	th_unit_ok(rdmig_guest_start(g, states, &err), &err);
 }
 
 /* Wait until the guest has done at least `min` work (10 s at most). */
@@ -112,7 +99,7 @@ static void expect_check_ok(struct rdmig_guest *g)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 
-	check_ok(rdmig_guest_check_incr(g, &err), &err);
+	th_unit_ok(rdmig_guest_check_incr(g, &err), &err);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -140,7 +127,7 @@ static void test_cfg_validation(void **state)
 		struct rdmig_err err = RDMIG_ERR_INIT;
 
 		g = (struct rdmig_guest *)(uintptr_t)1; /* must be reset to NULL */
-		check_fail(rdmig_guest_create(&bad[i].cfg, &g, &err), &err, -EINVAL, bad[i].what);
+		th_unit_fail(rdmig_guest_create(&bad[i].cfg, &g, &err), &err, -EINVAL, bad[i].what);
 		assert_null(g);
 	}
 }
@@ -194,7 +181,7 @@ static void test_workload_parse(void **state)
 		struct rdmig_err err = RDMIG_ERR_INIT;
 		enum rdmig_workload w = RDMIG_WL_IDLE;
 
-		check_ok(rdmig_workload_parse(names[i], &w, &err), &err);
+		th_unit_ok(rdmig_workload_parse(names[i], &w, &err), &err);
 		assert_int_equal(w, wls[i]);
 		assert_string_equal(rdmig_workload_name(wls[i]), names[i]);
 	}
@@ -202,8 +189,8 @@ static void test_workload_parse(void **state)
 		struct rdmig_err err = RDMIG_ERR_INIT;
 		enum rdmig_workload w = RDMIG_WL_HOTSET;
 
-		check_fail(rdmig_workload_parse(bad[i], &w, &err), &err, -EINVAL,
-			   "expected incr, random, hotset or idle");
+		th_unit_fail(rdmig_workload_parse(bad[i], &w, &err), &err, -EINVAL,
+			     "expected incr, random, hotset or idle");
 		assert_int_equal(w, RDMIG_WL_HOTSET);
 	}
 }
@@ -269,14 +256,14 @@ static void test_check_image(void **state)
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		rdmig_err_clear(&err);
-		check_fail(check_image(bad[i].b0, 8, bad[i].vcpus, &err), &err, -EILSEQ,
-			   bad[i].what);
+		th_unit_fail(check_image(bad[i].b0, 8, bad[i].vcpus, &err), &err, -EILSEQ,
+			     bad[i].what);
 	}
 
 	/* The two-edges case names its page and counts it. */
 	rdmig_err_clear(&err);
-	check_fail(check_image((const uint8_t[]){5, 5, 5, 5, 4, 4, 4, 3}, 8, 1, &err), &err,
-		   -EILSEQ, "1 bad page of 8");
+	th_unit_fail(check_image((const uint8_t[]){5, 5, 5, 5, 4, 4, 4, 3}, 8, 1, &err), &err,
+		     -EILSEQ, "1 bad page of 8");
 
 	/* A nonzero byte anywhere but byte 0 (first, middle, last of a page). */
 	memset(b0, 1, 8);
@@ -287,28 +274,28 @@ static void test_check_image(void **state)
 		img[7 * PAGE + off] = 0x5a;
 		snprintf(what, sizeof(what), "page 7 (vcpu 0): byte %u is 90, expected 0", off);
 		rdmig_err_clear(&err);
-		check_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, what);
+		th_unit_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, what);
 		img[7 * PAGE + off] = 0;
 	}
 	img[7 * PAGE + PAGE - 1] = 1;
 	rdmig_err_clear(&err);
-	check_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, "byte 4095");
+	th_unit_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, "byte 4095");
 	img[7 * PAGE + PAGE - 1] = 0;
-	check_ok(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err);
+	th_unit_ok(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err);
 	free(img);
 
 	/* Many bad pages: the total, the first few named, then "..." */
 	for (unsigned i = 0; i < 64; i++)
 		b0[i] = (uint8_t)(i % 3 == 1 ? 9 : 1);
 	rdmig_err_clear(&err);
-	check_fail(check_image(b0, 64, 1, &err), &err, -EILSEQ, "21 bad pages of 64: page 1 ");
+	th_unit_fail(check_image(b0, 64, 1, &err), &err, -EILSEQ, "21 bad pages of 64: page 1 ");
 	assert_non_null(strstr(err.msg, "; ..."));
 
 	/* Length not a whole number of pages. */
 	rdmig_err_clear(&err);
-	check_fail(rdmig_check_incr_image(b0, 100, 1, &err), &err, -EINVAL, "100 bytes");
+	th_unit_fail(rdmig_check_incr_image(b0, 100, 1, &err), &err, -EINVAL, "100 bytes");
 	rdmig_err_clear(&err);
-	check_fail(rdmig_check_incr_image(b0, 0, 1, &err), &err, -EINVAL, "whole number");
+	th_unit_fail(rdmig_check_incr_image(b0, 0, 1, &err), &err, -EINVAL, "whole number");
 }
 
 /* ---- incr on a running guest ---------------------------------------------- */
@@ -339,8 +326,8 @@ static void incr_run(unsigned vcpus)
 	p = page_of(g, 1, 952);
 	saved = p[0];
 	p[0] = (uint8_t)(p[0] + 2);
-	check_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ,
-		   "1 bad page of 4096: ram1 page 952");
+	th_unit_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ,
+		     "1 bad page of 4096: ram1 page 952");
 	assert_non_null(strstr(err.msg, "byte 0"));
 	p[0] = saved;
 	expect_check_ok(g);
@@ -349,7 +336,7 @@ static void incr_run(unsigned vcpus)
 	p = page_of(g, 0, 10);
 	p[100] = 1;
 	rdmig_err_clear(&err);
-	check_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ, "ram0 page 10");
+	th_unit_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ, "ram0 page 10");
 	assert_non_null(strstr(err.msg, "byte 100 is 1, expected 0"));
 	p[100] = 0;
 	expect_check_ok(g);
@@ -488,7 +475,7 @@ static void test_save_and_resume(void **state)
 
 	(void)state;
 	start(src, NULL);
-	check_fail(rdmig_guest_start(src, NULL, &err), &err, -EBUSY, "already started");
+	th_unit_fail(rdmig_guest_start(src, NULL, &err), &err, -EBUSY, "already started");
 	rdmig_sleep_ms(30);
 	wait_work(src, 2 * 4096 + 777);
 	rdmig_guest_pause(src);
@@ -509,7 +496,7 @@ static void test_save_and_resume(void **state)
 	memcpy(bad, st, sizeof(bad));
 	bad[2].pos = 1024;
 	rdmig_err_clear(&err);
-	check_fail(rdmig_guest_start(dst, bad, &err), &err, -EINVAL, "vcpu 2");
+	th_unit_fail(rdmig_guest_start(dst, bad, &err), &err, -EINVAL, "vcpu 2");
 
 	start(dst, st);
 	assert_true(rdmig_guest_work(dst) >= w);
@@ -752,7 +739,7 @@ static void test_dump(void **state)
 	start(g, NULL);
 	wait_work(g, 10 * 256 + 17);
 	rdmig_guest_pause(g);
-	check_ok(rdmig_guest_dump(g, path, &err), &err);
+	th_unit_ok(rdmig_guest_dump(g, path, &err), &err);
 
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
@@ -768,14 +755,14 @@ static void test_dump(void **state)
 		assert_memory_equal(buf + (rg->addr - rdmig_guest_region(g, 0)->addr), rg->addr,
 				    rg->len);
 	}
-	check_ok(rdmig_check_incr_image(buf, ram, 2, &err), &err);
+	th_unit_ok(rdmig_check_incr_image(buf, ram, 2, &err), &err);
 	buf[77 * PAGE] = (uint8_t)(buf[77 * PAGE] + 2);
-	check_fail(rdmig_check_incr_image(buf, ram, 2, &err), &err, -EILSEQ, "page 77 (vcpu 0)");
+	th_unit_fail(rdmig_check_incr_image(buf, ram, 2, &err), &err, -EILSEQ, "page 77 (vcpu 0)");
 	unlink(path);
 
 	rdmig_err_clear(&err);
-	check_fail(rdmig_guest_dump(g, "/nonexistent-dir/ram.img", &err), &err, -ENOENT,
-		   "/nonexistent-dir/ram.img");
+	th_unit_fail(rdmig_guest_dump(g, "/nonexistent-dir/ram.img", &err), &err, -ENOENT,
+		     "/nonexistent-dir/ram.img");
 	free(buf);
 	rdmig_guest_destroy(g);
 }
