@@ -121,9 +121,12 @@ static int run_dest(const char *dump)
 	return ret ? 1 : 0;
 }
 
-/* Start `fault_check MODE A1 A2 --backend ... --size ...`; NULL args are left out. */
+/*
+ * Start `fault_check MODE A1 A2 --backend ... --size ...` (NULL args are
+ * left out); with `port`, a listener that sends its port.
+ */
 static bool start_mode(struct th_peer *p, const char *role, const char *mode, const char *a1,
-		       const char *a2)
+		       const char *a2, uint16_t *port)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	const char *argv[16];
@@ -144,30 +147,24 @@ static bool start_mode(struct th_peer *p, const char *role, const char *mode, co
 	argv[n++] = "--size";
 	argv[n++] = mib;
 	argv[n] = NULL;
-	return TH_CHECK(!th_peer_start(p, role, argv, &err), "%s: %s", role, err.msg);
+	return TH_CHECK_CALL(port ? th_peer_start_port(p, role, argv, port, 60000, &err)
+				  : th_peer_start(p, role, argv, &err),
+			     &err, "%s started", role);
 }
 
 bool fc_start_dest(struct th_peer *p, uint16_t *port, const char *dump)
 {
-	struct rdmig_err err = RDMIG_ERR_INIT;
-
-	if (!start_mode(p, "destination", "dest", dump ? dump : "", NULL))
-		return false;
-	if (th_chan_recv_port(p->fd, port, 60000, &err)) {
-		th_peer_wait(p, 0, NULL);
-		return TH_CHECK(false, "destination did not start: %s", err.msg);
-	}
-	return true;
+	return start_mode(p, "destination", "dest", dump ? dump : "", NULL, port);
 }
 
 bool fc_start_src(struct th_peer *p, const char *state, const char *port_dump)
 {
-	return start_mode(p, "source", "src", state, port_dump);
+	return start_mode(p, "source", "src", state, port_dump, NULL);
 }
 
 bool fc_start_peer(struct th_peer *p)
 {
-	return start_mode(p, "peer", "peer", NULL, NULL);
+	return start_mode(p, "peer", "peer", NULL, NULL, NULL);
 }
 
 /* ---- state names ---------------------------------------------------------- */

@@ -123,26 +123,16 @@ bool th_check_(bool ok, const char *file, int line, const char *fmt, ...)
 	return ok;
 }
 
-bool th_check_int_(bool ok, intmax_t a, intmax_t b, const char *expr, const char *file, int line,
-		   const char *fmt, ...)
+bool th_check_num_(bool ok, bool is_signed, uintmax_t a, uintmax_t b, const char *expr,
+		   const char *file, int line, const char *fmt, ...)
 {
 	char detail[512];
 	va_list ap;
 
-	snprintf(detail, sizeof(detail), "%s (%jd vs %jd)", expr, a, b);
-	va_start(ap, fmt);
-	report(ok, detail, file, line, fmt, ap);
-	va_end(ap);
-	return ok;
-}
-
-bool th_check_uint_(bool ok, uintmax_t a, uintmax_t b, const char *expr, const char *file, int line,
-		    const char *fmt, ...)
-{
-	char detail[512];
-	va_list ap;
-
-	snprintf(detail, sizeof(detail), "%s (%ju vs %ju)", expr, a, b);
+	if (is_signed)
+		snprintf(detail, sizeof(detail), "%s (%jd vs %jd)", expr, (intmax_t)a, (intmax_t)b);
+	else
+		snprintf(detail, sizeof(detail), "%s (%ju vs %ju)", expr, a, b);
 	va_start(ap, fmt);
 	report(ok, detail, file, line, fmt, ap);
 	va_end(ap);
@@ -193,6 +183,14 @@ int th_summary(const char *what, bool ok)
 	else
 		printf("%s%s: FAILED\n", prefix(pre, sizeof(pre)), what);
 	return TH_EXIT_FAIL;
+}
+
+const struct th_mode *th_mode_find(const struct th_mode *modes, const char *name)
+{
+	for (; name && modes->name; modes++)
+		if (!strcmp(modes->name, name))
+			return modes;
+	return NULL;
 }
 
 int th_skip(const char *fmt, ...)

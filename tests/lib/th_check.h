@@ -72,6 +72,15 @@ void th_fail_count(void);
  */
 int th_summary(const char *what, bool ok);
 
+/* A program's modes (argv[1]), in a table ending with {NULL}. */
+struct th_mode {
+	const char *name;
+	int (*run)(void); /* 0 passed */
+};
+
+/* The mode called `name`, or NULL (the caller prints its usage). */
+const struct th_mode *th_mode_find(const struct th_mode *modes, const char *name);
+
 /* A loud SKIP line (why, and how to get what is missing); returns TH_EXIT_SKIP. */
 int th_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -80,10 +89,10 @@ void th_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 bool th_check_(bool ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-bool th_check_int_(bool ok, intmax_t a, intmax_t b, const char *expr, const char *file, int line,
-		   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-bool th_check_uint_(bool ok, uintmax_t a, uintmax_t b, const char *expr, const char *file, int line,
-		    const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* a and b are the uintmax_t bit patterns of intmax_t values when is_signed. */
+bool th_check_num_(bool ok, bool is_signed, uintmax_t a, uintmax_t b, const char *expr,
+		   const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
 bool th_check_call_(int ret, const struct rdmig_err *err, const char *file, int line,
 		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 bool th_check_has_(const char *str, const char *needle, const char *file, int line, const char *fmt,
@@ -94,15 +103,15 @@ bool th_check_has_(const char *str, const char *needle, const char *file, int li
 #define TH_CHECK_INT(a, op, b, ...)                                                                \
 	__extension__({                                                                            \
 		intmax_t th_a_ = (intmax_t)(a), th_b_ = (intmax_t)(b);                             \
-		th_check_int_(th_a_ op th_b_, th_a_, th_b_, #a " " #op " " #b, __FILE__, __LINE__, \
-			      __VA_ARGS__);                                                        \
+		th_check_num_(th_a_ op th_b_, true, (uintmax_t)th_a_, (uintmax_t)th_b_,            \
+			      #a " " #op " " #b, __FILE__, __LINE__, __VA_ARGS__);                 \
 	})
 
 #define TH_CHECK_UINT(a, op, b, ...)                                                               \
 	__extension__({                                                                            \
 		uintmax_t th_a_ = (uintmax_t)(a), th_b_ = (uintmax_t)(b);                          \
-		th_check_uint_(th_a_ op th_b_, th_a_, th_b_, #a " " #op " " #b, __FILE__,          \
-			       __LINE__, __VA_ARGS__);                                             \
+		th_check_num_(th_a_ op th_b_, false, th_a_, th_b_, #a " " #op " " #b, __FILE__,    \
+			      __LINE__, __VA_ARGS__);                                              \
 	})
 
 #define TH_CHECK_CALL(ret, err, ...) th_check_call_(ret, err, __FILE__, __LINE__, __VA_ARGS__)

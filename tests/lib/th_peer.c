@@ -148,6 +148,20 @@ int th_peer_start(struct th_peer *p, const char *role, const char *const *argv,
 	return spawn(p, role, 0, argv, err);
 }
 
+int th_peer_start_port(struct th_peer *p, const char *role, const char *const *argv, uint16_t *port,
+		       int timeout_ms, struct rdmig_err *err)
+{
+	int ret = spawn(p, role, 0, argv, err);
+
+	if (!ret)
+		ret = th_chan_recv_port(p->fd, port, timeout_ms, err);
+	if (ret && p->pid)
+		th_peer_wait(p, 0, NULL);
+	if (ret)
+		rdmig_err_prefix(err, "the %s process", role);
+	return ret;
+}
+
 int th_split(struct th_peer *p, const char *role, struct rdmig_err *err)
 {
 	int n = ++g_splits, ret;

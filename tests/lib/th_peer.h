@@ -55,6 +55,14 @@ void th_peer_init_(int argc, char **argv);
 int th_peer_start(struct th_peer *p, const char *role, const char *const *argv,
 		  struct rdmig_err *err);
 
+/*
+ * Start a peer that listens and sends its port over the channel
+ * (th_chan_send_port()), and wait at most `timeout_ms` for it. On failure
+ * the peer is killed and reaped.
+ */
+int th_peer_start_port(struct th_peer *p, const char *role, const char *const *argv, uint16_t *port,
+		       int timeout_ms, struct rdmig_err *err);
+
 enum th_side {
 	TH_SIDE_PARENT = 0, /* this process: *p is the peer just started */
 	TH_SIDE_PEER = 1,   /* this process is the peer this call started in the parent */

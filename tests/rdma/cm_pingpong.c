@@ -45,7 +45,7 @@
 #include "rdmig/transport.h"
 #include "th_check.h"
 #include "th_content.h"
-#include "th_peer.h"
+#include "th_pair.h"
 #include "th_rdma.h"
 
 #define WAIT_MS	       60000
@@ -433,7 +433,7 @@ static int server_fault(struct rdmig_conn *c, const struct th_peer *client)
 }
 
 /* Connector: ping, expect pong, for every size; then DONE. */
-static int client(uint16_t port, int report_fd)
+static bool client(uint16_t port, void *arg)
 {
 	struct rdmig_xport_cfg cfg = base_cfg(port);
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -443,7 +443,7 @@ static int client(uint16_t port, int report_fd)
 	size_t len_done = 0;
 	int status = 1;
 
-	th_set_role("client");
+	(void)arg;
 	if (!out || !in)
 		goto out;
 	if (g_mode == MODE_REJECT && reject_checks(port))
@@ -459,7 +459,7 @@ static int client(uint16_t port, int report_fd)
 	}
 	th_note("connected to %s:%u, %u data channels", g_host, port, g_channels);
 	if (g_mode == MODE_FAULT) {
-		status = client_fault(c, report_fd);
+		status = client_fault(c, th_peer_fd());
 		goto out;
 	}
 	for (unsigned r = 0; r < NROUNDS; r++) {
@@ -497,11 +497,11 @@ out:
 	rdmig_conn_destroy(c);
 	free(out);
 	free(in);
-	return status;
+	return status == 0;
 }
 
 /* Acceptor: expect ping, answer pong, for every size; then wait for DONE. */
-static int server(struct rdmig_listener *l, const struct th_peer *client)
+static bool server(struct rdmig_listener *l, struct th_peer *client, void *arg)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
@@ -510,6 +510,7 @@ static int server(struct rdmig_listener *l, const struct th_peer *client)
 	size_t len = 0;
 	int status = 1;
 
+	(void)arg;
 	if (!out || !in)
 		goto out;
 	if (rdmig_accept(l, WAIT_MS, &c, &err)) {
@@ -559,7 +560,9 @@ out:
 	rdmig_conn_destroy(c);
 	free(out);
 	free(in);
-	return status;
+	if (g_mode == MODE_FAULT)
+		kill(client->pid, SIGKILL); /* in case the server failed before killing it */
+	return status == 0;
 }
 
 static void usage(void)
@@ -581,15 +584,15 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	static const char *const mode_names[] = {"pingpong", "reject", "fault"};
-	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct th_pair pair = {.roles = {"server", "client"},
+			       .listener = server,
+			       .connector = client,
+			       .timeout_ms = WAIT_MS};
 	struct rdmig_xport_cfg cfg;
-	struct rdmig_listener *l = NULL;
 	const char *host = NULL, *seed_arg = NULL;
-	int opt, status, ret, side;
-	struct th_peer client_peer;
-	char what[64], sbuf[64];
-	uint16_t port = 0;
-	char *end;
+	char what[64], *end;
+	int opt, ret;
+	bool ok;
 
 	th_init(argc, argv);
 	th_set_role("main");
@@ -640,40 +643,10 @@ int main(int argc, char **argv)
 		th_note("seed %" PRIu64 ", %u data channels", g_seed, g_channels);
 
 	/* The client: this program again (exec'd: rdma_cm state must not cross a fork). */
-	side = th_split(&client_peer, "client", &err);
-	if (side == TH_SIDE_PEER) {
-		th_set_role("client");
-		ret = th_chan_recv_port(th_peer_fd(), &port, WAIT_MS, &err);
-		exit(ret ? fail("the listening port", &err) : client(port, th_peer_fd()));
-	}
-	th_set_role("server");
-	if (side < 0)
-		return fail("starting the client", &err);
+	pair.peer_signal = g_mode == MODE_FAULT ? SIGKILL : 0;
 	cfg = base_cfg(0);
-	if (rdmig_listen(&cfg, &l, &err)) {
-		th_peer_wait(&client_peer, 0, NULL);
-		return fail("rdmig_listen", &err);
-	}
-	port = rdmig_listener_port(l);
-	th_note("listening on %s port %u", g_host, port);
-	status = th_chan_send_port(client_peer.fd, port, &err) ? fail("sending the port", &err)
-							       : server(l, &client_peer);
-	rdmig_listener_destroy(l);
+	ok = th_pair_run(&cfg, &pair);
 	th_set_role("main");
-	if (g_mode == MODE_FAULT) {
-		kill(client_peer.pid, SIGKILL); /* in case the server failed before killing it */
-		if (!TH_CHECK(!th_peer_wait(&client_peer, WAIT_MS, &err) &&
-				  th_killed(client_peer.status, SIGKILL),
-			      "client expected killed: %s",
-			      th_status_str(client_peer.status, sbuf, sizeof(sbuf))))
-			status = 1;
-	} else if (!TH_CHECK(!th_peer_wait(&client_peer, WAIT_MS, &err) &&
-				 th_exited(client_peer.status, 0),
-			     "client exit status: %s",
-			     err.code ? err.msg
-				      : th_status_str(client_peer.status, sbuf, sizeof(sbuf)))) {
-		status = 1;
-	}
 	snprintf(what, sizeof(what), "rdma_cm_pingpong --mode %s", mode_names[g_mode]);
-	return th_summary(what, status == 0);
+	return th_summary(what, ok);
 }

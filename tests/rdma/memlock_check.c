@@ -23,7 +23,7 @@
 #include "log.h"
 #include "rdmig/transport.h"
 #include "th_check.h"
-#include "th_peer.h"
+#include "th_pair.h"
 #include "th_rdma.h"
 
 #define WAIT_MS	 60000
@@ -72,7 +72,7 @@ static bool big_reg_fails(struct rdmig_conn *c, void *mem, unsigned flags)
 	return ok;
 }
 
-static int client(uint16_t port)
+static bool client(uint16_t port, void *arg)
 {
 	struct rdmig_xport_cfg cfg = base_cfg(port);
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -83,22 +83,22 @@ static int client(uint16_t port)
 	uint32_t id;
 	int ret;
 
-	th_set_role("client");
+	(void)arg;
 	mem = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED) {
 		perror("mmap");
-		return 1;
+		return false;
 	}
 	memset(mem, 0x5a, BIG);
 	/* Connect with the normal limit: the connection's own buffers are pinned too. */
 	if (rdmig_connect(&cfg, &c, &err)) {
 		TH_CHECK(false, "rdmig_connect: %s", rdmig_err_str(&err));
-		return 1;
+		return false;
 	}
 	if (setrlimit(RLIMIT_MEMLOCK, &rl)) {
 		perror("setrlimit(RLIMIT_MEMLOCK)");
 		rdmig_conn_destroy(c);
-		return 1;
+		return false;
 	}
 	th_note("RLIMIT_MEMLOCK lowered to %u bytes", LIMIT);
 	ok &= TH_CHECK_UINT(rdmig_memlock_limit(), ==, LIMIT,
@@ -124,26 +124,27 @@ static int client(uint16_t port)
 			    "rdmig_ctrl_send(done)");
 	rdmig_conn_destroy(c);
 	munmap(mem, BIG);
-	return ok ? 0 : 1;
+	return ok;
 }
 
-static int server(struct rdmig_listener *l)
+static bool server(struct rdmig_listener *l, struct th_peer *peer, void *arg)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
 	uint16_t type = 0;
 	uint8_t buf[16];
 	size_t len = 0;
-	int status = 1;
+	bool ok;
 
+	(void)peer;
+	(void)arg;
 	if (!TH_CHECK_CALL(rdmig_accept(l, WAIT_MS, &c, &err), &err, "rdmig_accept"))
-		return 1;
-	if (TH_CHECK_CALL(rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, WAIT_MS, &err), &err,
-			  "rdmig_ctrl_recv(done)") &&
-	    TH_CHECK_UINT(type, ==, MSG_DONE, "DONE from the client"))
-		status = 0;
+		return false;
+	ok = TH_CHECK_CALL(rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, WAIT_MS, &err), &err,
+			   "rdmig_ctrl_recv(done)") &&
+	     TH_CHECK_UINT(type, ==, MSG_DONE, "DONE from the client");
 	rdmig_conn_destroy(c);
-	return status;
+	return ok;
 }
 
 int main(int argc, char **argv)
@@ -153,14 +154,13 @@ int main(int argc, char **argv)
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
-	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
+	struct th_pair pair = {.roles = {"server", "client"},
+			       .listener = server,
+			       .connector = client,
+			       .timeout_ms = WAIT_MS};
 	struct rdmig_xport_cfg cfg;
 	const char *host = NULL;
-	int opt, ret, status, side;
-	struct th_peer client_peer;
-	char sbuf[64];
-	uint16_t port;
+	int opt, ret;
 
 	th_init(argc, argv);
 	th_set_role("main");
@@ -178,33 +178,8 @@ int main(int argc, char **argv)
 		return ret;
 	th_rdma_host(host, g_host, sizeof(g_host));
 
-	side = th_split(&client_peer, "client", &err);
-	if (side == TH_SIDE_PEER) {
-		th_set_role("client");
-		if (!TH_CHECK_CALL(th_chan_recv_port(th_peer_fd(), &port, WAIT_MS, &err), &err,
-				   "the listening port"))
-			exit(TH_EXIT_FAIL);
-		exit(client(port));
-	}
-	th_set_role("server");
-	if (!TH_CHECK_CALL(side, &err, "starting the client"))
-		return TH_EXIT_FAIL;
 	cfg = base_cfg(0);
-	if (!TH_CHECK_CALL(rdmig_listen(&cfg, &l, &err), &err, "rdmig_listen")) {
-		th_peer_wait(&client_peer, 0, NULL);
-		return TH_EXIT_FAIL;
-	}
-	port = rdmig_listener_port(l);
-	status =
-	    TH_CHECK_CALL(th_chan_send_port(client_peer.fd, port, &err), &err, "sending the port")
-		? server(l)
-		: 1;
-	rdmig_listener_destroy(l);
+	ret = th_pair_run(&cfg, &pair);
 	th_set_role("main");
-	if (!TH_CHECK(!th_peer_wait(&client_peer, WAIT_MS, &err) &&
-			  th_exited(client_peer.status, 0),
-		      "client exit status: %s",
-		      err.code ? err.msg : th_status_str(client_peer.status, sbuf, sizeof(sbuf))))
-		status = 1;
-	return th_summary("rdma_memlock", status == 0);
+	return th_summary("rdma_memlock", ret);
 }

@@ -264,13 +264,8 @@ static bool start_dest(struct th_peer *p, uint16_t *port, bool crossed, bool che
 			      check ? "1" : "0", "--host",     host,
 			      "--backend",	 backend_name, NULL};
 
-	if (th_peer_start(p, "destination", argv, &err) ||
-	    th_chan_recv_port(p->fd, port, 60000, &err)) {
-		if (p->pid)
-			th_peer_wait(p, 0, NULL);
-		return TH_CHECK(false, "cannot start the destination: %s", err.msg);
-	}
-	return true;
+	return TH_CHECK_CALL(th_peer_start_port(p, "destination", argv, port, 60000, &err), &err,
+			     "destination started");
 }
 
 /* ---- source ------------------------------------------------------------ */

@@ -34,7 +34,7 @@
 #include "rdmig/transport.h"
 #include "th_check.h"
 #include "th_content.h"
-#include "th_peer.h"
+#include "th_pair.h"
 #include "th_rdma.h"
 
 #define WAIT_MS	     120000
@@ -143,7 +143,7 @@ static void *map_region(void)
 
 /* ---- destination (the peer) ------------------------------------------------- */
 
-static int destination(uint16_t port)
+static bool destination(uint16_t port, void *arg)
 {
 	static struct rdmig_run runs[MAX_RUNS];
 	static unsigned chan_of[MAX_RUNS];
@@ -157,17 +157,17 @@ static int destination(uint16_t port)
 	uint32_t id;
 	bool ok = true;
 
-	th_set_role("dst");
+	(void)arg;
 	mem = map_region();
 	expect = calloc(1, REGION);
 	if (!mem || !expect)
-		return 1;
+		return false;
 	if (rdmig_connect(&cfg, &c, &err) ||
 	    rdmig_reg(c, "ram", mem, REGION, RDMIG_REG_REMOTE_WRITE, &id, &err) ||
 	    rdmig_expose(c, &err)) {
 		TH_CHECK(false, "setup: %s", rdmig_err_str(&err));
 		rdmig_conn_destroy(c);
-		return 1;
+		return false;
 	}
 	n = build_runs(runs, chan_of, 0, id);
 	for (size_t i = 0; i < n; i++) {
@@ -181,7 +181,7 @@ static int destination(uint16_t port)
 		if (rdmig_wait_fence(c, ch, WAIT_MS, &f, &err)) {
 			TH_CHECK(false, "wait_fence(%u): %s", ch, rdmig_err_str(&err));
 			rdmig_conn_destroy(c);
-			return 1;
+			return false;
 		}
 		ok &=
 		    TH_CHECK(f.seq == 1 && f.bytes == want_bytes[ch] && f.writes == want_writes[ch],
@@ -214,12 +214,12 @@ static int destination(uint16_t port)
 	/* The source's stale write may break the connection: any end is fine here. */
 	rdmig_ctrl_recv(c, &type, verdict, sizeof(verdict), &len, WAIT_MS, NULL);
 	rdmig_conn_destroy(c);
-	return ok ? 0 : 1;
+	return ok;
 }
 
 /* ---- source (this process) ------------------------------------------------------ */
 
-static int source(struct rdmig_listener *l)
+static bool source(struct rdmig_listener *l, struct th_peer *peer, void *arg)
 {
 	static struct rdmig_run runs[MAX_RUNS];
 	static unsigned chan_of[MAX_RUNS];
@@ -236,10 +236,11 @@ static int source(struct rdmig_listener *l)
 	bool ok = true;
 	int ret;
 
-	th_set_role("src");
+	(void)peer;
+	(void)arg;
 	mem = map_region();
 	if (!mem)
-		return 1;
+		return false;
 	th_content_fill(mem, 0, REGION, src_key(), 0);
 	if (rdmig_accept(l, WAIT_MS, &c, &err) || rdmig_recv_layout(c, WAIT_MS, &err) ||
 	    rdmig_reg(c, "src", mem, REGION, 0, &lreg, &err)) {
@@ -293,10 +294,10 @@ static int source(struct rdmig_listener *l)
 		       "a write with a revoked key fails with a remote access error: %d: %s", ret,
 		       rdmig_err_str(&err));
 	rdmig_conn_destroy(c);
-	return ok ? 0 : 1;
+	return ok;
 out_fail:
 	rdmig_conn_destroy(c);
-	return 1;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -307,14 +308,13 @@ int main(int argc, char **argv)
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
-	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
+	struct th_pair pair = {.roles = {"src", "dst"},
+			       .listener = source,
+			       .connector = destination,
+			       .timeout_ms = WAIT_MS};
 	struct rdmig_xport_cfg cfg;
 	const char *host = NULL, *seed_arg = NULL;
-	int opt, ret, status, side;
-	struct th_peer dst;
-	char sbuf[64];
-	uint16_t port;
+	int opt, ret;
 
 	th_init(argc, argv);
 	th_set_role("main");
@@ -339,31 +339,8 @@ int main(int argc, char **argv)
 	if (!th_peer_role())
 		th_note("seed %" PRIu64, g_seed);
 
-	side = th_split(&dst, "destination", &err);
-	if (side == TH_SIDE_PEER) {
-		th_set_role("dst");
-		if (!TH_CHECK_CALL(th_chan_recv_port(th_peer_fd(), &port, WAIT_MS, &err), &err,
-				   "the listening port"))
-			exit(TH_EXIT_FAIL);
-		exit(destination(port));
-	}
-	th_set_role("src");
-	if (!TH_CHECK_CALL(side, &err, "starting the destination"))
-		return TH_EXIT_FAIL;
 	cfg = base_cfg(0);
-	if (!TH_CHECK_CALL(rdmig_listen(&cfg, &l, &err), &err, "rdmig_listen")) {
-		th_peer_wait(&dst, 0, NULL);
-		return TH_EXIT_FAIL;
-	}
-	port = rdmig_listener_port(l);
-	status = TH_CHECK_CALL(th_chan_send_port(dst.fd, port, &err), &err, "sending the port")
-		     ? source(l)
-		     : 1;
-	rdmig_listener_destroy(l);
+	ret = th_pair_run(&cfg, &pair);
 	th_set_role("main");
-	if (!TH_CHECK(!th_peer_wait(&dst, WAIT_MS, &err) && th_exited(dst.status, 0),
-		      "destination exit status: %s",
-		      err.code ? err.msg : th_status_str(dst.status, sbuf, sizeof(sbuf))))
-		status = 1;
-	return th_summary("rdma_write_gather", status == 0);
+	return th_summary("rdma_write_gather", ret);
 }

@@ -31,7 +31,7 @@
 #include "rdmig/transport.h"
 #include "th_check.h"
 #include "th_content.h"
-#include "th_peer.h"
+#include "th_pair.h"
 #include "th_relay.h"
 #include "th_sock.h"
 #include "th_tmp.h"
@@ -140,34 +140,7 @@ typedef void (*src_fn)(uint16_t port);
  */
 static int run_pair(const struct rdmig_xport_cfg *lcfg, dst_fn dst, src_fn src)
 {
-	struct rdmig_err e = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
-	struct th_peer p;
-	uint16_t port = 0;
-	int side = th_split(&p, "source", &e);
-
-	if (side == TH_SIDE_SKIP)
-		return 0;
-	if (side == TH_SIDE_PEER) {
-		th_set_role("src");
-		if (TH_CHECK_CALL(th_chan_recv_port(th_peer_fd(), &port, WAIT_MS, &e), &e,
-				  "port from the destination"))
-			src(port);
-		exit(th_failures() ? TH_EXIT_FAIL : TH_EXIT_PASS);
-	}
-	th_set_role("dst");
-	if (!TH_CHECK_CALL(side, &e, "source process started"))
-		return 1;
-	if (TH_CHECK_CALL(rdmig_listen(lcfg, &l, &e), &e, "listen")) {
-		port = rdmig_listener_port(l);
-		if (TH_CHECK_CALL(th_chan_send_port(p.fd, port, &e), &e, "port to the source"))
-			dst(l);
-	}
-	rdmig_listener_destroy(l);
-	rdmig_err_clear(&e);
-	if (!TH_CHECK_CALL(th_peer_wait(&p, WAIT_MS * 2, &e), &e, "source process finished"))
-		return 1;
-	return th_exited(p.status, 0) ? 0 : 1;
+	return th_pair_run_simple(lcfg, dst, src, WAIT_MS * 2) ? 0 : 1;
 }
 
 /* The pattern of round `round`: a different key per round. */
@@ -656,35 +629,42 @@ static int t_revoke(bool cancel)
 	return run_pair(&lcfg, dst_revoke, src_revoke);
 }
 
+static int t_revoke_commit(void)
+{
+	return t_revoke(false);
+}
+
+static int t_revoke_cancel(void)
+{
+	return t_revoke(true);
+}
+
 int main(int argc, char **argv)
 {
-	const char *mode = argc == 2 ? argv[1] : "";
+	static const struct th_mode modes[] = {
+	    {"good", t_good},
+	    {"wrong", t_wrong},
+	    {"nokey", t_nokey},
+	    {"replay", t_replay},
+	    {"keyfile", t_keyfile},
+	    {"revoke-commit", t_revoke_commit},
+	    {"revoke-cancel", t_revoke_cancel},
+	    {NULL, NULL},
+	};
+	const struct th_mode *m = th_mode_find(modes, argc == 2 ? argv[1] : NULL);
 	int rc;
 
 	th_init(argc, argv);
-	th_set_verbose(true);
-	make_keys();
-	load_key(g_key_a, &g_ka);
-	load_key(g_key_b, &g_kb);
-	if (!strcmp(mode, "good"))
-		rc = t_good();
-	else if (!strcmp(mode, "wrong"))
-		rc = t_wrong();
-	else if (!strcmp(mode, "nokey"))
-		rc = t_nokey();
-	else if (!strcmp(mode, "replay"))
-		rc = t_replay();
-	else if (!strcmp(mode, "keyfile"))
-		rc = t_keyfile();
-	else if (!strcmp(mode, "revoke-commit"))
-		rc = t_revoke(false);
-	else if (!strcmp(mode, "revoke-cancel"))
-		rc = t_revoke(true);
-	else {
+	if (!m) {
 		fprintf(stderr, "usage: auth_check good|wrong|nokey|replay|keyfile|"
 				"revoke-commit|revoke-cancel\n");
 		return TH_EXIT_USAGE;
 	}
+	th_set_verbose(true);
+	make_keys();
+	load_key(g_key_a, &g_ka);
+	load_key(g_key_b, &g_kb);
+	rc = m->run();
 	th_set_role(NULL);
-	return th_summary(mode, rc == 0);
+	return th_summary(m->name, rc == 0);
 }

@@ -69,32 +69,32 @@ static int run_dest(int64_t corrupt_page, const char *dump)
 	return ret ? 1 : 0;
 }
 
-/* Start the destination and learn its port; false (a failed check) if it does not come up. */
-static bool start_dest(struct th_peer *p, uint16_t *port, int64_t corrupt_page, const char *dump)
+/*
+ * One migration of g to a fresh destination (which corrupts `corrupt_page`
+ * unless it is -1); the destination's exit status into *status. false, as a
+ * failed check, when the destination does not come up.
+ */
+static bool migrate_once(struct rdmig_guest *g, int64_t corrupt_page, const char *what,
+			 const struct rdmig_mig_opts *o, struct rdmig_mig_stats *st, int *ret,
+			 struct rdmig_err *err, int *status)
 {
-	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_err perr = RDMIG_ERR_INIT;
+	struct rdmig_xport_cfg cfg;
+	struct th_peer dst;
 	char corrupt[32];
-	const char *argv[] = {"engine_check",	"dest",	     corrupt,
-			      dump ? dump : "", "--backend", backend_name,
-			      "--host",		host,	     NULL};
+	const char *argv[] = {"engine_check", "dest",	corrupt, "",  "--backend",
+			      backend_name,   "--host", host,	 NULL};
+	uint16_t port;
 
 	snprintf(corrupt, sizeof(corrupt), "%lld", (long long)corrupt_page);
-	if (th_peer_start(p, "destination", argv, &err) ||
-	    th_chan_recv_port(p->fd, port, 60000, &err)) {
-		if (p->pid)
-			th_peer_wait(p, 0, NULL);
-		return TH_CHECK(false, "destination did not start: %s", err.msg);
-	}
+	if (!TH_CHECK_CALL(th_peer_start_port(&dst, "destination", argv, &port, 60000, &perr),
+			   &perr, "%s: destination started", what))
+		return false;
+	cfg = xcfg(port);
+	*ret = th_migrate_source(&cfg, g, o, st, err);
+	TH_CHECK_CALL(th_peer_wait(&dst, PEER_MS, &perr), &perr, "%s: destination ended", what);
+	*status = dst.status;
 	return true;
-}
-
-/* Reap the destination, which must exit by itself; its status into *status. */
-static void wait_dest(struct th_peer *p, const char *what, int *status)
-{
-	struct rdmig_err err = RDMIG_ERR_INIT;
-
-	TH_CHECK(!th_peer_wait(p, PEER_MS, &err), "%s: %s", what, err.msg);
-	*status = p->status;
 }
 
 struct cancel_at {
@@ -130,11 +130,8 @@ static void check_cancel(void)
 	for (unsigned i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
 		const char *sn = rdmig_mig_state_name(states[i]);
 		struct cancel_at ca = {.state = states[i]};
-		struct rdmig_xport_cfg cfg;
 		struct rdmig_mig_opts o;
 		struct rdmig_mig_stats st;
-		struct th_peer dst;
-		uint16_t port;
 		int ret, status = -1;
 
 		/* Twice per state: cancel must be repeatable. */
@@ -145,8 +142,6 @@ static void check_cancel(void)
 			snprintf(what, sizeof(what), "cancel in %s", sn);
 			ca.flag = 0;
 			ca.seen = false;
-			if (!start_dest(&dst, &port, -1, NULL))
-				return;
 			rdmig_mig_opts_defaults(&o);
 			o.on_event = cancel_event;
 			o.ev_ctx = &ca;
@@ -156,9 +151,8 @@ static void check_cancel(void)
 				o.max_bandwidth = 64 << 20;
 			}
 			rdmig_err_clear(&err);
-			cfg = xcfg(port);
-			ret = th_migrate_source(&cfg, g, &o, &st, &err);
-			wait_dest(&dst, what, &status);
+			if (!migrate_once(g, -1, what, &o, &st, &ret, &err, &status))
+				return;
 			TH_CHECK(ca.seen, "cancel: state %s never reached", sn);
 			TH_CHECK_INT(ret, ==, -ECANCELED, "%s: source returned (%s)", what,
 				     err.msg);
@@ -194,20 +188,14 @@ static void check_corrupt(void)
 {
 	struct rdmig_guest *g = th_guest_new(16 << 20, 1, 7, true);
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_xport_cfg cfg;
 	struct rdmig_mig_opts o;
 	struct rdmig_mig_stats st;
-	struct th_peer dst;
 	char sbuf[64];
-	uint16_t port;
 	int ret, status = -1;
 
-	if (!start_dest(&dst, &port, 100, NULL))
-		return;
 	rdmig_mig_opts_defaults(&o);
-	cfg = xcfg(port);
-	ret = th_migrate_source(&cfg, g, &o, &st, &err);
-	wait_dest(&dst, "corrupt", &status);
+	if (!migrate_once(g, 100, "corrupt", &o, &st, &ret, &err, &status))
+		return;
 	TH_CHECK_INT(ret, ==, -EILSEQ, "corrupt page: source returned (%s)", err.msg);
 	TH_CHECK_HAS(err.msg, "page 100 ", "corrupt page named");
 	TH_CHECK(rdmig_guest_running(g) && th_guest_moves(g, 10000),
@@ -223,22 +211,16 @@ static void check_cold(void)
 {
 	struct rdmig_guest *g = th_guest_new(16 << 20, 2, 7, true);
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_xport_cfg cfg;
 	struct rdmig_mig_opts o;
 	struct rdmig_mig_stats st;
-	struct th_peer dst;
 	char sbuf[64];
-	uint16_t port;
 	int ret, status = -1;
 
 	rdmig_guest_pause(g);
-	if (!start_dest(&dst, &port, -1, NULL))
-		return;
 	rdmig_mig_opts_defaults(&o);
 	o.cold = true;
-	cfg = xcfg(port);
-	ret = th_migrate_source(&cfg, g, &o, &st, &err);
-	wait_dest(&dst, "cold", &status);
+	if (!migrate_once(g, -1, "cold", &o, &st, &ret, &err, &status))
+		return;
 	TH_CHECK(ret == 0, "cold: %s", err.msg);
 	TH_CHECK(st.round == 2 || st.round == 1, "cold: %u rounds", st.round);
 	TH_CHECK_UINT(st.verified_pages, ==, (16 << 20) / RDMIG_PAGE_SIZE, "cold: pages verified");

@@ -26,7 +26,7 @@
 #include "clock.h"
 #include "rdmig/transport.h"
 #include "th_check.h"
-#include "th_peer.h"
+#include "th_pair.h"
 #include "th_relay.h"
 #include "th_tmp.h"
 
@@ -113,34 +113,7 @@ typedef void (*src_fn)(uint16_t port);
  */
 static int run_pair(const struct rdmig_xport_cfg *lcfg, dst_fn dst, src_fn src)
 {
-	struct rdmig_err e = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
-	struct th_peer p;
-	uint16_t port = 0;
-	int side = th_split(&p, "source", &e);
-
-	if (side == TH_SIDE_SKIP)
-		return 0;
-	if (side == TH_SIDE_PEER) {
-		th_set_role("src");
-		if (TH_CHECK_CALL(th_chan_recv_port(th_peer_fd(), &port, WAIT_MS, &e), &e,
-				  "port from the destination"))
-			src(port);
-		exit(th_failures() ? TH_EXIT_FAIL : TH_EXIT_PASS);
-	}
-	th_set_role("dst");
-	if (!TH_CHECK_CALL(side, &e, "source process started"))
-		return 1;
-	if (TH_CHECK_CALL(rdmig_listen(lcfg, &l, &e), &e, "listen")) {
-		port = rdmig_listener_port(l);
-		if (TH_CHECK_CALL(th_chan_send_port(p.fd, port, &e), &e, "port to the source"))
-			dst(l);
-	}
-	rdmig_listener_destroy(l);
-	rdmig_err_clear(&e);
-	if (!TH_CHECK_CALL(th_peer_wait(&p, WAIT_MS * 3, &e), &e, "source process finished"))
-		return 1;
-	return th_exited(p.status, 0) ? 0 : 1;
+	return th_pair_run_simple(lcfg, dst, src, WAIT_MS * 3) ? 0 : 1;
 }
 
 /* ---- a transfer over every channel ---------------------------------------- */
@@ -408,23 +381,20 @@ static int t_spy(void)
 
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "";
+	static const struct th_mode modes[] = {
+	    {"good", t_good}, {"wrong", t_wrong}, {"mismatch", t_mismatch},
+	    {"spy", t_spy},   {NULL, NULL},
+	};
+	const struct th_mode *m = th_mode_find(modes, argc > 1 ? argv[1] : NULL);
 	int ret;
 
 	th_init(argc, argv);
-	th_set_verbose(true);
-	if (!strcmp(mode, "good"))
-		ret = t_good();
-	else if (!strcmp(mode, "wrong"))
-		ret = t_wrong();
-	else if (!strcmp(mode, "mismatch"))
-		ret = t_mismatch();
-	else if (!strcmp(mode, "spy"))
-		ret = t_spy();
-	else {
+	if (!m) {
 		fprintf(stderr, "usage: tls_check good|wrong|mismatch|spy\n");
 		return TH_EXIT_USAGE;
 	}
+	th_set_verbose(true);
+	ret = m->run();
 	th_set_role(NULL);
-	return th_summary(mode, ret == 0);
+	return th_summary(m->name, ret == 0);
 }

@@ -35,7 +35,7 @@
 #include "log.h"
 #include "th_check.h"
 #include "th_content.h"
-#include "th_peer.h"
+#include "th_pair.h"
 #include "units.h"
 #include "xport_check.h"
 
@@ -141,70 +141,56 @@ void cfg_init(struct rdmig_xport_cfg *cfg, unsigned channels)
 
 typedef bool (*role_fn)(struct rdmig_conn *c, bool destination);
 
+/* The destination: this process, listening. */
+static bool listener(struct rdmig_listener *l, struct th_peer *peer, void *arg)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_conn *c = NULL;
+	role_fn fn = *(role_fn *)arg;
+	bool ok;
+
+	(void)peer;
+	if (!TH_CHECK_CALL(rdmig_accept(l, WAIT_MS, &c, &e), &e, "accept"))
+		return false;
+	TH_CHECK(rdmig_conn_channels(c) == g_opt.channels, "accepted a connection with %u channels",
+		 rdmig_conn_channels(c));
+	ok = fn(c, true);
+	rdmig_conn_destroy(c);
+	return ok;
+}
+
 /* The source: this program again, at the same split. */
-static int peer_source(role_fn fn)
+static bool connector(uint16_t port, void *arg)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_xport_cfg cfg;
 	struct rdmig_conn *c = NULL;
-	uint16_t port = 0;
+	role_fn fn = *(role_fn *)arg;
 	bool ok;
-	int ret;
 
-	th_set_role("src");
-	ret = th_chan_recv_port(th_peer_fd(), &port, WAIT_MS, &e);
-	if (!TH_CHECK_CALL(ret, &e, "the listening port from the destination"))
-		return 1;
 	cfg_init(&cfg, g_opt.channels);
 	cfg.port = port;
-	ret = rdmig_connect(&cfg, &c, &e);
-	if (!TH_CHECK_CALL(ret, &e, "connect"))
-		return 1;
+	if (!TH_CHECK_CALL(rdmig_connect(&cfg, &c, &e), &e, "connect"))
+		return false;
 	TH_CHECK(rdmig_conn_channels(c) == g_opt.channels,
 		 "connected to %s port %u, %u channels, backend %s", g_opt.host, port,
 		 rdmig_conn_channels(c), rdmig_backend_name(rdmig_conn_backend(c)));
 	ok = fn(c, false);
 	rdmig_conn_destroy(c);
-	return ok && !th_failures() ? 0 : 1;
+	return ok;
 }
 
 static int two_process(role_fn fn)
 {
-	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_xport_cfg cfg;
-	struct rdmig_listener *l = NULL;
-	struct rdmig_conn *c = NULL;
-	bool ok = false, child_ok;
-	struct th_peer p;
-	int ret;
+	struct th_pair pair = {.roles = {"dst", "src"},
+			       .listener = listener,
+			       .connector = connector,
+			       .arg = &fn,
+			       .timeout_ms = 2 * WAIT_MS};
 
-	ret = th_split(&p, "source", &e);
-	if (ret == TH_SIDE_PEER)
-		exit(peer_source(fn));
-	th_set_role("dst");
-	if (!TH_CHECK_CALL(ret, &e, "starting the source process"))
-		return 1;
 	cfg_init(&cfg, 1);
-	ret = rdmig_listen(&cfg, &l, &e);
-	if (!TH_CHECK_CALL(ret, &e, "listen"))
-		goto out_wait;
-	ret = th_chan_send_port(p.fd, rdmig_listener_port(l), &e);
-	TH_CHECK_CALL(ret, &e, "passing the port to the source");
-	ret = rdmig_accept(l, WAIT_MS, &c, &e);
-	if (!TH_CHECK_CALL(ret, &e, "accept"))
-		goto out_listener;
-	TH_CHECK(rdmig_conn_channels(c) == g_opt.channels, "accepted a connection with %u channels",
-		 rdmig_conn_channels(c));
-	ok = fn(c, true);
-	rdmig_conn_destroy(c);
-out_listener:
-	rdmig_listener_destroy(l);
-out_wait:
-	rdmig_err_clear(&e);
-	ret = th_peer_wait(&p, 2 * WAIT_MS, &e);
-	child_ok = TH_CHECK_CALL(ret, &e, "source process finished") && th_exited(p.status, 0);
-	TH_CHECK(child_ok, "source process exit status");
-	return ok && child_ok && !th_failures() ? 0 : 1;
+	return th_pair_run(&cfg, &pair) && !th_failures() ? 0 : 1;
 }
 
 static bool role_transfer(struct rdmig_conn *c, bool destination)

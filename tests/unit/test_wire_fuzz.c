@@ -17,18 +17,15 @@
 #include <cmocka.h>
 
 #include "test_wire.h"
+#include "th_content.h"
 
 /* ---- fuzz ------------------------------------------------------------- */
 
-static uint64_t rng_state;
+static struct th_rng rng;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return th_rng_next(&rng);
 }
 
 static uint64_t rnd_below(uint64_t n)
@@ -264,7 +261,7 @@ static void test_fuzz_decoders(void **state)
 	assert_non_null(seeds);
 	print_message("fuzz: seed %" PRIu64 ", %lu iterations (rerun: test_wire -s %" PRIu64 ")\n",
 		      fuzz_seed, fuzz_iters, fuzz_seed);
-	rng_state = fuzz_seed;
+	rng.s = fuzz_seed;
 	fuzz_seeds(seeds);
 	for (unsigned long it = 0; it < fuzz_iters; it++) {
 		const struct seedmsg *s = &seeds[rnd_below(NSEEDS)];
