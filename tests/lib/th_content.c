@@ -1,8 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 #include "th_content.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+void *th_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		printf("FAIL: mmap of %zu bytes: %s\n", len, strerror(errno));
+		exit(1);
+	}
+	return p;
+}
 
 uint64_t th_mix64(uint64_t z)
 {

@@ -11,6 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * `len` bytes of zeroed anonymous memory for test data (munmap() it). A test
+ * cannot go on without it: on failure this prints why and exits 1.
+ */
+void *th_map(size_t len);
+
 /* 3 in 4 pages (4 KiB, chosen by key and page) all zero: content that compresses. */
 #define TH_CONTENT_SPARSE 1u
 

@@ -134,13 +134,6 @@ static struct rdmig_xport_cfg base_cfg(uint16_t port)
 	return cfg;
 }
 
-static void *map_region(void)
-{
-	void *p = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 /* ---- destination (the peer) ------------------------------------------------- */
 
 static bool destination(uint16_t port, void *arg)
@@ -158,9 +151,9 @@ static bool destination(uint16_t port, void *arg)
 	bool ok = true;
 
 	(void)arg;
-	mem = map_region();
+	mem = th_map(REGION);
 	expect = calloc(1, REGION);
-	if (!mem || !expect)
+	if (!expect)
 		return false;
 	if (rdmig_connect(&cfg, &c, &err) ||
 	    rdmig_reg(c, "ram", mem, REGION, RDMIG_REG_REMOTE_WRITE, &id, &err) ||
@@ -238,9 +231,7 @@ static bool source(struct rdmig_listener *l, struct th_peer *peer, void *arg)
 
 	(void)peer;
 	(void)arg;
-	mem = map_region();
-	if (!mem)
-		return false;
+	mem = th_map(REGION);
 	th_content_fill(mem, 0, REGION, src_key(), 0);
 	if (rdmig_accept(l, WAIT_MS, &c, &err) || rdmig_recv_layout(c, WAIT_MS, &err) ||
 	    rdmig_reg(c, "src", mem, REGION, 0, &lreg, &err)) {

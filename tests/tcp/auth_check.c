@@ -156,18 +156,6 @@ static size_t mismatches(const uint8_t *p, size_t len, unsigned round)
 	return th_content_compare(p, 0, len, 0xa17c4ec0 + round, 0, &first);
 }
 
-static void *map_region(void)
-{
-	void *p =
-	    mmap(NULL, REGION_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	return p;
-}
-
 /* ---- keys on both sides: good and wrong ---------------------------------- */
 
 static struct rdmig_auth_key g_ka, g_kb;
@@ -213,7 +201,7 @@ static void dst_good(struct rdmig_listener *l)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 
 	if (TH_CHECK_CALL(rdmig_accept(l, WAIT_MS, &c, &e), &e, "accept with the right key"))
 		dst_transfer(c, mem, 0);
@@ -225,7 +213,7 @@ static void src_good(uint16_t port)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 
 	fill(mem, REGION_LEN, 0);
 	g_scfg.port = port;
@@ -549,7 +537,7 @@ static void dst_revoke(struct rdmig_listener *l)
 	struct rdmig_xport_stats st;
 	struct rdmig_conn *c = NULL;
 	struct rdmig_fence f;
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 	uint8_t step = g_cancel ? 2 : 1;
 	uint64_t before;
 	int ret;
@@ -584,7 +572,7 @@ static void src_revoke(uint16_t port)
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
 	struct rdmig_run r = {.len = REGION_LEN};
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 	uint8_t step = 0;
 	uint16_t type;
 	size_t len;

@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "rdmig/transport.h"
 #include "th_check.h"
+#include "th_content.h"
 #include "th_pair.h"
 #include "th_relay.h"
 #include "th_tmp.h"
@@ -92,18 +93,6 @@ static bool intact(const uint8_t *p)
 	return true;
 }
 
-static uint8_t *map_region(void)
-{
-	void *p =
-	    mmap(NULL, REGION_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	return p;
-}
-
 typedef void (*dst_fn)(struct rdmig_listener *l);
 typedef void (*src_fn)(uint16_t port);
 
@@ -142,7 +131,7 @@ static void dst_transfer(struct rdmig_listener *l)
 	struct rdmig_conn *c = NULL;
 	struct fence_arg fa[NCHAN];
 	pthread_t th[NCHAN];
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 	char msg[64] = "";
 	uint16_t type = 0;
 	size_t len = 0;
@@ -181,7 +170,7 @@ static void src_transfer(uint16_t port)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 	uint32_t id;
 	int ret;
 

@@ -58,17 +58,6 @@ uint64_t content_compare(const uint8_t *mem, uint64_t pos, uint64_t len, uint64_
 				  first);
 }
 
-void *map_region(uint64_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED) {
-		TH_CHECK(false, "mmap of %" PRIu64 " bytes: %s", size, strerror(errno));
-		return NULL;
-	}
-	return p;
-}
-
 void slice_of(uint64_t size, unsigned nch, unsigned ch, uint64_t *lo, uint64_t *hi)
 {
 	uint64_t per = (size / nch) & ~4095ULL;

@@ -52,7 +52,6 @@ double mib_s(uint64_t bytes, double secs);
 void content_fill(uint8_t *dst, uint64_t pos, size_t len, uint64_t key);
 uint64_t content_compare(const uint8_t *mem, uint64_t pos, uint64_t len, uint64_t key,
 			 uint64_t *first);
-void *map_region(uint64_t size);
 /* Slice of channel ch: [lo, hi), 4 KiB aligned except for the last. */
 void slice_of(uint64_t size, unsigned nch, unsigned ch, uint64_t *lo, uint64_t *hi);
 const struct rdmig_remote_region *find_remote(struct rdmig_conn *c, const char *name);

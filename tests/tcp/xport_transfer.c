@@ -130,9 +130,7 @@ bool src_transfer(struct rdmig_conn *c, uint64_t size, uint64_t seed)
 	bool ok = false;
 	int ret;
 
-	mem = map_region(size);
-	if (!mem)
-		return false;
+	mem = th_map(size);
 	t0 = rdmig_now_s();
 	content_fill(mem, 0, size, seed);
 	th_note("info: filled %" PRIu64 " bytes in %.2f s", size, rdmig_now_s() - t0);
@@ -217,9 +215,7 @@ bool dst_transfer(struct rdmig_conn *c, uint64_t size, uint64_t seed)
 	bool ok = false;
 	int ret;
 
-	mem = map_region(size);
-	if (!mem)
-		return false;
+	mem = th_map(size);
 	ret = rdmig_reg(c, "ram", mem, size, RDMIG_REG_REMOTE_WRITE, &id, &e);
 	if (!TH_CHECK_CALL(ret, &e, "registering the destination region"))
 		goto out_unmap;
@@ -483,9 +479,7 @@ bool fence_run(struct rdmig_conn *c, bool source)
 	uint8_t *mem;
 	int ret;
 
-	mem = map_region(size);
-	if (!mem)
-		return false;
+	mem = th_map(size);
 	memset(&sh, 0, sizeof(sh));
 	pthread_mutex_init(&sh.lock, NULL);
 	pthread_cond_init(&sh.cond, NULL);
