@@ -127,17 +127,12 @@ unsigned rdmig_guest_throttle(const struct rdmig_guest *g);
 uint64_t rdmig_guest_work(const struct rdmig_guest *g);
 
 /*
- * The incr integrity check on a RAM image (testing.md), for a paused or
- * stopped guest. RAM is split into the vCPUs' slices as the incr workload
- * splits it (`vcpus` 0: one slice). Within a slice, byte 0 of its pages must
- * be all equal, or v + 1 on a prefix and v on the rest (mod 256): the vCPU
- * stopped at the edge. Every other byte of every page must be zero.
- * Returns 0 when it holds, else -EILSEQ with the total of bad pages and the
- * first few named (region, page, found vs expected).
+ * vCPU k's slice of `npages` under the incr workload: pages [*first, *first +
+ * *len). The slices of k = 0 .. vcpus - 1 cover the RAM in order and differ
+ * by at most a page; vcpus 0 means one slice over everything. What a checker
+ * of incr RAM must split it by (tests/lib/incr_check.c).
  */
-int rdmig_guest_check_incr(const struct rdmig_guest *g, struct rdmig_err *err);
-/* The same on a raw image of `len` bytes (a multiple of the page size). */
-int rdmig_check_incr_image(const uint8_t *ram, uint64_t len, unsigned vcpus, struct rdmig_err *err);
+void rdmig_incr_slice(uint64_t npages, unsigned vcpus, unsigned k, uint64_t *first, uint64_t *len);
 
 /*
  * Fill every page with seeded non-zero data, as a guest that has been up

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "guest.h"
+#include "incr_check.h"
 
 int main(int argc, char **argv)
 {

@@ -5,7 +5,7 @@
  * forever. With the guest stopped every page's byte 0 equals the previous
  * page's except at most one edge where it is one lower, and every other
  * byte is zero: a page lost or stale in migration breaks that, because
- * increments preserve differences (engine/guest.h rdmig_check_incr_image).
+ * increments preserve differences (tests/lib/incr_check.h rdmig_check_incr_image).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "guest.h"
+#include "incr_check.h"
 #include "qemu_harness.h"
 
 #define PAGE	   4096u

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rdma_cm_pingpong: two processes (fork) connect through rdmig's rdma
- * backend (librdmacm connect/accept of a control and two data channels) and
- * exchange control messages both ways, each side checking every byte of
- * what it received. Sizes: 1 byte, 4 KiB + 3 and the 64 KiB maximum.
+ * rdma_cm_pingpong: two processes (the client is this program again, exec'd:
+ * tests/lib/th_peer.h) connect through rdmig's rdma backend (librdmacm
+ * connect/accept of a control and two data channels) and exchange control
+ * messages both ways, each side checking every byte of what it received. Sizes: 1 byte, 4 KiB + 3
+ * and the 64 KiB maximum.
  *
  *   rdma_cm_pingpong [--mode pingpong|reject|fault] [--host ADDR] [--channels N]
  *                    [--seed S]
@@ -35,15 +36,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <rdma/rdma_cma.h>
 
-#include "rdmig/transport.h"
+#include "clock.h"
 #include "log.h"
-#include "rdma_test_util.h"
+#include "rdmig/transport.h"
+#include "th_check.h"
+#include "th_content.h"
+#include "th_pair.h"
+#include "th_rdma.h"
 
 #define WAIT_MS	       60000
 #define MSG_PING       0x101
@@ -61,54 +64,41 @@ static const size_t sizes[] = {1, 4096 + 3, RDMIG_CTRL_MAX_PAYLOAD};
 static char g_host[256];
 static unsigned g_channels = 2;
 static uint64_t g_seed;
-static const char *g_role = "main";
 
 /* Deterministic content: both sides compute what the other must have sent. */
-static uint8_t pattern(uint64_t seed, unsigned dir, unsigned round, size_t i)
+static uint64_t msg_key(unsigned dir, unsigned round)
 {
-	uint64_t x = seed ^ ((uint64_t)dir << 56) ^ ((uint64_t)round << 48) ^ i;
-
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	return (uint8_t)x;
+	return th_mix64(g_seed ^ ((uint64_t)dir << 56) ^ ((uint64_t)round << 48));
 }
 
 static int fail(const char *what, const struct rdmig_err *err)
 {
-	printf("[%s] FAIL: %s: %s (seed %" PRIu64 ")\n", g_role, what, rdmig_err_str(err), g_seed);
+	TH_CHECK(false, "%s: %s", what, rdmig_err_str(err));
 	return 1;
 }
 
 static int check_msg(const uint8_t *buf, size_t len, uint16_t type, uint16_t want_type,
 		     unsigned dir, unsigned round)
 {
-	if (type != want_type) {
-		printf("[%s] FAIL: round %u: message type 0x%x, expected 0x%x\n", g_role, round,
-		       type, want_type);
+	uint64_t first;
+	uint8_t want;
+
+	if (!TH_CHECK_UINT(type, ==, want_type, "round %u: message type", round) ||
+	    !TH_CHECK_UINT(len, ==, sizes[round], "round %u: message length", round))
+		return 1;
+	if (th_content_compare(buf, 0, len, msg_key(dir, round), 0, &first)) {
+		th_content_fill(&want, first, 1, msg_key(dir, round), 0);
+		TH_CHECK(false, "round %u: byte %" PRIu64 " is 0x%02x, expected 0x%02x", round,
+			 first, buf[first], want);
 		return 1;
 	}
-	if (len != sizes[round]) {
-		printf("[%s] FAIL: round %u: %zu bytes, expected %zu\n", g_role, round, len,
-		       sizes[round]);
-		return 1;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != pattern(g_seed, dir, round, i)) {
-			printf("[%s] FAIL: round %u: byte %zu is 0x%02x, expected 0x%02x (seed "
-			       "%" PRIu64 ")\n",
-			       g_role, round, i, buf[i], pattern(g_seed, dir, round, i), g_seed);
-			return 1;
-		}
-	}
-	printf("[%s] ok: round %u: %zu bytes of type 0x%x intact\n", g_role, round, len, type);
+	TH_CHECK(true, "round %u: %zu bytes of type 0x%x intact", round, len, type);
 	return 0;
 }
 
 static void fill(uint8_t *buf, unsigned dir, unsigned round)
 {
-	for (size_t i = 0; i < sizes[round]; i++)
-		buf[i] = pattern(g_seed, dir, round, i);
+	th_content_fill(buf, 0, sizes[round], msg_key(dir, round), 0);
 }
 
 static struct rdmig_xport_cfg base_cfg(uint16_t port)
@@ -123,14 +113,6 @@ static struct rdmig_xport_cfg base_cfg(uint16_t port)
 	return cfg;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- reject mode: raw librdmacm connect requests ------------------------ */
 
 static int wait_event(struct rdma_event_channel *ec, enum rdma_cm_event_type want,
@@ -139,17 +121,17 @@ static int wait_event(struct rdma_event_channel *ec, enum rdma_cm_event_type wan
 	struct pollfd pfd = {.fd = ec->fd, .events = POLLIN};
 
 	if (poll(&pfd, 1, timeout_ms) != 1) {
-		printf("[client] FAIL: no rdma_cm event within %d ms (waiting for %s)\n",
-		       timeout_ms, rdma_event_str(want));
+		TH_CHECK(false, "no rdma_cm event within %d ms (waiting for %s)", timeout_ms,
+			 rdma_event_str(want));
 		return -1;
 	}
 	if (rdma_get_cm_event(ec, ev)) {
-		printf("[client] FAIL: rdma_get_cm_event: %s\n", strerror(errno));
+		TH_CHECK(false, "rdma_get_cm_event: %s", strerror(errno));
 		return -1;
 	}
 	if ((*ev)->event != want) {
-		printf("[client] FAIL: got %s (status %d), expected %s\n",
-		       rdma_event_str((*ev)->event), (*ev)->status, rdma_event_str(want));
+		TH_CHECK(false, "got %s (status %d), expected %s", rdma_event_str((*ev)->event),
+			 (*ev)->status, rdma_event_str(want));
 		rdma_ack_cm_event(*ev);
 		return -1;
 	}
@@ -179,17 +161,17 @@ static int expect_reject(uint16_t port, const uint8_t *pdata, uint8_t plen, cons
 
 	ec = rdma_create_event_channel();
 	if (!ec || rdma_create_id(ec, &id, NULL, RDMA_PS_TCP)) {
-		printf("[client] FAIL: %s: rdma_create_id: %s\n", what, strerror(errno));
+		TH_CHECK(false, "%s: rdma_create_id: %s", what, strerror(errno));
 		goto out;
 	}
 	snprintf(ps, sizeof(ps), "%u", port);
 	if (getaddrinfo(g_host, ps, NULL, &ai)) {
-		printf("[client] FAIL: %s: getaddrinfo(%s)\n", what, g_host);
+		TH_CHECK(false, "%s: getaddrinfo(%s)", what, g_host);
 		goto out;
 	}
 	if (rdma_resolve_addr(id, NULL, ai->ai_addr, 2000)) {
 		freeaddrinfo(ai);
-		printf("[client] FAIL: %s: rdma_resolve_addr: %s\n", what, strerror(errno));
+		TH_CHECK(false, "%s: rdma_resolve_addr: %s", what, strerror(errno));
 		goto out;
 	}
 	freeaddrinfo(ai);
@@ -200,11 +182,11 @@ static int expect_reject(uint16_t port, const uint8_t *pdata, uint8_t plen, cons
 		goto out;
 	rdma_ack_cm_event(ev);
 	if (rdma_create_qp(id, NULL, &qa)) {
-		printf("[client] FAIL: %s: rdma_create_qp: %s\n", what, strerror(errno));
+		TH_CHECK(false, "%s: rdma_create_qp: %s", what, strerror(errno));
 		goto out;
 	}
 	if (rdma_connect(id, &p)) {
-		printf("[client] FAIL: %s: rdma_connect: %s\n", what, strerror(errno));
+		TH_CHECK(false, "%s: rdma_connect: %s", what, strerror(errno));
 		goto out_qp;
 	}
 	if (wait_event(ec, RDMA_CM_EVENT_REJECTED, &ev, 3 * EXPIRE_MS))
@@ -219,11 +201,11 @@ static int expect_reject(uint16_t port, const uint8_t *pdata, uint8_t plen, cons
 	}
 	rdma_ack_cm_event(ev);
 	if (strncmp(reason, "rdmig: ", 7) || !strstr(reason, want)) {
-		printf("[client] FAIL: %s: rejected with reason '%s', expected 'rdmig: ...%s...'\n",
-		       what, reason, want);
+		TH_CHECK(false, "%s: rejected with reason '%s', expected 'rdmig: ...%s...'", what,
+			 reason, want);
 		goto out_qp;
 	}
-	printf("[client] ok: %s: rejected with '%s'\n", what, reason);
+	TH_CHECK(true, "%s: rejected with '%s'", what, reason);
 	status = 0;
 out_qp:
 	rdma_destroy_qp(id);
@@ -262,8 +244,9 @@ static int reject_checks(uint16_t port)
 	uint8_t b[56];
 	int bad = 0;
 
+	th_content_fill(b, 0, sizeof(b), msg_key(7, 0), 0);
 	for (int i = 0; i < 56; i++)
-		b[i] = pattern(g_seed, 7, 0, (size_t)i) | 0x80; /* garbage: no magic */
+		b[i] |= 0x80; /* garbage: no magic */
 	bad |= expect_reject(port, b, sizeof(b), "magic", "garbage HELLO");
 	hello_bytes(b, 2, 1, 1, 0xffff, g_seed | 3);
 	bad |= expect_reject(port, b, sizeof(b), "version 2", "HELLO of another wire version");
@@ -296,7 +279,7 @@ static void *fence_waiter(void *arg)
 	struct rdmig_fence f;
 
 	w->ret = rdmig_wait_fence(w->c, w->chan, w->timeout_ms, &f, &w->err);
-	w->done_at = now_ms();
+	w->done_at = rdmig_now_ms();
 	return NULL;
 }
 
@@ -322,7 +305,7 @@ static void *writer(void *arg)
 			break;
 		__atomic_store_n(&w->rounds, w->rounds + 1, __ATOMIC_RELEASE);
 	}
-	__atomic_store_n(&w->done_at, now_ms(), __ATOMIC_RELEASE);
+	__atomic_store_n(&w->done_at, rdmig_now_ms(), __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -341,32 +324,33 @@ static int client_fault(struct rdmig_conn *c, int report_fd)
 	if (mem == MAP_FAILED ||
 	    rdmig_reg(c, "ram", mem, FAULT_REGION, RDMIG_REG_REMOTE_WRITE, &id, &err) ||
 	    rdmig_expose(c, &err)) {
-		printf("[client] FAIL: exposing a region: %s\n", rdmig_err_str(&err));
+		TH_CHECK(false, "exposing a region: %s", rdmig_err_str(&err));
 		return 1;
 	}
 	if (pthread_create(&t, NULL, fence_waiter, &w))
 		return 1;
 	usleep(500 * 1000);
-	t0 = now_ms();
+	t0 = rdmig_now_ms();
 	rdmig_conn_abort(c, -ECANCELED, "cancelled by the test");
 	pthread_join(t, NULL);
 	if (w.ret == -ECANCELED && w.done_at - t0 < 2000 && strstr(w.err.msg, "cancelled")) {
-		printf("[client] ok: rdmig_conn_abort woke the blocked wait_fence after %lld ms: "
-		       "%s\n",
-		       (long long)(w.done_at - t0), rdmig_err_str(&w.err));
+		TH_CHECK(true,
+			 "rdmig_conn_abort woke the blocked wait_fence after %lld ms: "
+			 "%s",
+			 (long long)(w.done_at - t0), rdmig_err_str(&w.err));
 		verdict = 'Y';
 	} else {
-		printf("[client] FAIL: wait_fence after abort returned %d after %lld ms: %s\n",
-		       w.ret, (long long)(w.done_at - t0), rdmig_err_str(&w.err));
+		TH_CHECK(false, "wait_fence after abort returned %d after %lld ms: %s", w.ret,
+			 (long long)(w.done_at - t0), rdmig_err_str(&w.err));
 	}
-	if (write(report_fd, &verdict, 1) != 1)
+	if (th_chan_send(report_fd, &verdict, 1, NULL))
 		return 1;
 	for (;;)
 		pause(); /* the server kills us */
 }
 
 /* Server: kill the client, and see the writer and both blocked waiters fail in bounded time. */
-static int server_fault(struct rdmig_conn *c, pid_t child, int report_fd)
+static int server_fault(struct rdmig_conn *c, const struct th_peer *client)
 {
 	struct waiter w = {.c = c, .chan = 1, .timeout_ms = 60000, .err = RDMIG_ERR_INIT};
 	struct waiter wr = {.c = c, .chan = 0, .err = RDMIG_ERR_INIT};
@@ -384,13 +368,13 @@ static int server_fault(struct rdmig_conn *c, pid_t child, int report_fd)
 	mem = mmap(NULL, FAULT_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED || rdmig_recv_layout(c, 60000, &err) ||
 	    rdmig_reg(c, "src", mem, FAULT_REGION, 0, &lreg, &err)) {
-		printf("[server] FAIL: setting up the source: %s\n", rdmig_err_str(&err));
+		TH_CHECK(false, "setting up the source: %s", rdmig_err_str(&err));
 		return 1;
 	}
 	memset(mem, 0x3c, FAULT_REGION);
 	wr.timeout_ms = (int)lreg;
-	if (read(report_fd, &verdict, 1) != 1 || verdict != 'Y') {
-		printf("[server] FAIL: the client's abort check did not pass\n");
+	if (th_chan_recv(client->fd, &verdict, 1, WAIT_MS, &err) || verdict != 'Y') {
+		TH_CHECK(false, "the client's abort check did not pass");
 		status = 1;
 	}
 	if (pthread_create(&tw, NULL, writer, &wr))
@@ -402,55 +386,54 @@ static int server_fault(struct rdmig_conn *c, pid_t child, int report_fd)
 			!__atomic_load_n(&wr.done_at, __ATOMIC_ACQUIRE);
 	     i++)
 		usleep(100 * 1000);
-	t0 = now_ms();
-	kill(child, SIGKILL);
-	printf("[server] killed the client (SIGKILL) after %llu write rounds of %u MiB\n",
-	       (unsigned long long)__atomic_load_n(&wr.rounds, __ATOMIC_ACQUIRE),
-	       FAULT_REGION >> 20);
+	t0 = rdmig_now_ms();
+	kill(client->pid, SIGKILL);
+	th_note("killed the client (SIGKILL) after %llu write rounds of %u MiB",
+		(unsigned long long)__atomic_load_n(&wr.rounds, __ATOMIC_ACQUIRE),
+		FAULT_REGION >> 20);
 	ret = rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, 60000, &err);
-	t1 = now_ms();
+	t1 = rdmig_now_ms();
 	pthread_join(t, NULL);
 	pthread_join(tw, NULL);
 	if (ret && ret != -ETIMEDOUT && t1 - t0 < FAULT_BOUND_MS) {
-		printf("[server] ok: blocked control receive failed after %lld ms: %d: %s\n",
-		       (long long)(t1 - t0), ret, rdmig_err_str(&err));
+		TH_CHECK(true, "blocked control receive failed after %lld ms: %d: %s",
+			 (long long)(t1 - t0), ret, rdmig_err_str(&err));
 	} else {
-		printf("[server] FAIL: control receive returned %d after %lld ms: %s\n", ret,
-		       (long long)(t1 - t0), rdmig_err_str(&err));
+		TH_CHECK(false, "control receive returned %d after %lld ms: %s", ret,
+			 (long long)(t1 - t0), rdmig_err_str(&err));
 		status = 1;
 	}
 	if (w.ret && w.ret != -ETIMEDOUT && w.done_at - t0 < FAULT_BOUND_MS) {
-		printf("[server] ok: blocked wait_fence failed after %lld ms: %d: %s\n",
-		       (long long)(w.done_at - t0), w.ret, rdmig_err_str(&w.err));
+		TH_CHECK(true, "blocked wait_fence failed after %lld ms: %d: %s",
+			 (long long)(w.done_at - t0), w.ret, rdmig_err_str(&w.err));
 	} else {
-		printf("[server] FAIL: wait_fence returned %d after %lld ms: %s\n", w.ret,
-		       (long long)(w.done_at - t0), rdmig_err_str(&w.err));
+		TH_CHECK(false, "wait_fence returned %d after %lld ms: %s", w.ret,
+			 (long long)(w.done_at - t0), rdmig_err_str(&w.err));
 		status = 1;
 	}
 	if (wr.ret && wr.done_at - t0 < FAULT_BOUND_MS && wr.done_at >= t0) {
-		printf("[server] ok: the writer failed %lld ms after the kill: %d: %s\n",
-		       (long long)(wr.done_at - t0), wr.ret, rdmig_err_str(&wr.err));
+		TH_CHECK(true, "the writer failed %lld ms after the kill: %d: %s",
+			 (long long)(wr.done_at - t0), wr.ret, rdmig_err_str(&wr.err));
 	} else {
-		printf("[server] FAIL: the writer returned %d at %+lld ms: %s\n", wr.ret,
-		       (long long)(wr.done_at - t0), rdmig_err_str(&wr.err));
+		TH_CHECK(false, "the writer returned %d at %+lld ms: %s", wr.ret,
+			 (long long)(wr.done_at - t0), rdmig_err_str(&wr.err));
 		status = 1;
 	}
 	if (!rdmig_conn_failed(c, NULL)) {
-		printf("[server] FAIL: the connection does not report a failure\n");
+		TH_CHECK(false, "the connection does not report a failure");
 		status = 1;
 	}
 	rdmig_conn_destroy(c);
-	t2 = now_ms();
-	printf("[server] %s: teardown after the peer died took %lld ms\n",
-	       t2 - t1 < 5000 ? "ok" : "FAIL", (long long)(t2 - t1));
-	if (t2 - t1 >= 5000)
+	t2 = rdmig_now_ms();
+	if (!TH_CHECK(t2 - t1 < 5000, "teardown after the peer died took %lld ms",
+		      (long long)(t2 - t1)))
 		status = 1;
 	munmap(mem, FAULT_REGION);
 	return status;
 }
 
 /* Connector: ping, expect pong, for every size; then DONE. */
-static int client(uint16_t port, int report_fd)
+static bool client(uint16_t port, void *arg)
 {
 	struct rdmig_xport_cfg cfg = base_cfg(port);
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -460,7 +443,7 @@ static int client(uint16_t port, int report_fd)
 	size_t len_done = 0;
 	int status = 1;
 
-	g_role = "client";
+	(void)arg;
 	if (!out || !in)
 		goto out;
 	if (g_mode == MODE_REJECT && reject_checks(port))
@@ -470,13 +453,13 @@ static int client(uint16_t port, int report_fd)
 		goto out;
 	}
 	if (rdmig_conn_backend(c) != RDMIG_BACKEND_RDMA || rdmig_conn_channels(c) != g_channels) {
-		printf("[client] FAIL: connection is %s with %u channels\n",
-		       rdmig_backend_name(rdmig_conn_backend(c)), rdmig_conn_channels(c));
+		TH_CHECK(false, "connection is %s with %u channels",
+			 rdmig_backend_name(rdmig_conn_backend(c)), rdmig_conn_channels(c));
 		goto out;
 	}
-	printf("[client] connected to %s:%u, %u data channels\n", g_host, port, g_channels);
+	th_note("connected to %s:%u, %u data channels", g_host, port, g_channels);
 	if (g_mode == MODE_FAULT) {
-		status = client_fault(c, report_fd);
+		status = client_fault(c, th_peer_fd());
 		goto out;
 	}
 	for (unsigned r = 0; r < NROUNDS; r++) {
@@ -514,11 +497,11 @@ out:
 	rdmig_conn_destroy(c);
 	free(out);
 	free(in);
-	return status;
+	return status == 0;
 }
 
 /* Acceptor: expect ping, answer pong, for every size; then wait for DONE. */
-static int server(struct rdmig_listener *l, pid_t child, int report_fd)
+static bool server(struct rdmig_listener *l, struct th_peer *client, void *arg)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
@@ -527,6 +510,7 @@ static int server(struct rdmig_listener *l, pid_t child, int report_fd)
 	size_t len = 0;
 	int status = 1;
 
+	(void)arg;
 	if (!out || !in)
 		goto out;
 	if (rdmig_accept(l, WAIT_MS, &c, &err)) {
@@ -534,13 +518,13 @@ static int server(struct rdmig_listener *l, pid_t child, int report_fd)
 		goto out;
 	}
 	if (rdmig_conn_channels(c) != g_channels) {
-		printf("[server] FAIL: accepted %u channels, expected %u\n", rdmig_conn_channels(c),
-		       g_channels);
+		TH_CHECK(false, "accepted %u channels, expected %u", rdmig_conn_channels(c),
+			 g_channels);
 		goto out;
 	}
-	printf("[server] accepted, %u data channels\n", rdmig_conn_channels(c));
+	th_note("accepted, %u data channels", rdmig_conn_channels(c));
 	if (g_mode == MODE_FAULT) {
-		status = server_fault(c, child, report_fd);
+		status = server_fault(c, client);
 		c = NULL; /* destroyed, and timed, by server_fault */
 		goto out;
 	}
@@ -562,7 +546,7 @@ static int server(struct rdmig_listener *l, pid_t child, int report_fd)
 		goto out;
 	}
 	if (type != MSG_DONE || len) {
-		printf("[server] FAIL: expected DONE, got type 0x%x with %zu bytes\n", type, len);
+		TH_CHECK(false, "expected DONE, got type 0x%x with %zu bytes", type, len);
 		goto out;
 	}
 	if (rdmig_ctrl_send(c, MSG_DONE, NULL, 0, &err)) {
@@ -576,7 +560,9 @@ out:
 	rdmig_conn_destroy(c);
 	free(out);
 	free(in);
-	return status;
+	if (g_mode == MODE_FAULT)
+		kill(client->pid, SIGKILL); /* in case the server failed before killing it */
+	return status == 0;
 }
 
 static void usage(void)
@@ -597,16 +583,21 @@ int main(int argc, char **argv)
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
-	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
-	const char *host = NULL;
-	int opt, status, ret, wst = 0, pfd[2], rfd[2];
-	char *end;
-	pid_t pid;
+	static const char *const mode_names[] = {"pingpong", "reject", "fault"};
+	struct th_pair pair = {.roles = {"server", "client"},
+			       .listener = server,
+			       .connector = client,
+			       .timeout_ms = WAIT_MS};
+	struct rdmig_xport_cfg cfg;
+	const char *host = NULL, *seed_arg = NULL;
+	char what[64], *end;
+	int opt, ret;
+	bool ok;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_init(argc, argv);
+	th_set_role("main");
+	th_set_verbose(true);
 	rdmig_log_init();
-	g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'H':
@@ -621,7 +612,7 @@ int main(int argc, char **argv)
 				g_mode = MODE_FAULT;
 			else {
 				usage();
-				return 2;
+				return TH_EXIT_USAGE;
 			}
 			break;
 		case 'c':
@@ -629,86 +620,33 @@ int main(int argc, char **argv)
 			g_channels = (unsigned)strtoul(optarg, &end, 10);
 			if (errno || *end || g_channels < 1 || g_channels > RDMIG_MAX_CHANNELS) {
 				usage();
-				return 2;
+				return TH_EXIT_USAGE;
 			}
 			break;
 		case 's':
-			errno = 0;
-			g_seed = strtoull(optarg, &end, 0);
-			if (errno || *end) {
-				usage();
-				return 2;
-			}
+			seed_arg = optarg;
 			break;
 		default:
 			usage();
-			return opt == 'h' ? 0 : 2;
+			return opt == 'h' ? 0 : TH_EXIT_USAGE;
 		}
 	}
-	ret = rdma_test_require_device("rdma_cm_pingpong");
+	if (th_seed_init(seed_arg, &g_seed)) {
+		usage();
+		return TH_EXIT_USAGE;
+	}
+	ret = th_require_rdma("rdma_cm_pingpong");
 	if (ret)
 		return ret;
-	rdma_test_host(host, g_host, sizeof(g_host));
-	printf("[main] seed %" PRIu64 ", %u data channels\n", g_seed, g_channels);
+	th_rdma_host(host, g_host, sizeof(g_host));
+	if (!th_peer_role())
+		th_note("seed %" PRIu64 ", %u data channels", g_seed, g_channels);
 
-	/*
-	 * Fork before any RDMA state exists (librdmacm opens device contexts
-	 * that a child must not share); the port goes to the child by pipe.
-	 */
-	if (pipe(pfd) || pipe(rfd)) {
-		perror("pipe");
-		return 1;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		return 1;
-	}
-	if (pid == 0) {
-		uint16_t port = 0;
-
-		close(pfd[1]);
-		close(rfd[0]);
-		if (read(pfd[0], &port, sizeof(port)) != sizeof(port) || !port)
-			_exit(1);
-		_exit(client(port, rfd[1]));
-	}
-	close(pfd[0]);
-	close(rfd[1]);
-	{
-		struct rdmig_xport_cfg cfg = base_cfg(0);
-		uint16_t port;
-
-		if (rdmig_listen(&cfg, &l, &err)) {
-			close(pfd[1]);
-			waitpid(pid, &wst, 0);
-			return fail("rdmig_listen", &err);
-		}
-		port = rdmig_listener_port(l);
-		printf("[server] listening on %s port %u\n", g_host, port);
-		if (write(pfd[1], &port, sizeof(port)) != sizeof(port))
-			perror("write");
-		close(pfd[1]);
-	}
-	g_role = "server";
-	status = server(l, pid, rfd[0]);
-	rdmig_listener_destroy(l);
-	if (g_mode == MODE_FAULT) {
-		kill(pid, SIGKILL); /* in case the server failed before killing it */
-		if (waitpid(pid, &wst, 0) < 0 || !WIFSIGNALED(wst) || WTERMSIG(wst) != SIGKILL) {
-			printf("[main] FAIL: client status 0x%x, expected killed\n", wst);
-			status = 1;
-		}
-	} else if (waitpid(pid, &wst, 0) < 0 || !WIFEXITED(wst) || WEXITSTATUS(wst)) {
-		printf("[main] FAIL: client exited with status 0x%x\n", wst);
-		status = 1;
-	}
-	printf("[main] %s: rdma_cm_pingpong --mode %s (seed %" PRIu64 ")\n",
-	       status ? "FAIL" : "PASS",
-	       g_mode == MODE_REJECT  ? "reject"
-	       : g_mode == MODE_FAULT ? "fault"
-				      : "pingpong",
-	       g_seed);
-	return status;
+	/* The client: this program again (exec'd: rdma_cm state must not cross a fork). */
+	pair.peer_signal = g_mode == MODE_FAULT ? SIGKILL : 0;
+	cfg = base_cfg(0);
+	ok = th_pair_run(&cfg, &pair);
+	th_set_role("main");
+	snprintf(what, sizeof(what), "rdma_cm_pingpong --mode %s", mode_names[g_mode]);
+	return th_summary(what, ok);
 }

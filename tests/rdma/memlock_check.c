@@ -4,9 +4,9 @@
  * an rdma connection must fail with -ENOMEM and a message that names the
  * amount needed (16384 KiB) and `ulimit -l`, and must register nothing.
  *
- * Two processes (fork before any RDMA state): the parent accepts and waits;
- * the child connects with the normal limit, lowers its own limit, and runs
- * the checks. Exit: 0 pass, 1 fail, 77 no RDMA device.
+ * Two processes: this one accepts and waits; the client, this program again
+ * (exec'd: tests/lib/th_peer.h), connects with the normal limit, lowers its
+ * own limit, and runs the checks. Exit: 0 pass, 1 fail, 77 no RDMA device.
  *
  *   rdma_memlock [--host ADDR]
  */
@@ -18,12 +18,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "rdmig/transport.h"
 #include "log.h"
-#include "rdma_test_util.h"
+#include "rdmig/transport.h"
+#include "th_check.h"
+#include "th_pair.h"
+#include "th_rdma.h"
 
 #define WAIT_MS	 60000
 #define LIMIT	 (64u * 1024)
@@ -32,13 +33,6 @@
 #define MSG_DONE 0x201
 
 static char g_host[256];
-static const char *g_role = "main";
-
-static bool check(bool ok, const char *what)
-{
-	printf("[%s] %s: %s\n", g_role, ok ? "ok" : "FAIL", what);
-	return ok;
-}
 
 static struct rdmig_xport_cfg base_cfg(uint16_t port)
 {
@@ -65,20 +59,20 @@ static bool big_reg_fails(struct rdmig_conn *c, void *mem, unsigned flags)
 	rdmig_xport_stats(c, &before);
 	ret = rdmig_reg(c, "ram", mem, BIG, flags, &id, &err);
 	msg = rdmig_err_str(&err);
-	printf("[%s] rdmig_reg(16 MiB, flags 0x%x) = %d: %s\n", g_role, flags, ret, msg);
-	ok &= check(ret == -ENOMEM, "16 MiB registration fails with -ENOMEM");
-	ok &= check(strstr(msg, "ulimit -l") != NULL, "the message names 'ulimit -l'");
-	ok &= check(strstr(msg, "16384") != NULL, "the message names the 16384 KiB needed");
+	th_note("rdmig_reg(16 MiB, flags 0x%x) = %d: %s", flags, ret, msg);
+	ok &= TH_CHECK_INT(ret, ==, -ENOMEM, "16 MiB registration fails with -ENOMEM");
+	ok &= TH_CHECK_HAS(msg, "ulimit -l", "the message names 'ulimit -l'");
+	ok &= TH_CHECK_HAS(msg, "16384", "the message names the 16384 KiB needed");
 	rdmig_xport_stats(c, &after);
-	ok &= check(after.regs_total == before.regs_total &&
-			after.regions_remote == before.regions_remote,
-		    "nothing was registered");
+	ok &= TH_CHECK(after.regs_total == before.regs_total &&
+			   after.regions_remote == before.regions_remote,
+		       "nothing was registered");
 	if (!ret)
 		rdmig_revoke(c);
 	return ok;
 }
 
-static int client(uint16_t port)
+static bool client(uint16_t port, void *arg)
 {
 	struct rdmig_xport_cfg cfg = base_cfg(port);
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -89,72 +83,68 @@ static int client(uint16_t port)
 	uint32_t id;
 	int ret;
 
-	g_role = "client";
+	(void)arg;
 	mem = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED) {
 		perror("mmap");
-		return 1;
+		return false;
 	}
 	memset(mem, 0x5a, BIG);
 	/* Connect with the normal limit: the connection's own buffers are pinned too. */
 	if (rdmig_connect(&cfg, &c, &err)) {
-		printf("[client] FAIL: rdmig_connect: %s\n", rdmig_err_str(&err));
-		return 1;
+		TH_CHECK(false, "rdmig_connect: %s", rdmig_err_str(&err));
+		return false;
 	}
 	if (setrlimit(RLIMIT_MEMLOCK, &rl)) {
 		perror("setrlimit(RLIMIT_MEMLOCK)");
 		rdmig_conn_destroy(c);
-		return 1;
+		return false;
 	}
-	printf("[client] RLIMIT_MEMLOCK lowered to %u bytes; rdmig_memlock_limit() = %llu\n", LIMIT,
-	       (unsigned long long)rdmig_memlock_limit());
-	ok &= check(rdmig_memlock_limit() == LIMIT, "rdmig_memlock_limit() sees the new limit");
+	th_note("RLIMIT_MEMLOCK lowered to %u bytes", LIMIT);
+	ok &= TH_CHECK_UINT(rdmig_memlock_limit(), ==, LIMIT,
+			    "rdmig_memlock_limit() sees the new limit");
 	ok &= big_reg_fails(c, mem, 0);
 	ok &= big_reg_fails(c, mem, RDMIG_REG_REMOTE_WRITE);
-	ok &= check(!rdmig_conn_failed(c, NULL), "the connection is still usable");
+	ok &= TH_CHECK(!rdmig_conn_failed(c, NULL), "the connection is still usable");
 
 	/* Control: what fits under the limit still registers. */
 	rdmig_err_clear(&err);
 	ret = rdmig_reg(c, "small", mem, SMALL, 0, &id, &err);
 	if (geteuid() == 0)
-		ok &= check(ret == 0, "16 KiB registration under the 64 KiB limit succeeds");
+		ok &=
+		    TH_CHECK_CALL(ret, &err, "16 KiB registration under the 64 KiB limit succeeds");
 	else
-		printf("[client] note: 16 KiB registration as non-root: %s (the kernel also "
-		       "counts the connection's own pinned buffers)\n",
-		       ret ? rdmig_err_str(&err) : "ok");
+		th_note("note: 16 KiB registration as non-root: %s (the kernel also counts the "
+			"connection's own pinned buffers)",
+			ret ? rdmig_err_str(&err) : "ok");
 	rdmig_revoke(c);
 
 	rdmig_err_clear(&err);
-	if (rdmig_ctrl_send(c, MSG_DONE, NULL, 0, &err)) {
-		printf("[client] FAIL: rdmig_ctrl_send(done): %s\n", rdmig_err_str(&err));
-		ok = false;
-	}
+	ok &= TH_CHECK_CALL(rdmig_ctrl_send(c, MSG_DONE, NULL, 0, &err), &err,
+			    "rdmig_ctrl_send(done)");
 	rdmig_conn_destroy(c);
 	munmap(mem, BIG);
-	return ok ? 0 : 1;
+	return ok;
 }
 
-static int server(struct rdmig_listener *l)
+static bool server(struct rdmig_listener *l, struct th_peer *peer, void *arg)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
 	uint16_t type = 0;
 	uint8_t buf[16];
 	size_t len = 0;
-	int status = 1;
+	bool ok;
 
-	if (rdmig_accept(l, WAIT_MS, &c, &err)) {
-		printf("[server] FAIL: rdmig_accept: %s\n", rdmig_err_str(&err));
-		return 1;
-	}
-	if (rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, WAIT_MS, &err))
-		printf("[server] FAIL: rdmig_ctrl_recv(done): %s\n", rdmig_err_str(&err));
-	else if (type != MSG_DONE)
-		printf("[server] FAIL: expected DONE, got type 0x%x\n", type);
-	else
-		status = 0;
+	(void)peer;
+	(void)arg;
+	if (!TH_CHECK_CALL(rdmig_accept(l, WAIT_MS, &c, &err), &err, "rdmig_accept"))
+		return false;
+	ok = TH_CHECK_CALL(rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, WAIT_MS, &err), &err,
+			   "rdmig_ctrl_recv(done)") &&
+	     TH_CHECK_UINT(type, ==, MSG_DONE, "DONE from the client");
 	rdmig_conn_destroy(c);
-	return status;
+	return ok;
 }
 
 int main(int argc, char **argv)
@@ -164,15 +154,16 @@ int main(int argc, char **argv)
 	    {.name = "help", .has_arg = no_argument, .val = 'h'},
 	    {0},
 	};
-	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
+	struct th_pair pair = {.roles = {"server", "client"},
+			       .listener = server,
+			       .connector = client,
+			       .timeout_ms = WAIT_MS};
 	struct rdmig_xport_cfg cfg;
 	const char *host = NULL;
-	int opt, ret, status, wst = 0, pfd[2];
-	uint16_t port;
-	pid_t pid;
+	int opt, ret;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_init(argc, argv);
+	th_set_role("main");
 	rdmig_log_init();
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (opt == 'H') {
@@ -180,48 +171,15 @@ int main(int argc, char **argv)
 			continue;
 		}
 		fprintf(stderr, "usage: rdma_memlock [--host ADDR]\n");
-		return opt == 'h' ? 0 : 2;
+		return opt == 'h' ? 0 : TH_EXIT_USAGE;
 	}
-	ret = rdma_test_require_device("rdma_memlock");
+	ret = th_require_rdma("rdma_memlock");
 	if (ret)
 		return ret;
-	rdma_test_host(host, g_host, sizeof(g_host));
+	th_rdma_host(host, g_host, sizeof(g_host));
 
-	if (pipe(pfd)) {
-		perror("pipe");
-		return 1;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		return 1;
-	}
-	if (pid == 0) {
-		close(pfd[1]);
-		if (read(pfd[0], &port, sizeof(port)) != sizeof(port) || !port)
-			_exit(1);
-		_exit(client(port));
-	}
-	close(pfd[0]);
-	g_role = "server";
 	cfg = base_cfg(0);
-	if (rdmig_listen(&cfg, &l, &err)) {
-		printf("[server] FAIL: rdmig_listen: %s\n", rdmig_err_str(&err));
-		close(pfd[1]);
-		waitpid(pid, &wst, 0);
-		return 1;
-	}
-	port = rdmig_listener_port(l);
-	if (write(pfd[1], &port, sizeof(port)) != sizeof(port))
-		perror("write");
-	close(pfd[1]);
-	status = server(l);
-	rdmig_listener_destroy(l);
-	if (waitpid(pid, &wst, 0) < 0 || !WIFEXITED(wst) || WEXITSTATUS(wst)) {
-		printf("[main] FAIL: client exited with status 0x%x\n", wst);
-		status = 1;
-	}
-	printf("[main] %s: rdma_memlock\n", status ? "FAIL" : "PASS");
-	return status;
+	ret = th_pair_run(&cfg, &pair);
+	th_set_role("main");
+	return th_summary("rdma_memlock", ret);
 }

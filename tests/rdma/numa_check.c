@@ -17,45 +17,27 @@
  *
  * With fewer than 2 nodes it prints a SKIP line and exits 77.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "dirty.h"
 #include "guest.h"
 #include "migrate.h"
 #include "plan.h"
 #include "rdmig/transport.h"
+#include "th_check.h"
+#include "th_peer.h"
+#include "th_res.h"
 
 static const char *host = "127.0.0.1";
 static const char *backend_name = "rdma";
 static uint64_t size_mib = 32;
-static int failures;
 static struct rdmig_numa_topo topo;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL: " __VA_ARGS__);                                              \
-			printf("\n");                                                              \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static struct rdmig_xport_cfg xcfg(uint16_t port, unsigned channels)
 {
@@ -114,34 +96,7 @@ static void print_plan(const char *side, const struct rdmig_numa_plan *p)
 		       rdmig_cpuset_format(&p->w[i].cpus, buf, sizeof(buf)));
 }
 
-/* ---- threads from /proc ------------------------------------------------ */
-
-static int read_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f)
-		return -1;
-	n = fread(buf, 1, len - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return 0;
-}
-
-/* Field 39 of /proc/.../stat: the CPU the task last ran on. */
-static int last_cpu(const char *stat)
-{
-	const char *p = strrchr(stat, ')');
-	int field = 2;
-
-	if (!p)
-		return -1;
-	for (p++; *p && field < 39; p++)
-		if (*p == ' ')
-			field++;
-	return field == 39 ? atoi(p) : -1;
-}
+/* ---- threads ------------------------------------------------------------- */
 
 /*
  * Wait (up to 5 s) until threads PREFIX0..PREFIX(n-1) exist (they name
@@ -150,66 +105,37 @@ static int last_cpu(const char *stat)
 static void check_threads(const char *side, const char *prefix, const struct rdmig_numa_plan *p,
 			  unsigned n)
 {
-	char allowed[RDMIG_NUMA_MAX_WORKERS][256];
-	int ran[RDMIG_NUMA_MAX_WORKERS];
-	uint64_t deadline = now_ns() + 5000000000ull;
+	struct th_task t[RDMIG_NUMA_MAX_WORKERS];
+	uint64_t deadline = rdmig_now_ns() + 5000000000ull;
 	unsigned found = 0;
 
-	while (found < n && now_ns() < deadline) {
-		DIR *d = opendir("/proc/self/task");
-		struct dirent *e;
-
+	while (found < n && rdmig_now_ns() < deadline) {
 		found = 0;
-		memset(ran, 0xff, sizeof(ran));
-		while (d && (e = readdir(d))) {
-			char path[300], comm[64], status[4096], stat[1024], *l;
-			unsigned idx;
+		for (unsigned i = 0; i < n; i++) {
+			char comm[32];
 
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-			if (read_file(path, comm, sizeof(comm)) ||
-			    strncmp(comm, prefix, strlen(prefix)) ||
-			    sscanf(comm + strlen(prefix), "%u", &idx) != 1 || idx >= n)
-				continue;
-			snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
-			if (read_file(path, status, sizeof(status)))
-				continue;
-			l = strstr(status, "Cpus_allowed_list:");
-			if (!l)
-				continue;
-			l += strlen("Cpus_allowed_list:");
-			while (*l == ' ' || *l == '\t')
-				l++;
-			snprintf(allowed[idx], sizeof(allowed[idx]), "%.*s", (int)strcspn(l, "\n"),
-				 l);
-			snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
-			if (read_file(path, stat, sizeof(stat)))
-				continue;
-			ran[idx] = last_cpu(stat);
-			found++;
+			snprintf(comm, sizeof(comm), "%s%u", prefix, i);
+			found += th_task_find(comm, &t[i]) == 0;
 		}
-		if (d)
-			closedir(d);
 		if (found < n)
-			usleep(10000);
+			rdmig_sleep_ms(10);
 	}
-	CHECK(found == n, "%s: %u of %u %s* threads found in /proc/self/task", side, found, n,
-	      prefix);
+	TH_CHECK(found == n, "%s: %u of %u %s* threads found in /proc/self/task", side, found, n,
+		 prefix);
 	if (found < n)
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		char want[256];
 
 		rdmig_cpuset_format(&p->w[i].cpus, want, sizeof(want));
-		CHECK(!strcmp(allowed[i], want), "%s: %s%u allowed on CPUs %s, plan says %s", side,
-		      prefix, i, allowed[i], want);
-		CHECK(ran[i] >= 0 && rdmig_cpuset_isset(&p->w[i].cpus, ran[i]),
-		      "%s: %s%u last ran on CPU %d, outside its plan (%s)", side, prefix, i, ran[i],
-		      want);
+		TH_CHECK(!strcmp(t[i].cpus, want), "%s: %s%u allowed on CPUs %s, plan says %s",
+			 side, prefix, i, t[i].cpus, want);
+		TH_CHECK(t[i].last_cpu >= 0 && rdmig_cpuset_isset(&p->w[i].cpus, t[i].last_cpu),
+			 "%s: %s%u last ran on CPU %d, outside its plan (%s)", side, prefix, i,
+			 t[i].last_cpu, want);
 		printf(
 		    "%s: %s%u Cpus_allowed_list %s, last ran on CPU %d, plan CPUs %s (node %d)\n",
-		    side, prefix, i, allowed[i], ran[i], want, p->w[i].node);
+		    side, prefix, i, t[i].cpus, t[i].last_cpu, want, p->w[i].node);
 	}
 }
 
@@ -256,7 +182,7 @@ static void dst_pages(const struct rdmig_guest *g, void *arg)
 			for (unsigned i = 0; i < k; i++)
 				pages[i] = gr->addr + (p + i) * RDMIG_PAGE_SIZE;
 			if (rdmig_numa_query_pages(pages, k, nodes, &err)) {
-				CHECK(0, "dest: region %u: %s", r, err.msg);
+				TH_CHECK(0, "dest: region %u: %s", r, err.msg);
 				return;
 			}
 			for (unsigned i = 0; i < k; i++) {
@@ -273,16 +199,21 @@ static void dst_pages(const struct rdmig_guest *g, void *arg)
 		printf("dest: region %u: %" PRIu64 " of %" PRIu64 " pages on node %d, %" PRIu64
 		       " elsewhere, %" PRIu64 " not present\n",
 		       r, on, npages, want, off, other);
-		CHECK(off == 0, "dest: region %u: %" PRIu64 " pages on node %d, planned node %d", r,
-		      off, seen_off, want);
-		CHECK(on == npages,
-		      "dest: region %u: only %" PRIu64 " of %" PRIu64 " pages present on node %d",
-		      r, on, npages, want);
+		TH_CHECK(off == 0, "dest: region %u: %" PRIu64 " pages on node %d, planned node %d",
+			 r, off, seen_off, want);
+		TH_CHECK(on == npages,
+			 "dest: region %u: only %" PRIu64 " of %" PRIu64
+			 " pages present on node %d",
+			 r, on, npages, want);
 	}
 }
 
-/* `numa_check dest FD CROSSED CHECK --host H`: exec'd, never just forked (verbs state). */
-static int run_dest(int fd, bool crossed, bool check)
+/*
+ * `numa_check dest CROSSED CHECK --host H`: a peer (tests/lib/th_peer.h,
+ * exec'd: verbs state must not cross a fork) that sends its port over the
+ * channel. Exit 0 committed and checked, 1 migration failed, 2 a check failed.
+ */
+static int run_dest(bool crossed, bool check)
 {
 	struct rdmig_xport_cfg cfg = xcfg(0, RDMIG_MAX_CHANNELS);
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -291,17 +222,13 @@ static int run_dest(int fd, bool crossed, bool check)
 	struct rdmig_listener *l;
 	struct rdmig_mig_opts o;
 	struct rdmig_conn *c;
-	uint16_t p;
 	int ret;
 
-	if (!plan || rdmig_listen(&cfg, &l, &err)) {
+	if (!plan || rdmig_listen(&cfg, &l, &err) ||
+	    th_chan_send_port(th_peer_fd(), rdmig_listener_port(l), &err)) {
 		fprintf(stderr, "dest: %s\n", err.msg);
 		return 3;
 	}
-	p = rdmig_listener_port(l);
-	if (write(fd, &p, sizeof(p)) != sizeof(p))
-		return 3;
-	close(fd);
 	if (rdmig_accept(l, 60000, &c, &err)) {
 		fprintf(stderr, "dest: %s\n", err.msg);
 		return 3;
@@ -327,34 +254,18 @@ static int run_dest(int fd, bool crossed, bool check)
 	free(plan);
 	if (ret)
 		return 1;
-	return failures ? 2 : 0;
+	return th_failures() ? 2 : 0;
 }
 
-static pid_t start_dest(uint16_t *port, bool crossed, bool check)
+static bool start_dest(struct th_peer *p, uint16_t *port, bool crossed, bool check)
 {
-	char fdarg[16];
-	int pfd[2];
-	pid_t pid;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	const char *argv[] = {"numa_check",	 "dest",       crossed ? "1" : "0",
+			      check ? "1" : "0", "--host",     host,
+			      "--backend",	 backend_name, NULL};
 
-	if (pipe(pfd))
-		return -1;
-	snprintf(fdarg, sizeof(fdarg), "%d", pfd[1]);
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		close(pfd[0]);
-		execl("/proc/self/exe", "numa_check", "dest", fdarg, crossed ? "1" : "0",
-		      check ? "1" : "0", "--host", host, "--backend", backend_name, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	if (read(pfd[0], port, sizeof(*port)) != sizeof(*port)) {
-		close(pfd[0]);
-		waitpid(pid, NULL, 0);
-		return -1;
-	}
-	close(pfd[0]);
-	return pid;
+	return TH_CHECK_CALL(th_peer_start_port(p, "destination", argv, port, 60000, &err), &err,
+			     "destination started");
 }
 
 /* ---- source ------------------------------------------------------------ */
@@ -378,9 +289,9 @@ static void src_event(const struct rdmig_mig_event *ev, void *arg)
 			s->checked = true;
 			check_threads("source", "rdmig-w", s->plan, s->channels);
 		}
-		s->t_bulk = now_ns();
+		s->t_bulk = rdmig_now_ns();
 	} else if (s->t_bulk && !s->t_after) {
-		s->t_after = now_ns();
+		s->t_after = rdmig_now_ns();
 		/* Every page is non-zero in the bench: the bulk round sends all RAM. */
 		s->bulk_bytes = ev->stats->ram_bytes;
 	}
@@ -418,8 +329,8 @@ static struct rdmig_guest *numa_guest(unsigned vcpus, bool fill, struct rdmig_nu
 			memset(gr->addr + o, fill ? (int)(o / RDMIG_PAGE_SIZE % 251) + 1 : 0, 64);
 		reg[r].len = gr->len;
 		reg[r].node = rdmig_numa_region_node(gr->addr, gr->len, 256, NULL);
-		CHECK(reg[r].node == want, "source: region %u is on node %d, bound to %d", r,
-		      reg[r].node, want);
+		TH_CHECK(reg[r].node == want, "source: region %u is on node %d, bound to %d", r,
+			 reg[r].node, want);
 	}
 	return g;
 }
@@ -433,17 +344,17 @@ static int migrate(struct rdmig_guest *g, const struct rdmig_numa_region *reg, b
 	struct rdmig_mig_opts o;
 	struct rdmig_mig_stats st;
 	struct rdmig_conn *c;
+	struct th_peer dst;
+	char sbuf[64];
 	uint16_t port;
-	pid_t dst;
-	int ret, status;
+	int ret;
 
 	if (!plan || make_plan(reg, 2, channels, crossed, plan))
 		return -1;
 	if (check)
 		print_plan("source", plan);
-	dst = start_dest(&port, crossed, check);
-	if (dst < 0) {
-		printf("FAIL: cannot start the destination\n");
+	if (!start_dest(&dst, &port, crossed, check)) {
+		free(plan);
 		return -1;
 	}
 	cfg = xcfg(port, channels);
@@ -467,11 +378,11 @@ static int migrate(struct rdmig_guest *g, const struct rdmig_numa_region *reg, b
 		ret = rdmig_mig_source(c, g, &o, &st, &err);
 		rdmig_conn_destroy(c);
 	}
-	waitpid(dst, &status, 0);
-	CHECK(ret == 0, "source: %s", err.msg);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "destination exit status %d (1: migration failed, 2: a check failed)",
-	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	TH_CHECK(ret == 0, "source: %s", err.msg);
+	rdmig_err_clear(&err);
+	TH_CHECK(!th_peer_wait(&dst, 300000, &err) && th_exited(dst.status, 0),
+		 "destination: %s (exit 1: migration failed, 2: a check failed)",
+		 err.code ? err.msg : th_status_str(dst.status, sbuf, sizeof(sbuf)));
 	if (!ret && check)
 		printf("ok: %s migration, %u rounds, %" PRIu64 " pages verified\n",
 		       o.cold ? "cold (no uffd-wp on this kernel)" : "live", st.round,
@@ -491,7 +402,7 @@ static void check_mode(void)
 		printf("FAIL: guest start: %s\n", err.msg);
 		exit(1);
 	}
-	usleep(100000);
+	rdmig_sleep_ms(100);
 	migrate(g, reg, false, true, 2, &s);
 	rdmig_guest_destroy(g);
 }
@@ -543,10 +454,9 @@ int main(int argc, char **argv)
 	unsigned reps = 3, channels = 2;
 	int first = 2;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	signal(SIGPIPE, SIG_IGN);
+	th_init(argc, argv);
 	if (!strcmp(mode, "dest"))
-		first = 5;
+		first = 4;
 	for (int i = first; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--host"))
 			host = argv[i + 1];
@@ -563,17 +473,15 @@ int main(int argc, char **argv)
 		printf("FAIL: topology: %s\n", err.msg);
 		return 1;
 	}
-	if (!strcmp(mode, "dest") && argc >= 5)
-		return run_dest(atoi(argv[2]), atoi(argv[3]) != 0, atoi(argv[4]) != 0);
-	if (topo.nnode < 2 || !topo.node[0].ncpu || !topo.node[1].ncpu) {
-		printf("SKIP: %d NUMA node(s) with CPUs here; this test needs 2 "
-		       "(run it in soft-roce-setup/rxe-vm --numa 2)\n",
-		       topo.nnode);
-		return 77;
-	}
+	if (!strcmp(mode, "dest") && argc >= 4 && th_peer_fd() >= 0)
+		return run_dest(atoi(argv[2]) != 0, atoi(argv[3]) != 0);
+	if (topo.nnode < 2 || !topo.node[0].ncpu || !topo.node[1].ncpu)
+		return th_skip("%d NUMA node(s) with CPUs here; this test needs 2 "
+			       "(run it in soft-roce-setup/rxe-vm --numa 2)",
+			       topo.nnode);
 	if (size_mib < 2 || !channels || channels > RDMIG_MAX_CHANNELS) {
 		fprintf(stderr, "numa_check: bad --size or --channels\n");
-		return 2;
+		return TH_EXIT_USAGE;
 	}
 	if (!strcmp(mode, "check"))
 		check_mode();
@@ -582,8 +490,7 @@ int main(int argc, char **argv)
 	else {
 		fprintf(stderr, "usage: numa_check check|bench [--host H] [--backend B] "
 				"[--size MIB] [--reps N] [--channels N]\n");
-		return 2;
+		return TH_EXIT_USAGE;
 	}
-	printf("%s: %s\n", mode, failures ? "FAILED" : "passed");
-	return failures ? 1 : 0;
+	return th_summary(mode, true);
 }

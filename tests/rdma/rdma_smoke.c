@@ -12,7 +12,7 @@
 
 #include <infiniband/verbs.h>
 
-#include "rdma_test_util.h"
+#include "th_rdma.h"
 
 #define BUF_LEN (1u << 20)
 
@@ -52,7 +52,7 @@ int main(void)
 	int n = 0, ret, status = 1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	ret = rdma_test_require_device("rdma_smoke");
+	ret = th_require_rdma("rdma_smoke");
 	if (ret)
 		return ret;
 	devs = ibv_get_device_list(&n);

@@ -3,7 +3,7 @@
  * rdma_with_host COMMAND [ARG...]: run a backend-neutral test program on the
  * RDMA device of this machine. Skips (77, with a SKIP line) when there is no
  * device; otherwise every argument "@HOST@" is replaced by the IPv4 address
- * under the first RDMA device (see rdma_test_host()) and COMMAND is executed.
+ * under the first RDMA device (see th_rdma_host()) and COMMAND is executed.
  * ctest cannot know that address when it is configured: it exists only
  * inside the VM the tests run in.
  */
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rdma_test_util.h"
+#include "th_rdma.h"
 
 int main(int argc, char **argv)
 {
@@ -25,10 +25,10 @@ int main(int argc, char **argv)
 				"replaced by the RDMA device's address)\n");
 		return 2;
 	}
-	ret = rdma_test_require_device(argv[1]);
+	ret = th_require_rdma(argv[1]);
 	if (ret)
 		return ret;
-	rdma_test_host(getenv("RDMIG_TEST_HOST"), host, sizeof(host));
+	th_rdma_host(getenv("RDMIG_TEST_HOST"), host, sizeof(host));
 	for (int i = 2; i < argc; i++)
 		if (!strcmp(argv[i], "@HOST@"))
 			argv[i] = host;

@@ -6,31 +6,30 @@
  *
  * usage: tls_check good|wrong|mismatch|spy
  *
- * The parent is the destination (listener), a forked child the source. In
- * `spy` the source connects through a relay thread that records every byte
- * it forwards; a marker written all over the source's region must show up
- * in that record without TLS and must not with it.
+ * The parent is the destination (listener), the source a peer process
+ * (tests/lib/th_peer.h: this program again, split at run_pair()). In `spy`
+ * the source connects through a relay (tests/lib/th_relay.h) that records
+ * every byte it forwards; a marker written all over the source's region
+ * must show up in that record without TLS and must not with it.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "rdmig/transport.h"
+#include "th_check.h"
+#include "th_content.h"
+#include "th_pair.h"
+#include "th_relay.h"
+#include "th_tmp.h"
 
 #define WAIT_MS	   10000
 #define REGION_LEN (8u << 20)
@@ -38,26 +37,8 @@
 #define MARKER	   "rdmig-tls-check plaintext marker, must not leak:"
 #define CHUNK	   64 /* MARKER (48 bytes) + 16 hex digits */
 
-static const char *g_role = "main";
-static atomic_int g_failed;
 static struct rdmig_auth_key g_ka, g_kb;
-static struct rdmig_xport_cfg g_scfg; /* the source's config, set before fork */
-
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s %s: ", ok ? "ok  " : "FAIL", g_role);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (!ok)
-		atomic_store(&g_failed, 1);
-	return ok;
-}
+static struct rdmig_xport_cfg g_scfg; /* the source's config, set before run_pair() */
 
 static bool has(const char *s, const char *needle)
 {
@@ -112,68 +93,16 @@ static bool intact(const uint8_t *p)
 	return true;
 }
 
-static uint8_t *map_region(void)
-{
-	void *p =
-	    mmap(NULL, REGION_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	return p;
-}
-
 typedef void (*dst_fn)(struct rdmig_listener *l);
 typedef void (*src_fn)(uint16_t port);
 
+/*
+ * This process listens and runs `dst`; the source peer, this program again
+ * at this same call, gets the port and runs `src`. 0 when both passed.
+ */
 static int run_pair(const struct rdmig_xport_cfg *lcfg, dst_fn dst, src_fn src)
 {
-	struct rdmig_err e = RDMIG_ERR_INIT;
-	struct rdmig_listener *l = NULL;
-	int pfd[2], st = 0;
-	uint16_t port = 0;
-	pid_t pid;
-
-	if (pipe(pfd)) {
-		perror("pipe");
-		return 1;
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		return 1;
-	}
-	if (pid == 0) {
-		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-
-		close(pfd[1]);
-		g_role = "src";
-		if (poll(&p, 1, WAIT_MS) != 1 || read(pfd[0], &port, sizeof(port)) != sizeof(port))
-			_exit(1);
-		src(port);
-		fflush(stdout);
-		_exit(atomic_load(&g_failed) ? 1 : 0);
-	}
-	close(pfd[0]);
-	g_role = "dst";
-	if (check(!rdmig_listen(lcfg, &l, &e), "listen: %s", e.msg[0] ? e.msg : "ok")) {
-		port = rdmig_listener_port(l);
-		if (write(pfd[1], &port, sizeof(port)) == sizeof(port))
-			dst(l);
-	}
-	close(pfd[1]);
-	rdmig_listener_destroy(l);
-	for (int i = 0; i < WAIT_MS * 3 / 50; i++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
-		usleep(50 * 1000);
-	}
-	check(false, "source process did not finish: killing it");
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
-	return 1;
+	return th_pair_run_simple(lcfg, dst, src, WAIT_MS * 3) ? 0 : 1;
 }
 
 /* ---- a transfer over every channel ---------------------------------------- */
@@ -202,18 +131,20 @@ static void dst_transfer(struct rdmig_listener *l)
 	struct rdmig_conn *c = NULL;
 	struct fence_arg fa[NCHAN];
 	pthread_t th[NCHAN];
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 	char msg[64] = "";
 	uint16_t type = 0;
 	size_t len = 0;
 	uint32_t id;
 	bool ok = true;
+	int ret;
 
-	if (!check(!rdmig_accept(l, WAIT_MS, &c, &e), "accept: %s", e.msg[0] ? e.msg : "ok"))
+	if (!TH_CHECK_CALL(rdmig_accept(l, WAIT_MS, &c, &e), &e, "accept"))
 		goto out;
-	if (!check(!rdmig_reg(c, "ram", mem, REGION_LEN, RDMIG_REG_REMOTE_WRITE, &id, &e) &&
-		       !rdmig_expose(c, &e),
-		   "register and expose: %s", e.msg[0] ? e.msg : "ok"))
+	ret = rdmig_reg(c, "ram", mem, REGION_LEN, RDMIG_REG_REMOTE_WRITE, &id, &e);
+	if (!ret)
+		ret = rdmig_expose(c, &e);
+	if (!TH_CHECK_CALL(ret, &e, "register and expose"))
 		goto out;
 	for (unsigned i = 0; i < NCHAN; i++) {
 		fa[i] = (struct fence_arg){.c = c, .chan = i, .e = RDMIG_ERR_INIT};
@@ -221,14 +152,14 @@ static void dst_transfer(struct rdmig_listener *l)
 	}
 	for (unsigned i = 0; i < NCHAN; i++) {
 		pthread_join(th[i], NULL);
-		ok &= check(!fa[i].ret, "fence on channel %u: %s", i,
-			    fa[i].e.msg[0] ? fa[i].e.msg : "ok");
+		ok &= TH_CHECK_CALL(fa[i].ret, &fa[i].e, "fence on channel %u", i);
 	}
 	if (ok)
-		check(intact(mem), "%u bytes landed intact", REGION_LEN);
-	check(!rdmig_ctrl_recv(c, &type, msg, sizeof(msg) - 1, &len, WAIT_MS, &e) && type == 7 &&
-		  len == 5 && !memcmp(msg, "done!", 5),
-	      "control message over the same connection: %s", e.msg[0] ? e.msg : "ok");
+		TH_CHECK(intact(mem), "%u bytes landed intact", REGION_LEN);
+	ret = rdmig_ctrl_recv(c, &type, msg, sizeof(msg) - 1, &len, WAIT_MS, &e);
+	if (TH_CHECK_CALL(ret, &e, "control message over the same connection"))
+		TH_CHECK(type == 7 && len == 5 && !memcmp(msg, "done!", 5),
+			 "control message: type %u, %zu bytes \"%.*s\"", type, len, (int)len, msg);
 out:
 	rdmig_conn_destroy(c);
 	munmap(mem, REGION_LEN);
@@ -239,13 +170,13 @@ static void src_transfer(uint16_t port)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
-	uint8_t *mem = map_region();
+	uint8_t *mem = th_map(REGION_LEN);
 	uint32_t id;
 	int ret;
 
 	fill(mem);
 	g_scfg.port = port;
-	if (check(!rdmig_connect(&g_scfg, &c, &e), "connect: %s", e.msg[0] ? e.msg : "ok")) {
+	if (TH_CHECK_CALL(rdmig_connect(&g_scfg, &c, &e), &e, "connect")) {
 		ret = rdmig_recv_layout(c, WAIT_MS, &e);
 		if (!ret)
 			ret = rdmig_reg(c, "src", mem, REGION_LEN, 0, &id, &e);
@@ -262,8 +193,8 @@ static void src_transfer(uint16_t port)
 		}
 		if (!ret)
 			ret = rdmig_ctrl_send(c, 7, "done!", 5, &e);
-		check(!ret, "write %u bytes over %u channels and fence: %s", REGION_LEN, NCHAN,
-		      e.msg[0] ? e.msg : "ok");
+		TH_CHECK_CALL(ret, &e, "write %u bytes over %u channels and fence", REGION_LEN,
+			      NCHAN);
 	}
 	rdmig_conn_destroy(c);
 	munmap(mem, REGION_LEN);
@@ -276,7 +207,7 @@ static int t_good(void)
 	make_key(&g_ka, 'a');
 	cfg_init(&lcfg, true, &g_ka);
 	cfg_init(&g_scfg, true, &g_ka);
-	return run_pair(&lcfg, dst_transfer, src_transfer) || atomic_load(&g_failed);
+	return run_pair(&lcfg, dst_transfer, src_transfer) || th_failures();
 }
 
 /* ---- failures: the listener accepts nothing, the connector says why -------- */
@@ -289,12 +220,14 @@ static void dst_refuses(struct rdmig_listener *l)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
-	char path[] = "/tmp/tls_check_log_XXXXXX", log[8192] = "";
-	int fd = mkstemp(path), saved = dup(STDERR_FILENO), ret;
+	char path[300], log[8192] = "";
+	int fd, saved = dup(STDERR_FILENO), ret;
 	ssize_t n;
 
+	th_tmp_path(path, sizeof(path), "listener.log");
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || saved < 0) {
-		check(false, "temporary log file: %s", strerror(errno));
+		TH_CHECK(false, "temporary log file: %s", strerror(errno));
 		return;
 	}
 	fflush(stderr);
@@ -307,8 +240,8 @@ static void dst_refuses(struct rdmig_listener *l)
 	log[n > 0 ? n : 0] = 0;
 	close(fd);
 	unlink(path);
-	check(ret == -ETIMEDOUT && !c, "no connection accepted (%d): %s", ret, e.msg);
-	check(has(log, g_want_dst), "listener log says '%s': %s", g_want_dst, log);
+	TH_CHECK(ret == -ETIMEDOUT && !c, "no connection accepted (%d): %s", ret, e.msg);
+	TH_CHECK(has(log, g_want_dst), "listener log says '%s': %s", g_want_dst, log);
 	rdmig_conn_destroy(c);
 }
 
@@ -316,18 +249,17 @@ static void src_refused(uint16_t port)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_conn *c = NULL;
-	struct timespec t0, t1;
-	long ms;
+	int64_t t0, ms;
 	int ret;
 
 	g_scfg.port = port;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = rdmig_now_ms();
 	ret = rdmig_connect(&g_scfg, &c, &e);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-	check(ret < 0 && !c, "connect refused (%d) after %ld ms: %s", ret, ms, e.msg);
-	check(ms < g_scfg.connect_timeout_ms + 500, "within the connect timeout");
-	check(has(e.msg, g_want_src), "the error says '%s'", g_want_src);
+	ms = rdmig_now_ms() - t0;
+	TH_CHECK(ret < 0 && !c, "connect refused (%d) after %lld ms: %s", ret, (long long)ms,
+		 e.msg);
+	TH_CHECK(ms < g_scfg.connect_timeout_ms + 500, "within the connect timeout");
+	TH_CHECK(has(e.msg, g_want_src), "the error says '%s'", g_want_src);
 	rdmig_conn_destroy(c);
 }
 
@@ -341,7 +273,7 @@ static int t_wrong(void)
 	cfg_init(&g_scfg, true, &g_kb);
 	g_want_src = "same --key-file";
 	g_want_dst = "TLS handshake failed";
-	return run_pair(&lcfg, dst_refuses, src_refused) || atomic_load(&g_failed);
+	return run_pair(&lcfg, dst_refuses, src_refused) || th_failures();
 }
 
 static int t_mismatch(void)
@@ -364,171 +296,59 @@ static int t_mismatch(void)
 	g_want_dst = "does not speak TLS";
 	ret |= run_pair(&lcfg, dst_refuses, src_refused);
 	/* Configuration errors. */
-	g_role = "main";
+	th_set_role("main");
 	cfg_init(&lcfg, true, NULL);
-	check(rdmig_listen(&lcfg, &(struct rdmig_listener *){NULL}, &e) == -EINVAL &&
-		  has(e.msg, "--key-file"),
-	      "--tls without a key refused: %s", e.msg);
+	TH_CHECK(rdmig_listen(&lcfg, &(struct rdmig_listener *){NULL}, &e) == -EINVAL &&
+		     has(e.msg, "--key-file"),
+		 "--tls without a key refused: %s", e.msg);
 	cfg_init(&lcfg, true, &g_ka);
 	lcfg.backend = RDMIG_BACKEND_RDMA;
 	e = (struct rdmig_err)RDMIG_ERR_INIT;
-	check(rdmig_listen(&lcfg, &(struct rdmig_listener *){NULL}, &e) == -EINVAL &&
-		  has(e.msg, "does not encrypt RoCE"),
-	      "--tls on rdma refused: %s", e.msg);
-	return ret || atomic_load(&g_failed);
+	TH_CHECK(rdmig_listen(&lcfg, &(struct rdmig_listener *){NULL}, &e) == -EINVAL &&
+		     has(e.msg, "does not encrypt RoCE"),
+		 "--tls on rdma refused: %s", e.msg);
+	return ret || th_failures();
 }
 
 /* ---- what crosses the socket ---------------------------------------------- */
 
-#define RELAY_MAX_PAIRS 8
-#define RECORD_MAX	(3 * REGION_LEN)
+#define RECORD_MAX (3 * REGION_LEN) /* per direction of a connection */
 
-struct relay {
-	int lfd;
-	uint16_t port, upstream;
-	atomic_bool stop;
-	int fd[RELAY_MAX_PAIRS][2]; /* [client, upstream] */
-	atomic_uint npairs;
-	atomic_uint closed; /* sockets at end of file */
-	uint8_t *rec;
-	size_t nrec;
-};
-
-static int tcp_connect_lo(uint16_t port)
+/* A marker anywhere in what the relay forwarded, one connection and direction at a time. */
+static bool relay_saw(const struct th_relay *r, const char *marker)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons(port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	for (unsigned i = 0; i < th_relay_conns(r); i++) {
+		for (int d = 0; d < 2; d++) {
+			size_t n;
+			const uint8_t *rec = th_relay_record(r, i, d, &n);
 
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
-/* Forward both ways between each client and its upstream socket, recording everything. */
-static void *relay_thread(void *arg)
-{
-	struct relay *r = arg;
-	static uint8_t buf[1 << 16];
-
-	while (!atomic_load(&r->stop)) {
-		struct pollfd p[1 + 2 * RELAY_MAX_PAIRS];
-		unsigned np = 0;
-
-		p[np++] = (struct pollfd){.fd = r->lfd, .events = POLLIN};
-		for (unsigned i = 0; i < r->npairs; i++)
-			for (int s = 0; s < 2; s++)
-				p[np++] = (struct pollfd){.fd = r->fd[i][s], .events = POLLIN};
-		if (poll(p, np, 100) <= 0)
-			continue;
-		for (unsigned i = 0; i < r->npairs; i++) {
-			for (int s = 0; s < 2; s++) {
-				struct pollfd *q = &p[1 + 2 * i + (unsigned)s];
-				ssize_t n;
-
-				if (q->fd < 0 || !q->revents)
-					continue;
-				n = recv(q->fd, buf, sizeof(buf), 0);
-				if (n <= 0) {
-					shutdown(r->fd[i][!s], SHUT_WR);
-					r->fd[i][s] = -r->fd[i][s] - 2; /* stop polling it */
-					atomic_fetch_add(&r->closed, 1);
-					continue;
-				}
-				if (r->nrec + (size_t)n <= RECORD_MAX) {
-					memcpy(r->rec + r->nrec, buf, (size_t)n);
-					r->nrec += (size_t)n;
-				}
-				write_all(r->fd[i][!s], buf, (size_t)n);
-			}
-		}
-		if ((p[0].revents & POLLIN) && r->npairs < RELAY_MAX_PAIRS) {
-			int cfd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-			int ufd = cfd >= 0 ? tcp_connect_lo(r->upstream) : -1;
-
-			if (cfd >= 0 && ufd >= 0) {
-				r->fd[r->npairs][0] = cfd;
-				r->fd[r->npairs][1] = ufd;
-				r->npairs++;
-			} else if (cfd >= 0) {
-				close(cfd);
-			}
+			if (rec && memmem(rec, n, marker, strlen(marker)))
+				return true;
 		}
 	}
-	return NULL;
-}
-
-static int relay_start(struct relay *r, uint16_t upstream, pthread_t *th)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(a);
-
-	memset(r, 0, sizeof(*r));
-	r->upstream = upstream;
-	r->rec = malloc(RECORD_MAX);
-	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!r->rec || r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) ||
-	    listen(r->lfd, 16) || getsockname(r->lfd, (struct sockaddr *)&a, &sl))
-		return -1;
-	r->port = ntohs(a.sin_port);
-	return pthread_create(th, NULL, relay_thread, r) ? -1 : 0;
-}
-
-/* Every socket at end of file (the destination closed too), or WAIT_MS passed. */
-static bool relay_done(struct relay *r)
-{
-	unsigned n = atomic_load(&r->npairs);
-
-	return n && atomic_load(&r->closed) == 2 * n;
-}
-
-static void relay_stop(struct relay *r, pthread_t th)
-{
-	for (int i = 0; i < WAIT_MS / 10 && !relay_done(r); i++)
-		usleep(10 * 1000);
-	atomic_store(&r->stop, true);
-	pthread_join(th, NULL);
-	for (unsigned i = 0; i < r->npairs; i++)
-		for (int s = 0; s < 2; s++)
-			close(r->fd[i][s] >= 0 ? r->fd[i][s] : -r->fd[i][s] - 2);
-	close(r->lfd);
+	return false;
 }
 
 static bool g_spy_tls;
 
 static void src_spied(uint16_t port)
 {
-	static struct relay r;
-	pthread_t th;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct th_relay *r;
 	bool seen;
 
-	if (!check(!relay_start(&r, port, &th), "relay listening"))
+	if (!TH_CHECK_CALL(th_relay_start(port, RECORD_MAX, &r, &e), &e, "relay listening"))
 		return;
-	src_transfer(r.port);
-	relay_stop(&r, th);
-	seen = memmem(r.rec, r.nrec, MARKER, strlen(MARKER)) != NULL;
-	check(r.nrec > REGION_LEN, "the relay saw %zu bytes", r.nrec);
+	src_transfer(th_relay_port(r));
+	/* Every socket at end of file (the destination closed too), or WAIT_MS passed. */
+	th_relay_stop(r, WAIT_MS);
+	seen = relay_saw(r, MARKER);
+	TH_CHECK(th_relay_total(r) > REGION_LEN, "the relay saw %zu bytes", th_relay_total(r));
 	if (g_spy_tls)
-		check(!seen, "with --tls the page contents do not appear on the wire");
+		TH_CHECK(!seen, "with --tls the page contents do not appear on the wire");
 	else
-		check(seen, "without --tls they do (the relay sees plaintext)");
-	free(r.rec);
+		TH_CHECK(seen, "without --tls they do (the relay sees plaintext)");
+	th_relay_destroy(r);
 }
 
 static int t_spy(void)
@@ -545,27 +365,25 @@ static int t_spy(void)
 	cfg_init(&lcfg, true, &g_ka);
 	cfg_init(&g_scfg, true, &g_ka);
 	ret |= run_pair(&lcfg, dst_transfer, src_spied);
-	return ret || atomic_load(&g_failed);
+	return ret || th_failures();
 }
 
 int main(int argc, char **argv)
 {
-	const char *mode = argc > 1 ? argv[1] : "";
+	static const struct th_mode modes[] = {
+	    {"good", t_good}, {"wrong", t_wrong}, {"mismatch", t_mismatch},
+	    {"spy", t_spy},   {NULL, NULL},
+	};
+	const struct th_mode *m = th_mode_find(modes, argc > 1 ? argv[1] : NULL);
 	int ret;
 
-	signal(SIGPIPE, SIG_IGN);
-	if (!strcmp(mode, "good"))
-		ret = t_good();
-	else if (!strcmp(mode, "wrong"))
-		ret = t_wrong();
-	else if (!strcmp(mode, "mismatch"))
-		ret = t_mismatch();
-	else if (!strcmp(mode, "spy"))
-		ret = t_spy();
-	else {
+	th_init(argc, argv);
+	if (!m) {
 		fprintf(stderr, "usage: tls_check good|wrong|mismatch|spy\n");
-		return 2;
+		return TH_EXIT_USAGE;
 	}
-	printf("%s\n", ret ? "FAILED" : "PASSED");
-	return ret ? 1 : 0;
+	th_set_verbose(true);
+	ret = m->run();
+	th_set_role(NULL);
+	return th_summary(m->name, ret == 0);
 }

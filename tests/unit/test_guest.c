@@ -24,46 +24,19 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <dirent.h>
 #include <sched.h>
 
+#include "clock.h"
 #include "guest.h"
+#include "incr_check.h"
+#include "th_res.h"
+#include "th_unit.h"
 
 #define PAGE	  RDMIG_PAGE_SIZE
 #define MIB	  (1024ULL * 1024)
 #define TEST_SEED 0x6775657374ULL /* "guest" */
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-/* The call failed with `code`, recorded it, and the message names `what`. */
-static void check_fail(int ret, const struct rdmig_err *err, int code, const char *what)
-{
-	if (ret != code || err->code != code || !strstr(err->msg, what))
-		fail_msg("expected %d mentioning \"%s\", got %d: \"%s\"", code, what, ret,
-			 err->msg);
-}
-
-static void check_ok(int ret, const struct rdmig_err *err)
-{
-	if (ret)
-		fail_msg("expected success, got %d: \"%s\"", ret, rdmig_err_str(err));
-}
 
 static struct rdmig_guest *make_guest(uint64_t ram, unsigned nregions, unsigned vcpus,
 				      enum rdmig_workload wl, uint64_t rate)
@@ -77,7 +50,7 @@ static struct rdmig_guest *make_guest(uint64_t ram, unsigned nregions, unsigned 
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_guest *g = NULL;
 
-	check_ok(rdmig_guest_create(&cfg, &g, &err), &err);
+	th_unit_ok(rdmig_guest_create(&cfg, &g, &err), &err);
 	assert_non_null(g);
 	return g;
 }
@@ -86,30 +59,30 @@ static void start(struct rdmig_guest *g, const struct rdmig_vcpu_state *states)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 
-	check_ok(rdmig_guest_start(g, states, &err), &err);
+	th_unit_ok(rdmig_guest_start(g, states, &err), &err);
 }
 
 /* Wait until the guest has done at least `min` work (10 s at most). */
 static void wait_work(struct rdmig_guest *g, uint64_t min)
 {
-	uint64_t deadline = now_ns() + 10000000000ULL;
+	uint64_t deadline = rdmig_now_ns() + 10000000000ULL;
 
 	while (rdmig_guest_work(g) < min) {
-		if (now_ns() > deadline)
+		if (rdmig_now_ns() > deadline)
 			fail_msg("guest did only %" PRIu64 " of %" PRIu64 " work units in 10 s",
 				 rdmig_guest_work(g), min);
-		sleep_ms(1);
+		rdmig_sleep_ms(1);
 	}
 }
 
 /* Work per second over `ms` milliseconds. */
 static double work_rate(struct rdmig_guest *g, unsigned ms)
 {
-	uint64_t w0 = rdmig_guest_work(g), t0 = now_ns(), w1, t1;
+	uint64_t w0 = rdmig_guest_work(g), t0 = rdmig_now_ns(), w1, t1;
 
-	sleep_ms(ms);
+	rdmig_sleep_ms(ms);
 	w1 = rdmig_guest_work(g);
-	t1 = now_ns();
+	t1 = rdmig_now_ns();
 	return (double)(w1 - w0) * 1e9 / (double)(t1 - t0);
 }
 
@@ -126,7 +99,7 @@ static void expect_check_ok(struct rdmig_guest *g)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 
-	check_ok(rdmig_guest_check_incr(g, &err), &err);
+	th_unit_ok(rdmig_guest_check_incr(g, &err), &err);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -154,7 +127,7 @@ static void test_cfg_validation(void **state)
 		struct rdmig_err err = RDMIG_ERR_INIT;
 
 		g = (struct rdmig_guest *)(uintptr_t)1; /* must be reset to NULL */
-		check_fail(rdmig_guest_create(&bad[i].cfg, &g, &err), &err, -EINVAL, bad[i].what);
+		th_unit_fail(rdmig_guest_create(&bad[i].cfg, &g, &err), &err, -EINVAL, bad[i].what);
 		assert_null(g);
 	}
 }
@@ -208,7 +181,7 @@ static void test_workload_parse(void **state)
 		struct rdmig_err err = RDMIG_ERR_INIT;
 		enum rdmig_workload w = RDMIG_WL_IDLE;
 
-		check_ok(rdmig_workload_parse(names[i], &w, &err), &err);
+		th_unit_ok(rdmig_workload_parse(names[i], &w, &err), &err);
 		assert_int_equal(w, wls[i]);
 		assert_string_equal(rdmig_workload_name(wls[i]), names[i]);
 	}
@@ -216,8 +189,8 @@ static void test_workload_parse(void **state)
 		struct rdmig_err err = RDMIG_ERR_INIT;
 		enum rdmig_workload w = RDMIG_WL_HOTSET;
 
-		check_fail(rdmig_workload_parse(bad[i], &w, &err), &err, -EINVAL,
-			   "expected incr, random, hotset or idle");
+		th_unit_fail(rdmig_workload_parse(bad[i], &w, &err), &err, -EINVAL,
+			     "expected incr, random, hotset or idle");
 		assert_int_equal(w, RDMIG_WL_HOTSET);
 	}
 }
@@ -283,14 +256,14 @@ static void test_check_image(void **state)
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		rdmig_err_clear(&err);
-		check_fail(check_image(bad[i].b0, 8, bad[i].vcpus, &err), &err, -EILSEQ,
-			   bad[i].what);
+		th_unit_fail(check_image(bad[i].b0, 8, bad[i].vcpus, &err), &err, -EILSEQ,
+			     bad[i].what);
 	}
 
 	/* The two-edges case names its page and counts it. */
 	rdmig_err_clear(&err);
-	check_fail(check_image((const uint8_t[]){5, 5, 5, 5, 4, 4, 4, 3}, 8, 1, &err), &err,
-		   -EILSEQ, "1 bad page of 8");
+	th_unit_fail(check_image((const uint8_t[]){5, 5, 5, 5, 4, 4, 4, 3}, 8, 1, &err), &err,
+		     -EILSEQ, "1 bad page of 8");
 
 	/* A nonzero byte anywhere but byte 0 (first, middle, last of a page). */
 	memset(b0, 1, 8);
@@ -301,28 +274,28 @@ static void test_check_image(void **state)
 		img[7 * PAGE + off] = 0x5a;
 		snprintf(what, sizeof(what), "page 7 (vcpu 0): byte %u is 90, expected 0", off);
 		rdmig_err_clear(&err);
-		check_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, what);
+		th_unit_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, what);
 		img[7 * PAGE + off] = 0;
 	}
 	img[7 * PAGE + PAGE - 1] = 1;
 	rdmig_err_clear(&err);
-	check_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, "byte 4095");
+	th_unit_fail(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err, -EILSEQ, "byte 4095");
 	img[7 * PAGE + PAGE - 1] = 0;
-	check_ok(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err);
+	th_unit_ok(rdmig_check_incr_image(img, 8 * PAGE, 1, &err), &err);
 	free(img);
 
 	/* Many bad pages: the total, the first few named, then "..." */
 	for (unsigned i = 0; i < 64; i++)
 		b0[i] = (uint8_t)(i % 3 == 1 ? 9 : 1);
 	rdmig_err_clear(&err);
-	check_fail(check_image(b0, 64, 1, &err), &err, -EILSEQ, "21 bad pages of 64: page 1 ");
+	th_unit_fail(check_image(b0, 64, 1, &err), &err, -EILSEQ, "21 bad pages of 64: page 1 ");
 	assert_non_null(strstr(err.msg, "; ..."));
 
 	/* Length not a whole number of pages. */
 	rdmig_err_clear(&err);
-	check_fail(rdmig_check_incr_image(b0, 100, 1, &err), &err, -EINVAL, "100 bytes");
+	th_unit_fail(rdmig_check_incr_image(b0, 100, 1, &err), &err, -EINVAL, "100 bytes");
 	rdmig_err_clear(&err);
-	check_fail(rdmig_check_incr_image(b0, 0, 1, &err), &err, -EINVAL, "whole number");
+	th_unit_fail(rdmig_check_incr_image(b0, 0, 1, &err), &err, -EINVAL, "whole number");
 }
 
 /* ---- incr on a running guest ---------------------------------------------- */
@@ -341,7 +314,7 @@ static void incr_run(unsigned vcpus)
 	assert_false(rdmig_guest_running(g));
 	start(g, NULL);
 	assert_true(rdmig_guest_running(g));
-	sleep_ms(50); /* long enough for many passes over RAM (wrapping byte 0) */
+	rdmig_sleep_ms(50); /* long enough for many passes over RAM (wrapping byte 0) */
 	wait_work(g, 3 * 4096 + 1000);
 	rdmig_guest_pause(g);
 	assert_false(rdmig_guest_running(g));
@@ -353,8 +326,8 @@ static void incr_run(unsigned vcpus)
 	p = page_of(g, 1, 952);
 	saved = p[0];
 	p[0] = (uint8_t)(p[0] + 2);
-	check_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ,
-		   "1 bad page of 4096: ram1 page 952");
+	th_unit_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ,
+		     "1 bad page of 4096: ram1 page 952");
 	assert_non_null(strstr(err.msg, "byte 0"));
 	p[0] = saved;
 	expect_check_ok(g);
@@ -363,7 +336,7 @@ static void incr_run(unsigned vcpus)
 	p = page_of(g, 0, 10);
 	p[100] = 1;
 	rdmig_err_clear(&err);
-	check_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ, "ram0 page 10");
+	th_unit_fail(rdmig_guest_check_incr(g, &err), &err, -EILSEQ, "ram0 page 10");
 	assert_non_null(strstr(err.msg, "byte 100 is 1, expected 0"));
 	p[100] = 0;
 	expect_check_ok(g);
@@ -414,7 +387,7 @@ static void test_pause_stops_writes(void **state)
 			rdmig_guest_pause(g);
 			w = rdmig_guest_work(g);
 			memcpy(snap, r->addr, ram);
-			sleep_ms(50);
+			rdmig_sleep_ms(50);
 			if (memcmp(snap, r->addr, ram))
 				fail_msg("%s: guest RAM changed after pause returned",
 					 rdmig_workload_name(wls[i]));
@@ -460,20 +433,21 @@ static void test_throttle(void **state)
 
 	/* unthrottled: at least 300 ms and 30 ms of CPU (3 s at most) */
 	w0 = rdmig_guest_work(g);
-	t0 = now_ns();
+	t0 = rdmig_now_ns();
 	c0 = cpu_s();
 	deadline = t0 + 3000000000ULL;
 	do
-		sleep_ms(100);
-	while ((now_ns() - t0 < 300000000ULL || cpu_s() - c0 < 0.03) && now_ns() < deadline);
+		rdmig_sleep_ms(100);
+	while ((rdmig_now_ns() - t0 < 300000000ULL || cpu_s() - c0 < 0.03) &&
+	       rdmig_now_ns() < deadline);
 	capacity = (double)(rdmig_guest_work(g) - w0) / (cpu_s() - c0);
 
 	rdmig_guest_set_throttle(g, 900);
-	sleep_ms(20); /* takes effect within a 10 ms slice */
+	rdmig_sleep_ms(20); /* takes effect within a 10 ms slice */
 	c0 = cpu_s();
-	t0 = now_ns();
+	t0 = rdmig_now_ns();
 	slow = work_rate(g, 300);
-	slow_cpu = (cpu_s() - c0) * 1e9 / (double)(now_ns() - t0);
+	slow_cpu = (cpu_s() - c0) * 1e9 / (double)(rdmig_now_ns() - t0);
 	print_message("throttle: %.0f/s per CPU-second at 0, %.0f/s at 900 permille (%.2f), "
 		      "using %.2f CPU\n",
 		      capacity, slow, slow / capacity, slow_cpu);
@@ -501,8 +475,8 @@ static void test_save_and_resume(void **state)
 
 	(void)state;
 	start(src, NULL);
-	check_fail(rdmig_guest_start(src, NULL, &err), &err, -EBUSY, "already started");
-	sleep_ms(30);
+	th_unit_fail(rdmig_guest_start(src, NULL, &err), &err, -EBUSY, "already started");
+	rdmig_sleep_ms(30);
 	wait_work(src, 2 * 4096 + 777);
 	rdmig_guest_pause(src);
 	rdmig_guest_save_vcpus(src, st);
@@ -522,7 +496,7 @@ static void test_save_and_resume(void **state)
 	memcpy(bad, st, sizeof(bad));
 	bad[2].pos = 1024;
 	rdmig_err_clear(&err);
-	check_fail(rdmig_guest_start(dst, bad, &err), &err, -EINVAL, "vcpu 2");
+	th_unit_fail(rdmig_guest_start(dst, bad, &err), &err, -EINVAL, "vcpu 2");
 
 	start(dst, st);
 	assert_true(rdmig_guest_work(dst) >= w);
@@ -568,7 +542,7 @@ static void test_dirty_rate(void **state)
 		for (unsigned r = 0; r < 2; r++)
 			memset(rdmig_guest_region(g, r)->addr, 0, rdmig_guest_region(g, r)->len);
 		start(g, NULL);
-		sleep_ms(30);
+		rdmig_sleep_ms(30);
 		for (int attempt = 0; attempt < 3; attempt++) {
 			rate = work_rate(g, 400) * PAGE;
 			print_message("%s: paced at %.1f MiB/s for a target of %.1f MiB/s\n",
@@ -633,14 +607,14 @@ static void test_idle(void **state)
 
 	(void)state;
 	start(g, NULL);
-	sleep_ms(50);
+	rdmig_sleep_ms(50);
 	assert_int_equal(rdmig_guest_work(g), 0);
-	t0 = now_ns();
+	t0 = rdmig_now_ns();
 	rdmig_guest_pause(g);
-	assert_true(now_ns() - t0 < 1000000000ULL); /* idle vCPUs answer promptly */
+	assert_true(rdmig_now_ns() - t0 < 1000000000ULL); /* idle vCPUs answer promptly */
 	rdmig_guest_resume(g);
 	rdmig_guest_set_throttle(g, 500);
-	sleep_ms(30);
+	rdmig_sleep_ms(30);
 	rdmig_guest_pause(g);
 	assert_int_equal(rdmig_guest_work(g), 0);
 	expect_check_ok(g); /* all zero */
@@ -666,45 +640,6 @@ static void test_no_vcpus(void **state)
 	rdmig_guest_destroy(g);
 }
 
-/* Cpus_allowed_list of this process's thread named `comm`, "" if none. */
-static void thread_cpus(const char *comm, char *out, size_t len)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *de;
-
-	out[0] = '\0';
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		char path[300], line[256];
-		FILE *f;
-		bool match = false;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(line, sizeof(line), f)) {
-			line[strcspn(line, "\n")] = '\0';
-			match = !strcmp(line, comm);
-		}
-		fclose(f);
-		if (!match)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/status", de->d_name);
-		f = fopen(path, "r");
-		while (f && fgets(line, sizeof(line), f))
-			if (!strncmp(line, "Cpus_allowed_list:", 18)) {
-				snprintf(out, len, "%s", line + 18 + strspn(line + 18, " \t"));
-				out[strcspn(out, "\n")] = '\0';
-			}
-		if (f)
-			fclose(f);
-	}
-	closedir(d);
-}
-
 static void test_vcpu_cpus(void **state)
 {
 	struct rdmig_guest_cfg cfg = {.ram_size = MIB, .vcpus = 3, .workload = RDMIG_WL_IDLE};
@@ -713,7 +648,7 @@ static void test_vcpu_cpus(void **state)
 	struct rdmig_guest *g;
 	cpu_set_t allowed;
 	int first = -1, last = -1;
-	char want[3][16], got[64];
+	char want[3][16], got[256];
 
 	(void)state;
 	assert_int_equal(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
@@ -748,10 +683,12 @@ static void test_vcpu_cpus(void **state)
 		snprintf(comm, sizeof(comm), "rdmig-vcpu%u", k);
 		/* The thread names and pins itself first thing: give it a moment. */
 		for (int i = 0; i < 200; i++) {
-			thread_cpus(comm, got, sizeof(got));
+			struct th_task t;
+
+			snprintf(got, sizeof(got), "%s", th_task_find(comm, &t) ? "" : t.cpus);
 			if (!strcmp(got, want[k]))
 				break;
-			usleep(5000);
+			rdmig_sleep_ms(5);
 		}
 		assert_string_equal(got, want[k]);
 	}
@@ -774,7 +711,7 @@ static void test_hugepages(void **state)
 	/* 2 MiB aligned so that whole huge pages fit. */
 	assert_int_equal((uintptr_t)rdmig_guest_region(g, 0)->addr % (2 * MIB), 0);
 	start(g, NULL);
-	usleep(50000);
+	rdmig_sleep_ms(50);
 	rdmig_guest_stop(g);
 	assert_true(rdmig_guest_work(g) > 0);
 	expect_check_ok(g);
@@ -802,7 +739,7 @@ static void test_dump(void **state)
 	start(g, NULL);
 	wait_work(g, 10 * 256 + 17);
 	rdmig_guest_pause(g);
-	check_ok(rdmig_guest_dump(g, path, &err), &err);
+	th_unit_ok(rdmig_guest_dump(g, path, &err), &err);
 
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
@@ -818,14 +755,14 @@ static void test_dump(void **state)
 		assert_memory_equal(buf + (rg->addr - rdmig_guest_region(g, 0)->addr), rg->addr,
 				    rg->len);
 	}
-	check_ok(rdmig_check_incr_image(buf, ram, 2, &err), &err);
+	th_unit_ok(rdmig_check_incr_image(buf, ram, 2, &err), &err);
 	buf[77 * PAGE] = (uint8_t)(buf[77 * PAGE] + 2);
-	check_fail(rdmig_check_incr_image(buf, ram, 2, &err), &err, -EILSEQ, "page 77 (vcpu 0)");
+	th_unit_fail(rdmig_check_incr_image(buf, ram, 2, &err), &err, -EILSEQ, "page 77 (vcpu 0)");
 	unlink(path);
 
 	rdmig_err_clear(&err);
-	check_fail(rdmig_guest_dump(g, "/nonexistent-dir/ram.img", &err), &err, -ENOENT,
-		   "/nonexistent-dir/ram.img");
+	th_unit_fail(rdmig_guest_dump(g, "/nonexistent-dir/ram.img", &err), &err, -ENOENT,
+		     "/nonexistent-dir/ram.img");
 	free(buf);
 	rdmig_guest_destroy(g);
 }

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "runs.h"
+#include "th_content.h"
 
 #define PAGE 4096u
 
@@ -406,15 +407,11 @@ static void test_bitmap_first_page(void **state)
 	assert_int_equal(next, 128);
 }
 
-static uint64_t rng_state;
+static struct th_rng rng;
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return th_rng_next(&rng);
 }
 
 static void test_bitmap_random_vs_naive(void **state)
@@ -425,7 +422,7 @@ static void test_bitmap_random_vs_naive(void **state)
 	(void)state;
 	print_message("runs: seed %" PRIu64 " (rerun: test_runs -s %" PRIu64 ")\n", test_seed,
 		      test_seed);
-	rng_state = test_seed;
+	rng.s = test_seed;
 	for (cur_round = 0; cur_round < (int)ROUNDS; cur_round++) {
 		uint64_t npages = rnd() % (MAXPAGES + 1), next, first;
 		unsigned density = (unsigned)(rnd() % 5);

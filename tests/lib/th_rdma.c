@@ -1,38 +1,30 @@
 /* SPDX-License-Identifier: MIT */
-#include "rdma_test_util.h"
+#include "th_rdma.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <ifaddrs.h>
-#include <infiniband/verbs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileutil.h"
+#include "rdmig/transport.h"
+#include "th_check.h"
+
 #define FALLBACK_HOST "10.0.2.15" /* rxe0 on eth0 in soft-roce-setup/rxe-vm */
 
-int rdma_test_device_count(void)
+int th_require_rdma(const char *test)
 {
-	struct ibv_device **devs;
-	int n = 0;
+	char names[256];
 
-	devs = ibv_get_device_list(&n);
-	if (devs)
-		ibv_free_device_list(devs);
-	return n;
-}
-
-int rdma_test_require_device(const char *test)
-{
-	if (rdma_test_device_count() > 0)
+	if (rdmig_rdma_devices(names, sizeof(names)) > 0)
 		return 0;
-	printf("SKIP: %s: no RDMA device (ibv_get_device_list() found none). Run the rdma tier "
-	       "inside soft-roce-setup/rxe-vm, or create a SoftRoCE device with "
-	       "'rdma link add rxe0 type rxe netdev IF'.\n",
-	       test);
-	fflush(stdout);
-	return RDMA_TEST_SKIP;
+	return th_skip("%s: no RDMA device (libibverbs lists none). Run the rdma tier inside "
+		       "soft-roce-setup/rxe-vm, or create a SoftRoCE device with "
+		       "'rdma link add rxe0 type rxe netdev IF'.",
+		       test);
 }
 
 /* First entry of /sys/class/infiniband in name order, into dev. */
@@ -57,19 +49,9 @@ static int first_sysfs_device(char *dev, size_t len)
 
 static int netdev_of(const char *dev, char *ifname, size_t len)
 {
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/gid_attrs/ndevs/0", dev);
-	f = fopen(path, "r");
-	if (!f)
+	if (rdmig_read_linef(ifname, len, "/sys/class/infiniband/%s/ports/1/gid_attrs/ndevs/0",
+			     dev))
 		return -1;
-	if (!fgets(ifname, (int)len, f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	ifname[strcspn(ifname, "\n")] = '\0';
 	return ifname[0] ? 0 : -1;
 }
 
@@ -93,7 +75,7 @@ static int ipv4_of(const char *ifname, char *buf, size_t len)
 	return ret;
 }
 
-void rdma_test_host(const char *override, char *buf, size_t len)
+void th_rdma_host(const char *override, char *buf, size_t len)
 {
 	char dev[256], ifname[256];
 	const char *env;
