@@ -562,12 +562,13 @@ static int run_client(const struct bw_opts *o)
 		if (!o->json && done > i)
 			table_row(o, &r[i]);
 	}
+	if (ret)
+		fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
+	/* The summary last, so that a log of both streams ends with it. */
 	if (o->json)
 		report_json(o, dev, r, done, ret, ret ? rdmig_err_str(&err) : NULL);
 	else
 		report_text(o, r, done);
-	if (ret)
-		fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
 	return ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }
 

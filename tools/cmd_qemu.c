@@ -343,18 +343,18 @@ static int qemu_migrate(int argc, char **argv)
 	cli_install_signals();
 
 	rc = rdmig_qemu_migrate(&o, &res, &err);
+	if (rc)
+		fprintf(stderr, "rdmig qemu migrate: %s\n", rdmig_err_str(&err));
+	else
+		fprintf(stderr,
+			"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
+			" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s); destination %s\n",
+			res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes,
+			res.streams, rdmig_backend_name(o.xport.backend), res.dst_status);
+	/* Last, so that a log of both streams ends with the object. */
 	if (json)
 		print_json(&o, &res, rc, err.msg);
-	if (rc) {
-		fprintf(stderr, "rdmig qemu migrate: %s\n", rdmig_err_str(&err));
-		return RDMIG_EXIT_FAIL;
-	}
-	fprintf(stderr,
-		"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
-		" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s); destination %s\n",
-		res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes, res.streams,
-		rdmig_backend_name(o.xport.backend), res.dst_status);
-	return RDMIG_EXIT_OK;
+	return rc ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }
 
 static void usage(FILE *f)
