@@ -5,7 +5,8 @@
  * `size`-byte slot over and over for the duration, keeping up to `depth`
  * writes in flight, then fences. The clock stops when every fence has been
  * acknowledged, so the average counts only data that landed; the peak is
- * the fullest 100 ms window of writes handed to the transport.
+ * the fullest 100 ms window of writes handed to the transport once the
+ * send queues are full.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -340,22 +341,26 @@ static bool all_done(struct writer *w, unsigned n)
 
 /*
  * Bytes/s of the fullest window of posted writes while the writers run:
- * windows of BW_WINDOW_S, the last one ending when they are all done
- * (counted from half a window on).
+ * windows of BW_WINDOW_S after the first, which only fills the send queues
+ * (posts are instant until `depth` are in flight, then they follow the
+ * completions), the last one ending when the writers are all done (counted
+ * from half a window on). -1 when the run is too short for one.
  */
 static double sample_peak(struct writer *w, unsigned n, double t0)
 {
-	double peak = 0, t_prev = t0, t;
+	double peak = -1, t_prev = t0, t, rate;
 	uint64_t prev = 0, now;
-	bool done;
+	bool done, first = true;
 
 	for (;;) {
 		done = all_done(w, n);
 		t = rdmig_now_s();
 		if (t - t_prev >= BW_WINDOW_S || (done && t - t_prev >= BW_WINDOW_S / 2)) {
 			now = posted(w, n);
-			if ((double)(now - prev) * (double)w[0].size / (t - t_prev) > peak)
-				peak = (double)(now - prev) * (double)w[0].size / (t - t_prev);
+			rate = (double)(now - prev) * (double)w[0].size / (t - t_prev);
+			if (!first && rate > peak)
+				peak = rate;
+			first = false;
 			prev = now;
 			t_prev = t;
 		}
@@ -392,8 +397,7 @@ static int run_writers(struct rdmig_conn *c, const struct bw_opts *o, uint64_t s
 		}
 		started++;
 	}
-	if (started)
-		r->peak_bps = sample_peak(w, started, t0);
+	r->peak_bps = started ? sample_peak(w, started, t0) : -1;
 	for (unsigned i = 0; i < started; i++) {
 		pthread_join(th[i], NULL);
 		r->msgs += w[i].msgs;

@@ -73,8 +73,9 @@ static void usage(FILE *out)
 	    "  -h, --help                  this help\n"
 	    "\n"
 	    "The report gives, per message size, the iterations (messages written), peak\n"
-	    "bandwidth (fullest 100 ms of writes posted), average bandwidth (first write\n"
-	    "to the last one acknowledged) and message rate.\n"
+	    "bandwidth (fullest 100 ms of writes posted, after the first 100 ms, which fill\n"
+	    "the send queues; '-' for shorter runs), average bandwidth (first write to the\n"
+	    "last one acknowledged) and message rate.\n"
 	    "Exit status: 0 success, 1 failure (including a --verify mismatch), 2 bad usage.\n",
 	    RDMIG_DEFAULT_PORT, SWEEP_DURATION, RDMIG_MAX_CHANNELS, RDMIG_DEFAULT_PORT);
 }
@@ -396,7 +397,7 @@ static unsigned sizes_to_run(const struct bw_opts *o, const char *dev, uint64_t 
 /* Totals over every size measured, as one result. */
 static struct bw_result total_of(const struct bw_result *r, unsigned n)
 {
-	struct bw_result t = {.size = n == 1 ? r[0].size : 0};
+	struct bw_result t = {.size = n == 1 ? r[0].size : 0, .peak_bps = -1};
 
 	for (unsigned i = 0; i < n; i++) {
 		t.msgs += r[i].msgs;
@@ -432,9 +433,11 @@ static void figures_json(json_t *j, const struct bw_result *r, uint64_t bytes)
 	cli_jset(j, "bytes", cli_juint(bytes));
 	cli_jset(j, "total_ms", cli_jreal(r->secs * 1e3, 1));
 	cli_jset(j, "avg_gbps", cli_jreal((double)bytes * 8 / secs / 1e9, 4));
-	cli_jset(j, "peak_gbps", cli_jreal(r->peak_bps * 8 / 1e9, 4));
+	cli_jset(j, "peak_gbps",
+		 r->peak_bps >= 0 ? cli_jreal(r->peak_bps * 8 / 1e9, 4) : json_null());
 	cli_jset(j, "avg_mib_s", cli_jreal((double)bytes / secs / 1048576.0, 2));
-	cli_jset(j, "peak_mib_s", cli_jreal(r->peak_bps / 1048576.0, 2));
+	cli_jset(j, "peak_mib_s",
+		 r->peak_bps >= 0 ? cli_jreal(r->peak_bps / 1048576.0, 2) : json_null());
 	cli_jset(j, "msg_rate", cli_jreal((double)r->msgs / secs, 1));
 	cli_jset(j, "src_cpu_s_per_gib", cli_jreal(gib > 0 ? r->src_cpu_s / gib : 0, 4));
 	cli_jset(j, "dst_cpu_s_per_gib", cli_jreal(gib > 0 ? r->dst_cpu_s / gib : 0, 4));
@@ -509,7 +512,10 @@ static void table_row(const struct bw_opts *o, const struct bw_result *r)
 
 	snprintf(c[0], sizeof(c[0]), "%" PRIu64, r->size);
 	snprintf(c[1], sizeof(c[1]), "%" PRIu64, r->msgs);
-	snprintf(c[2], sizeof(c[2]), "%.2f", in_unit(o, r->peak_bps));
+	if (r->peak_bps >= 0)
+		snprintf(c[2], sizeof(c[2]), "%.2f", in_unit(o, r->peak_bps));
+	else
+		snprintf(c[2], sizeof(c[2]), "-");
 	snprintf(c[3], sizeof(c[3]), "%.2f", in_unit(o, (double)(r->msgs * r->size) / secs));
 	snprintf(c[4], sizeof(c[4]), "%.6f", (double)r->msgs / secs / 1e6);
 	printf(ROW_FMT, c[0], c[1], c[2], c[3], c[4]);
@@ -525,9 +531,11 @@ static void report_text(const struct bw_opts *o, const struct bw_result *r, unsi
 
 	if (!n)
 		return;
-	printf("  bandwidth      average %.3f Gb/s (%.1f MiB/s), peak %.3f Gb/s%s\n",
-	       (double)bytes * 8 / secs / 1e9, (double)bytes / secs / 1048576.0,
-	       t.peak_bps * 8 / 1e9, n > 1 ? " (all sizes)" : "");
+	printf("  bandwidth      average %.3f Gb/s (%.1f MiB/s)", (double)bytes * 8 / secs / 1e9,
+	       (double)bytes / secs / 1048576.0);
+	if (t.peak_bps >= 0)
+		printf(", peak %.3f Gb/s", t.peak_bps * 8 / 1e9);
+	printf("%s\n", n > 1 ? " (all sizes)" : "");
 	printf("  bytes moved    %s in %.3f s\n", rdmig_fmt_size(bytes, by, sizeof(by)), t.secs);
 	printf("  cpu per GiB    source %.3f s, destination %.3f s\n",
 	       gib > 0 ? t.src_cpu_s / gib : 0, gib > 0 ? t.dst_cpu_s / gib : 0);
