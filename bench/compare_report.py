@@ -86,7 +86,7 @@ for be in ("tcp", "rdma"):
         res["not_run"].append(f"idle guest over {be}")
         continue
     eff = s["ram_bytes"] * 8 / (s["total_ms"] / 1e3) / 1e9 if s["total_ms"] else None
-    rawg = bw.get("gbps") if bw else None
+    rawg = bw.get("avg_gbps") if bw else None
     row = {"backend": be, "status": s["status"], "ram_bytes": s["ram_bytes"],
            "bytes": s["bytes"], "zero_pages": s["zero_pages"], "total_ms": s["total_ms"],
            "downtime_ms": s["downtime_ms"], "effective_gbps": eff, "raw_gbps": rawg,

@@ -132,6 +132,16 @@ struct rdmig_mig_opts {
 void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o);
 
 /*
+ * Check options against each other and this kernel before connecting
+ * (engine/options.c): limits, --cold, and, for a source guest `gc` (NULL on
+ * the destination), the dirty-page source it would use against huge pages
+ * and `backend`. 0, or a negative errno with the message the engine would
+ * fail with later.
+ */
+int rdmig_mig_opts_check(const struct rdmig_mig_opts *o, enum rdmig_backend backend,
+			 const struct rdmig_guest_cfg *gc, struct rdmig_err *err);
+
+/*
  * Migrate `guest` (running or not) to the peer of `c`. On success the guest
  * is stopped here (it runs on the destination now) and 0 is returned. On
  * failure or cancel the guest keeps running, its memory untouched, remote

@@ -79,6 +79,29 @@ int rdmig_numa_bind_region(const struct rdmig_numa_plan *p, unsigned r, void *ad
 	return ret;
 }
 
+int rdmig_cpuset_usable(const struct rdmig_cpuset *s, struct rdmig_err *err)
+{
+	cpu_set_t allowed;
+	char buf[256];
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return 0; /* unknown: pinning itself warns */
+	for (int c = 0; c < RDMIG_NUMA_MAX_CPUS; c++) {
+		struct rdmig_cpuset a;
+
+		if (!rdmig_cpuset_isset(s, c) || (c < CPU_SETSIZE && CPU_ISSET(c, &allowed)))
+			continue;
+		rdmig_cpuset_zero(&a);
+		for (int k = 0; k < CPU_SETSIZE && k < RDMIG_NUMA_MAX_CPUS; k++)
+			if (CPU_ISSET(k, &allowed))
+				rdmig_cpuset_set(&a, k);
+		return rdmig_seterr(err, -EINVAL,
+				    "CPU %d is not available to this process (CPUs %s)", c,
+				    rdmig_cpuset_format(&a, buf, sizeof(buf)));
+	}
+	return 0;
+}
+
 int rdmig_numa_query_pages(const void *const *pages, unsigned n, int *nodes, struct rdmig_err *err)
 {
 	if (!n)

@@ -661,7 +661,7 @@ void rdmig_numa_plan_print(FILE *out, const struct rdmig_numa_plan *p,
 		fprintf(out, "note: %s\n", p->notes[i]);
 }
 
-static json_t *plan_json(const struct rdmig_numa_plan *p, const struct rdmig_numa_topo *t)
+json_t *rdmig_numa_plan_to_json(const struct rdmig_numa_plan *p, const struct rdmig_numa_topo *t)
 {
 	json_t *root = json_object(), *arr;
 	char buf[512];
@@ -734,7 +734,7 @@ static json_t *plan_json(const struct rdmig_numa_plan *p, const struct rdmig_num
 int rdmig_numa_plan_print_json(FILE *out, const struct rdmig_numa_plan *p,
 			       const struct rdmig_numa_topo *t)
 {
-	json_t *j = plan_json(p, t);
+	json_t *j = rdmig_numa_plan_to_json(p, t);
 	int ret;
 
 	if (!j)

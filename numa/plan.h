@@ -150,9 +150,73 @@ struct rdmig_numa_plan {
 int rdmig_numa_plan(const struct rdmig_numa_input *in, struct rdmig_numa_plan *p,
 		    struct rdmig_err *err);
 
+/* ---- this host (numa/host.c) ------------------------------------------- */
+
+/*
+ * This host as placement sees it, found once per command: its topology and
+ * the RDMA device that carries the data, with that device's node and
+ * completion vectors. Every plan the command makes comes from it.
+ */
+struct rdmig_numa_host {
+	struct rdmig_numa_topo topo;
+	char device[64];      /* "": none known (no device, or several and none named) */
+	bool device_present;  /* libibverbs lists `device` */
+	int dev_node;	      /* kernel node, -1 unknown */
+	int num_comp_vectors; /* of the device, 0 unknown */
+};
+
+/*
+ * Describe this machine, or the topology of an hwloc XML export or synthetic
+ * description (then no device is picked for the caller). `device` names the
+ * RDMA device; NULL takes this host's only one when it has exactly one (the
+ * one rdma_cm will use). A named device that is absent is kept, with node
+ * and vectors unknown (device_present false), for the caller to report.
+ */
+int rdmig_numa_host_load(struct rdmig_numa_host *h, const char *device, const char *xml_path,
+			 const char *synthetic, struct rdmig_err *err);
+
+/* Guest RAM whose NUMA node the plan follows. */
+struct rdmig_numa_mem {
+	const void *addr;
+	uint64_t len;
+};
+
+/* Pages sampled per region to find its node (the engine's SETUP uses the same). */
+#define RDMIG_NUMA_REGION_SAMPLES 256
+
+/* What the caller wants placed; the policy comes parsed (rdmig_numa_policy_parse). */
+struct rdmig_numa_want {
+	unsigned channels;
+	enum rdmig_numa_policy policy;
+	const struct rdmig_cpuset *cpulist; /* RDMIG_NUMA_CPULIST only */
+	const struct rdmig_cpuset *avoid;   /* CPUs running guest vCPUs, NULL none */
+	const struct rdmig_numa_mem *mem;   /* guest RAM (sampled here), NULL: unknown */
+	unsigned nmem;
+};
+
+/* Plan `w` on host `h`: rdmig_numa_plan() with the host's facts and the RAM's nodes. */
+int rdmig_numa_host_plan(const struct rdmig_numa_host *h, const struct rdmig_numa_want *w,
+			 struct rdmig_numa_plan *p, struct rdmig_err *err);
+
+/*
+ * The completion vectors every plan of host `h` gives channels 0..n-1, for
+ * callers that need them before the channel count (and so the plan) is
+ * known, such as an rdma listener. Returns n, or 0 when the device's vector
+ * count is unknown (the transport's default then).
+ */
+unsigned rdmig_numa_host_vectors(const struct rdmig_numa_host *h, unsigned n, int *vec);
+
+/* The plan's vector for each channel into vec[]; p->nworkers, or 0 when it names none. */
+unsigned rdmig_numa_plan_vectors(const struct rdmig_numa_plan *p, int *vec);
+
+/* ---- printing ------------------------------------------------------------ */
+
 /* Human-readable plan (and topology summary when `t` is given). */
 void rdmig_numa_plan_print(FILE *out, const struct rdmig_numa_plan *p,
 			   const struct rdmig_numa_topo *t);
+/* The plan (and topology when `t` is given) as a jansson object; NULL when out of memory. */
+struct json_t *rdmig_numa_plan_to_json(const struct rdmig_numa_plan *p,
+				       const struct rdmig_numa_topo *t);
 /* The plan as one compact JSON object, no newline. Returns 0, -ENOMEM or -EIO. */
 int rdmig_numa_plan_print_json(FILE *out, const struct rdmig_numa_plan *p,
 			       const struct rdmig_numa_topo *t);
@@ -186,6 +250,12 @@ int rdmig_numa_bind_region(const struct rdmig_numa_plan *p, unsigned r, void *ad
  * sampled page is populated.
  */
 int rdmig_numa_region_node(const void *addr, uint64_t len, unsigned samples, uint64_t *bytes);
+
+/*
+ * 0 when every CPU of `s` is one this process may run on (its affinity
+ * mask), else -EINVAL naming the first that is not and the ones that are.
+ */
+int rdmig_cpuset_usable(const struct rdmig_cpuset *s, struct rdmig_err *err);
 
 /* Kernel node of each page, for tests: nodes[i] >= 0, or a negative errno per page. */
 int rdmig_numa_query_pages(const void *const *pages, unsigned n, int *nodes, struct rdmig_err *err);

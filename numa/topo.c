@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int rdmig_topo_summarize(struct rdmig_topo_summary *s, const char *xml_path, struct rdmig_err *err)
 {
@@ -130,4 +131,19 @@ int rdmig_topo_ibdev_numa_node_at(const char *sysfs_root, const char *ibdev)
 int rdmig_topo_ibdev_numa_node(const char *ibdev)
 {
 	return rdmig_topo_ibdev_numa_node_at("/sys", ibdev);
+}
+
+bool rdmig_topo_ibdev_software(const char *ibdev)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (!ibdev || !*ibdev || strchr(ibdev, '/') || strlen(ibdev) > 64)
+		return false;
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s", ibdev);
+	if (stat(path, &st))
+		return false;
+	/* rxe has no "device" link: device_node()'s fallback above. */
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/device", ibdev);
+	return stat(path, &st) != 0;
 }

@@ -8,6 +8,7 @@
 #ifndef RDMIG_NUMA_TOPO_H
 #define RDMIG_NUMA_TOPO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rdmig/err.h"
@@ -44,6 +45,13 @@ int rdmig_topo_summarize(struct rdmig_topo_summary *s, const char *xml_path, str
  * own; its node is taken from the netdev under port 1.
  */
 int rdmig_topo_ibdev_numa_node(const char *ibdev);
+
+/*
+ * Whether RDMA device `ibdev` is implemented in software (rxe): it has no
+ * bus device of its own in sysfs, only the netdev it runs on. False for an
+ * unknown device.
+ */
+bool rdmig_topo_ibdev_software(const char *ibdev);
 
 /* The same under another sysfs root (tests build a fake tree). */
 int rdmig_topo_ibdev_numa_node_at(const char *sysfs_root, const char *ibdev);

@@ -1,128 +1,66 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rdmig bw: one-sided write bandwidth between registered regions, in the
- * spirit of perftest's ib_write_bw, over either backend.
- *
- * The server registers channels * size bytes for remote write and exposes
- * them; each client channel thread writes its `size`-byte slot over and over
- * for the duration, keeping up to `depth` writes in flight, then fences. The
- * clock stops when every fence has been acknowledged, so the figure counts
- * only data that landed.
+ * rdmig bw: options, the message-size sweep and the report. perftest's
+ * ib_write_bw flags keep perftest's meaning here (-d device, -s size,
+ * -D duration, -q queue pairs, -a all sizes, -t tx depth, -p port,
+ * --report_gbits); the measurement itself is tools/bw_run.c.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "clock.h"
 #include "auth.h"
-#include "cli.h"
-#include "log.h"
-#include "rdmig/transport.h"
+#include "bw.h"
+#include "topo.h"
 #include "units.h"
-#include "bytes.h"
 
-/* Application control messages of the bw protocol. */
-enum {
-	BW_MSG_PARAMS = 0x100, /* client -> server: size, channels, verify, seed */
-	BW_MSG_DONE = 0x101,   /* client -> server: all channels fenced */
-	BW_MSG_RESULT = 0x102, /* server -> client: cpu time, verify result */
-};
-
-#define BW_PARAMS_LEN 32
-#define BW_RESULT_LEN 24
-#define BW_MAX_TOTAL  (4ull << 30)
-#define BW_TIMEOUT_MS 120000
-
-struct bw_params {
-	uint64_t size;
-	uint32_t channels;
-	uint32_t verify;
-	uint64_t seed;
-	uint64_t reserved;
-};
-
-struct bw_opts {
-	bool listen;
-	bool once;
-	bool json;
-	bool verify;
-	enum rdmig_backend backend;
-	char host[256];
-	uint16_t port;
-	uint64_t size;
-	unsigned channels;
-	unsigned depth;
-	double duration;
-	uint64_t seed;
-	int compress;			  /* --compress: tcp zstd level, 0 off */
-	const char *key_file;		  /* --key-file, else $RDMIG_KEY_FILE */
-	const struct rdmig_auth_key *key; /* NULL: unauthenticated */
-	bool tls;			  /* --tls: tcp over TLS, keyed by --key-file */
-};
-
-static double cpu_s(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* xorshift64*: the pattern both sides regenerate for --verify. */
-static void fill_pattern(uint8_t *p, uint64_t len, uint64_t seed)
-{
-	uint64_t x = seed ? seed : 0x9e3779b97f4a7c15ull;
-
-	for (uint64_t i = 0; i < len; i += 8) {
-		uint64_t v;
-
-		x ^= x >> 12;
-		x ^= x << 25;
-		x ^= x >> 27;
-		v = x * 0x2545f4914f6cdd1dull;
-		memcpy(p + i, &v, len - i < 8 ? len - i : 8);
-	}
-}
-
-static void *map_region(uint64_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
+#define CMD "bw"
+/* -a: perftest's range, 2 B to 8 MiB; from 4 KiB on tcp and software RDMA. */
+#define SWEEP_MIN_LOG	   1
+#define SWEEP_MIN_LOG_SOFT 12
+#define SWEEP_MAX_LOG	   23
+#define SWEEP_DURATION	   1.0 /* seconds per size under -a without -D */
 
 static void usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "Usage: rdmig bw --listen [ADDR][:PORT] [--backend rdma|tcp] [--once]\n"
-	    "       rdmig bw ADDR[:PORT] [--backend rdma|tcp] [--size BYTES] [--channels N]\n"
-	    "                [--depth N] [--duration SECONDS] [--verify] [--seed N] [--json]\n"
-	    "                [--compress LEVEL] [--tls]\n"
+	    "Usage: rdmig bw --listen [ADDR][:PORT] [--backend rdma|tcp|auto] [--once]\n"
+	    "       rdmig bw ADDR[:PORT] [-d DEV] [-s SIZE | -a] [-D SECONDS] [-q QPS]\n"
+	    "                [-t DEPTH] [-p PORT] [--report_gbits] [--verify] [--json] ...\n"
 	    "\n"
 	    "Measure one-sided write bandwidth between registered memory regions, like\n"
-	    "perftest's ib_write_bw, over rdmig's rdma or tcp backend.\n"
+	    "perftest's ib_write_bw, over rdmig's rdma or tcp backend. The flags perftest\n"
+	    "has mean what they mean there.\n"
 	    "\n"
 	    "  -l, --listen [ADDR][:PORT]  serve (default: all addresses, port %d)\n"
-	    "      --once                  with --listen: exit after one client\n"
-	    "  -b, --backend rdma|tcp      transport backend (default: tcp)\n"
-	    "  -s, --size BYTES            message size, units k/M/G (default: 64K)\n"
-	    "  -c, --channels N            channels (queue pairs / sockets), 1..%d (default: 1)\n"
-	    "  -d, --depth N               writes in flight per channel (default: 128)\n"
-	    "  -D, --duration SECONDS      how long to write (default: 5)\n"
+	    "      --once                  with --listen: exit after one client run (a\n"
+	    "                              whole -a sweep counts as one)\n"
+	    "      --backend B             rdma, tcp or auto (default: rdma if this host has\n"
+	    "                              an RDMA device, else tcp, as listen and migrate;\n"
+	    "                              tcp with --tls or --compress; rdma with -d)\n"
+	    "  -d, --ib-dev DEV            RDMA device; it must exist here. rdma_cm takes the\n"
+	    "                              device the address goes through, so give an\n"
+	    "                              address of DEV (refused with tcp)\n"
+	    "  -s, --size SIZE             message size, units k/M/G (default: 64K)\n"
+	    "  -a, --all                   every power of two from 2 B to 8 MiB (perftest's\n"
+	    "                              range), from 4 KiB on tcp and on software RDMA\n"
+	    "                              (rxe), where smaller messages measure only the\n"
+	    "                              per-message CPU cost; %.0f s per size unless -D\n"
+	    "  -D, --duration SECONDS      how long to write each size (default: 5)\n"
+	    "  -q, --qp, --channels N      queue pairs (rdma) or sockets (tcp), 1..%d\n"
+	    "                              (default: 1)\n"
+	    "  -t, --tx-depth, --depth N   writes in flight per channel (default: 128)\n"
+	    "  -p, --port PORT             port to listen on or connect to (default: %d)\n"
+	    "      --report_gbits          bandwidth in Gb/s instead of MiB/s\n"
+	    "  -c, --connection RC         perftest's connection type: only RC\n"
 	    "      --verify                fill with a seeded pattern, check it byte for byte\n"
 	    "      --seed N                pattern seed for --verify (default: 1)\n"
-	    "      --json                  print one JSON object\n"
+	    "      --json                  one JSON summary object on stdout (docs/json.md)\n"
 	    "      --compress LEVEL        tcp client: zstd level 1..19 (0 off, default); every\n"
 	    "                              message carries the same seeded pseudo-random\n"
 	    "                              buffer, which does not shrink: this measures the cost\n"
@@ -134,563 +72,528 @@ static void usage(FILE *out)
 	    "                              --key-file (needed); both sides must agree\n"
 	    "  -h, --help                  this help\n"
 	    "\n"
+	    "The report gives, per message size, the iterations (messages written), peak\n"
+	    "bandwidth (fullest 100 ms of writes posted, after the first 100 ms, which fill\n"
+	    "the send queues; '-' for shorter runs), average bandwidth (first write to the\n"
+	    "last one acknowledged) and message rate.\n"
 	    "Exit status: 0 success, 1 failure (including a --verify mismatch), 2 bad usage.\n",
-	    RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
+	    RDMIG_DEFAULT_PORT, SWEEP_DURATION, RDMIG_MAX_CHANNELS, RDMIG_DEFAULT_PORT);
 }
 
+enum {
+	OPT_ONCE = 1000,
+	OPT_BACKEND,
+	OPT_GBITS,
+	OPT_VERIFY,
+	OPT_SEED,
+	OPT_JSON,
+	OPT_KEY_FILE,
+	OPT_COMPRESS,
+	OPT_TLS,
+};
+
+static const struct option bw_opts_table[] = {
+    {"listen", optional_argument, NULL, 'l'},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"ib-dev", required_argument, NULL, 'd'},
+    {"size", required_argument, NULL, 's'},
+    {"all", no_argument, NULL, 'a'},
+    {"duration", required_argument, NULL, 'D'},
+    {"qp", required_argument, NULL, 'q'},
+    {"channels", required_argument, NULL, 'q'},
+    {"tx-depth", required_argument, NULL, 't'},
+    {"depth", required_argument, NULL, 't'},
+    {"port", required_argument, NULL, 'p'},
+    {"connection", required_argument, NULL, 'c'},
+    {"bidirectional", no_argument, NULL, 'b'},
+    {"report_gbits", no_argument, NULL, OPT_GBITS},
+    {"verify", no_argument, NULL, OPT_VERIFY},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+    {"compress", required_argument, NULL, OPT_COMPRESS},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"help", no_argument, NULL, 'h'},
+    {0},
+};
+
+/* What was given explicitly, to check against each other after parsing. */
+struct given {
+	const char *listen_arg;
+	long port; /* -p, -1 none */
+	bool size, duration;
+};
+
+/* perftest's flags that mean something else here, or nothing. */
+static int perftest_only(int opt, const char *arg)
+{
+	if (opt == 'b')
+		return cli_usage_error(CMD, "-b is perftest's bidirectional test, which rdmig bw "
+					    "does not do (it writes one way); the backend is "
+					    "--backend");
+	if (strcmp(arg, "RC"))
+		return cli_usage_error(CMD,
+				       "-c is perftest's connection type and rdmig uses RC only, "
+				       "got '%s'; channels are -q N (or --channels N)",
+				       arg);
+	return 0;
+}
+
+static int size_opt(struct bw_opts *o, int opt, const char *arg, struct rdmig_err *err)
+{
+	uint64_t v, ns;
+
+	switch (opt) {
+	case 's':
+		if (rdmig_parse_size(arg, &o->size, err))
+			return cli_usage_error(CMD, "--size: %s", err->msg);
+		if (o->size < 1 || o->size > BW_MAX_SIZE)
+			return cli_usage_error(CMD, "--size expects 1 byte to 1G, got %s", arg);
+		return 0;
+	case 'q':
+		if (rdmig_parse_uint(arg, 1, RDMIG_MAX_CHANNELS, &v, err))
+			return cli_usage_error(CMD, "--channels: %s", err->msg);
+		o->channels = (unsigned)v;
+		return 0;
+	case 't':
+		if (rdmig_parse_uint(arg, 1, 8192, &v, err))
+			return cli_usage_error(CMD, "--depth: %s", err->msg);
+		o->depth = (unsigned)v;
+		return 0;
+	case 'D':
+		if (rdmig_parse_duration(arg, 1000000000ull, &ns, err) || !ns ||
+		    ns > 3600ull * 1000000000ull)
+			return cli_usage_error(
+			    CMD, "--duration expects 0 < SECONDS <= 3600, got '%s'", arg);
+		o->duration = (double)ns / 1e9;
+		return 0;
+	case OPT_SEED:
+		if (rdmig_parse_uint(arg, 0, UINT64_MAX, &o->seed, err))
+			return cli_usage_error(CMD, "--seed: %s", err->msg);
+		return 0;
+	case OPT_COMPRESS:
+		if (rdmig_parse_uint(arg, 0, 19, &v, err))
+			return cli_usage_error(
+			    CMD,
+			    "--compress expects a zstd level between 0 (off) and "
+			    "19: %s",
+			    err->msg);
+		o->compress = (int)v;
+		return 0;
+	}
+	return -1;
+}
+
+/* -1 when `opt` is not one of these, else 0 or RDMIG_EXIT_USAGE. */
+static int mode_opt(struct bw_opts *o, struct given *g, int opt, char *arg, int argc, char **argv)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint64_t v;
+
+	switch (opt) {
+	case 'l':
+		o->listen = true;
+		/* Accept both --listen=ADDR and --listen ADDR. */
+		if (arg)
+			g->listen_arg = arg;
+		else if (optind < argc && argv[optind][0] != '-')
+			g->listen_arg = argv[optind++];
+		return 0;
+	case OPT_ONCE:
+		o->once = true;
+		return 0;
+	case OPT_BACKEND:
+		if (cli_parse_backend(arg, &o->cfg.backend, &o->backend_auto, &err))
+			return cli_usage_error(CMD, "%s", err.msg);
+		return 0;
+	case 'd':
+		o->device = arg;
+		return 0;
+	case 'a':
+		o->all = true;
+		return 0;
+	case 'p':
+		if (rdmig_parse_uint(arg, 1, 65535, &v, &err))
+			return cli_usage_error(CMD, "--port: %s", err.msg);
+		g->port = (long)v;
+		return 0;
+	case 'b':
+	case 'c':
+		return perftest_only(opt, arg);
+	case OPT_GBITS:
+		o->report_gbits = true;
+		return 0;
+	case OPT_VERIFY:
+		o->verify = true;
+		return 0;
+	case OPT_JSON:
+		o->json = true;
+		return 0;
+	case OPT_KEY_FILE:
+		o->key_file = arg;
+		return 0;
+	case OPT_TLS:
+		o->cfg.tls = true;
+		return 0;
+	}
+	return -1;
+}
+
+/* Whether "[ADDR][:PORT]" names a port: the parse leaves two different defaults alone. */
+static bool names_port(const char *addr)
+{
+	unsigned short a = 1, b = 2;
+	char host[256];
+
+	cli_parse_hostport(addr, host, sizeof(host), &a);
+	cli_parse_hostport(addr, host, sizeof(host), &b);
+	return a != 1 || b != 2;
+}
+
+/* Where to listen or connect: ADDR[:PORT] and -p agreeing. */
+static int address(struct bw_opts *o, const struct given *g, int argc, char **argv)
+{
+	const char *addr = o->listen ? g->listen_arg : argv[optind];
+	unsigned short port = RDMIG_DEFAULT_PORT;
+
+	if (o->listen && optind < argc)
+		return cli_usage_error(CMD, "unexpected argument '%s' with --listen", argv[optind]);
+	if (!o->listen && optind != argc - 1)
+		return cli_usage_error(CMD, optind >= argc ? "missing server ADDR[:PORT] "
+							     "(or --listen)"
+							   : "too many arguments");
+	if (addr && cli_parse_hostport(addr, o->host, sizeof(o->host), &port))
+		return cli_usage_error(CMD, "invalid %s address '%s'",
+				       o->listen ? "listen" : "server", addr);
+	if (g->port >= 0 && addr && names_port(addr) && port != g->port)
+		return cli_usage_error(CMD, "-p %ld and port %u in '%s' disagree", g->port, port,
+				       addr);
+	if (g->port >= 0)
+		port = (unsigned short)g->port;
+	if (!o->listen && (!o->host[0] || !port))
+		return cli_usage_error(CMD, "invalid server address '%s'", addr);
+	o->port = port;
+	return 0;
+}
+
+/* Whether `dev` is in the comma-separated list. */
+static bool listed(const char *names, const char *dev)
+{
+	size_t len = strlen(dev);
+
+	for (const char *p = names; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, dev, len) && (p[len] == ',' || !p[len]))
+			return true;
+	return false;
+}
+
+/* The backend (auto resolved) and the options that depend on it. */
+static int backend(struct bw_opts *o)
+{
+	char names[1024];
+	bool tcp_only = o->cfg.tls || o->compress;
+
+	if (o->backend_auto)
+		o->cfg.backend = o->device  ? RDMIG_BACKEND_RDMA
+				 : tcp_only ? RDMIG_BACKEND_TCP
+					    : rdmig_backend_auto();
+	if (o->device && o->cfg.backend == RDMIG_BACKEND_TCP)
+		return cli_usage_error(CMD,
+				       "-d %s names an RDMA device, and the tcp backend uses "
+				       "none: drop -d, or use --backend rdma",
+				       o->device);
+	if (o->device && !listed((rdmig_rdma_devices(names, sizeof(names)), names), o->device))
+		return cli_usage_error(CMD, "no RDMA device '%s' here (devices: %s)", o->device,
+				       names[0] ? names : "none; rdmig doctor tells why");
+	if (o->cfg.tls && o->cfg.backend != RDMIG_BACKEND_TCP)
+		return cli_usage_error(CMD, "--tls works on the tcp backend only: rdmig does not "
+					    "encrypt RoCE traffic; see docs/security.md");
+	if (o->compress && (o->listen || o->cfg.backend != RDMIG_BACKEND_TCP))
+		return cli_usage_error(CMD, o->listen
+						? "--compress is a client option (the tcp "
+						  "server always accepts compressed writes)"
+						: "--compress works on the tcp backend only: "
+						  "rdma writes have no CPU at the destination "
+						  "to decompress them");
+	return 0;
+}
+
+/* Parse argv into o: -1 to go on, else the exit status. */
 static int parse_opts(int argc, char **argv, struct bw_opts *o)
 {
-	static const struct option long_opts[] = {
-	    {.name = "listen", .has_arg = optional_argument, .val = 'l'},
-	    {.name = "once", .has_arg = no_argument, .val = 'o'},
-	    {.name = "backend", .has_arg = required_argument, .val = 'b'},
-	    {.name = "size", .has_arg = required_argument, .val = 's'},
-	    {.name = "channels", .has_arg = required_argument, .val = 'c'},
-	    {.name = "depth", .has_arg = required_argument, .val = 'd'},
-	    {.name = "duration", .has_arg = required_argument, .val = 'D'},
-	    {.name = "verify", .has_arg = no_argument, .val = 'v'},
-	    {.name = "seed", .has_arg = required_argument, .val = 'S'},
-	    {.name = "json", .has_arg = no_argument, .val = 'j'},
-	    {.name = "key-file", .has_arg = required_argument, .val = 'K'},
-	    {.name = "compress", .has_arg = required_argument, .val = 'Z'},
-	    {.name = "tls", .has_arg = no_argument, .val = 'T'},
-	    {.name = "help", .has_arg = no_argument, .val = 'h'},
-	    {0},
-	};
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	const char *listen_arg = NULL;
-	uint64_t v;
-	int opt;
+	struct given g = {.port = -1};
+	int opt, ret;
 
 	memset(o, 0, sizeof(*o));
-	o->backend = RDMIG_BACKEND_TCP;
-	o->port = RDMIG_DEFAULT_PORT;
+	o->backend_auto = true;
 	o->size = 64 * 1024;
 	o->channels = 1;
 	o->depth = 128;
 	o->duration = 5;
 	o->seed = 1;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "l::b:s:c:d:D:h", long_opts, NULL)) != -1) {
-		switch (opt) {
-		case 'l':
-			o->listen = true;
-			/* Accept both --listen=ADDR and --listen ADDR. */
-			if (optarg)
-				listen_arg = optarg;
-			else if (optind < argc && argv[optind][0] != '-')
-				listen_arg = argv[optind++];
-			break;
-		case 'o':
-			o->once = true;
-			break;
-		case 'b':
-			if (rdmig_backend_parse(optarg, &o->backend, &err))
-				return cli_usage_error("bw", "%s", err.msg);
-			break;
-		case 's':
-			if (rdmig_parse_size(optarg, &o->size, &err))
-				return cli_usage_error("bw", "--size: %s", err.msg);
-			if (o->size < 1 || o->size > (1ull << 30))
-				return cli_usage_error("bw", "--size expects 1 byte to 1G, got %s",
-						       optarg);
-			break;
-		case 'c':
-			if (rdmig_parse_uint(optarg, 1, RDMIG_MAX_CHANNELS, &v, &err))
-				return cli_usage_error("bw", "--channels: %s", err.msg);
-			o->channels = (unsigned)v;
-			break;
-		case 'd':
-			if (rdmig_parse_uint(optarg, 1, 8192, &v, &err))
-				return cli_usage_error("bw", "--depth: %s", err.msg);
-			o->depth = (unsigned)v;
-			break;
-		case 'D': {
-			uint64_t ns;
-
-			if (rdmig_parse_duration(optarg, 1000000000ull, &ns, &err) || !ns ||
-			    ns > 3600ull * 1000000000ull)
-				return cli_usage_error(
-				    "bw", "--duration expects 0 < SECONDS <= 3600, got '%s'",
-				    optarg);
-			o->duration = (double)ns / 1e9;
-			break;
-		}
-		case 'v':
-			o->verify = true;
-			break;
-		case 'S':
-			if (rdmig_parse_uint(optarg, 0, UINT64_MAX, &o->seed, &err))
-				return cli_usage_error("bw", "--seed: %s", err.msg);
-			break;
-		case 'j':
-			o->json = true;
-			break;
-		case 'K':
-			o->key_file = optarg;
-			break;
-		case 'T':
-			o->tls = true;
-			break;
-		case 'Z':
-			if (rdmig_parse_uint(optarg, 0, 19, &v, &err))
-				return cli_usage_error("bw",
-						       "--compress expects a zstd level between "
-						       "0 (off) and 19: %s",
-						       err.msg);
-			o->compress = (int)v;
-			break;
-		case 'h':
+	while ((opt = getopt_long(argc, argv, "l::d:s:aD:q:t:p:c:bh", bw_opts_table, NULL)) != -1) {
+		if (opt == 'h') {
 			usage(stdout);
-			return -1;
-		default:
-			return cli_usage_error("bw", "unknown option");
+			return RDMIG_EXIT_OK;
 		}
-	}
-	if (o->listen) {
-		if (optind < argc)
-			return cli_usage_error("bw", "unexpected argument '%s' with --listen",
-					       argv[optind]);
-		if (listen_arg && cli_parse_hostport(listen_arg, o->host, sizeof(o->host),
-						     (unsigned short *)&o->port))
-			return cli_usage_error("bw", "invalid listen address '%s'", listen_arg);
-	} else {
-		if (optind != argc - 1)
-			return cli_usage_error("bw", optind >= argc ? "missing server ADDR[:PORT] "
-								      "(or --listen)"
-								    : "too many arguments");
-		if (cli_parse_hostport(argv[optind], o->host, sizeof(o->host),
-				       (unsigned short *)&o->port) ||
-		    !o->host[0] || !o->port)
-			return cli_usage_error("bw", "invalid server address '%s'", argv[optind]);
-		if (o->size * o->channels > BW_MAX_TOTAL)
-			return cli_usage_error("bw", "--size x --channels must stay within 4G");
-	}
-	if (o->tls && o->backend != RDMIG_BACKEND_TCP)
-		return cli_usage_error("bw", "--tls works on the tcp backend only: rdmig does not "
-					     "encrypt RoCE traffic; see docs/security.md");
-	if (o->compress && (o->listen || o->backend != RDMIG_BACKEND_TCP))
-		return cli_usage_error("bw", o->listen
-						 ? "--compress is a client option (the tcp "
-						   "server always accepts compressed writes)"
-						 : "--compress works on the tcp backend only: "
-						   "rdma writes have no CPU at the destination "
-						   "to decompress them");
-	return 0;
-}
-
-/* ---- server ------------------------------------------------------------ */
-
-struct fence_waiter {
-	struct rdmig_conn *c;
-	unsigned chan;
-	struct rdmig_err err;
-	int ret;
-};
-
-static void *fence_thread(void *arg)
-{
-	struct fence_waiter *w = arg;
-	struct rdmig_fence f;
-
-	w->ret = rdmig_wait_fence(w->c, w->chan, BW_TIMEOUT_MS * 10, &f, &w->err);
-	if (w->ret)
-		rdmig_conn_abort(w->c, w->ret, rdmig_err_str(&w->err));
-	return NULL;
-}
-
-static int decode_params(const uint8_t *p, size_t len, struct bw_params *bp, struct rdmig_err *err)
-{
-	if (len != BW_PARAMS_LEN)
-		return rdmig_seterr(err, -EPROTO, "bw PARAMS of %zu bytes, expected %d", len,
-				    BW_PARAMS_LEN);
-	bp->size = rdmig_get_be64(p);
-	bp->channels = rdmig_get_be32(p + 8);
-	bp->verify = rdmig_get_be32(p + 12);
-	bp->seed = rdmig_get_be64(p + 16);
-	if (!bp->size || bp->size > (1ull << 30))
-		return rdmig_seterr(err, -EPROTO, "bw PARAMS: size %" PRIu64 " out of range",
-				    bp->size);
-	if (!bp->channels || bp->channels > RDMIG_MAX_CHANNELS)
-		return rdmig_seterr(err, -EPROTO, "bw PARAMS: %u channels out of range",
-				    bp->channels);
-	if (bp->size * bp->channels > BW_MAX_TOTAL)
-		return rdmig_seterr(err, -EPROTO,
-				    "bw PARAMS: %" PRIu64 " bytes in all exceeds 4 GiB",
-				    bp->size * bp->channels);
-	return 0;
-}
-
-static int serve_one(struct rdmig_conn *c, struct rdmig_err *err)
-{
-	struct fence_waiter w[RDMIG_MAX_CHANNELS];
-	pthread_t th[RDMIG_MAX_CHANNELS];
-	uint8_t buf[64], res[BW_RESULT_LEN];
-	struct bw_params bp = {0};
-	uint8_t *region = NULL, *expect = NULL;
-	uint64_t total = 0, bad = UINT64_MAX;
-	unsigned started = 0;
-	double cpu0;
-	uint16_t type;
-	uint32_t id;
-	size_t len;
-	int ret;
-
-	ret = rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, BW_TIMEOUT_MS, err);
-	if (ret)
-		return ret;
-	if (type != BW_MSG_PARAMS)
-		return rdmig_seterr(err, -EPROTO, "expected bw PARAMS, got message type 0x%x",
-				    type);
-	ret = decode_params(buf, len, &bp, err);
-	if (ret || bp.channels != rdmig_conn_channels(c)) {
-		if (!ret)
-			ret = rdmig_seterr(err, -EPROTO,
-					   "bw PARAMS: %u channels but connection has %u",
-					   bp.channels, rdmig_conn_channels(c));
-		rdmig_ctrl_send_error(c, ret, err->msg, NULL);
-		return ret;
-	}
-	cpu0 = cpu_s();
-	total = bp.size * bp.channels;
-	region = map_region(total);
-	if (!region) {
-		ret = rdmig_seterr(err, -ENOMEM, "cannot allocate %" PRIu64 " bytes", total);
-		rdmig_ctrl_send_error(c, ret, err->msg, NULL);
-		return ret;
-	}
-	ret = rdmig_reg(c, "bw", region, total, RDMIG_REG_REMOTE_WRITE, &id, err);
-	if (ret) {
-		rdmig_ctrl_send_error(c, ret, err->msg, NULL);
-		goto out_unmap;
-	}
-	ret = rdmig_expose(c, err);
-	if (ret)
-		goto out_unmap;
-	for (unsigned i = 0; i < bp.channels; i++) {
-		w[i] = (struct fence_waiter){.c = c, .chan = i, .err = RDMIG_ERR_INIT};
-		if (pthread_create(&th[i], NULL, fence_thread, &w[i])) {
-			ret = rdmig_seterr(err, -EAGAIN, "cannot start a receive thread");
-			rdmig_conn_abort(c, ret, "server out of threads");
-			break;
-		}
-		started++;
-	}
-	for (unsigned i = 0; i < started; i++) {
-		pthread_join(th[i], NULL);
-		if (w[i].ret && !ret) {
-			*err = w[i].err;
-			ret = w[i].ret;
-		}
-	}
-	if (ret)
-		goto out_unmap;
-	ret = rdmig_ctrl_recv(c, &type, buf, sizeof(buf), &len, BW_TIMEOUT_MS, err);
-	if (ret)
-		goto out_unmap;
-	if (type != BW_MSG_DONE) {
-		ret = rdmig_seterr(err, -EPROTO, "expected bw DONE, got message type 0x%x", type);
-		goto out_unmap;
-	}
-	if (bp.verify) {
-		expect = map_region(bp.size);
-		if (!expect) {
-			ret = rdmig_seterr(err, -ENOMEM, "cannot allocate the verify pattern");
-			goto out_unmap;
-		}
-		fill_pattern(expect, bp.size, bp.seed);
-		for (unsigned ch = 0; ch < bp.channels && bad == UINT64_MAX; ch++)
-			for (uint64_t i = 0; i < bp.size; i++)
-				if (region[ch * bp.size + i] != expect[i]) {
-					bad = ch * bp.size + i;
-					break;
-				}
-	}
-	rdmig_put_be64(res, (uint64_t)((cpu_s() - cpu0) * 1e6));
-	rdmig_put_be64(res + 8, bp.verify ? (bad == UINT64_MAX ? 1 : 2) : 0);
-	rdmig_put_be64(res + 16, bad);
-	ret = rdmig_ctrl_send(c, BW_MSG_RESULT, res, sizeof(res), err);
-	if (!ret && bp.verify)
-		fprintf(stderr, "rdmig bw: verify %s\n", bad == UINT64_MAX ? "ok" : "MISMATCH");
-out_unmap:
-	rdmig_revoke(c);
-	if (expect)
-		munmap(expect, bp.size);
-	munmap(region, total);
-	return ret;
-}
-
-static int run_server(const struct bw_opts *o)
-{
-	struct rdmig_xport_cfg cfg = {
-	    .backend = o->backend,
-	    .host = o->host[0] ? o->host : NULL,
-	    .port = o->port,
-	    .channels = RDMIG_MAX_CHANNELS,
-	    .depth = o->depth,
-	    .auth = o->key ? rdmig_auth_psk : NULL,
-	    .auth_ctx = (void *)o->key,
-	    .tls = o->tls,
-	    .tls_key = o->key ? o->key->key : NULL,
-	    .tls_key_len = o->key ? o->key->len : 0,
-	};
-	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_listener *l;
-	struct rdmig_conn *c;
-	int ret;
-
-	ret = rdmig_listen(&cfg, &l, &err);
-	if (ret) {
-		fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
-		return RDMIG_EXIT_FAIL;
-	}
-	fprintf(stderr, "rdmig bw: listening on %s port %u (%s)\n", o->host[0] ? o->host : "*",
-		rdmig_listener_port(l), rdmig_backend_name(o->backend));
-	for (;;) {
-		rdmig_err_clear(&err);
-		ret = rdmig_accept(l, -1, &c, &err);
-		if (ret) {
-			fprintf(stderr, "rdmig bw: accept: %s\n", rdmig_err_str(&err));
-			if (o->once)
-				break;
-			continue;
-		}
-		ret = serve_one(c, &err);
+		g.size |= opt == 's';
+		g.duration |= opt == 'D';
+		ret = mode_opt(o, &g, opt, optarg, argc, argv);
+		if (ret == -1)
+			ret = size_opt(o, opt, optarg, &err);
+		if (ret == -1)
+			return cli_usage_error(CMD, "unknown option");
 		if (ret)
-			fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
-		rdmig_conn_destroy(c);
-		if (o->once)
-			break;
+			return ret;
 	}
-	rdmig_listener_destroy(l);
-	return ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
+	if (o->all && g.size)
+		return cli_usage_error(CMD, "-a runs every size: drop -s");
+	if (o->all && !g.duration)
+		o->duration = SWEEP_DURATION;
+	if (!o->all && o->size * o->channels > BW_MAX_TOTAL)
+		return cli_usage_error(CMD, "--size x --channels must stay within 4G");
+	ret = address(o, &g, argc, argv);
+	if (!ret)
+		ret = backend(o);
+	if (ret)
+		return ret;
+	o->cfg.host = o->host[0] ? o->host : NULL;
+	o->cfg.port = o->port;
+	o->cfg.depth = o->depth;
+	return -1;
 }
 
-/* ---- client ------------------------------------------------------------ */
+/* ---- report ------------------------------------------------------------ */
 
-struct writer {
-	struct rdmig_conn *c;
-	unsigned chan;
-	uint32_t lreg, rreg;
-	uint64_t size;
-	double deadline;
-	uint64_t msgs;
-	int ret;
-	struct rdmig_err err;
-};
-
-static void *writer_thread(void *arg)
+/* The device the numbers are for: -d, else the host's only one; NULL unknown or tcp. */
+static const char *report_device(const struct bw_opts *o, char *buf, size_t len)
 {
-	struct writer *w = arg;
-	struct rdmig_run run = {
-	    .lreg = w->lreg,
-	    .rreg = w->rreg,
-	    .loff = w->chan * w->size,
-	    .roff = w->chan * w->size,
-	    .len = w->size,
-	};
-
-	/* Check the clock every 16 writes: a syscall per write would show in the figure. */
-	do {
-		for (int i = 0; i < 16; i++) {
-			w->ret = rdmig_write(w->c, w->chan, &run, 1, &w->err);
-			if (w->ret)
-				goto out;
-			w->msgs++;
-		}
-	} while (rdmig_now_s() < w->deadline);
-	w->ret = rdmig_fence(w->c, w->chan, 1, &w->err);
-out:
-	if (w->ret)
-		rdmig_conn_abort(w->c, w->ret, rdmig_err_str(&w->err));
-	return NULL;
+	if (o->cfg.backend != RDMIG_BACKEND_RDMA)
+		return NULL;
+	if (o->device)
+		return o->device;
+	return rdmig_rdma_devices(buf, len) == 1 ? buf : NULL;
 }
+
+/* Sizes to measure: one, or the -a sweep. */
+static unsigned sizes_to_run(const struct bw_opts *o, const char *dev, uint64_t *sizes)
+{
+	bool soft = o->cfg.backend == RDMIG_BACKEND_TCP || (dev && rdmig_topo_ibdev_software(dev));
+	unsigned n = 0;
+
+	if (!o->all) {
+		sizes[0] = o->size;
+		return 1;
+	}
+	for (unsigned k = soft ? SWEEP_MIN_LOG_SOFT : SWEEP_MIN_LOG; k <= SWEEP_MAX_LOG; k++)
+		if ((1ull << k) * o->channels <= BW_MAX_TOTAL)
+			sizes[n++] = 1ull << k;
+	return n;
+}
+
+/* Totals over every size measured, as one result. */
+static struct bw_result total_of(const struct bw_result *r, unsigned n)
+{
+	struct bw_result t = {.size = n == 1 ? r[0].size : 0, .peak_bps = -1};
+
+	for (unsigned i = 0; i < n; i++) {
+		t.msgs += r[i].msgs;
+		t.secs += r[i].secs;
+		t.src_cpu_s += r[i].src_cpu_s;
+		t.dst_cpu_s += r[i].dst_cpu_s;
+		t.bytes_on_wire += r[i].bytes_on_wire;
+		if (r[i].peak_bps > t.peak_bps)
+			t.peak_bps = r[i].peak_bps;
+	}
+	return t;
+}
+
+static uint64_t bytes_of(const struct bw_result *r, const struct bw_result *all, unsigned n)
+{
+	uint64_t b = 0;
+
+	if (r->size)
+		return r->msgs * r->size;
+	for (unsigned i = 0; i < n; i++)
+		b += all[i].msgs * all[i].size;
+	return b;
+}
+
+/* The figures of one result (or of the totals) into j. */
+static void figures_json(json_t *j, const struct bw_result *r, uint64_t bytes)
+{
+	double gib = (double)bytes / (1024.0 * 1024 * 1024);
+	double secs = r->secs > 0 ? r->secs : 1e-9;
+
+	cli_jset(j, "msg_bytes", r->size ? cli_juint(r->size) : json_null());
+	cli_jset(j, "iterations", cli_juint(r->msgs));
+	cli_jset(j, "bytes", cli_juint(bytes));
+	cli_jset(j, "total_ms", cli_jreal(r->secs * 1e3, 1));
+	cli_jset(j, "avg_gbps", cli_jreal((double)bytes * 8 / secs / 1e9, 4));
+	cli_jset(j, "peak_gbps",
+		 r->peak_bps >= 0 ? cli_jreal(r->peak_bps * 8 / 1e9, 4) : json_null());
+	cli_jset(j, "avg_mib_s", cli_jreal((double)bytes / secs / 1048576.0, 2));
+	cli_jset(j, "peak_mib_s",
+		 r->peak_bps >= 0 ? cli_jreal(r->peak_bps / 1048576.0, 2) : json_null());
+	cli_jset(j, "msg_rate", cli_jreal((double)r->msgs / secs, 1));
+	cli_jset(j, "src_cpu_s_per_gib", cli_jreal(gib > 0 ? r->src_cpu_s / gib : 0, 4));
+	cli_jset(j, "dst_cpu_s_per_gib", cli_jreal(gib > 0 ? r->dst_cpu_s / gib : 0, 4));
+	cli_jset(j, "bytes_on_wire", cli_juint(r->bytes_on_wire));
+}
+
+static const char *verify_name(const struct bw_opts *o, const struct bw_result *r, unsigned n)
+{
+	if (!o->verify)
+		return "off";
+	for (unsigned i = 0; i < n; i++)
+		if (r[i].verify != 1)
+			return "mismatch";
+	return n ? "ok" : "off";
+}
+
+static void report_json(const struct bw_opts *o, const char *dev, const struct bw_result *r,
+			unsigned n, int ret, const char *errmsg)
+{
+	json_t *j = cli_json_summary(CMD, ret, errmsg), *arr = json_array();
+	struct bw_result t = total_of(r, n);
+
+	if (!j || !arr) {
+		json_decref(j);
+		json_decref(arr);
+		return;
+	}
+	cli_jset(j, "side", json_string("client"));
+	cli_jset(j, "backend", json_string(rdmig_backend_name(o->cfg.backend)));
+	cli_jset(j, "device", cli_jstr(dev));
+	cli_jset(j, "channels", json_integer(o->channels));
+	cli_jset(j, "depth", json_integer(o->depth));
+	cli_jset(j, "verify", json_string(verify_name(o, r, n)));
+	cli_jset(j, "compress_level", json_integer(o->compress));
+	figures_json(j, &t, bytes_of(&t, r, n));
+	for (unsigned i = 0; i < n; i++) {
+		json_t *one = json_object();
+
+		if (one)
+			figures_json(one, &r[i], bytes_of(&r[i], r, n));
+		json_array_append_new(arr, one);
+	}
+	cli_jset(j, "results", arr);
+	cli_json_print(j, false);
+}
+
+#define ROW_FMT " %-10s %-14s %-18s %-19s %s\n"
+
+static void table_header(const struct bw_opts *o, const char *dev)
+{
+	const char *unit = o->report_gbits ? "Gb/s" : "MiB/s";
+	char peak[32], avg[32];
+
+	printf("rdmig bw: %s backend%s%s%s, %u channel(s), depth %u, %.3g s per size\n",
+	       rdmig_backend_name(o->cfg.backend), dev ? " (" : "", dev ? dev : "", dev ? ")" : "",
+	       o->channels, o->depth, o->duration);
+	snprintf(peak, sizeof(peak), "BW peak[%s]", unit);
+	snprintf(avg, sizeof(avg), "BW average[%s]", unit);
+	printf(ROW_FMT, "#bytes", "#iterations", peak, avg, "MsgRate[Mpps]");
+	fflush(stdout);
+}
+
+static double in_unit(const struct bw_opts *o, double bytes_per_s)
+{
+	return o->report_gbits ? bytes_per_s * 8 / 1e9 : bytes_per_s / 1048576.0;
+}
+
+static void table_row(const struct bw_opts *o, const struct bw_result *r)
+{
+	double secs = r->secs > 0 ? r->secs : 1e-9;
+	char c[5][32];
+
+	snprintf(c[0], sizeof(c[0]), "%" PRIu64, r->size);
+	snprintf(c[1], sizeof(c[1]), "%" PRIu64, r->msgs);
+	if (r->peak_bps >= 0)
+		snprintf(c[2], sizeof(c[2]), "%.2f", in_unit(o, r->peak_bps));
+	else
+		snprintf(c[2], sizeof(c[2]), "-");
+	snprintf(c[3], sizeof(c[3]), "%.2f", in_unit(o, (double)(r->msgs * r->size) / secs));
+	snprintf(c[4], sizeof(c[4]), "%.6f", (double)r->msgs / secs / 1e6);
+	printf(ROW_FMT, c[0], c[1], c[2], c[3], c[4]);
+	fflush(stdout);
+}
+
+static void report_text(const struct bw_opts *o, const struct bw_result *r, unsigned n)
+{
+	struct bw_result t = total_of(r, n);
+	uint64_t bytes = bytes_of(&t, r, n);
+	double secs = t.secs > 0 ? t.secs : 1e-9, gib = (double)bytes / (1024.0 * 1024 * 1024);
+	char by[32];
+
+	if (!n)
+		return;
+	printf("  bandwidth      average %.3f Gb/s (%.1f MiB/s)", (double)bytes * 8 / secs / 1e9,
+	       (double)bytes / secs / 1048576.0);
+	if (t.peak_bps >= 0)
+		printf(", peak %.3f Gb/s", t.peak_bps * 8 / 1e9);
+	printf("%s\n", n > 1 ? " (all sizes)" : "");
+	printf("  bytes moved    %s in %.3f s\n", rdmig_fmt_size(bytes, by, sizeof(by)), t.secs);
+	printf("  cpu per GiB    source %.3f s, destination %.3f s\n",
+	       gib > 0 ? t.src_cpu_s / gib : 0, gib > 0 ? t.dst_cpu_s / gib : 0);
+	if (o->verify)
+		printf("  verify         %s\n",
+		       !strcmp(verify_name(o, r, n), "ok") ? "ok" : "MISMATCH");
+	if (o->compress)
+		printf("  compression    zstd level %d, %s on the wire (ratio %.2f)\n", o->compress,
+		       rdmig_fmt_size(t.bytes_on_wire, by, sizeof(by)),
+		       t.bytes_on_wire ? (double)bytes / (double)t.bytes_on_wire : 0);
+}
+
+/* ---- command ----------------------------------------------------------- */
 
 static int run_client(const struct bw_opts *o)
 {
-	struct rdmig_xport_cfg cfg = {
-	    .backend = o->backend,
-	    .host = o->host,
-	    .port = o->port,
-	    .channels = o->channels,
-	    .depth = o->depth,
-	    .auth = o->key ? rdmig_auth_psk : NULL,
-	    .auth_ctx = (void *)o->key,
-	    .compress_level = o->compress,
-	    .tls = o->tls,
-	    .tls_key = o->key ? o->key->key : NULL,
-	    .tls_key_len = o->key ? o->key->len : 0,
-	};
+	uint64_t sizes[SWEEP_MAX_LOG + 1];
+	struct bw_result r[SWEEP_MAX_LOG + 1];
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_xport_stats xs;
-	struct writer w[RDMIG_MAX_CHANNELS];
-	pthread_t th[RDMIG_MAX_CHANNELS];
-	uint8_t buf[BW_PARAMS_LEN], res[64];
-	uint64_t total = o->size * o->channels, msgs = 0, bytes, verify = 0, bad = 0;
-	double t0, t1, cpu0, cpu1, secs, srv_cpu, gib;
-	struct rdmig_conn *c = NULL;
-	uint8_t *region = NULL;
-	unsigned started = 0;
-	uint32_t lreg;
-	uint16_t type;
-	size_t len;
-	int ret;
+	char names[256];
+	const char *dev = report_device(o, names, sizeof(names));
+	unsigned n = sizes_to_run(o, dev, sizes), done = 0;
+	int ret = 0;
 
-	region = map_region(total);
-	if (!region) {
-		fprintf(stderr, "rdmig bw: cannot allocate %" PRIu64 " bytes\n", total);
-		return RDMIG_EXIT_FAIL;
+	if (!o->json)
+		table_header(o, dev);
+	for (unsigned i = 0; i < n && !ret; i++) {
+		ret = bw_measure(o, sizes[i], i + 1 < n, &r[i], &err);
+		/* A verify mismatch still measured the size: report it. */
+		if (!ret || r[i].verify == 2)
+			done++;
+		if (!o->json && done > i)
+			table_row(o, &r[i]);
 	}
-	for (unsigned ch = 0; ch < o->channels; ch++)
-		fill_pattern(region + ch * o->size, o->size, o->seed);
-	ret = rdmig_connect(&cfg, &c, &err);
 	if (ret)
-		goto out;
-	rdmig_put_be64(buf, o->size);
-	rdmig_put_be32(buf + 8, o->channels);
-	rdmig_put_be32(buf + 12, o->verify);
-	rdmig_put_be64(buf + 16, o->seed);
-	rdmig_put_be64(buf + 24, 0);
-	ret = rdmig_ctrl_send(c, BW_MSG_PARAMS, buf, sizeof(buf), &err);
-	if (ret)
-		goto out;
-	ret = rdmig_reg(c, "bw", region, total, 0, &lreg, &err);
-	if (ret)
-		goto out;
-	ret = rdmig_recv_layout(c, BW_TIMEOUT_MS, &err);
-	if (ret)
-		goto out;
-	if (rdmig_remote_count(c) != 1 || rdmig_remote_get(c, 0)->len != total) {
-		ret = rdmig_seterr(&err, -EPROTO, "server exposed an unexpected layout");
-		goto out;
-	}
-	cpu0 = cpu_s();
-	t0 = rdmig_now_s();
-	for (unsigned i = 0; i < o->channels; i++) {
-		w[i] = (struct writer){.c = c,
-				       .chan = i,
-				       .lreg = lreg,
-				       .rreg = rdmig_remote_get(c, 0)->id,
-				       .size = o->size,
-				       .deadline = t0 + o->duration,
-				       .err = RDMIG_ERR_INIT};
-		if (pthread_create(&th[i], NULL, writer_thread, &w[i])) {
-			ret = rdmig_seterr(&err, -EAGAIN, "cannot start a writer thread");
-			rdmig_conn_abort(c, ret, "client out of threads");
-			break;
-		}
-		started++;
-	}
-	for (unsigned i = 0; i < started; i++) {
-		pthread_join(th[i], NULL);
-		msgs += w[i].msgs;
-		if (w[i].ret && !ret) {
-			err = w[i].err;
-			ret = w[i].ret;
-		}
-	}
-	t1 = rdmig_now_s();
-	cpu1 = cpu_s();
-	if (ret)
-		goto out;
-	ret = rdmig_ctrl_send(c, BW_MSG_DONE, NULL, 0, &err);
-	if (ret)
-		goto out;
-	ret = rdmig_ctrl_recv(c, &type, res, sizeof(res), &len, BW_TIMEOUT_MS, &err);
-	if (ret)
-		goto out;
-	if (type != BW_MSG_RESULT || len != BW_RESULT_LEN) {
-		ret = rdmig_seterr(&err, -EPROTO, "malformed bw RESULT from server");
-		goto out;
-	}
-	srv_cpu = (double)rdmig_get_be64(res) / 1e6;
-	verify = rdmig_get_be64(res + 8);
-	bad = rdmig_get_be64(res + 16);
-
-	rdmig_xport_stats(c, &xs);
-	bytes = msgs * o->size;
-	secs = t1 - t0;
-	gib = (double)bytes / (1024.0 * 1024 * 1024);
-	if (o->json) {
-		printf("{\"backend\":\"%s\",\"size\":%" PRIu64 ",\"channels\":%u,\"depth\":%u,"
-		       "\"bytes\":%" PRIu64 ",\"messages\":%" PRIu64 ",\"seconds\":%.6f,"
-		       "\"gbps\":%.4f,\"mib_per_s\":%.2f,\"msg_rate\":%.1f,"
-		       "\"src_cpu_s_per_gib\":%.4f,\"dst_cpu_s_per_gib\":%.4f,\"verify\":\"%s\","
-		       "\"compress_level\":%d,\"bytes_on_wire\":%" PRIu64 "}\n",
-		       rdmig_backend_name(o->backend), o->size, o->channels, o->depth, bytes, msgs,
-		       secs, (double)bytes * 8 / secs / 1e9, (double)bytes / secs / 1048576.0,
-		       (double)msgs / secs, gib > 0 ? (cpu1 - cpu0) / gib : 0,
-		       gib > 0 ? srv_cpu / gib : 0,
-		       verify == 0   ? "off"
-		       : verify == 1 ? "ok"
-				     : "mismatch",
-		       o->compress, xs.bytes_on_wire);
-	} else {
-		char sz[32], by[32];
-
-		printf("rdmig bw: %s backend, %u channel(s), depth %u\n",
-		       rdmig_backend_name(o->backend), o->channels, o->depth);
-		printf("  message size   %s (%" PRIu64 " bytes)\n",
-		       rdmig_fmt_size(o->size, sz, sizeof(sz)), o->size);
-		printf("  bytes moved    %s (%" PRIu64 " bytes, %" PRIu64 " messages)\n",
-		       rdmig_fmt_size(bytes, by, sizeof(by)), bytes, msgs);
-		printf("  seconds        %.3f\n", secs);
-		printf("  bandwidth      %.3f Gb/s, %.1f MiB/s\n", (double)bytes * 8 / secs / 1e9,
-		       (double)bytes / secs / 1048576.0);
-		printf("  message rate   %.0f msg/s\n", (double)msgs / secs);
-		printf("  cpu per GiB    source %.3f s, destination %.3f s\n",
-		       gib > 0 ? (cpu1 - cpu0) / gib : 0, gib > 0 ? srv_cpu / gib : 0);
-		if (verify)
-			printf("  verify         %s\n", verify == 1 ? "ok" : "MISMATCH");
-		if (o->compress)
-			printf("  compression    zstd level %d, %s on the wire (ratio %.2f)\n",
-			       o->compress, rdmig_fmt_size(xs.bytes_on_wire, by, sizeof(by)),
-			       xs.bytes_on_wire ? (double)xs.bytes_written / xs.bytes_on_wire : 0);
-	}
-	if (verify == 2) {
-		fprintf(stderr,
-			"rdmig bw: verify failed: first wrong byte at offset %" PRIu64
-			" of the destination region\n",
-			bad);
-		ret = -EIO;
-	}
-out:
-	if (ret && err.code)
 		fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
-	rdmig_conn_destroy(c);
-	munmap(region, total);
+	/* The summary last, so that a log of both streams ends with it. */
+	if (o->json)
+		report_json(o, dev, r, done, ret, ret ? rdmig_err_str(&err) : NULL);
+	else
+		report_text(o, r, done);
 	return ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }
 
 int cmd_bw(int argc, char **argv)
 {
+	static struct rdmig_auth_key key;
 	struct bw_opts o;
 	int ret;
 
 	ret = parse_opts(argc, argv, &o);
+	if (ret >= 0)
+		return ret;
+	ret = cli_key_setup(CMD, o.key_file, &o.cfg, &key);
 	if (ret)
-		return ret < 0 ? RDMIG_EXIT_OK : ret;
+		return ret;
 	signal(SIGPIPE, SIG_IGN);
-	{
-		static struct rdmig_auth_key key;
-		struct rdmig_err err = RDMIG_ERR_INIT;
-
-		ret = rdmig_auth_key_from_opt(o.key_file, &key, &err);
-		if (ret < 0) {
-			fprintf(stderr, "rdmig bw: %s\n", rdmig_err_str(&err));
-			return RDMIG_EXIT_FAIL;
-		}
-		if (ret > 0 && o.tls) {
-			fprintf(stderr,
-				"rdmig bw: --tls needs a pre-shared key: pass --key-file PATH "
-				"(or set $RDMIG_KEY_FILE) on both sides\n");
-			return RDMIG_EXIT_USAGE;
-		}
-		if (ret > 0)
-			fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);
-		o.key = ret ? NULL : &key;
-		ret = o.listen ? run_server(&o) : run_client(&o);
-		rdmig_auth_key_wipe(&key);
-	}
+	ret = o.listen ? bw_serve(&o) : run_client(&o);
+	rdmig_auth_key_wipe(&key);
 	return ret;
 }

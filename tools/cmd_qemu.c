@@ -16,24 +16,6 @@
 #include "relay.h"
 #include "units.h"
 
-static volatile sig_atomic_t g_stop;
-
-static void on_stop(int sig)
-{
-	(void)sig;
-	g_stop = 1;
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa = {.sa_handler = on_stop};
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
 /* "ADDR[:PORT]" for connecting: host required, default port. */
 static int parse_peer(const char *cmd, const char *s, char *host, unsigned hostlen, uint16_t *port)
 {
@@ -103,14 +85,14 @@ static int qemu_src(int argc, char **argv)
 	if (parse_peer("qemu src", peer, host, sizeof(host), &x.port))
 		return RDMIG_EXIT_USAGE;
 	x.host = host;
-	install_signals();
+	cli_install_signals();
 	if (rdmig_relay_src_start(&x, sock, &r, &err)) {
 		fprintf(stderr, "rdmig qemu src: %s\n", err.msg);
 		return RDMIG_EXIT_FAIL;
 	}
 	fprintf(stderr, "rdmig qemu src: serving %s -> %s port %u over %s\n", sock, host, x.port,
 		rdmig_backend_name(x.backend));
-	while (!g_stop)
+	while (!cli_cancel)
 		pause();
 	rdmig_relay_src_stop(r, 0);
 	return RDMIG_EXIT_OK;
@@ -201,8 +183,8 @@ static int qemu_dst(int argc, char **argv)
 	cfg.incoming_path = incoming + 5;
 	cfg.xport.host = host[0] ? host : NULL;
 	cfg.xport.port = port;
-	install_signals();
-	if (rdmig_relay_dst_run(&cfg, &g_stop, print_port, &err)) {
+	cli_install_signals();
+	if (rdmig_relay_dst_run(&cfg, &cli_cancel, print_port, &err)) {
 		fprintf(stderr, "rdmig qemu dst: %s\n", err.msg);
 		return RDMIG_EXIT_FAIL;
 	}
@@ -232,28 +214,36 @@ static void usage_migrate(FILE *f)
 		"  -b, --backend B            rdma or tcp (default tcp)\n"
 		"  -S, --socket PATH          unix socket of the in-process source relay\n"
 		"  -t, --timeout TIME         give up (and cancel) after TIME (default 10m)\n"
-		"  -j, --json                 one JSON result object on stdout\n",
+		"  -j, --json                 one JSON summary object on stdout (docs/json.md)\n",
 		RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
 }
 
+/* The summary object (docs/json.md); QEMU's own words for its states. */
 static void print_json(const struct rdmig_qemu_migrate_opts *o,
 		       const struct rdmig_qemu_migrate_result *r, int rc, const char *msg)
 {
-	json_t *j = json_pack(
-	    "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:i, s:i, s:s, s:s, s:s, s:s}",
-	    "result", rc ? "failed" : "completed", "error", rc ? msg : "", "backend",
-	    rdmig_backend_name(o->xport.backend), "total_ms", (json_int_t)r->total_ms,
-	    "downtime_ms", (json_int_t)r->downtime_ms, "setup_ms", (json_int_t)r->setup_ms,
-	    "transferred", (json_int_t)r->transferred, "relayed", (json_int_t)r->relayed, "mbps",
-	    r->mbps, "multifd", (int)o->multifd, "streams", (int)r->streams, "passes",
-	    (int)r->passes, "migration", r->mig_status, "src_status", r->src_status, "dst_status",
-	    r->dst_status, "qemu", r->src_version);
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_t *j = cli_json_summary("qemu migrate", rc, msg);
 
-	if (s)
-		printf("%s\n", s);
-	free(s);
-	json_decref(j);
+	if (!j)
+		return;
+	cli_jset(j, "backend", json_string(rdmig_backend_name(o->xport.backend)));
+	/* QEMU's migration channels: the multifd ones, or its one main channel. */
+	cli_jset(j, "channels", json_integer(o->multifd ? o->multifd : 1));
+	cli_jset(j, "multifd", json_boolean(o->multifd > 0));
+	cli_jset(j, "total_ms", json_integer(r->total_ms));
+	cli_jset(j, "downtime_ms", json_integer(r->downtime_ms));
+	cli_jset(j, "setup_ms", json_integer(r->setup_ms));
+	cli_jset(j, "bytes", cli_juint(r->transferred));
+	cli_jset(j, "relayed_bytes", cli_juint(r->relayed));
+	/* QEMU reports Mbit/s (10^6). */
+	cli_jset(j, "avg_gbps", cli_jreal(r->mbps / 1000, 4));
+	cli_jset(j, "streams", json_integer(r->streams));
+	cli_jset(j, "passes", json_integer(r->passes));
+	cli_jset(j, "migration", cli_jstr(r->mig_status));
+	cli_jset(j, "src_status", cli_jstr(r->src_status));
+	cli_jset(j, "dst_status", cli_jstr(r->dst_status));
+	cli_jset(j, "qemu", cli_jstr(r->src_version));
+	cli_json_print(j, false);
 }
 
 static int qemu_migrate(int argc, char **argv)
@@ -276,7 +266,7 @@ static int qemu_migrate(int argc, char **argv)
 	    .max_bandwidth = -1,
 	    .timeout_ms = 600000,
 	};
-	struct rdmig_qemu_migrate_result res;
+	struct rdmig_qemu_migrate_result res = {0};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	const char *dst = NULL;
 	bool json = false;
@@ -348,23 +338,23 @@ static int qemu_migrate(int argc, char **argv)
 	if (parse_peer("qemu migrate", dst, host, sizeof(host), &o.xport.port))
 		return RDMIG_EXIT_USAGE;
 	o.xport.host = host;
-	o.cancel = &g_stop;
+	o.cancel = &cli_cancel;
 	o.progress = true;
-	install_signals();
+	cli_install_signals();
 
 	rc = rdmig_qemu_migrate(&o, &res, &err);
+	if (rc)
+		fprintf(stderr, "rdmig qemu migrate: %s\n", rdmig_err_str(&err));
+	else
+		fprintf(stderr,
+			"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
+			" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s); destination %s\n",
+			res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes,
+			res.streams, rdmig_backend_name(o.xport.backend), res.dst_status);
+	/* Last, so that a log of both streams ends with the object. */
 	if (json)
 		print_json(&o, &res, rc, err.msg);
-	if (rc) {
-		fprintf(stderr, "rdmig qemu migrate: %s\n", rdmig_err_str(&err));
-		return RDMIG_EXIT_FAIL;
-	}
-	fprintf(stderr,
-		"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
-		" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s); destination %s\n",
-		res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes, res.streams,
-		rdmig_backend_name(o.xport.backend), res.dst_status);
-	return RDMIG_EXIT_OK;
+	return rc ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }
 
 static void usage(FILE *f)

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* rdmig: command dispatcher. Sub-commands live in tools/cmd_*.c. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,54 +35,6 @@ static void usage(FILE *out)
 	fprintf(out, "\n"
 		     "Run 'rdmig COMMAND --help' for the options of one command.\n"
 		     "Environment: RDMIG_LOG=error|warn|info|debug sets the log level.\n");
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "rdmig %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'rdmig %s --help'.\n", cmd);
-	return RDMIG_EXIT_USAGE;
-}
-
-int cli_parse_hostport(const char *s, char *host, unsigned hostlen, unsigned short *port)
-{
-	const char *colon, *h = s;
-	size_t hl;
-	char *end;
-	unsigned long p;
-
-	if (*s == '[') { /* [v6addr]:port */
-		const char *rb = strchr(s, ']');
-
-		if (!rb)
-			return -1;
-		h = s + 1;
-		hl = (size_t)(rb - h);
-		colon = rb[1] == ':' ? rb + 1 : NULL;
-		if (rb[1] && !colon)
-			return -1;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon && strchr(s, ':') != colon)
-			colon = NULL; /* bare IPv6 address without a port */
-		hl = colon ? (size_t)(colon - s) : strlen(s);
-	}
-	if (hl >= hostlen)
-		return -1;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	if (colon) {
-		p = strtoul(colon + 1, &end, 10);
-		if (!colon[1] || *end || p > 65535)
-			return -1;
-		*port = (unsigned short)p;
-	}
-	return 0;
 }
 
 int main(int argc, char **argv)
