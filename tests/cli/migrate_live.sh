@@ -20,6 +20,7 @@ trap 'kill $dst 2>/dev/null; rm -rf "$tmp"' EXIT
 dst=""
 
 start_dest() { # start_dest [listen options]
+	: >"$tmp/dst.err" # a stale port from the last destination must not be read
 	"$R" listen "$HOST:0" --backend "$BACKEND" --json "$@" >"$tmp/dst.json" 2>"$tmp/dst.err" &
 	dst=$!
 	port=""

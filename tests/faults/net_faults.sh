@@ -61,6 +61,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
 res_count() { rdma res show "$1" 2>/dev/null | grep -c ' pid ' || true; }
 
 start_dest() { # start_dest [listen options]: $dst, $port
+	: >"$tmp/dst.err" # a stale port from the last destination must not be read
 	"$R" listen "$HOST:0" --backend "$BACKEND" "$@" >"$tmp/dst.out" 2>"$tmp/dst.err" &
 	dst=$!
 	port=""

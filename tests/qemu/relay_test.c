@@ -166,7 +166,7 @@ static int migrate_ok(struct qh_vm *src, struct qh_vm *dst, unsigned port, const
 	       "%lld passes\n",
 	       rdmig_now_s() - t0, json_integer_value(json_object_get(j, "total_ms")),
 	       json_integer_value(json_object_get(j, "downtime_ms")),
-	       json_integer_value(json_object_get(j, "transferred")) / 1048576.0,
+	       json_integer_value(json_object_get(j, "bytes")) / 1048576.0,
 	       json_integer_value(json_object_get(j, "streams")),
 	       json_integer_value(json_object_get(j, "passes")));
 	if (json_integer_value(json_object_get(j, "streams")) != (json_int_t)streams) {
