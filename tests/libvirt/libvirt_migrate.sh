@@ -13,6 +13,8 @@
 #   relay down  the destination relay is not running: virsh migrate fails
 #               within the bound, the guest still runs on the source and
 #               stays defined there, the destination has no domain
+#   relay killed  the destination relay is killed (SIGKILL) mid-migration
+#               (--bandwidth 8, over 4 MiB sent): the same outcome
 #   migrate     the same guest, the destination relay up: virsh migrate
 #               --live --p2p --persistent --undefinesource --parallel
 #               --parallel-connections 4 succeeds; the domain runs on the
@@ -43,10 +45,10 @@ if [ $# -lt 4 ]; then
 	echo "usage: libvirt_migrate.sh RDMIG IMAGE_CHECK GUEST_IMG GUEST_MIB [RAM_MIB] | --check" >&2
 	exit 2
 fi
-R=$(realpath -e "$1") && CHK=$(realpath -e "$2") && IMG=$(realpath -e "$3") || {
+if ! R=$(realpath -e "$1") || ! CHK=$(realpath -e "$2") || ! IMG=$(realpath -e "$3"); then
 	echo "libvirt_migrate: missing: $* (build the tests first: scripts/build)"
 	exit 1
-}
+fi
 MIB=$4 RAM=${5:-64}
 
 why=$(lv_missing)
@@ -87,6 +89,34 @@ logs_and_abort() {
 
 dom_state() { lv_virsh "$1" domstate "$LV_DOM" 2>&1 | head -n1; }
 dom_names() { lv_virsh "$1" list --all --name 2>&1 | tr '\n' ' '; }
+persistent() { lv_virsh "$1" dominfo "$LV_DOM" | grep -q '^Persistent: *yes'; }
+# expect WHAT CMD...: WHAT passes when CMD succeeds, else fails.
+expect() {
+	local what=$1
+	shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+# still_on_source: after a failed migration the guest runs on the source and
+# is still defined there; the destination has no domain.
+still_on_source() {
+	local st names
+	st=$(dom_state src)
+	expect "source domain state: running (virsh domstate: $st)" [ "$st" = running ]
+	expect "guest still runs on the source" lv_guest_runs src
+	expect "guest still defined (persistent) on the source" persistent src
+	names=$(dom_names dst)
+	expect "no domain on the destination (virsh list --all: '${names% }')" [ -z "${names// /}" ]
+}
+
+# failed_in_time: virsh migrate ($RC) failed, and not by hitting its bound.
+failed_in_time() { [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ]; }
+
+# ram_sent: bytes of RAM the source QEMU has sent in this migration.
+ram_sent() {
+	lv_virsh src qemu-monitor-command "$LV_DOM" '{"execute":"query-migrate"}' 2>/dev/null |
+		grep -o '"transferred": *[0-9]*' | head -n1 | grep -o '[0-9]*$'
+}
 
 # migrate: lv_migrate, its output in $OUT, its status in $RC.
 migrate() {
@@ -106,19 +136,17 @@ if [ -n "$us" ] && [ "$us" != "$ud" ]; then pass "distinct host UUIDs"; else fai
 step "the guest: $RAM MiB, incrementing ${MIB} MiB from $LV_GUEST_START, TCG"
 lv_relay_key || logs_and_abort "cannot write the relay key"
 lv_guest_files "$IMG" "$RAM" || logs_and_abort "cannot prepare the guest's files"
-lv_virsh src define "$LV_DIR/guest/domain.xml" >/dev/null && lv_virsh src start "$LV_DOM" >/dev/null ||
+if ! lv_virsh src define "$LV_DIR/guest/domain.xml" >/dev/null ||
+	! lv_virsh src start "$LV_DOM" >/dev/null; then
 	logs_and_abort "the guest does not start on the source"
+fi
 lv_guest_runs src || logs_and_abort "the guest does not run on the source"
 pass "guest running on the source"
 
 step "relay down: the destination relay is not running"
 lv_relay_src src "$R" || logs_and_abort "rdmig qemu src did not start"
 migrate
-if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ]; then
-	pass "virsh migrate fails (exit $RC)"
-else
-	fail "virsh migrate exited $RC with the destination relay down"
-fi
+expect "virsh migrate fails (exit $RC)" failed_in_time
 # The cause must be the missing relay, not a set-up problem on the way.
 why=$(grep -m1 "destination relay $LV_NET.2:$LV_RELAY_PORT" "$LV_DIR/src/relay.log")
 if [ -n "$why" ]; then
@@ -126,14 +154,33 @@ if [ -n "$why" ]; then
 else
 	fail "the source relay's log does not name the destination relay: $(cat "$LV_DIR/src/relay.log")"
 fi
-st=$(dom_state src)
-[ "$st" = running ] && pass "source domain state: running" || fail "source domain state: $st"
-lv_guest_runs src && pass "guest still runs on the source" || fail "guest stopped on the source"
-lv_virsh src dominfo "$LV_DOM" | grep -q '^Persistent: *yes' &&
-	pass "guest still defined on the source" || fail "guest no longer defined on the source"
-names=$(dom_names dst)
-[ -z "${names// /}" ] && pass "no domain on the destination" || fail "destination has: $names"
+still_on_source
 [ "$fails" -eq 0 ] || logs_and_abort "the failed migration did not leave the guest on the source"
+
+step "relay killed: the destination relay dies mid-migration"
+lv_relay_dst dst "$R" || logs_and_abort "rdmig qemu dst did not start"
+# 8 MiB/s: the migration is still under way when the relay is killed.
+lv_migrate --bandwidth 8 >"$LV_DIR/migrate.out" 2>&1 &
+mig=$!
+sent=0
+for _ in $(seq 300); do
+	sent=$(ram_sent)
+	[ "${sent:-0}" -gt $((4 << 20)) ] && break
+	kill -0 "$mig" 2>/dev/null || break
+	sleep 0.1
+done
+if [ "${sent:-0}" -gt $((4 << 20)) ]; then
+	lv_relay_stop dst KILL
+	pass "killed the destination relay with $((sent >> 20)) MiB sent"
+else
+	fail "the migration never got 4 MiB through (sent ${sent:-nothing}) within 30 s"
+fi
+wait "$mig"
+RC=$?
+cat "$LV_DIR/migrate.out"
+expect "virsh migrate fails (exit $RC)" failed_in_time
+still_on_source
+[ "$fails" -eq 0 ] || logs_and_abort "the cut migration did not leave the guest on the source"
 
 step "migrate: the destination relay up"
 lv_relay_dst dst "$R" || logs_and_abort "rdmig qemu dst did not start"
@@ -147,11 +194,9 @@ case " $names " in
 *) pass "guest gone from the source (virsh list --all: '${names% }')" ;;
 esac
 st=$(dom_state dst)
-[ "$st" = running ] && pass "destination domain state: running" || fail "destination domain state: $st"
-lv_virsh dst dominfo "$LV_DOM" | grep -q '^Persistent: *yes' &&
-	pass "guest persistent on the destination" || fail "guest not persistent on the destination"
-lv_guest_runs dst && pass "guest runs on the destination (its counter moves)" ||
-	fail "guest does not run on the destination"
+expect "destination domain state: running (virsh domstate: $st)" [ "$st" = running ]
+expect "guest persistent on the destination" persistent dst
+expect "guest runs on the destination (its counter moves)" lv_guest_runs dst
 want=$((LV_PARALLEL + 1))
 ns=$(grep -c 'src stream [0-9]*: open' "$LV_DIR/src/relay.log")
 nd=$(grep -c 'dst stream [0-9]*: open' "$LV_DIR/dst/relay.log")
@@ -164,11 +209,10 @@ fi
 step "memory: guest paused on the destination, range dumped and checked"
 lv_virsh dst suspend "$LV_DOM" >/dev/null || fail "virsh suspend on the destination"
 st=$(dom_state dst)
-[ "$st" = paused ] && pass "destination domain state: paused" || fail "destination state: $st"
+expect "destination domain state: paused (virsh domstate: $st)" [ "$st" = paused ]
 d="$LV_DIR/guest/dump"
 if lv_guest_dump dst "$d/a" "$MIB" && sleep 0.2 && lv_guest_dump dst "$d/b" "$MIB"; then
-	cmp -s "$d/a" "$d/b" && pass "memory stable while paused" ||
-		fail "guest memory changes while paused"
+	expect "memory stable while paused (two dumps compared)" cmp -s "$d/a" "$d/b"
 	# The checker must be able to fail: a stale counter in the middle page.
 	cp "$d/a" "$d/bad"
 	off=$(((MIB << 20) / 2))

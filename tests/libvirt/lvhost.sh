@@ -82,7 +82,7 @@ lv_virsh() {
 # output in LOG; PIDFILE gets its pid as this machine sees it (nsenter's
 # child: a signal to nsenter would not reach it).
 lv_bg() {
-	local name=$1 pidfile=$2 log=$3 ns i pid
+	local name=$1 pidfile=$2 log=$3 ns pid
 	shift 3
 	ns=$(lv_pid "$name") || return 1
 	if [ -n "${LV_LIFE_FD:-}" ]; then
@@ -92,7 +92,7 @@ lv_bg() {
 	fi
 	ns=$!
 	disown "$ns"
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		pid=$(pgrep -P "$ns" | head -n1)
 		[ -n "$pid" ] && break
 		kill -0 "$ns" 2>/dev/null || break
@@ -167,7 +167,7 @@ lv_lifeline() {
 # lv_host_up NAME IP: start host NAME; lv_link gives it address IP, on which
 # its libvirtd (lv_libvirtd) listens for qemu+tcp.
 lv_host_up() {
-	local name=$1 ip=$2 d="$LV_DIR/$1" up pid i
+	local name=$1 ip=$2 d="$LV_DIR/$1" up pid
 	mkdir -p "$d"/{etc,lib,log,cache}
 	rm -f "$d/ready"
 	lv_conf "$d" "$ip"
@@ -181,7 +181,7 @@ lv_host_up() {
 	fi
 	up=$!
 	disown "$up"
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ -e "$d/ready" ] && break
 		kill -0 "$up" 2>/dev/null || break
 		sleep 0.1
@@ -211,10 +211,10 @@ lv_link() {
 # reaches it. The migration socket's directory is part of a host's set-up,
 # as it would be on a real one: relays come and go.
 lv_libvirtd() {
-	local name=$1 d="$LV_DIR/$1" i
+	local name=$1 d="$LV_DIR/$1"
 	lv_sock_dir "$name" || return 1
 	lv_bg "$name" "$d/libvirtd.pid" "$d/libvirtd.out" libvirtd --listen
-	for i in $(seq 60); do
+	for _ in $(seq 60); do
 		if lv_virsh "$name" version >/dev/null 2>&1; then
 			return 0
 		fi
@@ -253,11 +253,11 @@ lv_migrate() {
 
 # lv_host_down NAME: end host NAME and everything it started.
 lv_host_down() {
-	local name=$1 pid i
+	local name=$1 pid
 	pid=$(lv_pid "$name") || return 0
 	# Killing a pid namespace's init kills every process in it.
 	kill -KILL "$pid" 2>/dev/null
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -297,12 +297,12 @@ lv_sock_dir() {
 # the destination QEMU's incoming socket; waits (10 s) until it listens.
 # Its log, with a line per stream opened, is LV_DIR/NAME/relay.log.
 lv_relay_dst() {
-	local name=$1 rdmig=$2 log="$LV_DIR/$1/relay.log" i
+	local name=$1 rdmig=$2 log="$LV_DIR/$1/relay.log"
 	: >"$log"
 	RDMIG_LOG=info lv_bg "$name" "$LV_DIR/$name/relay.pid" "$log" \
 		"$rdmig" qemu dst --listen "$LV_NET.2:$LV_RELAY_PORT" \
 		--qemu-incoming "unix:$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}"
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		grep -q '^listening ' "$log" && return 0
 		kill -0 "$(cat "$LV_DIR/$name/relay.pid")" 2>/dev/null || break
 		sleep 0.1
@@ -316,12 +316,12 @@ lv_relay_dst() {
 # every connection of the source QEMU to the destination relay; waits (10 s)
 # until the socket exists and QEMU's group may connect to it.
 lv_relay_src() {
-	local name=$1 rdmig=$2 log="$LV_DIR/$1/relay.log" i
+	local name=$1 rdmig=$2 log="$LV_DIR/$1/relay.log"
 	: >"$log"
 	RDMIG_LOG=info lv_bg "$name" "$LV_DIR/$name/relay.pid" "$log" \
 		"$rdmig" qemu src --connect "$LV_NET.2:$LV_RELAY_PORT" \
 		--socket "$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}" "${LV_RELAY_SOCK_OPTS[@]}"
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		if lv_in "$name" test -S "$LV_SOCK"; then
 			[ ${#LV_RELAY_SOCK_OPTS[@]} -ne 0 ] && return 0
 			lv_in "$name" chgrp "$LV_QEMU_GROUP" "$LV_SOCK" &&
@@ -336,12 +336,13 @@ lv_relay_src() {
 	return 1
 }
 
-# lv_relay_stop NAME: stop the relay of host NAME (SIGTERM, then SIGKILL after 5 s).
+# lv_relay_stop NAME [SIGNAL]: stop the relay of host NAME with SIGNAL (TERM),
+# then SIGKILL after 5 s.
 lv_relay_stop() {
-	local f="$LV_DIR/$1/relay.pid" pid i
+	local f="$LV_DIR/$1/relay.pid" pid
 	pid=$(cat "$f" 2>/dev/null) || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do
+	kill -"${2:-TERM}" "$pid" 2>/dev/null
+	for _ in $(seq 50); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -351,7 +352,7 @@ lv_relay_stop() {
 
 # ---- the guest -------------------------------------------------------------------
 
-LV_DOM=rdmig-guest
+LV_DOM='rdmig-guest'
 # Where the guest increments (tests/qemu/guest.S GUEST_START).
 LV_GUEST_START=0x100000
 
@@ -403,10 +404,10 @@ lv_guest_byte() {
 # lv_guest_runs NAME: the guest's counter moves within 10 s (a loaded host
 # may not schedule a TCG vCPU for a while).
 lv_guest_runs() {
-	local first now i
+	local first now
 	first=$(lv_guest_byte "$1")
 	[ -n "$first" ] || return 1
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		sleep 0.1
 		now=$(lv_guest_byte "$1")
 		[ -n "$now" ] && [ "$now" != "$first" ] && return 0
