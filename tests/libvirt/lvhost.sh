@@ -241,12 +241,13 @@ lv_pair_up() {
 # libvirt's unix-socket migration, bounded by $LV_MIGRATE_BOUND_S. libvirt
 # 9.0 refuses --listen-address with a unix:// URI: the destination QEMU
 # listens on the --migrateuri path itself, so both ends use one path.
+# LV_PARALLEL=0: one connection, no multifd.
 LV_MIGRATE_BOUND_S=180
 LV_PARALLEL=4
 lv_migrate() {
-	local a=(migrate --live --p2p --persistent --undefinesource --parallel
-		--parallel-connections "$LV_PARALLEL" --migrateuri "unix://$LV_SOCK" "$@"
-		"$LV_DOM" "$LV_DST_URI")
+	local a=(migrate --live --p2p --persistent --undefinesource)
+	[ "$LV_PARALLEL" -gt 0 ] && a+=(--parallel --parallel-connections "$LV_PARALLEL")
+	a+=(--migrateuri "unix://$LV_SOCK" "$@" "$LV_DOM" "$LV_DST_URI")
 	echo "+ virsh ${a[*]}"
 	lv_in src timeout "$LV_MIGRATE_BOUND_S" virsh -q -c qemu:///system "${a[@]}"
 }
@@ -364,6 +365,10 @@ lv_guest_files() {
 	local img=$1 mib=$2 g="$LV_DIR/guest"
 	install -d -m 0755 "$g" && install -d -m 0700 -o "$LV_QEMU_USER" "$g/dump" || return 1
 	cp "$img" "$g/disk.img" && truncate -s 1M "$g/disk.img" || return 1
+	if ! runuser -u "$LV_QEMU_USER" -- test -r "$g/disk.img"; then
+		lv_log "$LV_QEMU_USER cannot read $g/disk.img: every directory above $LV_DIR must be searchable by others (TMPDIR=/tmp)"
+		return 1
+	fi
 	cat >"$g/domain.xml" <<-EOF
 		<domain type='qemu'>
 		  <name>$LV_DOM</name>
