@@ -279,7 +279,7 @@ LV_RELAY_PORT=18515
 LV_RELAY_KEY_OPTS=()
 # The source QEMU runs as $LV_QEMU_USER and must be able to connect to the
 # relay's socket. Until `rdmig qemu src` takes --socket-mode/--socket-group
-# (issue #12), lv_relay_src changes it after the fact. Switch to:
+# (issue #12), lv_src_ready changes it after the fact. Switch to:
 #   LV_RELAY_SOCK_OPTS=(--socket-mode 0660 --socket-group "$LV_QEMU_GROUP")
 LV_RELAY_SOCK_OPTS=()
 
@@ -294,47 +294,46 @@ lv_sock_dir() {
 	lv_in "$1" install -d -m 0770 -g "$LV_QEMU_GROUP" "$LV_SOCK_DIR"
 }
 
-# lv_relay_dst NAME RDMIG: `rdmig qemu dst` on host NAME ($LV_NET.2), feeding
-# the destination QEMU's incoming socket; waits (10 s) until it listens.
-# Its log, with a line per stream opened, is LV_DIR/NAME/relay.log.
-lv_relay_dst() {
-	local name=$1 rdmig=$2 log="$LV_DIR/$1/relay.log"
+# lv_relay NAME READY CMD...: start the relay CMD in host NAME, its log (with
+# a line per stream opened) in LV_DIR/NAME/relay.log, and wait (10 s) until
+# `READY NAME LOG` succeeds.
+lv_relay() {
+	local name=$1 ready=$2 log="$LV_DIR/$1/relay.log"
+	shift 2
 	: >"$log"
-	RDMIG_LOG=info lv_bg "$name" "$LV_DIR/$name/relay.pid" "$log" \
-		"$rdmig" qemu dst --listen "$LV_NET.2:$LV_RELAY_PORT" \
-		--qemu-incoming "unix:$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}"
+	RDMIG_LOG=info lv_bg "$name" "$LV_DIR/$name/relay.pid" "$log" "$@"
 	for _ in $(seq 100); do
-		grep -q '^listening ' "$log" && return 0
+		"$ready" "$name" "$log" && return 0
 		kill -0 "$(cat "$LV_DIR/$name/relay.pid")" 2>/dev/null || break
 		sleep 0.1
 	done
-	lv_log "rdmig qemu dst on host $name did not start:"
+	lv_log "rdmig $2 $3 on host $name did not start:"
 	cat "$log" >&2
 	return 1
 }
 
+lv_dst_ready() { grep -q '^listening ' "$2"; }
+
+# The socket exists and QEMU's group may connect to it.
+lv_src_ready() {
+	lv_in "$1" test -S "$LV_SOCK" || return 1
+	[ ${#LV_RELAY_SOCK_OPTS[@]} -ne 0 ] && return 0
+	lv_in "$1" chgrp "$LV_QEMU_GROUP" "$LV_SOCK" && lv_in "$1" chmod 0660 "$LV_SOCK"
+}
+
+# lv_relay_dst NAME RDMIG: `rdmig qemu dst` on host NAME ($LV_NET.2), feeding
+# the destination QEMU's incoming socket, once it listens.
+lv_relay_dst() {
+	lv_relay "$1" lv_dst_ready "$2" qemu dst --listen "$LV_NET.2:$LV_RELAY_PORT" \
+		--qemu-incoming "unix:$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}"
+}
+
 # lv_relay_src NAME RDMIG: `rdmig qemu src` on host NAME at $LV_SOCK, carrying
-# every connection of the source QEMU to the destination relay; waits (10 s)
-# until the socket exists and QEMU's group may connect to it.
+# every connection of the source QEMU to the destination relay, once QEMU
+# may connect to it.
 lv_relay_src() {
-	local name=$1 rdmig=$2 log="$LV_DIR/$1/relay.log"
-	: >"$log"
-	RDMIG_LOG=info lv_bg "$name" "$LV_DIR/$name/relay.pid" "$log" \
-		"$rdmig" qemu src --connect "$LV_NET.2:$LV_RELAY_PORT" \
+	lv_relay "$1" lv_src_ready "$2" qemu src --connect "$LV_NET.2:$LV_RELAY_PORT" \
 		--socket "$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}" "${LV_RELAY_SOCK_OPTS[@]}"
-	for _ in $(seq 100); do
-		if lv_in "$name" test -S "$LV_SOCK"; then
-			[ ${#LV_RELAY_SOCK_OPTS[@]} -ne 0 ] && return 0
-			lv_in "$name" chgrp "$LV_QEMU_GROUP" "$LV_SOCK" &&
-				lv_in "$name" chmod 0660 "$LV_SOCK" && return 0
-			break
-		fi
-		kill -0 "$(cat "$LV_DIR/$name/relay.pid")" 2>/dev/null || break
-		sleep 0.1
-	done
-	lv_log "rdmig qemu src on host $name did not start:"
-	cat "$log" >&2
-	return 1
 }
 
 # lv_relay_stop NAME [SIGNAL]: stop the relay of host NAME with SIGNAL (TERM),
