@@ -5,7 +5,9 @@
  * Order: source QMP -> destination relay control session -> compare and set
  * capabilities/parameters on both sides -> source relay -> destination
  * incoming ready -> migrate -> follow -> destination running. Every QMP reply
- * is checked; any failure after `migrate` was issued runs migrate_cancel.
+ * is checked; any failure after `migrate` was issued runs migrate_cancel,
+ * and when that comes too late (the source had completed) settle() finds
+ * out where the guest runs before anything is resumed (orchestrate.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,6 +45,9 @@ struct orch {
 	struct rdmig_qemu_migrate_result *res;
 	struct rdmig_qmp *src;
 	struct rdmig_conn *ctrl;
+	bool ctrl_lost; /* a call failed on the way: a late reply may still come */
+	enum { END_CANCELLED, END_RESUMED, END_SAID } end; /* how settle() left a failure */
+	char dst_detail[160];				   /* the destination's fence reply */
 	struct rdmig_relay_src *relay;
 	json_t *src_caps, *dst_caps;	 /* name -> bool */
 	json_t *src_params, *dst_params; /* query-migrate-parameters */
@@ -66,8 +71,10 @@ static int dst_call(struct orch *m, json_t *req, json_t **reply, struct rdmig_er
 {
 	int rc = rdmig_relay_ctrl_call(m->ctrl, req, reply, CTRL_TIMEOUT_MS, err);
 
-	if (rc && rc != -EREMOTEIO)
+	if (rc && rc != -EREMOTEIO) {
+		m->ctrl_lost = true;
 		rdmig_err_prefix(err, "lost the destination relay at %s", m->dst_addr);
+	}
 	return rc;
 }
 
@@ -129,9 +136,11 @@ static int open_sides(struct orch *m, struct rdmig_err *err)
 
 	rc = rdmig_relay_ctrl_open(&m->o->xport, &m->ctrl, err);
 	if (rc) {
-		rdmig_err_prefix(err,
-				 "destination relay at %s (is `rdmig qemu dst` running there?)",
-				 m->dst_addr);
+		/* A refused key is its own answer; anything else may be a relay not started. */
+		rdmig_err_prefix(err, "destination relay at %s%s", m->dst_addr,
+				 rc == -EACCES || rc == -EPERM || rc == -EREMOTEIO
+				     ? ""
+				     : " (is `rdmig qemu dst` running there?)");
 		return rc;
 	}
 	rc = dst_call(m, json_pack("{s:s}", "op", "query"), &dq, err);
@@ -287,20 +296,50 @@ out:
 	return rc;
 }
 
+/*
+ * The private directory is mkdtemp's 0700; a socket meant for a group (a
+ * QEMU running as its own user) needs that group to be able to reach it.
+ */
+static int open_sock_dir(struct orch *m, unsigned mode, struct rdmig_err *err)
+{
+	snprintf(m->sock_dir, sizeof(m->sock_dir), "/tmp/rdmig-qemu-src-XXXXXX");
+	if (!mkdtemp(m->sock_dir)) {
+		m->sock_dir[0] = '\0';
+		return rdmig_seterr_errno(err, rdmig_neg_errno(),
+					  "cannot create a directory for the relay socket");
+	}
+	snprintf(m->sock_path, sizeof(m->sock_path), "%s/relay.sock", m->sock_dir);
+	if (m->o->socket_set_group && chown(m->sock_dir, (uid_t)-1, (gid_t)m->o->socket_gid))
+		return rdmig_seterr_errno(err, rdmig_neg_errno(),
+					  "cannot give %s group %u (this user must be root or a "
+					  "member of that group)",
+					  m->sock_dir, m->o->socket_gid);
+	if ((mode & 070) && chmod(m->sock_dir, 0710))
+		return rdmig_seterr_errno(err, rdmig_neg_errno(), "chmod 0710 %s", m->sock_dir);
+	return 0;
+}
+
 static int start_relay(struct orch *m, struct rdmig_err *err)
 {
+	struct rdmig_relay_src_cfg cfg = {.xport = m->o->xport,
+					  .path = m->sock_path,
+					  .mode = m->o->socket_mode,
+					  .set_group = m->o->socket_set_group,
+					  .gid = m->o->socket_gid};
+	unsigned mode = cfg.mode ? cfg.mode : RDMIG_RELAY_SOCK_MODE_DEFAULT;
+	int rc;
+
+	rc = rdmig_relay_sock_mode_check(mode, err);
+	if (rc)
+		return rc;
 	if (m->o->relay_socket) {
 		snprintf(m->sock_path, sizeof(m->sock_path), "%s", m->o->relay_socket);
 	} else {
-		snprintf(m->sock_dir, sizeof(m->sock_dir), "/tmp/rdmig-qemu-src-XXXXXX");
-		if (!mkdtemp(m->sock_dir)) {
-			m->sock_dir[0] = '\0';
-			return rdmig_seterr_errno(err, rdmig_neg_errno(),
-						  "cannot create a directory for the relay socket");
-		}
-		snprintf(m->sock_path, sizeof(m->sock_path), "%s/relay.sock", m->sock_dir);
+		rc = open_sock_dir(m, mode, err);
+		if (rc)
+			return rc;
 	}
-	return rdmig_relay_src_start(&m->o->xport, m->sock_path, &m->relay, err);
+	return rdmig_relay_src_start(&cfg, &m->relay, err);
 }
 
 /* ---- follow ------------------------------------------------------------------ */
@@ -510,6 +549,111 @@ static void cancel_source(struct orch *m)
 	}
 }
 
+/* The source's query-migrate status into buf; "unknown" when it cannot be read. */
+static void src_mig_status(struct orch *m, char *buf, size_t len)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	json_t *info = NULL;
+	const char *st;
+
+	snprintf(buf, len, "unknown");
+	if (!m->src || rdmig_qmp_cmd(m->src, "query-migrate", NULL, &info, QMP_TIMEOUT_MS, &e))
+		return;
+	st = json_string_value(json_object_get(info, "status"));
+	snprintf(buf, len, "%s", st ? st : "none");
+	json_decref(info);
+}
+
+/*
+ * Ask the destination relay to fence its QEMU (relay_dst.c, op "fence"):
+ * 0 with *running set when it could say, else the reason it could not. A
+ * control session that failed on the way may still deliver a late reply,
+ * so the question goes out on a fresh one then.
+ */
+static int dst_fence(struct orch *m, bool *running, char *detail, size_t len, struct rdmig_err *err)
+{
+	const char *st, *det;
+	json_t *r = NULL;
+	int rc;
+
+	if (!m->ctrl || m->ctrl_lost) {
+		rdmig_conn_destroy(m->ctrl);
+		m->ctrl = NULL;
+		m->ctrl_lost = false;
+		rc = rdmig_relay_ctrl_open(&m->o->xport, &m->ctrl, err);
+		if (rc)
+			return rdmig_err_prefix(err, "destination relay at %s", m->dst_addr), rc;
+	}
+	rc = dst_call(m, json_pack("{s:s}", "op", "fence"), &r, err);
+	if (rc)
+		return rc;
+	st = json_string_value(json_object_get(r, "status"));
+	det = json_string_value(json_object_get(r, "detail"));
+	if (!st || !json_is_boolean(json_object_get(r, "running"))) {
+		json_decref(r);
+		return rdmig_seterr(err, -EPROTO, "destination relay: malformed fence reply");
+	}
+	*running = json_is_true(json_object_get(r, "running"));
+	snprintf(m->res->dst_status, sizeof(m->res->dst_status), "%s", st);
+	snprintf(detail, len, "%s%s%s", st, det && *det ? ": " : "", det ? det : "");
+	json_decref(r);
+	return 0;
+}
+
+/*
+ * The migration failed (rc, err) after `migrate` was issued. Cancel it; if
+ * the source had completed by then, the guest has left it and only the
+ * destination can say whether it runs there (orchestrate.h has the cases).
+ */
+static int settle(struct orch *m, int rc, struct rdmig_err *err)
+{
+	struct rdmig_err ferr = RDMIG_ERR_INIT, cerr = RDMIG_ERR_INIT;
+	char ms[32];
+	bool running = false;
+
+	cancel_source(m);
+	src_mig_status(m, ms, sizeof(ms));
+	m->end = END_CANCELLED;
+	if (strcmp(ms, "completed"))
+		return rc;
+	m->end = END_SAID;
+	log_warn("the source QEMU completed but the migration failed (%s): asking the "
+		 "destination whether the guest runs there",
+		 err->msg);
+	if (dst_fence(m, &running, m->dst_detail, sizeof(m->dst_detail), &ferr)) {
+		struct rdmig_err first = *err;
+
+		m->res->outcome_unknown = true;
+		snprintf(m->res->dst_status, sizeof(m->res->dst_status), "unknown");
+		rdmig_err_clear(err);
+		/* What to do first: a message cut at its end still says it. */
+		return rdmig_seterr(err, rc,
+				    "outcome unknown: the source QEMU completed and is paused; "
+				    "whether the guest runs on the destination cannot be known. "
+				    "Check the destination QEMU (query-status): if it runs, quit "
+				    "the source; if not, resume the source with `cont`. Cause: %s; "
+				    "asking again: %s",
+				    first.msg, ferr.msg);
+	}
+	if (running) {
+		log_warn("the guest runs on the destination after all: migration completed");
+		rdmig_err_clear(err);
+		return 0;
+	}
+	if (rdmig_qmp_cmd(m->src, "cont", NULL, NULL, QMP_TIMEOUT_MS, &cerr)) {
+		rdmig_err_prefix(
+		    err,
+		    "the source QEMU completed, the destination QEMU does not run the "
+		    "guest (%s) and resuming the source failed (%s): run `cont` on the "
+		    "source QEMU",
+		    m->dst_detail, cerr.msg);
+		return rc;
+	}
+	m->res->src_resumed = true;
+	m->end = END_RESUMED;
+	return rc;
+}
+
 int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 		       struct rdmig_qemu_migrate_result *res, struct rdmig_err *err)
 {
@@ -547,7 +691,7 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 	if (!rc)
 		rc = wait_dst_running(&m, err);
 	if (rc && started)
-		cancel_source(&m);
+		rc = settle(&m, rc, err);
 	if (m.src) {
 		struct rdmig_err e = RDMIG_ERR_INIT;
 
@@ -569,8 +713,15 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 	json_decref(m.dst_caps);
 	json_decref(m.src_params);
 	json_decref(m.dst_params);
-	if (rc && started)
+	if (rc && started && m.end == END_CANCELLED)
 		rdmig_err_prefix(err, "migration to %s cancelled, source VM %s", m.dst_addr,
 				 res->src_status);
+	else if (rc && started && m.end == END_RESUMED)
+		rdmig_err_prefix(
+		    err,
+		    "migration to %s failed after the source QEMU completed; the "
+		    "destination QEMU does not run the guest (%s), so the source VM was "
+		    "resumed and is %s",
+		    m.dst_addr, m.dst_detail, res->src_status);
 	return rc;
 }

@@ -23,10 +23,13 @@ struct rdmig_qemu_migrate_opts {
 	struct rdmig_xport_cfg xport; /* destination relay: host, port, backend */
 	unsigned multifd;	      /* 0: off, else multifd-channels */
 	bool auto_converge;
-	int64_t downtime_ms;	       /* < 0: leave QEMU's */
-	int64_t max_bandwidth;	       /* bytes/s; < 0: leave QEMU's, 0: unlimited */
-	uint64_t timeout_ms;	       /* 0: none */
-	const char *relay_socket;      /* NULL: a private temporary one */
+	int64_t downtime_ms;	  /* < 0: leave QEMU's */
+	int64_t max_bandwidth;	  /* bytes/s; < 0: leave QEMU's, 0: unlimited */
+	uint64_t timeout_ms;	  /* 0: none */
+	const char *relay_socket; /* NULL: a private temporary one */
+	unsigned socket_mode;	  /* its permission bits, 0: 0600 (relay.h) */
+	bool socket_set_group;	  /* give it (and a private directory) group socket_gid */
+	unsigned socket_gid;
 	volatile sig_atomic_t *cancel; /* set (by a signal handler) to cancel */
 	bool progress;		       /* progress line on stderr */
 };
@@ -39,15 +42,28 @@ struct rdmig_qemu_migrate_result {
 	unsigned streams;     /* QEMU connections carried */
 	unsigned passes;      /* dirty-sync-count */
 	char src_version[32], dst_version[32];
-	char src_status[32]; /* source VM run state at the end */
-	char dst_status[32]; /* destination VM run state at the end */
-	char mig_status[32]; /* final query-migrate status */
+	char src_status[32];  /* source VM run state at the end */
+	char dst_status[32];  /* destination VM run state at the end */
+	char mig_status[32];  /* final query-migrate status */
+	bool src_resumed;     /* the source had completed and was resumed with cont */
+	bool outcome_unknown; /* where the guest runs cannot be known (see below) */
 };
 
 /*
- * Migrate. 0 when the destination QEMU runs; otherwise a negative errno with
- * the cause in `err`, after migrate_cancel where a migration had started
- * (the source VM keeps running; res->src_status says how it was left).
+ * Migrate. 0 when the destination QEMU runs the guest; otherwise a negative
+ * errno with the cause in `err`, and the guest runs on at most one side:
+ *
+ * - failed before the source QEMU completed: migrate_cancel, and the source
+ *   VM keeps running;
+ * - failed after it completed (the guest left the source, which is paused
+ *   in postmigrate) and the destination QEMU is known not to run the guest
+ *   (it has exited, or it is stopped and the relay has turned its autostart
+ *   off): the source is resumed with cont (res->src_resumed);
+ * - failed after it completed and the destination cannot be asked (relay
+ *   unreachable, its QEMU not answering): res->outcome_unknown, both sides
+ *   are left stopped as they are and `err` says what to check and do.
+ *
+ * res->src_status and res->dst_status say how each VM was left.
  */
 int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 		       struct rdmig_qemu_migrate_result *res, struct rdmig_err *err);

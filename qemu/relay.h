@@ -13,6 +13,11 @@
  * connection (from `rdmig qemu migrate`) drives the destination QEMU through
  * the relay's own QMP socket, so no QMP socket crosses hosts.
  *
+ * Both sides authenticate with the pre-shared key of xport.auth before
+ * anything else: the listener only ever hands out connections whose peer
+ * proved the key, so nothing reaches the destination QEMU's incoming socket
+ * and no control operation runs for a peer that did not (docs/security.md).
+ *
  * Connections are told apart by a HELLO control message (JSON). Streams are
  * opened strictly one after the other in the order QEMU connected: the
  * source relay waits for the destination's answer (its QEMU connection is
@@ -50,14 +55,31 @@
 
 struct rdmig_relay_src;
 
+/* Who may connect to the source relay's unix socket (it takes migration streams). */
+#define RDMIG_RELAY_SOCK_MODE_DEFAULT 0600
+#define RDMIG_RELAY_SOCK_MODE_ALLOWED 0770 /* never "others": any local user could write */
+
+struct rdmig_relay_src_cfg {
+	struct rdmig_xport_cfg xport; /* destination relay: host, port, backend, key */
+	const char *path;	      /* unix socket to serve */
+	unsigned mode;		      /* permission bits, 0: RDMIG_RELAY_SOCK_MODE_DEFAULT */
+	bool set_group;		      /* give the socket group `gid` (else the creator's) */
+	unsigned gid;
+};
+
 /*
- * Bind and listen on the unix socket `path` (an existing socket file is
- * replaced, any other file is refused) and serve it from a thread: each
- * accepted connection is carried to the destination relay described by
- * `xcfg` (host, port, backend; channels is forced to 1).
+ * Bind and listen on the unix socket cfg->path (an existing socket file is
+ * replaced, any other file is refused), with exactly cfg->mode and group,
+ * and serve it from a thread: each accepted connection is carried to the
+ * destination relay described by cfg->xport (channels is forced to 1). The
+ * socket never exists with wider permissions than asked for. cfg->xport's
+ * auth context and TLS key must outlive the relay.
  */
-int rdmig_relay_src_start(const struct rdmig_xport_cfg *xcfg, const char *path,
-			  struct rdmig_relay_src **out, struct rdmig_err *err);
+int rdmig_relay_src_start(const struct rdmig_relay_src_cfg *cfg, struct rdmig_relay_src **out,
+			  struct rdmig_err *err);
+
+/* -EINVAL with a message when `mode` is not what a relay socket may have. */
+int rdmig_relay_sock_mode_check(unsigned mode, struct rdmig_err *err);
 
 /*
  * Stop accepting and remove the socket; give streams up to `grace_ms` to end
@@ -76,17 +98,29 @@ void rdmig_relay_src_bytes(struct rdmig_relay_src *r, uint64_t *up, uint64_t *do
 
 /* ---- destination side ----------------------------------------------------- */
 
+/* A control session that sends no request for this long is dropped. */
+#define RDMIG_RELAY_CTRL_IDLE_MS 30000
+
 struct rdmig_relay_dst_cfg {
-	struct rdmig_xport_cfg xport; /* listen address, port, backend */
+	struct rdmig_xport_cfg xport; /* listen address, port, backend, key */
 	const char *incoming_path;    /* destination QEMU's incoming unix socket */
 	const char *qmp_path;	      /* destination QEMU's QMP socket, NULL: no control */
 	bool once;		      /* exit after the first control session ends */
+	int ctrl_idle_ms;	      /* 0: RDMIG_RELAY_CTRL_IDLE_MS */
 };
 
 /*
  * Listen and serve until *stop becomes non-zero (checked a few times a
- * second) or, with cfg->once, until the first control session has ended.
- * `on_listening` (may be NULL) is called with the bound port once listening.
+ * second) or, with cfg->once, until the first control session has ended
+ * (the peer closed it; a session dropped as idle or stale does not count).
+ * Connections that fail authentication, a HELLO or a request are logged
+ * and the relay goes on. `on_listening` (may be NULL) is called with the
+ * bound port once listening.
+ *
+ * Control sessions: one at a time holds the destination QEMU's QMP socket.
+ * A newcomer waits for it at most RELAY_LOCK_WAIT_MS (relay_int.h); a holder
+ * idle for RELAY_CTRL_STALE_MS by then is dropped for it, one busy past
+ * that makes the newcomer fail with "busy". Every operation has a deadline.
  */
 int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atomic_t *stop,
 			void (*on_listening)(uint16_t port), struct rdmig_err *err);

@@ -5,8 +5,15 @@
  * session is served by the QMP proxy below, a fixed list of operations on
  * the destination QEMU (never raw QMP from the network).
  *
+ * Every connection here has passed the listener's authentication (the
+ * transport hands out no other), so the incoming socket is opened, and a
+ * control operation run, only for a peer that proved the key.
+ *
  * QEMU serves one client per QMP socket, so control sessions take turns on
- * it under dst->qmp_lock.
+ * it: the one in d->holder has it. A session waits for its turn before its
+ * HELLO is answered (relay_int.h has the bounds), has a deadline for each
+ * operation and is dropped when idle, so a forgotten or stuck client never
+ * keeps the real orchestrator out.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,14 +29,24 @@
 #include "qmp.h"
 #include "relay_int.h"
 
-#define QMP_TIMEOUT_MS 10000
+/* A control session. Fields below `lock` are under dst->slot_lock. */
+struct ctl {
+	struct rdmig_conn *c;
+	unsigned id;
+	int64_t last_ms; /* when its last operation ended (or it got the QMP socket) */
+	bool busy;	 /* running an operation */
+	bool dropped;	 /* stale: a newcomer took its turn */
+};
 
 struct dst {
 	const struct rdmig_relay_dst_cfg *cfg;
 	struct relay_owner owner;
-	pthread_mutex_t qmp_lock; /* one control session drives QEMU at a time */
+	pthread_mutex_t slot_lock;
+	pthread_cond_t slot_cond; /* CLOCK_MONOTONIC; signalled when the holder leaves */
+	struct ctl *holder;	  /* the session holding the QMP socket, under slot_lock */
 	atomic_int sessions;	  /* control + hello threads still running */
 	atomic_int control_done;  /* a control session has ended (cfg->once) */
+	atomic_uint next_id;
 };
 
 struct session {
@@ -46,13 +63,20 @@ static const char *const settable_caps[] = {
 static const char *const settable_params[] = {"multifd-channels", "downtime-limit",
 					      "max-bandwidth"};
 
+/* One operation under way: its QMP connection (NULL: none) and deadline. */
+struct op {
+	struct dst *d;
+	struct rdmig_qmp *qmp;
+	const char *qmp_why; /* why qmp is NULL */
+	int64_t deadline;
+};
+
 /*
  * One operation of the proxy: the reply to `req`, or NULL with `err` set
  * when a QMP command failed (the caller names the QMP socket). A refusal
  * that is not QMP's is a reply with "ok": false.
  */
-typedef json_t *(*proxy_op_fn)(struct dst *d, struct rdmig_qmp *qmp, json_t *req,
-			       struct rdmig_err *err);
+typedef json_t *(*proxy_op_fn)(struct op *o, json_t *req, struct rdmig_err *err);
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
@@ -69,7 +93,46 @@ static bool socket_exists(const char *path)
 	return !stat(path, &st) && S_ISSOCK(st.st_mode);
 }
 
-static json_t *op_query(struct dst *d, struct rdmig_qmp *qmp, json_t *req, struct rdmig_err *err)
+/* A QMP command within the operation's deadline (args stolen). */
+static int op_qmp(struct op *o, const char *cmd, json_t *args, json_t **ret, struct rdmig_err *err)
+{
+	int left = rdmig_ms_left(o->deadline);
+
+	if (ret)
+		*ret = NULL;
+	if (!o->qmp) {
+		json_decref(args);
+		return rdmig_seterr(err, -ENOTCONN, "%s", o->qmp_why);
+	}
+	if (left == 0) {
+		json_decref(args);
+		return rdmig_seterr(err, -ETIMEDOUT,
+				    "the operation did not end within %d ms (QEMU is slow to "
+				    "answer %s)",
+				    RELAY_OP_MS, cmd);
+	}
+	return rdmig_qmp_cmd(o->qmp, cmd, args, ret, left, err);
+}
+
+/* Run status into buf, within the operation's deadline. */
+static int op_run_status(struct op *o, char *buf, size_t len, struct rdmig_err *err)
+{
+	json_t *r = NULL;
+	const char *st;
+	int ret = op_qmp(o, "query-status", NULL, &r, err);
+
+	if (ret)
+		return ret;
+	st = json_string_value(json_object_get(r, "status"));
+	if (!st || strlen(st) >= len)
+		ret = rdmig_seterr(err, -EPROTO, "malformed reply to query-status");
+	else
+		snprintf(buf, len, "%s", st);
+	json_decref(r);
+	return ret;
+}
+
+static json_t *op_query(struct op *o, json_t *req, struct rdmig_err *err)
 {
 	json_t *caps = NULL, *params = NULL, *capmap = json_object();
 	int maj, min, mic;
@@ -78,9 +141,9 @@ static json_t *op_query(struct dst *d, struct rdmig_qmp *qmp, json_t *req, struc
 	json_t *v;
 
 	(void)req;
-	if (rdmig_qmp_status(qmp, status, sizeof(status), err) ||
-	    rdmig_qmp_cmd(qmp, "query-migrate-capabilities", NULL, &caps, QMP_TIMEOUT_MS, err) ||
-	    rdmig_qmp_cmd(qmp, "query-migrate-parameters", NULL, &params, QMP_TIMEOUT_MS, err)) {
+	if (op_run_status(o, status, sizeof(status), err) ||
+	    op_qmp(o, "query-migrate-capabilities", NULL, &caps, err) ||
+	    op_qmp(o, "query-migrate-parameters", NULL, &params, err)) {
 		json_decref(caps);
 		json_decref(capmap);
 		return NULL;
@@ -93,12 +156,12 @@ static json_t *op_query(struct dst *d, struct rdmig_qmp *qmp, json_t *req, struc
 			json_object_set(capmap, name, json_object_get(v, "state"));
 	}
 	json_decref(caps);
-	rdmig_qmp_version(qmp, &maj, &min, &mic);
+	rdmig_qmp_version(o->qmp, &maj, &min, &mic);
 	snprintf(ver, sizeof(ver), "%d.%d.%d", maj, min, mic);
 	return json_pack("{s:b, s:s, s:s, s:o, s:o, s:s, s:b}", "ok", 1, "version", ver, "status",
 			 status, "capabilities", capmap, "parameters", params, "incoming",
-			 d->cfg->incoming_path, "incoming_ready",
-			 socket_exists(d->cfg->incoming_path));
+			 o->d->cfg->incoming_path, "incoming_ready",
+			 socket_exists(o->d->cfg->incoming_path));
 }
 
 /* A refusal of a name the whitelist does not hold. */
@@ -111,13 +174,11 @@ static json_t *not_settable(const char *what, const char *name)
 	return relay_reply_err(msg);
 }
 
-static json_t *op_set_capabilities(struct dst *d, struct rdmig_qmp *qmp, json_t *req,
-				   struct rdmig_err *err)
+static json_t *op_set_capabilities(struct op *o, json_t *req, struct rdmig_err *err)
 {
 	json_t *caps = json_object_get(req, "capabilities"), *list = json_array(), *v;
 	const char *name;
 
-	(void)d;
 	json_object_foreach(caps, name, v)
 	{
 		if (!in_list(name, settable_caps,
@@ -129,19 +190,17 @@ static json_t *op_set_capabilities(struct dst *d, struct rdmig_qmp *qmp, json_t 
 		json_array_append_new(list,
 				      json_pack("{s:s, s:O}", "capability", name, "state", v));
 	}
-	if (rdmig_qmp_cmd(qmp, "migrate-set-capabilities", json_pack("{s:o}", "capabilities", list),
-			  NULL, QMP_TIMEOUT_MS, err))
+	if (op_qmp(o, "migrate-set-capabilities", json_pack("{s:o}", "capabilities", list), NULL,
+		   err))
 		return NULL;
 	return relay_reply_ok();
 }
 
-static json_t *op_set_parameters(struct dst *d, struct rdmig_qmp *qmp, json_t *req,
-				 struct rdmig_err *err)
+static json_t *op_set_parameters(struct op *o, json_t *req, struct rdmig_err *err)
 {
 	json_t *params = json_object_get(req, "parameters"), *v;
 	const char *name;
 
-	(void)d;
 	json_object_foreach(params, name, v)
 	{
 		if (!in_list(name, settable_params,
@@ -149,47 +208,45 @@ static json_t *op_set_parameters(struct dst *d, struct rdmig_qmp *qmp, json_t *r
 		    !json_is_number(v))
 			return not_settable("parameter", name);
 	}
-	if (rdmig_qmp_cmd(qmp, "migrate-set-parameters", json_deep_copy(params), NULL,
-			  QMP_TIMEOUT_MS, err))
+	if (op_qmp(o, "migrate-set-parameters", json_deep_copy(params), NULL, err))
 		return NULL;
 	return relay_reply_ok();
 }
 
-static json_t *op_start_incoming(struct dst *d, struct rdmig_qmp *qmp, json_t *req,
-				 struct rdmig_err *err)
+static json_t *op_start_incoming(struct op *o, json_t *req, struct rdmig_err *err)
 {
+	const char *path = o->d->cfg->incoming_path;
 	char status[64], uri[sizeof(((struct sockaddr_un *)0)->sun_path) + 8], msg[128];
 
 	(void)req;
 	/* -incoming unix:PATH listens already; -incoming defer needs migrate-incoming. */
-	if (socket_exists(d->cfg->incoming_path))
+	if (socket_exists(path))
 		return json_pack("{s:b, s:b}", "ok", 1, "deferred", 0);
-	if (rdmig_qmp_status(qmp, status, sizeof(status), err))
+	if (op_run_status(o, status, sizeof(status), err))
 		return NULL;
 	if (strcmp(status, "inmigrate")) {
 		snprintf(msg, sizeof(msg),
 			 "destination QEMU is \"%s\", not waiting for a migration", status);
 		return relay_reply_err(msg);
 	}
-	snprintf(uri, sizeof(uri), "unix:%s", d->cfg->incoming_path);
-	if (rdmig_qmp_cmd(qmp, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL,
-			  QMP_TIMEOUT_MS, err))
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	if (op_qmp(o, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err))
 		return NULL;
-	if (!socket_exists(d->cfg->incoming_path))
+	if (!socket_exists(path))
 		return relay_reply_err("destination QEMU accepted migrate-incoming but its "
 				       "incoming socket did not appear");
 	return json_pack("{s:b, s:b}", "ok", 1, "deferred", 1);
 }
 
-static json_t *op_status(struct dst *d, struct rdmig_qmp *qmp, json_t *req, struct rdmig_err *err)
+static json_t *op_status(struct op *o, json_t *req, struct rdmig_err *err)
 {
 	json_t *mig = NULL, *reply;
 	const char *ms, *desc;
 	char status[64];
 
-	(void)d, (void)req;
-	if (rdmig_qmp_status(qmp, status, sizeof(status), err) ||
-	    rdmig_qmp_cmd(qmp, "query-migrate", NULL, &mig, QMP_TIMEOUT_MS, err))
+	(void)req;
+	if (op_run_status(o, status, sizeof(status), err) ||
+	    op_qmp(o, "query-migrate", NULL, &mig, err))
 		return NULL;
 	ms = json_string_value(json_object_get(mig, "status"));
 	desc = json_string_value(json_object_get(mig, "error-desc"));
@@ -199,12 +256,86 @@ static json_t *op_status(struct dst *d, struct rdmig_qmp *qmp, json_t *req, stru
 	return reply;
 }
 
-static json_t *op_cont(struct dst *d, struct rdmig_qmp *qmp, json_t *req, struct rdmig_err *err)
+static json_t *op_cont(struct op *o, json_t *req, struct rdmig_err *err)
 {
-	(void)d, (void)req;
-	if (rdmig_qmp_cmd(qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, err))
+	(void)req;
+	if (op_qmp(o, "cont", NULL, NULL, err))
 		return NULL;
 	return relay_reply_ok();
+}
+
+/*
+ * True when no QEMU serves the QMP socket any more: nothing listens on it
+ * (refused) or it is gone. A live QEMU accepts the connection even while
+ * another client holds its monitor, so this cannot mistake a busy QEMU for
+ * an exited one.
+ */
+static bool qemu_gone(const char *qmp_path, char *why, size_t len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, ret = 0;
+
+	if (strlen(qmp_path) >= sizeof(sa.sun_path))
+		return false;
+	strcpy(sa.sun_path, qmp_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		ret = errno;
+	close(fd);
+	if (ret != ECONNREFUSED && ret != ENOENT)
+		return false;
+	snprintf(why, len, "no QEMU behind its QMP socket %s (%s)", qmp_path, strerror(ret));
+	return true;
+}
+
+/*
+ * The orchestrator's last word when it did not see the guest start here:
+ * make sure it never starts here on its own, and say whether it runs.
+ * "running": false is a promise the orchestrator resumes the source on, so
+ * it is given only when this QEMU has exited or is stopped with autostart
+ * off (`stop` while the migration still loads clears QEMU's autostart, so a
+ * load that ends later leaves it paused). Anything less certain is an error
+ * reply: the orchestrator then reports the outcome as unknown.
+ */
+static json_t *op_fence(struct op *o, json_t *req, struct rdmig_err *err)
+{
+	struct rdmig_err qerr = RDMIG_ERR_INIT;
+	const char *desc;
+	char st[64], why[RDMIG_ERR_MSG_MAX];
+	json_t *mig = NULL, *reply;
+
+	int ret;
+
+	(void)req;
+	ret = op_run_status(o, st, sizeof(st), &qerr);
+	if (!ret && strcmp(st, "running")) {
+		ret = op_qmp(o, "stop", NULL, NULL, &qerr);
+		if (!ret) /* stopped now, or still loading with autostart off */
+			ret = op_run_status(o, st, sizeof(st), &qerr);
+	}
+	if (ret) {
+		if (o->d->cfg->qmp_path && qemu_gone(o->d->cfg->qmp_path, why, sizeof(why))) {
+			log_warn("control: the destination QEMU has exited: %s", why);
+			return json_pack("{s:b, s:b, s:s, s:s}", "ok", 1, "running", 0, "status",
+					 "exited", "detail", why);
+		}
+		*err = qerr;
+		return NULL;
+	}
+	if (!strcmp(st, "running"))
+		return json_pack("{s:b, s:b, s:s}", "ok", 1, "running", 1, "status", st);
+	/* Stopped for good from here on; QEMU's own words on why, if it has any. */
+	op_qmp(o, "query-migrate", NULL, &mig, &qerr);
+	desc = json_string_value(json_object_get(mig, "error-desc"));
+	log_warn("control: fenced: the destination QEMU is \"%s\" and will not start the guest "
+		 "on its own",
+		 st);
+	reply = json_pack("{s:b, s:b, s:s, s:s}", "ok", 1, "running", 0, "status", st, "detail",
+			  desc ? desc : "");
+	json_decref(mig);
+	return reply;
 }
 
 static const struct {
@@ -217,10 +348,11 @@ static const struct {
     {"start-incoming", op_start_incoming},
     {"status", op_status},
     {"cont", op_cont},
+    {"fence", op_fence},
 };
 
 /* Run one request; returns the reply (never NULL unless out of memory). */
-static json_t *dst_request(struct dst *d, struct rdmig_qmp *qmp, json_t *req)
+static json_t *dst_request(struct op *o, json_t *req)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	const char *op = json_string_value(json_object_get(req, "op"));
@@ -231,52 +363,174 @@ static json_t *dst_request(struct dst *d, struct rdmig_qmp *qmp, json_t *req)
 	for (size_t i = 0; i < sizeof(proxy_ops) / sizeof(proxy_ops[0]); i++) {
 		if (strcmp(op, proxy_ops[i].name))
 			continue;
-		reply = proxy_ops[i].fn(d, qmp, req, &err);
+		o->deadline = rdmig_deadline_ms(RELAY_OP_MS);
+		reply = proxy_ops[i].fn(o, req, &err);
 		if (reply || !err.code)
 			return reply;
-		rdmig_err_prefix(&err, "destination QEMU (QMP %s)", d->cfg->qmp_path);
+		if (o->qmp)
+			rdmig_err_prefix(&err, "destination QEMU (QMP %s)", o->d->cfg->qmp_path);
 		return relay_reply_err(err.msg);
 	}
 	snprintf(err.msg, sizeof(err.msg), "destination relay: unknown request \"%.64s\"", op);
 	return relay_reply_err(err.msg);
 }
 
-static void dst_control(struct dst *d, struct rdmig_conn *c)
-{
-	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct rdmig_qmp *qmp = NULL;
-	char why[RDMIG_ERR_MSG_MAX + 32] = "";
+/* ---- control sessions: one at a time on the QMP socket ----------------------- */
 
-	pthread_mutex_lock(&d->qmp_lock);
+/*
+ * Wait for the QMP socket, dropping a holder that has gone stale. Holding
+ * the slot lock makes "not busy" and the drop one step: a holder that has
+ * just read a request checks `dropped` under the same lock before it runs it.
+ */
+static int slot_take(struct dst *d, struct ctl *s, struct rdmig_err *err)
+{
+	int64_t deadline = rdmig_deadline_ms(RELAY_LOCK_WAIT_MS);
+	int ret = 0;
+
+	pthread_mutex_lock(&d->slot_lock);
+	while (d->holder) {
+		struct ctl *h = d->holder;
+		int64_t idle = rdmig_now_ms() - h->last_ms;
+		int left = rdmig_ms_left(deadline);
+
+		if (!h->busy && !h->dropped && idle >= RELAY_CTRL_STALE_MS) {
+			h->dropped = true;
+			log_warn("control session %u: silent for %.1f s while session %u waits: "
+				 "dropped",
+				 h->id, idle / 1000.0, s->id);
+			rdmig_conn_abort(h->c, -ECANCELED,
+					 "control session dropped: silent while another waited");
+		}
+		if (left == 0) {
+			ret = rdmig_seterr(err, -EBUSY,
+					   "destination relay: busy: control session %u is driving "
+					   "the destination QEMU (another `rdmig qemu migrate`?); "
+					   "try again when it has finished",
+					   h->id);
+			break;
+		}
+		relay_cond_wait_ms(&d->slot_cond, &d->slot_lock, left < 200 ? left : 200);
+	}
+	if (!ret) {
+		d->holder = s;
+		s->last_ms = rdmig_now_ms();
+	}
+	pthread_mutex_unlock(&d->slot_lock);
+	return ret;
+}
+
+static void slot_give(struct dst *d, struct ctl *s)
+{
+	pthread_mutex_lock(&d->slot_lock);
+	if (d->holder == s)
+		d->holder = NULL;
+	pthread_cond_broadcast(&d->slot_cond);
+	pthread_mutex_unlock(&d->slot_lock);
+}
+
+/* Mark `s` busy for one operation; false if it was dropped meanwhile. */
+static bool slot_begin(struct dst *d, struct ctl *s)
+{
+	bool ok;
+
+	pthread_mutex_lock(&d->slot_lock);
+	ok = !s->dropped;
+	s->busy = ok;
+	pthread_mutex_unlock(&d->slot_lock);
+	return ok;
+}
+
+static bool slot_dropped(struct dst *d, struct ctl *s)
+{
+	bool dropped;
+
+	pthread_mutex_lock(&d->slot_lock);
+	dropped = s->dropped;
+	pthread_mutex_unlock(&d->slot_lock);
+	return dropped;
+}
+
+static void slot_end(struct dst *d, struct ctl *s)
+{
+	pthread_mutex_lock(&d->slot_lock);
+	s->busy = false;
+	s->last_ms = rdmig_now_ms();
+	pthread_mutex_unlock(&d->slot_lock);
+}
+
+/*
+ * Serve requests until the peer closes, goes idle, or the session is
+ * dropped. Returns true when the peer ended it (cfg->once counts those).
+ */
+static bool dst_control(struct dst *d, struct ctl *s)
+{
+	int idle_ms = d->cfg->ctrl_idle_ms > 0 ? d->cfg->ctrl_idle_ms : RDMIG_RELAY_CTRL_IDLE_MS;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct op o = {.d = d};
+	char why[RDMIG_ERR_MSG_MAX + 32] = "";
+	bool peer_ended = false;
+
 	if (!d->cfg->qmp_path)
 		snprintf(why, sizeof(why),
 			 "destination relay was started without --qmp: it cannot drive the "
 			 "destination QEMU");
-	else if (rdmig_qmp_open(d->cfg->qmp_path, QMP_TIMEOUT_MS, &qmp, &err))
+	else if (rdmig_qmp_open(d->cfg->qmp_path, RELAY_OP_MS, &o.qmp, &err))
 		snprintf(why, sizeof(why), "destination relay: %s", err.msg);
-	log_info("control session: %s", why[0] ? why : "QMP open");
+	o.qmp_why = why;
+	log_info("control session %u: %s", s->id, why[0] ? why : "QMP open");
 	for (;;) {
 		json_t *req = NULL, *reply;
 
 		rdmig_err_clear(&err);
-		if (rdmig_relay_recv_json(c, RDMIG_RELAY_MSG_REQ, &req, -1, &err)) {
-			if (err.code != -ECONNRESET)
-				log_warn("control session: %s", err.msg);
+		if (rdmig_relay_recv_json(s->c, RDMIG_RELAY_MSG_REQ, &req, idle_ms, &err)) {
+			if (err.code == -ETIMEDOUT)
+				log_warn("control session %u: no request for %d s: dropped", s->id,
+					 idle_ms / 1000);
+			else if (err.code == -ECONNRESET)
+				peer_ended = true;
+			else if (!slot_dropped(d, s))
+				log_warn("control session %u: %s", s->id, err.msg);
 			break;
 		}
-		reply = why[0] ? relay_reply_err(why) : dst_request(d, qmp, req);
+		if (!slot_begin(d, s)) {
+			json_decref(req);
+			break;
+		}
+		/* Without QMP only the fence can still tell something (has QEMU gone?). */
+		if (why[0] && strcmp(json_string_value(json_object_get(req, "op")) ?: "", "fence"))
+			reply = relay_reply_err(why);
+		else
+			reply = dst_request(&o, req);
+		slot_end(d, s);
 		json_decref(req);
-		if (relay_send_reply(c, reply, &err)) {
-			log_warn("control session: %s", err.msg);
+		if (relay_send_reply(s->c, reply, &err)) {
+			log_warn("control session %u: %s", s->id, err.msg);
 			break;
 		}
 	}
-	rdmig_qmp_close(qmp);
-	pthread_mutex_unlock(&d->qmp_lock);
-	log_info("control session ended");
+	rdmig_qmp_close(o.qmp);
+	log_info("control session %u ended", s->id);
+	return peer_ended;
 }
 
-/* ---- sessions ---------------------------------------------------------------- */
+/* A control session: its turn on the QMP socket, then its requests. */
+static void dst_control_session(struct dst *d, struct rdmig_conn *c)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct ctl s = {.c = c, .id = atomic_fetch_add(&d->next_id, 1) + 1};
+
+	if (slot_take(d, &s, &err)) {
+		log_warn("control session %u: %s", s.id, err.msg);
+		relay_send_reply(c, relay_reply_err(err.msg), NULL);
+		return;
+	}
+	if (!relay_send_reply(c, relay_reply_ok(), &err) && dst_control(d, &s))
+		atomic_store(&d->control_done, 1);
+	/* Give the turn up before the caller destroys c: a newcomer may abort it until then. */
+	slot_give(d, &s);
+}
+
+/* ---- streams ------------------------------------------------------------------ */
 
 static int unix_connect(const char *path, struct rdmig_err *err)
 {
@@ -336,13 +590,12 @@ static void *dst_session(void *arg)
 	ret = relay_hello_recv(c, &kind, &index, &refused, &err);
 	if (ret && refused) {
 		/* Tell a peer of another version or kind why before hanging up. */
+		log_warn("relay: refusing a connection: %s", err.msg);
 		relay_send_reply(c, relay_reply_err(err.msg), NULL);
 	} else if (ret) {
 		log_warn("relay: dropping a connection: %s", err.msg);
 	} else if (kind == RELAY_CONTROL) {
-		if (!relay_send_reply(c, relay_reply_ok(), &err))
-			dst_control(d, c);
-		atomic_store(&d->control_done, 1);
+		dst_control_session(d, c);
 	} else {
 		dst_stream(d, c, index);
 		c = NULL; /* the pipe owns it now, or it is gone */
@@ -358,6 +611,7 @@ int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atom
 	struct rdmig_listener *l = NULL;
 	struct rdmig_xport_cfg xcfg = cfg->xport;
 	struct dst d = {.cfg = cfg};
+	pthread_condattr_t ca;
 	int ret;
 
 	xcfg.channels = 1;
@@ -365,7 +619,11 @@ int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atom
 	if (ret)
 		return ret;
 	relay_owner_init(&d.owner);
-	pthread_mutex_init(&d.qmp_lock, NULL);
+	pthread_mutex_init(&d.slot_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d.slot_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (on_listening)
 		on_listening(rdmig_listener_port(l));
 
@@ -382,8 +640,11 @@ int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atom
 			continue;
 		}
 		if (ret) {
-			/* A peer that failed its handshake must not stop the relay. */
-			log_warn("relay: %s", aerr.msg);
+			/*
+			 * A peer that failed its handshake (a wrong or missing key, another
+			 * protocol) must not stop the relay; the transport names it.
+			 */
+			log_warn("relay: refused a connection: %s", aerr.msg);
 			ret = 0;
 			continue;
 		}
@@ -405,15 +666,29 @@ int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atom
 		pthread_attr_destroy(&attr);
 	}
 	rdmig_listener_destroy(l);
-	/* Sessions still reading a HELLO finish within RELAY_HELLO_TIMEOUT_MS. */
-	while (atomic_load(&d.sessions) > 0)
+	/*
+	 * Sessions end on their own within their bounds (HELLO, the wait for the
+	 * QMP socket, idle); on a stop, hurry the control session along.
+	 */
+	while (atomic_load(&d.sessions) > 0) {
+		if (*stop) {
+			pthread_mutex_lock(&d.slot_lock);
+			if (d.holder && !d.holder->dropped) {
+				d.holder->dropped = true;
+				rdmig_conn_abort(d.holder->c, -ECANCELED,
+						 "destination relay stopped");
+			}
+			pthread_mutex_unlock(&d.slot_lock);
+		}
 		rdmig_sleep_ms(20);
+	}
 	/* With --once, let the streams finish on their own: QEMU closes them after the migration.
 	 */
 	if (cfg->once)
 		relay_owner_drain(&d.owner, -1, stop);
 	relay_owner_stop(&d.owner);
-	pthread_mutex_destroy(&d.qmp_lock);
+	pthread_cond_destroy(&d.slot_cond);
+	pthread_mutex_destroy(&d.slot_lock);
 	relay_owner_fini(&d.owner);
 	return ret;
 }

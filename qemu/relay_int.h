@@ -25,6 +25,19 @@
 /* A peer that has connected must say what it is (HELLO) within this. */
 #define RELAY_HELLO_TIMEOUT_MS 15000
 
+/*
+ * Control sessions (relay_dst.c). The client waits RELAY_HELLO_TIMEOUT_MS
+ * for the answer to its HELLO, which comes once the session holds the QMP
+ * socket: so the wait for it (RELAY_LOCK_WAIT_MS) stays below that, and
+ * covers a holder finishing one operation (RELAY_OP_MS) and then being idle
+ * long enough to count as stale (RELAY_CTRL_STALE_MS). The orchestrator
+ * sends a request at least once a second while it drives a migration, so a
+ * session silent for RELAY_CTRL_STALE_MS is one nobody drives any more.
+ */
+#define RELAY_OP_MS	    8000
+#define RELAY_CTRL_STALE_MS 3000
+#define RELAY_LOCK_WAIT_MS  12000
+
 /* ---- control messages (relay_msg.c) --------------------------------------- */
 
 enum relay_kind {
@@ -97,5 +110,8 @@ void relay_owner_drain(struct relay_owner *o, int timeout_ms, volatile sig_atomi
 
 /* Abort every live pipe and wait until all have gone. */
 void relay_owner_stop(struct relay_owner *o);
+
+/* pthread_cond_timedwait() for `ms` on a CLOCK_MONOTONIC condition variable. */
+void relay_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, int ms);
 
 #endif

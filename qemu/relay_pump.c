@@ -238,6 +238,20 @@ int relay_pipe_start(struct relay_owner *o, struct rdmig_conn *conn, int fd, con
 	return 0;
 }
 
+void relay_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cond, lock, &ts);
+}
+
 void relay_owner_drain(struct relay_owner *o, int timeout_ms, volatile sig_atomic_t *stop)
 {
 	int64_t deadline = rdmig_deadline_ms(timeout_ms);
@@ -245,20 +259,10 @@ void relay_owner_drain(struct relay_owner *o, int timeout_ms, volatile sig_atomi
 	pthread_mutex_lock(&o->lock);
 	while (o->live && !(stop && *stop)) {
 		int left = rdmig_ms_left(deadline);
-		struct timespec ts;
 
 		if (left == 0)
 			break;
-		if (left < 0 || left > 1000)
-			left = 1000;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (long)(left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&o->cond, &o->lock, &ts);
+		relay_cond_wait_ms(&o->cond, &o->lock, left < 0 || left > 1000 ? 1000 : left);
 	}
 	pthread_mutex_unlock(&o->lock);
 }

@@ -92,23 +92,87 @@ static void *src_accept_thread(void *arg)
 	return NULL;
 }
 
-int rdmig_relay_src_start(const struct rdmig_xport_cfg *xcfg, const char *path,
-			  struct rdmig_relay_src **out, struct rdmig_err *err)
+int rdmig_relay_sock_mode_check(unsigned mode, struct rdmig_err *err)
+{
+	if (mode & ~RDMIG_RELAY_SOCK_MODE_ALLOWED)
+		return rdmig_seterr(err, -EINVAL,
+				    "socket mode %04o %s: the socket takes migration streams, so "
+				    "only its owner and group may connect (e.g. 0600, or 0660 with "
+				    "a socket group)",
+				    mode,
+				    mode & ~07777u ? "is not a permission mode"
+				    : mode & 07u   ? "lets every local user connect"
+						   : "has set-id or sticky bits");
+	return 0;
+}
+
+/*
+ * Bind `fd` at `path` with exactly `mode` and the group asked for. The
+ * socket file is created under umask 0177, so until the chmod below it is
+ * at most 0600: nobody but its owner can connect in between.
+ */
+static int bind_private(int fd, const struct rdmig_relay_src_cfg *cfg, unsigned mode,
+			struct rdmig_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	mode_t old;
+	int ret = 0;
+
+	strcpy(sa.sun_path, cfg->path);
+	unlink(cfg->path);
+	old = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		ret = rdmig_neg_errno();
+	umask(old);
+	if (ret)
+		return rdmig_seterr_errno(err, ret, "relay: bind %s", cfg->path);
+	if (cfg->set_group && chown(cfg->path, (uid_t)-1, (gid_t)cfg->gid)) {
+		ret = rdmig_neg_errno();
+		rdmig_seterr_errno(err, ret,
+				   "relay: cannot give %s group %u (this user must be root or a "
+				   "member of that group)",
+				   cfg->path, cfg->gid);
+		goto out_unlink;
+	}
+	if (chmod(cfg->path, mode)) {
+		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "relay: chmod %04o %s", mode,
+					 cfg->path);
+		goto out_unlink;
+	}
+	if (listen(fd, 64)) {
+		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "relay: listen on %s", cfg->path);
+		goto out_unlink;
+	}
+	return 0;
+
+out_unlink:
+	unlink(cfg->path);
+	return ret;
+}
+
+int rdmig_relay_src_start(const struct rdmig_relay_src_cfg *cfg, struct rdmig_relay_src **out,
+			  struct rdmig_err *err)
+{
+	const struct rdmig_xport_cfg *xcfg = &cfg->xport;
+	unsigned mode = cfg->mode ? cfg->mode : RDMIG_RELAY_SOCK_MODE_DEFAULT;
 	struct rdmig_relay_src *r;
 	struct stat st;
 	int ret;
 
 	*out = NULL;
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (!cfg->path || !*cfg->path)
+		return rdmig_seterr(err, -EINVAL, "relay: a socket path is needed");
+	if (strlen(cfg->path) >= sizeof(r->path))
 		return rdmig_seterr(err, -ENAMETOOLONG, "socket path %s is longer than %zu bytes",
-				    path, sizeof(sa.sun_path) - 1);
+				    cfg->path, sizeof(r->path) - 1);
 	if (!xcfg->host || !*xcfg->host || !xcfg->port)
 		return rdmig_seterr(err, -EINVAL, "relay: destination address and port needed");
-	if (!lstat(path, &st) && !S_ISSOCK(st.st_mode))
+	ret = rdmig_relay_sock_mode_check(mode, err);
+	if (ret)
+		return ret;
+	if (!lstat(cfg->path, &st) && !S_ISSOCK(st.st_mode))
 		return rdmig_seterr(err, -EEXIST, "%s exists and is not a socket: not replacing it",
-				    path);
+				    cfg->path);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
@@ -118,7 +182,7 @@ int rdmig_relay_src_start(const struct rdmig_xport_cfg *xcfg, const char *path,
 	snprintf(r->host, sizeof(r->host), "%s", xcfg->host);
 	r->xcfg.host = r->host;
 	r->xcfg.channels = 1;
-	snprintf(r->path, sizeof(r->path), "%s", path);
+	snprintf(r->path, sizeof(r->path), "%s", cfg->path);
 
 	r->wake = eventfd(0, EFD_CLOEXEC);
 	if (r->wake < 0) {
@@ -130,12 +194,9 @@ int rdmig_relay_src_start(const struct rdmig_xport_cfg *xcfg, const char *path,
 		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "relay: socket");
 		goto out_free;
 	}
-	strcpy(sa.sun_path, path);
-	unlink(path);
-	if (bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(r->lfd, 64)) {
-		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "relay: listen on %s", path);
+	ret = bind_private(r->lfd, cfg, mode, err);
+	if (ret)
 		goto out_free;
-	}
 	ret = -pthread_create(&r->thread, NULL, src_accept_thread, r);
 	if (ret) {
 		rdmig_seterr_errno(err, ret, "relay: thread");
@@ -146,7 +207,7 @@ int rdmig_relay_src_start(const struct rdmig_xport_cfg *xcfg, const char *path,
 	return 0;
 
 out_unlink:
-	unlink(path);
+	unlink(r->path);
 out_free:
 	if (r->lfd >= 0)
 		close(r->lfd);

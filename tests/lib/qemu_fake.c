@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unix sockets that answer, but not with QMP: what a QMP client (and the
- * orchestrator) must reject with a clear error within its timeout.
+ * orchestrator) must reject with a clear error within its timeout. And a
+ * sink in place of a destination QEMU's incoming socket, which counts what
+ * reaches it: the relay must let nothing through for an unauthenticated peer.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -98,53 +102,141 @@ static void *fake_thread(void *arg)
 	return NULL;
 }
 
-int qh_fake_start(struct qh_fake *fk, const char *path, enum qh_fake_mode mode,
-		  struct rdmig_err *err)
+/*
+ * Listen on the unix socket `path` (replacing one left there) and serve it
+ * from a thread running fn(arg): the listening fd into *lfd, -1 on failure.
+ */
+static int unix_serve(const char *path, const char *what, int *lfd, pthread_t *thread,
+		      void *(*fn)(void *), void *arg, struct rdmig_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int ret;
 
-	memset(fk, 0, sizeof(*fk));
-	fk->mode = mode;
-	fk->lfd = -1;
+	*lfd = -1;
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return rdmig_seterr(err, -ENAMETOOLONG, "fake socket path too long: %s", path);
-	snprintf(fk->path, sizeof(fk->path), "%s", path);
+		return rdmig_seterr(err, -ENAMETOOLONG, "%s socket path too long: %s", what, path);
 	strcpy(sa.sun_path, path);
 	unlink(path);
-	fk->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fk->lfd < 0)
-		return rdmig_seterr_errno(err, rdmig_neg_errno(), "fake socket %s", path);
-	if (bind(fk->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fk->lfd, 4)) {
-		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "fake socket %s", path);
+	*lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*lfd < 0)
+		return rdmig_seterr_errno(err, rdmig_neg_errno(), "%s socket %s", what, path);
+	if (bind(*lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(*lfd, 16)) {
+		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "%s socket %s", what, path);
 		goto out_close;
 	}
-	ret = -pthread_create(&fk->thread, NULL, fake_thread, fk);
+	ret = -pthread_create(thread, NULL, fn, arg);
 	if (ret) {
-		rdmig_seterr_errno(err, ret, "fake socket %s: thread", path);
+		rdmig_seterr_errno(err, ret, "%s socket %s: thread", what, path);
 		goto out_unlink;
 	}
-	fk->serving = true;
 	return 0;
 
 out_unlink:
 	unlink(path);
 out_close:
-	close(fk->lfd);
-	fk->lfd = -1;
+	close(*lfd);
+	*lfd = -1;
+	return ret;
+}
+
+/* Shut the listener down (its thread sees that and returns), join, remove the socket. */
+static void unix_unserve(int *lfd, bool *serving, pthread_t thread, const char *path)
+{
+	if (*serving) {
+		shutdown(*lfd, SHUT_RDWR);
+		pthread_join(thread, NULL);
+		*serving = false;
+	}
+	if (*lfd >= 0) {
+		close(*lfd);
+		unlink(path);
+	}
+	*lfd = -1;
+}
+
+int qh_fake_start(struct qh_fake *fk, const char *path, enum qh_fake_mode mode,
+		  struct rdmig_err *err)
+{
+	int ret;
+
+	memset(fk, 0, sizeof(*fk));
+	fk->mode = mode;
+	snprintf(fk->path, sizeof(fk->path), "%s", path);
+	ret = unix_serve(path, "fake", &fk->lfd, &fk->thread, fake_thread, fk, err);
+	fk->serving = !ret;
 	return ret;
 }
 
 void qh_fake_stop(struct qh_fake *fk)
 {
-	if (fk->serving) {
-		shutdown(fk->lfd, SHUT_RDWR);
-		pthread_join(fk->thread, NULL);
-		fk->serving = false;
+	unix_unserve(&fk->lfd, &fk->serving, fk->thread, fk->path);
+}
+
+/* ---- the sink ----------------------------------------------------------------- */
+
+#define SINK_MAX_CONNS 16
+
+/* One thread polls the listener and every connection until stopped. */
+static void *sink_thread(void *arg)
+{
+	struct qh_sink *sk = arg;
+	struct pollfd pf[SINK_MAX_CONNS + 1];
+	static char buf[64 * 1024];
+	nfds_t n = 1;
+
+	pf[0] = (struct pollfd){.fd = sk->lfd, .events = POLLIN};
+	for (;;) {
+		if (poll(pf, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+			break; /* qh_sink_stop() shut the listener down */
+		if (pf[0].revents & POLLIN) {
+			int fd = accept4(sk->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (fd >= 0) {
+				atomic_fetch_add(&sk->conns, 1);
+				if (n <= SINK_MAX_CONNS)
+					pf[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+				else
+					close(fd);
+			}
+		}
+		for (nfds_t i = 1; i < n; i++) {
+			ssize_t r;
+
+			if (!pf[i].revents)
+				continue;
+			r = recv(pf[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (r > 0) {
+				atomic_fetch_add(&sk->bytes, (uint64_t)r);
+				continue;
+			}
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			close(pf[i].fd);
+			pf[i--] = pf[--n];
+		}
 	}
-	if (fk->lfd >= 0) {
-		close(fk->lfd);
-		unlink(fk->path);
-	}
-	fk->lfd = -1;
+	for (nfds_t i = 1; i < n; i++)
+		close(pf[i].fd);
+	return NULL;
+}
+
+int qh_sink_start(struct qh_sink *sk, const char *path, struct rdmig_err *err)
+{
+	int ret;
+
+	memset(sk, 0, sizeof(*sk));
+	snprintf(sk->path, sizeof(sk->path), "%s", path);
+	ret = unix_serve(path, "sink", &sk->lfd, &sk->thread, sink_thread, sk, err);
+	sk->serving = !ret;
+	return ret;
+}
+
+void qh_sink_stop(struct qh_sink *sk)
+{
+	unix_unserve(&sk->lfd, &sk->serving, sk->thread, sk->path);
 }

@@ -11,8 +11,10 @@
  *                  and event waits, migration polling
  *   qemu_guest.c   the incrementing test guests: disk image, pmemsave,
  *                  "it runs" and "memory intact" checks, KVM probe
- *   qemu_relay.c   `rdmig qemu dst` and `rdmig qemu migrate` processes
- *   qemu_fake.c    unix sockets that answer, but not with QMP
+ *   qemu_relay.c   `rdmig qemu src|dst|migrate` processes, and a TCP proxy
+ *                  that can stall or cut the orchestrator's control session
+ *   qemu_fake.c    unix sockets that answer, but not with QMP; a sink that
+ *                  stands in for a destination QEMU's incoming socket
  *
  * Functions return 0 or a negative errno and fill `err`, as everywhere in
  * rdmig. The harness is single-threaded apart from qemu_fake.c's server.
@@ -135,13 +137,14 @@ enum qh_incoming {
 };
 
 struct qh_vm_cfg {
-	const char *name;  /* names its files in the temporary directory */
-	const char *accel; /* -accel; NULL: tcg */
-	unsigned mem_mib;  /* -m */
-	const char *disk;  /* raw disk to boot (opened with snapshot=on), or NULL */
-	const char *bios;  /* firmware image for -bios, or NULL */
-	bool paused;	   /* -S */
-	bool second_qmp;   /* a QMP socket for someone else, vm->qmp (relay, orchestrator) */
+	const char *name;	  /* names its files in the temporary directory */
+	const char *const *extra; /* more QEMU arguments, NULL-terminated; may be NULL */
+	const char *accel;	  /* -accel; NULL: tcg */
+	unsigned mem_mib;	  /* -m */
+	const char *disk;	  /* raw disk to boot (opened with snapshot=on), or NULL */
+	const char *bios;	  /* firmware image for -bios, or NULL */
+	bool paused;		  /* -S */
+	bool second_qmp;	  /* a QMP socket for someone else, vm->qmp (relay, orchestrator) */
 	enum qh_incoming incoming;
 	const char *uri; /* with QH_INCOMING_URI */
 };
@@ -246,9 +249,10 @@ const char *qh_pick_accel(const struct qh_vm_cfg *guest, uint64_t addr);
 /* ---- rdmig relay processes (qemu_relay.c) ------------------------------------ */
 
 struct qh_relay {
-	const char *rdmig;   /* the rdmig binary (looked up on $PATH without a '/') */
-	const char *host;    /* address of the destination relay */
-	const char *backend; /* tcp or rdma */
+	const char *rdmig;    /* the rdmig binary (looked up on $PATH without a '/') */
+	const char *host;     /* address of the destination relay */
+	const char *backend;  /* tcp or rdma */
+	const char *key_file; /* --key-file of every process; NULL: none (they warn) */
 };
 
 /*
@@ -260,12 +264,50 @@ int qh_relay_dst_start(struct qh_proc *p, const char *name, const struct qh_rela
 		       struct rdmig_err *err);
 
 /*
+ * `rdmig qemu dst --qemu-incoming unix:INCOMING [--qmp QMP] EXTRA...`
+ * (qmp and extra may be NULL; extra NULL-terminated); *port as above.
+ */
+int qh_relay_dst_spawn(struct qh_proc *p, const char *name, const struct qh_relay *r,
+		       const char *incoming, const char *qmp, const char *const *extra,
+		       unsigned *port, struct rdmig_err *err);
+
+/*
+ * `rdmig qemu src --connect HOST:PORT --socket SOCK EXTRA...`, returned
+ * once SOCK is a socket (it serves then).
+ */
+int qh_relay_src_start(struct qh_proc *p, const char *name, const struct qh_relay *r, unsigned port,
+		       const char *sock, const char *const *extra, struct rdmig_err *err);
+
+/*
  * `rdmig qemu migrate --src-qmp SRC_QMP --dst HOST:PORT --backend B --json
  * EXTRA...` (extra NULL-terminated, may be NULL); its JSON lands in p->out.
  */
 int qh_relay_migrate_start(struct qh_proc *p, const char *name, const struct qh_relay *r,
 			   const char *src_qmp, unsigned port, const char *const *extra,
 			   struct rdmig_err *err);
+
+/*
+ * A TCP proxy on 127.0.0.1 in front of a tcp destination relay, which
+ * recognises the orchestrator's control session by its HELLO (plain text
+ * without --tls) and can hold it up while streams go on: what a network
+ * that drops one connection, or a relay that stops answering, looks like
+ * to `rdmig qemu migrate`.
+ */
+enum qh_proxy_mode {
+	QH_PROXY_FORWARD,	/* everything both ways */
+	QH_PROXY_STALL_CONTROL, /* control sessions' bytes held up both ways */
+	QH_PROXY_CUT_CONTROL,	/* control sessions closed, new connections refused */
+};
+
+struct qh_proxy;
+
+int qh_proxy_start(uint16_t upstream, struct qh_proxy **out, struct rdmig_err *err);
+uint16_t qh_proxy_port(const struct qh_proxy *px);
+void qh_proxy_set(struct qh_proxy *px, enum qh_proxy_mode mode);
+/* Control sessions seen so far. */
+unsigned qh_proxy_controls(struct qh_proxy *px);
+/* Close everything and free; NULL is a no-op. */
+void qh_proxy_stop(struct qh_proxy *px);
 
 /* ---- sockets that are not QMP (qemu_fake.c) ----------------------------------- */
 
@@ -293,5 +335,21 @@ int qh_fake_start(struct qh_fake *fk, const char *path, enum qh_fake_mode mode,
 
 /* Stop serving and remove the socket. */
 void qh_fake_stop(struct qh_fake *fk);
+
+/*
+ * A listener standing in for the destination QEMU's incoming socket: it
+ * accepts every connection and counts connections and bytes received.
+ */
+struct qh_sink {
+	int lfd;
+	bool serving;
+	char path[QH_PATH];
+	pthread_t thread;
+	_Atomic unsigned conns;
+	_Atomic uint64_t bytes;
+};
+
+int qh_sink_start(struct qh_sink *sk, const char *path, struct rdmig_err *err);
+void qh_sink_stop(struct qh_sink *sk);
 
 #endif

@@ -109,6 +109,11 @@ int qh_vm_start(struct qh_vm *vm, const struct qh_vm_cfg *cfg, struct rdmig_err 
 			    : cfg->incoming == QH_INCOMING_DEFER ? "defer"
 								 : cfg->uri;
 	}
+	for (const char *const *x = cfg->extra; x && *x; x++) {
+		if (n == (int)(sizeof(argv) / sizeof(argv[0])) - 1)
+			return rdmig_seterr(err, -E2BIG, "VM %s: too many QEMU arguments", name);
+		argv[n++] = *x;
+	}
 	argv[n] = NULL;
 	ret = qh_spawn(&vm->p, name, argv, false, err);
 	if (ret)
