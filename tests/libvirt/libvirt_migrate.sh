@@ -184,6 +184,12 @@ pass "guest running on the source"
 
 step "relay down: the destination relay is not running"
 lv_relay_src src "$R" || logs_and_abort "rdmig qemu src did not start"
+perm=$(lv_in src stat -c '%a %G' "$LV_SOCK")
+if [ "$perm" = "660 $LV_QEMU_GROUP" ]; then
+	pass "the source relay's socket is mode 660, group $LV_QEMU_GROUP (--socket-mode, --socket-group)"
+else
+	fail "the source relay's socket is '$perm', expected '660 $LV_QEMU_GROUP'"
+fi
 LV_PARALLEL=$FAIL_PARALLEL migrate
 expect "virsh migrate fails (exit $RC)" failed_in_time
 # The cause must be the missing relay, not a set-up problem on the way.

@@ -273,15 +273,10 @@ lv_host_down() {
 LV_SOCK=$LV_SOCK_DIR/vm.sock
 LV_RELAY_PORT=18515
 
-# Until `rdmig qemu src|dst` take --key-file (issue #12) the relays run
-# unauthenticated; the key is made all the same. Switch to:
-#   LV_RELAY_KEY_OPTS=(--key-file "$LV_DIR/relay.key")
-LV_RELAY_KEY_OPTS=()
-# The source QEMU runs as $LV_QEMU_USER and must be able to connect to the
-# relay's socket. Until `rdmig qemu src` takes --socket-mode/--socket-group
-# (issue #12), lv_src_ready changes it after the fact. Switch to:
-#   LV_RELAY_SOCK_OPTS=(--socket-mode 0660 --socket-group "$LV_QEMU_GROUP")
-LV_RELAY_SOCK_OPTS=()
+# The relays prove the same pre-shared key (lv_relay_key) to each other. The
+# source QEMU runs as $LV_QEMU_USER and must be able to connect to the
+# relay's socket, and nobody else.
+LV_RELAY_SOCK_OPTS=(--socket-mode 0660 --socket-group "$LV_QEMU_GROUP")
 
 # lv_relay_key: a fresh pre-shared key for both relays (mode 0600).
 lv_relay_key() {
@@ -314,18 +309,16 @@ lv_relay() {
 
 lv_dst_ready() { grep -q '^listening ' "$2"; }
 
-# The socket exists and QEMU's group may connect to it.
+# The socket exists (the relay made it 0660, group $LV_QEMU_GROUP).
 lv_src_ready() {
-	lv_in "$1" test -S "$LV_SOCK" || return 1
-	[ ${#LV_RELAY_SOCK_OPTS[@]} -ne 0 ] && return 0
-	lv_in "$1" chgrp "$LV_QEMU_GROUP" "$LV_SOCK" && lv_in "$1" chmod 0660 "$LV_SOCK"
+	lv_in "$1" test -S "$LV_SOCK"
 }
 
 # lv_relay_dst NAME RDMIG: `rdmig qemu dst` on host NAME ($LV_NET.2), feeding
 # the destination QEMU's incoming socket, once it listens.
 lv_relay_dst() {
 	lv_relay "$1" lv_dst_ready "$2" qemu dst --listen "$LV_NET.2:$LV_RELAY_PORT" \
-		--qemu-incoming "unix:$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}"
+		--qemu-incoming "unix:$LV_SOCK" --key-file "$LV_DIR/relay.key"
 }
 
 # lv_relay_src NAME RDMIG: `rdmig qemu src` on host NAME at $LV_SOCK, carrying
@@ -333,7 +326,7 @@ lv_relay_dst() {
 # may connect to it.
 lv_relay_src() {
 	lv_relay "$1" lv_src_ready "$2" qemu src --connect "$LV_NET.2:$LV_RELAY_PORT" \
-		--socket "$LV_SOCK" "${LV_RELAY_KEY_OPTS[@]}" "${LV_RELAY_SOCK_OPTS[@]}"
+		--socket "$LV_SOCK" --key-file "$LV_DIR/relay.key" "${LV_RELAY_SOCK_OPTS[@]}"
 }
 
 # lv_relay_stop NAME [SIGNAL]: stop the relay of host NAME with SIGNAL (TERM),
