@@ -178,7 +178,8 @@ static int two_process(role_fn fn)
 			       .arg = &fn,
 			       .timeout_ms = 2 * WAIT_MS};
 
-	cfg_init(&cfg, 1);
+	/* A listener's channel count is the most it accepts. */
+	cfg_init(&cfg, RDMIG_MAX_CHANNELS);
 	return th_pair_run(&cfg, &pair) && !th_failures() ? 0 : 1;
 }
 

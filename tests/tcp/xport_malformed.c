@@ -468,7 +468,7 @@ int run_malformed(void)
 	th_set_role("malformed");
 	malformed_connect_side();
 
-	cfg_init(&cfg, 1);
+	cfg_init(&cfg, RDMIG_MAX_CHANNELS);
 	cfg.connect_timeout_ms = 3000; /* how long the listener waits for a HELLO */
 	ret = rdmig_listen(&cfg, &l, &e);
 	if (!TH_CHECK_CALL(ret, &e, "listen"))
