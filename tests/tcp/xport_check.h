@@ -9,6 +9,8 @@
  *   xport_tcp.c        tcp behaviours beyond bad frames: a receive resumed
  *                      after a timeout, abort, interleaved connectors,
  *                      expiry, dual stack
+ *   xport_hostile.c    hostile peers before authentication, both backends
+ *                      (raw rdma_cm peers in xport_hostile_cm.c)
  */
 #ifndef RDMIG_XPORT_CHECK_H
 #define RDMIG_XPORT_CHECK_H
@@ -39,8 +41,9 @@ struct opts {
 	unsigned channels;
 	unsigned rounds;
 	uint64_t seed;
-	int compress; /* transfer: source's zstd level, and zero pages in the content */
-	bool tls;     /* tcp over TLS, keyed by a fixed test key */
+	int compress;  /* transfer: source's zstd level, and zero pages in the content */
+	bool tls;      /* tcp over TLS, keyed by a fixed test key */
+	uint16_t port; /* hostile-client: the listener to misbehave at */
 };
 
 extern struct opts g_opt;
