@@ -543,6 +543,14 @@ static int recv_frame(struct rdmig_conn *c, uint8_t want, uint16_t *app_type, vo
 			ret = rdmig_conn_fail(c, err, -ECONNRESET, "peer closed the connection");
 			break;
 		}
+		/* Keys of the peer's memory are only taken from an authenticated peer. */
+		if ((h.type == RDMIG_MSG_LAYOUT || h.type == RDMIG_MSG_RINGS) && c->cfg.auth &&
+		    !c->authenticated) {
+			ret = rdmig_conn_fail(c, err, -EPROTO,
+					      "protocol error: %s before authentication",
+					      rdmig_msg_type_name(h.type));
+			break;
+		}
 		if (h.type == RDMIG_MSG_LAYOUT && want != RDMIG_MSG_LAYOUT) {
 			ret = store_layout(c, frame + RDMIG_WIRE_HDR_LEN, h.length, err);
 			if (ret)
