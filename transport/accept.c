@@ -125,13 +125,20 @@ int rdmig_limit_victim(const struct rdmig_limit_ent *e, unsigned n, const char *
 void rdmig_listen_drop(struct rdmig_listener *l, enum rdmig_drop_cause cause, const char *peer,
 		       const char *fmt, ...)
 {
-	struct rdmig_acceptor *acc = l->acc;
-	char why[RDMIG_ERR_MSG_MAX], line[RDMIG_ERR_MSG_MAX + 320];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	rdmig_listen_vdrop(l, cause, peer, fmt, ap);
 	va_end(ap);
+}
+
+void rdmig_listen_vdrop(struct rdmig_listener *l, enum rdmig_drop_cause cause, const char *peer,
+			const char *fmt, va_list ap)
+{
+	struct rdmig_acceptor *acc = l->acc;
+	char why[RDMIG_ERR_MSG_MAX], line[RDMIG_ERR_MSG_MAX + 320];
+
+	vsnprintf(why, sizeof(why), fmt, ap);
 	snprintf(line, sizeof(line), "dropping connection from %s: %s", peer && *peer ? peer : "?",
 		 why);
 	log_warn("%s", line);

@@ -249,13 +249,11 @@ static void pending_drop(struct tcp_listener *tl, unsigned i, enum rdmig_drop_ca
 			 const char *fmt, ...)
 {
 	struct tcp_pending *p = &tl->pend[i];
-	char why[RDMIG_ERR_MSG_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	rdmig_listen_vdrop(&tl->base, cause, p->peer, fmt, ap);
 	va_end(ap);
-	rdmig_listen_drop(&tl->base, cause, p->peer, "%s", why);
 	pending_close(p);
 	pending_remove(tl, i);
 }
@@ -354,13 +352,11 @@ static void group_forget(struct tcp_listener *tl, struct tcp_group *g, enum rdmi
 static void group_forget(struct tcp_listener *tl, struct tcp_group *g, enum rdmig_drop_cause cause,
 			 const char *fmt, ...)
 {
-	char why[RDMIG_ERR_MSG_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	rdmig_listen_vdrop(&tl->base, cause, g->peer, fmt, ap);
 	va_end(ap);
-	rdmig_listen_drop(&tl->base, cause, g->peer, "%s", why);
 	group_drop(g);
 }
 

@@ -14,6 +14,7 @@
 #define RDMIG_XPORT_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -123,6 +124,8 @@ enum rdmig_drop_cause {
  */
 void rdmig_listen_drop(struct rdmig_listener *l, enum rdmig_drop_cause cause, const char *peer,
 		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void rdmig_listen_vdrop(struct rdmig_listener *l, enum rdmig_drop_cause cause, const char *peer,
+			const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 /* An entry under a limit: its peer's address and when it arrived (rdmig_now_ms()). */
 struct rdmig_limit_ent {

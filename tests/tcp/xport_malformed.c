@@ -55,7 +55,7 @@ void raw_hello_frame(uint8_t *buf, uint8_t type, uint16_t role, uint16_t chan_in
 }
 
 /* The listener's answer to a bad HELLO: an ERROR frame whose text contains `want`. */
-static void expect_error_reply(int fd, const char *what, const char *want)
+void expect_error_reply(int fd, const char *what, const char *want)
 {
 	struct rdmig_wire_hdr h;
 	uint8_t buf[1024];
