@@ -17,12 +17,9 @@
  * unauthenticated connector never sees a MAC of the acceptor's.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -33,100 +30,6 @@
 #include "xport.h"
 
 #define AUTH_LABEL "rdmig-auth-v1"
-
-/* ---- key file ---------------------------------------------------------- */
-
-const char *rdmig_auth_key_path(const char *opt)
-{
-	const char *env;
-
-	if (opt && *opt)
-		return opt;
-	env = getenv(RDMIG_KEY_FILE_ENV);
-	return env && *env ? env : NULL;
-}
-
-void rdmig_auth_key_wipe(struct rdmig_auth_key *key)
-{
-	if (key)
-		OPENSSL_cleanse(key, sizeof(*key));
-}
-
-int rdmig_auth_key_load(const char *path, struct rdmig_auth_key *key, struct rdmig_err *err)
-{
-	uint8_t buf[RDMIG_AUTH_KEY_MAX + 2];
-	struct stat st;
-	size_t len = 0;
-	int fd, ret = 0;
-
-	memset(key, 0, sizeof(*key));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return rdmig_seterr_errno(err, rdmig_neg_errno(), "key file %s", path);
-	if (fstat(fd, &st)) {
-		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "key file %s", path);
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = rdmig_seterr(err, -EINVAL, "key file %s is not a regular file", path);
-		goto out_close;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		ret = rdmig_seterr(err, -EACCES,
-				   "key file %s is accessible by group or others (mode %04o): "
-				   "run chmod 600 %s",
-				   path, (unsigned)(st.st_mode & 07777), path);
-		goto out_close;
-	}
-	while (len < sizeof(buf)) {
-		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret =
-			    rdmig_seterr_errno(err, rdmig_neg_errno(), "reading key file %s", path);
-			goto out_wipe;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	/* One trailing newline (echo, editors) is not part of the key. */
-	if (len && buf[len - 1] == '\n')
-		len--;
-	if (len && buf[len - 1] == '\r')
-		len--;
-	if (len > RDMIG_AUTH_KEY_MAX) {
-		ret = rdmig_seterr(err, -EINVAL, "key file %s holds more than %d bytes", path,
-				   RDMIG_AUTH_KEY_MAX);
-		goto out_wipe;
-	}
-	if (len < RDMIG_AUTH_KEY_MIN) {
-		ret = rdmig_seterr(err, -EINVAL,
-				   "key file %s holds %zu bytes, a key needs at least %d "
-				   "(e.g. head -c 32 /dev/urandom > %s)",
-				   path, len, RDMIG_AUTH_KEY_MIN, path);
-		goto out_wipe;
-	}
-	memcpy(key->key, buf, len);
-	key->len = len;
-out_wipe:
-	OPENSSL_cleanse(buf, sizeof(buf));
-out_close:
-	close(fd);
-	return ret;
-}
-
-int rdmig_auth_key_from_opt(const char *opt, struct rdmig_auth_key *key, struct rdmig_err *err)
-{
-	const char *path = rdmig_auth_key_path(opt);
-
-	memset(key, 0, sizeof(*key));
-	if (!path)
-		return 1;
-	return rdmig_auth_key_load(path, key, err);
-}
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -220,8 +123,11 @@ static int send_step(struct auth_run *a, unsigned step, const void *body, size_t
 		     struct rdmig_err *err)
 {
 	uint8_t buf[RDMIG_AUTH_MSG_MAX];
+	int ret;
 
-	return rdmig_auth_send(a->c, buf, msg_put(buf, step, body, len), err);
+	ret = rdmig_auth_send(a->c, buf, msg_put(buf, step, body, len), err);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return ret;
 }
 
 static int recv_step(struct auth_run *a, unsigned step, uint8_t *buf, const uint8_t **body,
@@ -252,9 +158,15 @@ static void tell_peer(struct rdmig_conn *c, int code, const char *msg)
 	rdmig_ctrl_send_error(c, code, msg, NULL);
 }
 
-static int run_connector(struct auth_run *a, struct rdmig_err *err)
+/* The exchange's buffers: MACs and message copies, wiped whatever the outcome. */
+struct auth_bufs {
+	uint8_t msg[RDMIG_AUTH_MSG_MAX];
+	uint8_t want[RDMIG_AUTH_MAC_LEN];
+	uint8_t body[4 + RDMIG_AUTH_MAC_LEN];
+};
+
+static int run_connector(struct auth_run *a, struct auth_bufs *b, struct rdmig_err *err)
 {
-	uint8_t buf[RDMIG_AUTH_MSG_MAX], want[RDMIG_AUTH_MAC_LEN], body[4 + RDMIG_AUTH_MAC_LEN];
 	unsigned nchan = rdmig_conn_channels(a->c);
 	const uint8_t *p;
 	int ret;
@@ -263,7 +175,7 @@ static int run_connector(struct auth_run *a, struct rdmig_err *err)
 	if (!ret)
 		ret = send_step(a, RDMIG_AUTH_CLIENT_NONCE, a->nc, sizeof(a->nc), err);
 	if (!ret)
-		ret = recv_step(a, RDMIG_AUTH_SERVER_NONCE, buf, &p, err);
+		ret = recv_step(a, RDMIG_AUTH_SERVER_NONCE, b->msg, &p, err);
 	if (ret)
 		return ret;
 	memcpy(a->ns, p, sizeof(a->ns));
@@ -271,34 +183,33 @@ static int run_connector(struct auth_run *a, struct rdmig_err *err)
 	if (!ret)
 		ret = send_step(a, RDMIG_AUTH_CLIENT_PROOF, a->mac, sizeof(a->mac), err);
 	if (!ret)
-		ret = recv_step(a, RDMIG_AUTH_SERVER_PROOF, buf, &p, err);
+		ret = recv_step(a, RDMIG_AUTH_SERVER_PROOF, b->msg, &p, err);
 	if (ret)
 		return ret;
-	memcpy(body, p, sizeof(body));
-	if (body[0] == RDMIG_AUTH_REJECTED)
+	memcpy(b->body, p, sizeof(b->body));
+	if (b->body[0] == RDMIG_AUTH_REJECTED)
 		return rdmig_seterr(err, -EACCES,
 				    "the destination rejected our proof (is "
 				    "this the key the destination uses?)");
-	if (body[0] != RDMIG_AUTH_ACCEPTED || body[1] || body[2] || body[3])
-		return rdmig_seterr(err, -EPROTO, "malformed AUTH message: status %u", body[0]);
-	ret = rdmig_auth_mac(a->key, RDMIG_ROLE_ACCEPTOR, nchan, a->nc, a->ns, want, err);
+	if (b->body[0] != RDMIG_AUTH_ACCEPTED || b->body[1] || b->body[2] || b->body[3])
+		return rdmig_seterr(err, -EPROTO, "malformed AUTH message: status %u", b->body[0]);
+	ret = rdmig_auth_mac(a->key, RDMIG_ROLE_ACCEPTOR, nchan, a->nc, a->ns, b->want, err);
 	if (ret)
 		return ret;
-	if (CRYPTO_memcmp(want, body + 4, sizeof(want))) {
+	if (CRYPTO_memcmp(b->want, b->body + 4, sizeof(b->want))) {
 		tell_peer(a->c, -EACCES, "authentication failed: the source rejected our proof");
 		return rdmig_seterr(err, -EACCES, "peer does not know the key");
 	}
 	return 0;
 }
 
-static int run_acceptor(struct auth_run *a, struct rdmig_err *err)
+static int run_acceptor(struct auth_run *a, struct auth_bufs *b, struct rdmig_err *err)
 {
-	uint8_t buf[RDMIG_AUTH_MSG_MAX], want[RDMIG_AUTH_MAC_LEN], body[4 + RDMIG_AUTH_MAC_LEN];
 	unsigned nchan = rdmig_conn_channels(a->c);
 	const uint8_t *p;
 	int ret;
 
-	ret = recv_step(a, RDMIG_AUTH_CLIENT_NONCE, buf, &p, err);
+	ret = recv_step(a, RDMIG_AUTH_CLIENT_NONCE, b->msg, &p, err);
 	if (ret)
 		return ret;
 	memcpy(a->nc, p, sizeof(a->nc));
@@ -306,27 +217,29 @@ static int run_acceptor(struct auth_run *a, struct rdmig_err *err)
 	if (!ret)
 		ret = send_step(a, RDMIG_AUTH_SERVER_NONCE, a->ns, sizeof(a->ns), err);
 	if (!ret)
-		ret = recv_step(a, RDMIG_AUTH_CLIENT_PROOF, buf, &p, err);
+		ret = recv_step(a, RDMIG_AUTH_CLIENT_PROOF, b->msg, &p, err);
 	if (!ret)
-		ret = rdmig_auth_mac(a->key, RDMIG_ROLE_CONNECTOR, nchan, a->nc, a->ns, want, err);
+		ret =
+		    rdmig_auth_mac(a->key, RDMIG_ROLE_CONNECTOR, nchan, a->nc, a->ns, b->want, err);
 	if (ret)
 		return ret;
-	memset(body, 0, sizeof(body));
-	if (CRYPTO_memcmp(want, p, sizeof(want))) {
+	memset(b->body, 0, sizeof(b->body));
+	if (CRYPTO_memcmp(b->want, p, sizeof(b->want))) {
 		/* No MAC of ours goes to a peer that has not proved itself. */
-		body[0] = RDMIG_AUTH_REJECTED;
-		send_step(a, RDMIG_AUTH_SERVER_PROOF, body, sizeof(body), NULL);
+		b->body[0] = RDMIG_AUTH_REJECTED;
+		send_step(a, RDMIG_AUTH_SERVER_PROOF, b->body, sizeof(b->body), NULL);
 		return rdmig_seterr(err, -EACCES, "peer does not know the key");
 	}
-	body[0] = RDMIG_AUTH_ACCEPTED;
-	ret = rdmig_auth_mac(a->key, RDMIG_ROLE_ACCEPTOR, nchan, a->nc, a->ns, body + 4, err);
+	b->body[0] = RDMIG_AUTH_ACCEPTED;
+	ret = rdmig_auth_mac(a->key, RDMIG_ROLE_ACCEPTOR, nchan, a->nc, a->ns, b->body + 4, err);
 	if (!ret)
-		ret = send_step(a, RDMIG_AUTH_SERVER_PROOF, body, sizeof(body), err);
+		ret = send_step(a, RDMIG_AUTH_SERVER_PROOF, b->body, sizeof(b->body), err);
 	return ret;
 }
 
 int rdmig_auth_psk(struct rdmig_conn *c, bool is_server, void *ctx, struct rdmig_err *err)
 {
+	struct auth_bufs b;
 	struct auth_run a;
 	int ret;
 
@@ -344,7 +257,8 @@ int rdmig_auth_psk(struct rdmig_conn *c, bool is_server, void *ctx, struct rdmig
 	a.c = c;
 	a.key = ctx;
 	a.timeout_ms = c->cfg.connect_timeout_ms > 0 ? c->cfg.connect_timeout_ms : 10000;
-	ret = is_server ? run_acceptor(&a, err) : run_connector(&a, err);
+	ret = is_server ? run_acceptor(&a, &b, err) : run_connector(&a, &b, err);
 	OPENSSL_cleanse(&a, sizeof(a));
+	OPENSSL_cleanse(&b, sizeof(b));
 	return ret;
 }

@@ -6,7 +6,8 @@
  * cfg.auth_ctx = a loaded struct rdmig_auth_key on both sides. It runs a
  * mutual HMAC-SHA256 challenge-response over AUTH frames (docs/protocol.md,
  * "Authentication"; docs/security.md for what it does and does not protect).
- * The key is read from a file that only its owner may access.
+ * The key is read from a file that only its owner may access
+ * (transport/auth_key.c).
  */
 #ifndef RDMIG_AUTH_H
 #define RDMIG_AUTH_H
@@ -43,12 +44,27 @@ struct rdmig_auth_key {
 };
 
 /*
- * Load a key file: a regular file, not accessible by group or others, of
- * RDMIG_AUTH_KEY_MIN..RDMIG_AUTH_KEY_MAX bytes (one trailing newline is not
- * part of the key). Errors name the file and what to do.
+ * Key files (transport/auth_key.c). A key file is a regular file that
+ * neither group nor others may access, of at most RDMIG_AUTH_KEY_MAX bytes
+ * as stored (a longer file is refused with its size and the limit, never
+ * cut). One line ending, "\n" or "\r\n", is then dropped (editors and echo
+ * add one; a lone "\r" is part of the key), and what remains must be at
+ * least RDMIG_AUTH_KEY_MIN bytes. Errors name the file and what to do.
+ *
+ * A loaded key lives until rdmig_auth_key_wipe() (or rdmig_auth_key_free()),
+ * which every owner calls on every way out; the loaders wipe their own
+ * buffers. The key must outlive every listener and connection whose
+ * cfg.auth_ctx (or cfg.tls_key, read only during rdmig_listen() and
+ * rdmig_connect()) points at it.
  */
 int rdmig_auth_key_load(const char *path, struct rdmig_auth_key *key, struct rdmig_err *err);
-/* Wipe a key from memory. */
+/*
+ * The rules above applied to the `len` bytes of a key file's content (`path`
+ * names it in messages). Exposed for tests and fuzzing.
+ */
+int rdmig_auth_key_parse(const uint8_t *raw, size_t len, const char *path,
+			 struct rdmig_auth_key *key, struct rdmig_err *err);
+/* Wipe a key from memory (explicit_bzero: never optimised away). NULL is fine. */
 void rdmig_auth_key_wipe(struct rdmig_auth_key *key);
 
 /*
@@ -60,9 +76,19 @@ const char *rdmig_auth_key_path(const char *opt);
 /*
  * For the tools: load the key named by `opt` or $RDMIG_KEY_FILE. Returns 1
  * when neither names one (the caller prints RDMIG_AUTH_NO_KEY_WARNING and
- * runs unauthenticated), 0 when *key is loaded, or a negative errno.
+ * runs unauthenticated), 0 when *key is loaded, or a negative errno (*key
+ * is then wiped).
  */
 int rdmig_auth_key_from_opt(const char *opt, struct rdmig_auth_key *key, struct rdmig_err *err);
+
+/*
+ * The same into memory of the key's own: a page locked against swapping
+ * (when the memlock limit allows) and left out of core dumps. *out is NULL
+ * when the result is not 0. Release with rdmig_auth_key_free(), which wipes.
+ */
+int rdmig_auth_key_new(const char *opt, struct rdmig_auth_key **out, struct rdmig_err *err);
+/* Wipe, unlock and unmap a key from rdmig_auth_key_new(); NULL is fine. */
+void rdmig_auth_key_free(struct rdmig_auth_key *key);
 #define RDMIG_AUTH_NO_KEY_WARNING                                                                  \
 	"rdmig: warning: no --key-file: the peer is not authenticated (fine for local testing "    \
 	"only)"

@@ -214,15 +214,7 @@ int rd_chan_setup(struct rd_chan *ch, struct rdmig_err *err)
 				   &ch->frames, &ch->frames_mr, "frame buffers", err);
 	if (ret)
 		goto out_free_rbuf;
-	if (!ch->is_ctrl) {
-		/* The stream receive ring: the peer writes into it, nothing else may. */
-		ch->ring_size = cfg->stream_ring;
-		ret = rd_buf_alloc(rc, ch->ring_size,
-				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &ch->ring,
-				   &ch->ring_mr, "stream receive ring", err);
-		if (ret)
-			goto out_free_sbuf;
-	}
+	/* Nothing here is open to the peer's writes: the stream ring comes after auth. */
 
 	vec = 0;
 	if (!ch->is_ctrl && cfg->comp_vector && ch->index < cfg->ncomp_vector &&
@@ -235,7 +227,7 @@ int rd_chan_setup(struct rd_chan *ch, struct rdmig_err *err)
 	if (!ch->scq) {
 		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "%s: ibv_create_cq(send, %u)",
 					 ch->name, ch->depth + 1);
-		goto out_free_ring;
+		goto out_free_sbuf;
 	}
 	ch->rcq = ibv_create_cq(rc->verbs, (int)ch->nrecv + 1, ch, rc->cc, vec);
 	if (!ch->rcq) {
@@ -293,8 +285,6 @@ out_destroy_rcq:
 out_destroy_scq:
 	ibv_destroy_cq(ch->scq);
 	ch->scq = NULL;
-out_free_ring:
-	rd_buf_free(&ch->ring, &ch->ring_mr, ch->ring_size);
 out_free_sbuf:
 	rd_buf_free(&ch->sbuf, &ch->sbuf_mr, RD_CTRL_SBUF_LEN);
 	rd_buf_free(&ch->frames, &ch->frames_mr, (size_t)ch->depth * RD_FRAME_LEN);
@@ -313,12 +303,8 @@ void rd_hello_make(struct rd_chan *ch, struct rdmig_wire_hello *h)
 	struct rd_conn *rc = ch->rc;
 
 	rdmig_hello_fill(&rc->base, h, ch->index, rc->token);
-	h->caps |= RDMIG_CAP_KEEPALIVE;
-	if (!ch->is_ctrl && ch->ring_mr) {
-		h->stream_ring = ch->ring_size;
-		h->ring_rkey = ch->ring_mr->rkey;
-		h->ring_addr = (uintptr_t)ch->ring;
-	}
+	/* No ring here: its key goes out in RINGS, after authentication (rd_post_auth). */
+	h->caps |= RDMIG_CAP_KEEPALIVE | RDMIG_CAP_LATE_RINGS;
 }
 
 int rd_hello_check(const struct rdmig_wire_hello *h, enum rdmig_role role, struct rdmig_err *err)
@@ -334,21 +320,15 @@ int rd_hello_check(const struct rdmig_wire_hello *h, enum rdmig_role role, struc
 				    "peer accepts control messages up to %u bytes, this side "
 				    "sends up to %u",
 				    h->max_ctrl, RDMIG_CTRL_MAX_PAYLOAD);
-	if (ctrl) {
-		if (h->stream_ring || h->ring_rkey || h->ring_addr)
-			return rdmig_seterr(err, -EPROTO,
-					    "HELLO of the control channel carries a stream ring");
-	} else if (h->stream_ring) {
-		if (h->stream_ring & (h->stream_ring - 1) || h->stream_ring < 4096 ||
-		    h->stream_ring > (1u << 30) || !h->ring_addr || !h->ring_rkey)
-			return rdmig_seterr(
-			    err, -EPROTO,
-			    "HELLO of data channel %u: stream ring of %llu bytes at "
-			    "0x%llx (rkey 0x%x) is not a power of two in 4 KiB..1 GiB "
-			    "with an address and a key",
-			    h->chan_index, (unsigned long long)h->stream_ring,
-			    (unsigned long long)h->ring_addr, h->ring_rkey);
-	}
+	if (ctrl && (h->stream_ring || h->ring_rkey || h->ring_addr))
+		return rdmig_seterr(err, -EPROTO,
+				    "HELLO of the control channel carries a stream ring");
+	if (!ctrl &&
+	    (h->stream_ring || h->ring_rkey || h->ring_addr || !(h->caps & RDMIG_CAP_LATE_RINGS)))
+		return rdmig_seterr(err, -EPROTO,
+				    "HELLO of data channel %u offers its stream ring before "
+				    "authentication: the peer is an older rdmig, upgrade it",
+				    h->chan_index);
 	return 0;
 }
 
@@ -371,6 +351,12 @@ int rd_hello_accept(struct rd_chan *ch, const struct rdmig_wire_hello *h, struct
 	if (h->nchan != rc->base.nchan)
 		return rdmig_seterr(err, -EPROTO, "%s: HELLO says %u data channels, expected %u",
 				    ch->name, h->nchan, rc->base.nchan);
+	if (!(h->caps & RDMIG_CAP_LATE_RINGS))
+		return rdmig_seterr(
+		    err, -EPROTO,
+		    "%s: the peer does not announce stream rings after authentication "
+		    "(capability 0x%x): it is an older rdmig, upgrade it",
+		    ch->name, RDMIG_CAP_LATE_RINGS);
 	ch->peer = *h;
 	rc->base.peer_caps = h->caps;
 	return 0;
@@ -535,6 +521,8 @@ static void rd_close(struct rdmig_conn *c)
 			log_warn("rdma: %s: ibv_destroy_cq(send) failed", ch->name);
 		ch->rcq = ch->scq = NULL;
 		rd_stream_free(ch);
+		if (ch->ring_mr)
+			atomic_fetch_sub(&rc->base.st_rings_remote, 1);
 		rd_buf_free(&ch->ring, &ch->ring_mr, ch->ring_size);
 		rd_buf_free(&ch->frames, &ch->frames_mr, (size_t)ch->depth * RD_FRAME_LEN);
 		rd_buf_free(&ch->sbuf, &ch->sbuf_mr, RD_CTRL_SBUF_LEN);
@@ -589,7 +577,9 @@ const struct rdmig_xport_ops rdmig_rdma_ops = {
     .listen = rd_listen,
     .accept = rd_accept,
     .listener_close = rd_listener_close,
+    .accept_finish = rd_accept_finish,
     .connect = rd_connect,
+    .post_auth = rd_post_auth,
     .drain = rd_drain,
     .close = rd_close,
     .wake = rd_wake,

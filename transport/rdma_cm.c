@@ -85,6 +85,12 @@ static int resolve(const char *host, uint16_t port, bool passive, struct sockadd
 	return 0;
 }
 
+/* A setup failure the peer caused (its HELLOs), rather than a local shortage. */
+static bool failure_is_peer(int code)
+{
+	return code == -EPROTO || code == -EXDEV;
+}
+
 static void set_ack_timeout(struct rdma_cm_id *id)
 {
 	uint8_t t = RD_ACK_TIMEOUT;
@@ -120,10 +126,13 @@ static int set_nonblock(int fd)
 	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) ? rdmig_neg_errno() : 0;
 }
 
-/* A reason the connector can print: "rdmig: ..." in the reject private data. */
+/*
+ * A reason the connector can print: "rdmig: ..." in the reject private data
+ * (an IB CM REJ carries at most 148 bytes of it).
+ */
 static void reject(struct rdma_cm_id *id, const char *why)
 {
-	char buf[128];
+	char buf[148];
 	size_t n = (size_t)snprintf(buf, sizeof(buf), "rdmig: %s", why);
 
 	if (n >= sizeof(buf))
@@ -164,7 +173,7 @@ static int connect_event(struct rd_conn *rc, const struct rdma_cm_event *ev, uns
 	struct rdmig_wire_hello h;
 	struct rdma_conn_param p;
 	uint8_t pdata[RDMIG_WIRE_CM_LEN];
-	char why[128];
+	char why[160];
 	int ret;
 
 	switch (ev->event) {
@@ -318,7 +327,6 @@ int rd_listen(struct rdmig_listener *l, struct rdmig_err *err)
 	char as[64];
 	int ret;
 
-	pthread_mutex_init(&rl->lock, NULL);
 	rl->inited = true;
 	rl->ec = rdma_create_event_channel();
 	if (!rl->ec)
@@ -369,8 +377,11 @@ int rd_listen(struct rdmig_listener *l, struct rdmig_err *err)
 	return 0;
 }
 
-static void pending_drop(struct rd_pending *g, const char *why)
+/* Refuse and destroy every id of an incomplete connection; count it as one drop. */
+static void pending_drop(struct rd_listener *rl, struct rd_pending *g, enum rdmig_drop_cause cause,
+			 const char *why)
 {
+	rdmig_listen_drop(&rl->base, cause, g->peer, "%s", why);
 	for (unsigned i = 0; i <= RDMIG_MAX_CHANNELS; i++) {
 		if (!g->id[i])
 			continue;
@@ -389,14 +400,13 @@ void rd_listener_close(struct rdmig_listener *l)
 		return;
 	for (unsigned i = 0; i < RD_MAX_PENDING; i++)
 		if (rl->pend[i].used)
-			pending_drop(&rl->pend[i], "listener closed");
+			pending_drop(rl, &rl->pend[i], RDMIG_DROP_CLOSED, "listener closed");
 	if (rl->id)
 		rdma_destroy_id(rl->id);
 	rl->id = NULL;
 	if (rl->ec)
 		rdma_destroy_event_channel(rl->ec);
 	rl->ec = NULL;
-	pthread_mutex_destroy(&rl->lock);
 	rl->inited = false;
 }
 
@@ -416,14 +426,51 @@ static struct rd_pending *pending_of(struct rd_listener *rl, const struct rdma_c
 	return NULL;
 }
 
-static void refuse(struct rdma_cm_id *id, const char *why)
+static void refuse(struct rd_listener *rl, struct rdma_cm_id *id, const char *why)
 {
 	char as[64];
 
-	log_warn("rdma: rejected a connection request from %s: %s",
-		 addr_str(rdma_get_peer_addr(id), as, sizeof(as)), why);
+	rdmig_listen_drop(&rl->base, RDMIG_DROP_REFUSED,
+			  addr_str(rdma_get_peer_addr(id), as, sizeof(as)), "%s", why);
 	reject(id, why);
 	rdma_destroy_id(id);
+}
+
+/* A free group for a new token from `addr`, evicting one under the limits if need be. */
+static struct rd_pending *pending_new(struct rd_listener *rl, const char *addr)
+{
+	struct rdmig_limit_ent ent[RD_MAX_PENDING];
+	struct rd_pending *used[RD_MAX_PENDING];
+	char why[200];
+	unsigned n = 0, held;
+	int v;
+
+	for (unsigned i = 0; i < RD_MAX_PENDING; i++) {
+		if (!rl->pend[i].used)
+			continue;
+		used[n] = &rl->pend[i];
+		ent[n++] =
+		    (struct rdmig_limit_ent){.addr = rl->pend[i].addr, .since = rl->pend[i].since};
+	}
+	v = rdmig_limit_victim(ent, n, addr, RD_PENDING_PER_ADDR, RD_MAX_PENDING, &held);
+	if (v >= 0) {
+		if (!strcmp(ent[v].addr, addr))
+			snprintf(
+			    why, sizeof(why),
+			    "incomplete connection evicted, the oldest of %u from %s (limit %d "
+			    "per address), for a newer one",
+			    held, addr, RD_PENDING_PER_ADDR);
+		else
+			snprintf(why, sizeof(why),
+				 "incomplete connection evicted, the oldest of the %u from %s, the "
+				 "most of any address, for one from %s (limit %d in all)",
+				 held, ent[v].addr, addr, RD_MAX_PENDING);
+		pending_drop(rl, used[v], RDMIG_DROP_EVICTED, why);
+	}
+	for (unsigned i = 0; i < RD_MAX_PENDING; i++)
+		if (!rl->pend[i].used)
+			return &rl->pend[i];
+	return NULL;
 }
 
 /* A connect request (its event already acknowledged): validate and group it. */
@@ -431,49 +478,58 @@ static void connect_request(struct rd_listener *rl, struct rdma_cm_id *id, const
 			    unsigned plen)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
-	struct rd_pending *g = NULL, *free_slot = NULL;
+	struct rd_pending *g = NULL;
 	struct rdmig_wire_hello h;
+	char addr[RDMIG_ADDR_MAX], why[160];
 	unsigned slot;
 	int timeout;
 
 	if (plen < RDMIG_WIRE_CM_LEN) {
-		char why[64];
-
 		snprintf(why, sizeof(why), "no HELLO (%u bytes of private data)", plen);
-		refuse(id, why);
+		refuse(rl, id, why);
 		return;
 	}
 	if (rdmig_wire_cm_decode(pdata, plen, RDMIG_MSG_HELLO, &h, &e) ||
 	    rd_hello_check(&h, RDMIG_ROLE_CONNECTOR, &e)) {
-		refuse(id, rdmig_err_str(&e));
+		refuse(rl, id, rdmig_err_str(&e));
 		return;
 	}
-	for (unsigned i = 0; i < RD_MAX_PENDING; i++) {
+	if (h.nchan > rl->base.cfg.channels) {
+		/* Read by the connector's user: both numbers and both ways out. */
+		snprintf(why, sizeof(why),
+			 "the destination allows at most %u data channels, this side asked for %u: "
+			 "use --channels %u or raise the destination's --channels",
+			 rl->base.cfg.channels, h.nchan, rl->base.cfg.channels);
+		refuse(rl, id, why);
+		return;
+	}
+	for (unsigned i = 0; i < RD_MAX_PENDING && !g; i++)
 		if (rl->pend[i].used && rl->pend[i].token == h.token)
 			g = &rl->pend[i];
-		else if (!rl->pend[i].used && !free_slot)
-			free_slot = &rl->pend[i];
-	}
 	if (!g) {
-		if (!free_slot) {
-			refuse(id, "too many incomplete connections");
+		rdmig_addr_ip(rdma_get_peer_addr(id), addr, sizeof(addr));
+		g = pending_new(rl, addr);
+		if (!g) {
+			refuse(rl, id, "too many incomplete connections");
 			return;
 		}
-		g = free_slot;
 		memset(g, 0, sizeof(*g));
 		g->used = true;
 		g->token = h.token;
 		g->nchan = h.nchan;
+		memcpy(g->addr, addr, sizeof(g->addr));
+		addr_str(rdma_get_peer_addr(id), g->peer, sizeof(g->peer));
 		timeout = rl->base.cfg.connect_timeout_ms;
-		g->expires = rdmig_now_ms() + (timeout > 1000 ? timeout : 1000);
+		g->since = rdmig_now_ms();
+		g->expires = g->since + (timeout > 1000 ? timeout : 1000);
 	}
 	if (h.nchan != g->nchan) {
-		refuse(id, "channel count differs from the other channels of the connection");
+		refuse(rl, id, "channel count differs from the other channels of the connection");
 		return;
 	}
 	slot = h.chan_index == RDMIG_CHAN_CTRL ? 0 : 1u + h.chan_index;
 	if (g->id[slot]) {
-		refuse(id, "channel already connected");
+		refuse(rl, id, "channel already connected");
 		return;
 	}
 	g->id[slot] = id;
@@ -497,14 +553,16 @@ static int64_t pending_expire(struct rd_listener *rl)
 
 	for (unsigned i = 0; i < RD_MAX_PENDING; i++) {
 		struct rd_pending *g = &rl->pend[i];
+		char why[128];
 
 		if (!g->used)
 			continue;
 		if (g->expires <= now) {
-			log_warn("rdma: dropping an incomplete connection (%u of %u channels "
-				 "arrived)",
+			snprintf(why, sizeof(why),
+				 "incomplete connection: %u of %u channels arrived in time: the "
+				 "other channels of the connection did not arrive",
 				 g->have, 1u + g->nchan);
-			pending_drop(g, "the other channels of the connection did not arrive");
+			pending_drop(rl, g, RDMIG_DROP_TIMEOUT, why);
 			continue;
 		}
 		if (next < 0 || g->expires < next)
@@ -547,22 +605,26 @@ static int listener_events(struct rd_listener *rl, struct rdmig_err *err)
 		}
 		g = pending_of(rl, id);
 		if (g) {
-			log_warn("rdma: %s on a pending connection request: dropping it",
+			char why[96];
+
+			snprintf(why, sizeof(why), "%s on a pending connection request",
 				 rdma_event_str(type));
-			pending_drop(g, "connection setup failed");
+			pending_drop(rl, g, RDMIG_DROP_CLOSED, why);
 		}
 	}
 	return 0;
 }
 
+/*
+ * Listener thread: take a complete group into the connection and answer
+ * every channel (rdma_accept) without waiting for the peer again; the
+ * handshake thread waits for ESTABLISHED (rd_accept_finish).
+ */
 static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_conn *rc,
 			struct rdmig_err *err)
 {
 	struct rdmig_conn *c = &rc->base;
 	struct rd_pending grp = *g;
-	unsigned established = 0;
-	char as[64];
-	int64_t deadline;
 	int ret;
 
 	/* From here the ids belong to the connection, whose close() releases them. */
@@ -574,8 +636,8 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 		rc->ch[i].id = grp.id[i];
 		rc->ch[i].id->context = &rc->ch[i];
 	}
-	snprintf(c->host, sizeof(c->host), "%s",
-		 addr_str(rdma_get_peer_addr(rc->ch[0].id), as, sizeof(as)));
+	snprintf(c->host, sizeof(c->host), "%s", grp.peer);
+	snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", grp.addr);
 
 	rc->ec = rdma_create_event_channel();
 	if (!rc->ec) {
@@ -624,20 +686,43 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 		}
 		grp.id[i] = NULL; /* answered */
 	}
-	deadline = rdmig_now_ms() + c->cfg.connect_timeout_ms;
+	log_info("rdma: connection from %s with %u data channels: authenticating", c->host,
+		 c->nchan);
+	return 0;
+
+out_reject:
+	/* Channels not yet answered learn why; close() destroys every id. */
+	for (unsigned i = 0; i < rc->nch; i++)
+		if (grp.id[i])
+			reject(grp.id[i], rdmig_err_str(err));
+	return ret;
+}
+
+int rd_accept_finish(struct rdmig_conn *c, int64_t deadline, struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	unsigned established = 0;
+	int ret;
+
 	while (established < rc->nch) {
 		struct rdma_cm_event *ev;
 		struct rd_chan *ch;
 		enum rdma_cm_event_type type;
+		int64_t slice = rdmig_now_ms() + RD_WAIT_SLICE_MS;
 		int status;
 
-		ret = next_event(rc->ec, deadline, &ev);
+		/* In slices: an abort (deadline, eviction, closing listener) ends the wait. */
+		ret = rdmig_conn_failed(c, err) ? c->fail.err.code : 0;
+		if (ret)
+			return ret;
+		ret = next_event(rc->ec, deadline < slice ? deadline : slice, &ev);
+		if (ret == -ETIMEDOUT && rdmig_now_ms() < deadline)
+			continue;
 		if (ret == -ETIMEDOUT)
 			return rdmig_seterr(err, ret,
-					    "connection from %s: %u of %u channels established "
-					    "after %d ms",
-					    c->host, established, rc->nch,
-					    c->cfg.connect_timeout_ms);
+					    "%u of %u channels established within the connect "
+					    "timeout",
+					    established, rc->nch);
 		if (ret)
 			return rdmig_seterr_errno(err, ret, "rdma_get_cm_event");
 		ch = ev->id->context;
@@ -648,20 +733,11 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 			ch->established = true;
 			established++;
 		} else if (type != RDMA_CM_EVENT_TIMEWAIT_EXIT) {
-			return rdmig_seterr(err, -ECONNABORTED,
-					    "connection from %s: %s on %s (status %d)", c->host,
+			return rdmig_seterr(err, -ECONNABORTED, "%s on %s (status %d)",
 					    rdma_event_str(type), ch->name, status);
 		}
 	}
-	log_info("rdma: accepted a connection from %s with %u data channels", c->host, c->nchan);
 	return rd_conn_start(rc, err);
-
-out_reject:
-	/* Channels not yet answered learn why; close() destroys every id. */
-	for (unsigned i = 0; i < rc->nch; i++)
-		if (grp.id[i])
-			reject(grp.id[i], rdmig_err_str(err));
-	return ret;
 }
 
 int rd_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c, struct rdmig_err *err)
@@ -669,37 +745,39 @@ int rd_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c, st
 	struct rd_listener *rl = to_rl(l);
 	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct rd_pending *g;
+	char peer[64];
 	int ret = 0;
 
-	pthread_mutex_lock(&rl->lock);
 	for (;;) {
 		int64_t next = pending_expire(rl), now = rdmig_now_ms(), until = deadline;
-		struct pollfd pfd = {.fd = rl->ec->fd, .events = POLLIN};
+		struct pollfd pfd[2] = {{.fd = rl->ec->fd, .events = POLLIN},
+					{.fd = l->wake_fd, .events = POLLIN}};
 		int wait_ms;
 
 		g = pending_complete(rl);
 		if (g)
 			break;
-		if (deadline >= 0 && now >= deadline) {
-			ret = rdmig_seterr(err, -ETIMEDOUT, "no rdma connection within %d ms",
-					   timeout_ms);
-			goto out_unlock;
-		}
+		if (deadline >= 0 && now >= deadline)
+			return rdmig_seterr(err, -ETIMEDOUT, "no rdma connection within %d ms",
+					    timeout_ms);
 		if (next >= 0 && (until < 0 || next < until))
 			until = next;
 		wait_ms = until < 0 ? 1000 : (int)(until - now < 1000 ? until - now : 1000);
-		if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR) {
-			ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "poll");
-			goto out_unlock;
-		}
+		if (poll(pfd, 2, wait_ms) < 0 && errno != EINTR)
+			return rdmig_seterr_errno(err, rdmig_neg_errno(), "poll");
+		if (pfd[1].revents)
+			return -ETIMEDOUT; /* the listener is closing */
 		ret = listener_events(rl, err);
 		if (ret)
-			goto out_unlock;
+			return ret;
 	}
+	snprintf(peer, sizeof(peer), "%s", g->peer);
 	ret = accept_group(rl, g, to_rd(c), err);
-out_unlock:
-	pthread_mutex_unlock(&rl->lock);
-	return ret;
+	if (!ret)
+		return 0;
+	rdmig_listen_drop(l, failure_is_peer(ret) ? RDMIG_DROP_REFUSED : RDMIG_DROP_BUSY, peer,
+			  "%s", rdmig_err_str(err));
+	return RDMIG_ACCEPT_DROPPED;
 }
 
 /* ---- events of established connections (progress thread) ---------------- */

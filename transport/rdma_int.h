@@ -137,7 +137,7 @@ struct rd_chan {
 	unsigned rq_posted;	/* receive WRs currently posted */
 	struct rd_rxq_ent *rxq; /* nrecv entries */
 	unsigned rxq_head, rxq_count;
-	/* stream receiver: this side's ring, written by the peer */
+	/* stream receiver: this side's ring, written by the peer; set up after auth */
 	uint8_t *ring;
 	struct ibv_mr *ring_mr;
 	uint64_t ring_size;
@@ -199,23 +199,28 @@ struct rd_conn {
  * Accepting side: connect requests are grouped by the token of their HELLO
  * until the control channel and every data channel of a connection have
  * arrived; only then are they accepted. Incomplete groups are kept across
- * rd_accept() calls, at most RD_MAX_PENDING of them, each until it expires.
+ * rd_accept() calls, at most RD_MAX_PENDING of them and RD_PENDING_PER_ADDR
+ * per peer address (past that the oldest goes: rdmig_limit_victim()), each
+ * until it expires.
  */
-#define RD_MAX_PENDING 8
+#define RD_MAX_PENDING	    32
+#define RD_PENDING_PER_ADDR 16
 struct rd_pending {
 	bool used;
 	uint64_t token;
 	uint16_t nchan;
 	unsigned have;
-	int64_t expires;			       /* rdmig_now_ms() deadline */
+	int64_t since, expires;			       /* rdmig_now_ms() */
+	char addr[RDMIG_ADDR_MAX];		       /* the peer's address: the limits' key */
+	char peer[64];				       /* address and port, for messages */
 	struct rdma_cm_id *id[RDMIG_MAX_CHANNELS + 1]; /* [0] control, [1 + i] data i */
 	struct rdmig_wire_hello hello[RDMIG_MAX_CHANNELS + 1];
 };
 
+/* Only the listener thread (accept.c) touches it, from listen to close. */
 struct rd_listener {
 	struct rdmig_listener base; /* first: transport.c allocates and frees it */
 	bool inited;
-	pthread_mutex_t lock; /* one rd_accept() at a time */
 	struct rdma_event_channel *ec;
 	struct rdma_cm_id *id;
 	struct rd_pending pend[RD_MAX_PENDING];
@@ -317,6 +322,8 @@ int rd_connect(struct rdmig_conn *c, struct rdmig_err *err);
 int rd_listen(struct rdmig_listener *l, struct rdmig_err *err);
 int rd_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 	      struct rdmig_err *err);
+/* Handshake thread: wait until every channel is established, start the progress thread. */
+int rd_accept_finish(struct rdmig_conn *c, int64_t deadline, struct rdmig_err *err);
 void rd_listener_close(struct rdmig_listener *l);
 /* Progress thread: handle pending events of the connection's event channel. */
 void rd_cm_events(struct rd_conn *rc);
@@ -332,5 +339,10 @@ int rd_stream_rx_data(struct rd_chan *ch, uint32_t n, char *why, size_t whylen);
 /* Progress thread, rx_lock held: a CREDIT arrived. */
 int rd_stream_rx_credit(struct rd_chan *ch, uint64_t consumed, char *why, size_t whylen);
 void rd_stream_free(struct rd_chan *ch);
+/*
+ * After authentication, both sides: register this side's receive rings for
+ * remote write, send their addresses and keys in RINGS, take the peer's.
+ */
+int rd_post_auth(struct rdmig_conn *c, struct rdmig_err *err);
 
 #endif

@@ -4,17 +4,16 @@
  * filled with one-sided writes.
  *
  * Each side owns, per data channel, a receive ring of stream_ring bytes
- * registered for remote write; its address and rkey went to the peer in the
- * HELLO of that channel. A sender copies data into its own staging buffer
- * (the same size as the peer's ring, byte i of the stream at i % size, so
- * that one SGE maps to one contiguous piece of the ring) and posts an RDMA
- * WRITE_WITH_IMM to the same offset of the peer's ring; the immediate is the
- * byte count, so the receiver learns of the data from its recv completion.
- * Chunks never wrap: they are split at the ring's end. The receiver sends a
- * CREDIT (bytes consumed so far) whenever it has consumed a quarter of the
- * ring since the last one; the sender never has more than a ring's worth of
- * bytes unconsumed. STREAM_EOF is a SEND after the last chunk: RC ordering
- * puts it behind every chunk.
+ * registered for remote write once the auth hook has succeeded, never
+ * before; the addresses and rkeys of all of them go to the peer in one
+ * RINGS frame on the control channel (rd_post_auth). A sender copies data into its own staging
+ * buffer (the same size as the peer's ring, byte i of the stream at i % size, so that one SGE maps
+ * to one contiguous piece of the ring) and posts an RDMA WRITE_WITH_IMM to the same offset of the
+ * peer's ring; the immediate is the byte count, so the receiver learns of the data from its recv
+ * completion. Chunks never wrap: they are split at the ring's end. The receiver sends a CREDIT
+ * (bytes consumed so far) whenever it has consumed a quarter of the ring since the last one; the
+ * sender never has more than a ring's worth of bytes unconsumed. STREAM_EOF is a SEND after the
+ * last chunk: RC ordering puts it behind every chunk.
  *
  * Ownership: the sending thread owns tx_pos and the staging buffer (under
  * tx_lock, which the receiving thread also takes to post a CREDIT); the
@@ -34,6 +33,61 @@
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;
+}
+
+int rd_post_auth(struct rdmig_conn *c, struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	struct rdmig_wire_ring ring[RDMIG_MAX_CHANNELS];
+	uint8_t buf[4 + RDMIG_MAX_CHANNELS * RDMIG_WIRE_RING_LEN];
+	size_t len = 0;
+	int ret;
+
+	for (unsigned i = 0; i < c->nchan; i++) {
+		struct rd_chan *ch = rd_data(rc, i);
+		struct ibv_mr *mr = NULL;
+		uint8_t *mem = NULL;
+
+		/* The peer writes into it, nothing else may. */
+		ret = rd_buf_alloc(rc, c->cfg.stream_ring,
+				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, &mem, &mr,
+				   "stream receive ring", err);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&ch->rx_lock);
+		ch->ring = mem;
+		ch->ring_mr = mr;
+		ch->ring_size = c->cfg.stream_ring;
+		pthread_mutex_unlock(&ch->rx_lock);
+		atomic_fetch_add(&c->st_rings_remote, 1);
+		ring[i] = (struct rdmig_wire_ring){
+		    .size = ch->ring_size, .addr = (uintptr_t)mem, .rkey = mr->rkey};
+	}
+	len = rdmig_wire_rings_encode(buf, ring, c->nchan);
+	ret = rdmig_setup_send(c, RDMIG_MSG_RINGS, buf, len, err);
+	if (ret)
+		return ret;
+	atomic_fetch_add(&c->st_rkeys_sent, c->nchan);
+	ret = rdmig_setup_recv(c, RDMIG_MSG_RINGS, buf, sizeof(buf), &len,
+			       c->cfg.connect_timeout_ms, err);
+	if (ret == -ETIMEDOUT)
+		return rdmig_seterr(err, ret, "no RINGS from the peer within %d ms",
+				    c->cfg.connect_timeout_ms);
+	if (ret)
+		return ret;
+	ret = rdmig_wire_rings_decode(buf, len, ring, c->nchan, err);
+	if (ret)
+		return rdmig_conn_fail(c, err, ret, "bad RINGS from peer: %s", rdmig_err_str(err));
+	for (unsigned i = 0; i < c->nchan; i++) {
+		struct rd_chan *ch = rd_data(rc, i);
+
+		pthread_mutex_lock(&ch->tx_lock);
+		ch->peer.stream_ring = ring[i].size;
+		ch->peer.ring_addr = ring[i].addr;
+		ch->peer.ring_rkey = ring[i].rkey;
+		pthread_mutex_unlock(&ch->tx_lock);
+	}
+	return 0;
 }
 
 int rd_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,

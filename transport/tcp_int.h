@@ -12,9 +12,10 @@
  * it opens one socket per data channel, each with a HELLO carrying its index
  * and the same token. The acceptor reads every socket's HELLO under a
  * timeout, answers each with a HELLO_ACK and groups sockets by token; a
- * connection is handed out when its control socket and every data socket
- * have arrived. Incomplete groups stay in the listener (bounded, expiring)
- * so that connectors may interleave.
+ * connection goes to its handshake (accept.c) when its control socket and
+ * every data socket have arrived. Incomplete groups stay in the listener
+ * (bounded per address and in all, expiring) so that connectors may
+ * interleave.
  *
  * Data channels carry WRITE frames (header, 16-byte prefix, payload read
  * straight from the region with sendmsg, received straight into the region
@@ -60,14 +61,22 @@
 
 #include "xport.h"
 
-#define TCP_PEER_MAX	 300 /* "[v6 address]:port", or a host name and port */
-#define TCP_HELLO_FRAME	 RDMIG_WIRE_PDATA_LEN
-#define TCP_MAX_PENDING	 64 /* accepted sockets whose HELLO has not arrived yet */
-#define TCP_MAX_GROUPS	 16 /* connections with some but not all of their sockets */
-#define TCP_FRAME_PREFIX (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN)
-#define TCP_RX_SMALL	 (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN)
-#define TCP_EOF		 1 /* tcp_io_recv_fill(): the peer closed the socket */
-#define TCP_PSK_LEN	 32
+#define TCP_PEER_MAX	300 /* "[v6 address]:port", or a host name and port */
+#define TCP_HELLO_FRAME RDMIG_WIRE_PDATA_LEN
+/*
+ * Accepted sockets whose HELLO has not arrived yet, and connections with
+ * some but not all of their sockets, in all and per peer address. Past a
+ * limit the oldest of that address (else of the address holding the most)
+ * is dropped for the newcomer: rdmig_limit_victim().
+ */
+#define TCP_MAX_PENDING	     128
+#define TCP_PENDING_PER_ADDR 32
+#define TCP_MAX_GROUPS	     32
+#define TCP_GROUPS_PER_ADDR  16
+#define TCP_FRAME_PREFIX     (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_WRITE_LEN)
+#define TCP_RX_SMALL	     (RDMIG_WIRE_HDR_LEN + RDMIG_WIRE_FENCE_LEN)
+#define TCP_EOF		     1 /* tcp_io_recv_fill(): the peer closed the socket */
+#define TCP_PSK_LEN	     32
 
 enum tcp_rx_state {
 	RX_HDR,	    /* reading a frame header */
@@ -141,9 +150,10 @@ struct tcp_pending {
 	bool hs_done; /* TLS handshake complete */
 	short events; /* what the handshake waits for */
 	size_t got;
-	int64_t deadline;
+	int64_t since, deadline;
 	uint8_t buf[TCP_HELLO_FRAME];
 	char peer[TCP_PEER_MAX];
+	char addr[RDMIG_ADDR_MAX]; /* peer without the port: the limits' key */
 };
 
 struct tcp_group {
@@ -156,21 +166,23 @@ struct tcp_group {
 	unsigned ndata;
 	int data_fd[RDMIG_MAX_CHANNELS];
 	SSL *data_ssl[RDMIG_MAX_CHANNELS];
-	int64_t deadline;
+	int64_t since, deadline;
 	char peer[TCP_PEER_MAX];
+	char addr[RDMIG_ADDR_MAX];
 };
 
+/* Only the listener thread (accept.c) touches it, from listen to close. */
 struct tcp_listener {
 	struct rdmig_listener base;
 	bool inited;
 	int fd;
 	SSL_CTX *tls_ctx; /* NULL: plain tcp */
 	uint8_t tls_psk[TCP_PSK_LEN];
-	pthread_mutex_t lock; /* one rdmig_accept() at a time */
 	unsigned npend;
 	struct tcp_pending pend[TCP_MAX_PENDING];
 	struct tcp_group grp[TCP_MAX_GROUPS];
-	struct pollfd pfd[1 + TCP_MAX_PENDING + TCP_MAX_GROUPS * (RDMIG_MAX_CHANNELS + 1)];
+	/* listening socket, wake_fd, pending sockets, groups' sockets */
+	struct pollfd pfd[2 + TCP_MAX_PENDING + TCP_MAX_GROUPS * (RDMIG_MAX_CHANNELS + 1)];
 };
 
 static inline struct tcp_conn *to_tcp(struct rdmig_conn *c)
@@ -245,7 +257,7 @@ int tcp_tls_connect(struct tcp_conn *tc, int fd, SSL **out, const char *what, in
 /* Locks, descriptors at -1, the control buffer; tcp_close() undoes it, half-built or not. */
 int tcp_conn_init(struct tcp_conn *tc, struct rdmig_err *err);
 
-/* ---- tcp_listen.c: the listener's lock serialises accepts ---- */
+/* ---- tcp_listen.c: the listener thread alone ---- */
 
 /* Ops of rdmig_tcp_ops (tcp_conn.c); xport.h documents each. */
 

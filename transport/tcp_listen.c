@@ -3,8 +3,10 @@
  * tcp backend, accepting side: the listening socket, sockets whose TLS
  * handshake or HELLO is still arriving (pending), and sockets filed by the
  * token of their HELLO until their connection is complete (groups).
- * Everything runs in the thread inside rdmig_accept(), under the listener's
- * lock; pending sockets and groups persist across calls, bounded and expiring.
+ * Everything runs in the listener thread (accept.c); pending sockets and
+ * groups persist across calls, bounded per address and in all, and expiring.
+ * A peer's failure drops that peer's sockets (rdmig_listen_drop()), never the
+ * listener.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -104,7 +107,6 @@ int tcp_listen(struct rdmig_listener *l, struct rdmig_err *err)
 		for (unsigned j = 0; j < RDMIG_MAX_CHANNELS; j++)
 			tl->grp[i].data_fd[j] = -1;
 	}
-	pthread_mutex_init(&tl->lock, NULL);
 	tl->inited = true;
 	ret = tcp_tls_ctx_new(&l->cfg, true, &tl->tls_ctx, tl->tls_psk, err);
 	if (ret)
@@ -225,7 +227,6 @@ void tcp_listener_close(struct rdmig_listener *l)
 	SSL_CTX_free(tl->tls_ctx);
 	tl->tls_ctx = NULL;
 	OPENSSL_cleanse(tl->tls_psk, sizeof(tl->tls_psk));
-	pthread_mutex_destroy(&tl->lock);
 	tl->inited = false;
 }
 
@@ -240,17 +241,59 @@ static void pending_remove(struct tcp_listener *tl, unsigned i)
 	tl->pend[i] = tl->pend[--tl->npend];
 }
 
-/* Reject a socket whose HELLO was refused: log, tell the peer, close. */
+/* Drop a pending socket: count and log it, close it, forget it. */
+static void pending_drop(struct tcp_listener *tl, unsigned i, enum rdmig_drop_cause cause,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void pending_drop(struct tcp_listener *tl, unsigned i, enum rdmig_drop_cause cause,
+			 const char *fmt, ...)
+{
+	struct tcp_pending *p = &tl->pend[i];
+	va_list ap;
+
+	va_start(ap, fmt);
+	rdmig_listen_vdrop(&tl->base, cause, p->peer, fmt, ap);
+	va_end(ap);
+	pending_close(p);
+	pending_remove(tl, i);
+}
+
+/* Refuse a socket whose HELLO was wrong: count and log, tell the peer, close. */
 static void reject(struct tcp_listener *tl, unsigned i, int code, const char *why)
 {
 	struct tcp_pending *p = &tl->pend[i];
 
-	log_warn("rejected connection from %s: %s", p->peer, why);
+	rdmig_listen_drop(&tl->base, RDMIG_DROP_REFUSED, p->peer, "%s", why);
 	send_error_frame(p->fd, p->ssl, code, why);
 	SSL_free(p->ssl);
 	p->ssl = NULL;
 	drain_close(&p->fd);
 	pending_remove(tl, i);
+}
+
+/* Make room for a socket from `addr`: evict a pending one under the limits. */
+static void pending_admit(struct tcp_listener *tl, const char *addr)
+{
+	struct rdmig_limit_ent ent[TCP_MAX_PENDING];
+	unsigned held;
+	int v;
+
+	for (unsigned i = 0; i < tl->npend; i++)
+		ent[i] =
+		    (struct rdmig_limit_ent){.addr = tl->pend[i].addr, .since = tl->pend[i].since};
+	v = rdmig_limit_victim(ent, tl->npend, addr, TCP_PENDING_PER_ADDR, TCP_MAX_PENDING, &held);
+	if (v < 0)
+		return;
+	if (!strcmp(tl->pend[v].addr, addr))
+		pending_drop(tl, (unsigned)v, RDMIG_DROP_EVICTED,
+			     "evicted, the oldest of %u sockets from %s without a HELLO yet (limit "
+			     "%d per address), for a newer one",
+			     held, addr, TCP_PENDING_PER_ADDR);
+	else
+		pending_drop(tl, (unsigned)v, RDMIG_DROP_EVICTED,
+			     "evicted, the oldest of the %u sockets from %s without a HELLO yet, "
+			     "the most of any address, for one from %s (limit %d in all)",
+			     held, tl->pend[v].addr, addr, TCP_MAX_PENDING);
 }
 
 static void accept_new(struct tcp_listener *tl)
@@ -261,6 +304,9 @@ static void accept_new(struct tcp_listener *tl)
 
 	/* Bounded so that a flood of connections cannot starve the handshakes in progress. */
 	for (int k = 0; k < 16; k++) {
+		struct tcp_pending *p;
+		char addr[RDMIG_ADDR_MAX];
+
 		sl = sizeof(ss);
 		fd = accept4(tl->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
@@ -269,31 +315,24 @@ static void accept_new(struct tcp_listener *tl)
 				log_warn("accept on port %u: %s", tl->base.port, strerror(errno));
 			return;
 		}
-		if (tl->npend == TCP_MAX_PENDING) {
-			char peer[TCP_PEER_MAX];
-
-			fmt_sockaddr(&ss, peer, sizeof(peer));
-			log_warn("dropping connection from %s: %d handshakes already in progress",
-				 peer, TCP_MAX_PENDING);
-			close(fd);
-			continue;
-		}
-		struct tcp_pending *p = &tl->pend[tl->npend++];
-
+		rdmig_addr_ip((struct sockaddr *)&ss, addr, sizeof(addr));
+		pending_admit(tl, addr);
+		p = &tl->pend[tl->npend++];
 		memset(p, 0, sizeof(*p));
 		p->fd = fd;
 		p->events = POLLIN;
+		fmt_sockaddr(&ss, p->peer, sizeof(p->peer));
+		snprintf(p->addr, sizeof(p->addr), "%s", addr);
 		if (tl->tls_ctx) {
 			p->ssl = tcp_tls_new(tl->tls_ctx, fd, tl->tls_psk, true);
 			if (!p->ssl) {
-				log_warn("dropping a connection: no memory for its TLS session");
-				close(fd);
-				tl->npend--;
+				pending_drop(tl, tl->npend - 1, RDMIG_DROP_BUSY,
+					     "no memory for its TLS session");
 				continue;
 			}
 		}
-		p->deadline = rdmig_now_ms() + hello_timeout_ms(tl);
-		fmt_sockaddr(&ss, p->peer, sizeof(p->peer));
+		p->since = rdmig_now_ms();
+		p->deadline = p->since + hello_timeout_ms(tl);
 		log_debug("connection from %s", p->peer);
 	}
 }
@@ -302,6 +341,55 @@ static struct tcp_group *group_find(struct tcp_listener *tl, uint64_t token)
 {
 	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++)
 		if (tl->grp[i].used && tl->grp[i].token == token)
+			return &tl->grp[i];
+	return NULL;
+}
+
+/* Drop an incomplete connection: count and log it, close its sockets. */
+static void group_forget(struct tcp_listener *tl, struct tcp_group *g, enum rdmig_drop_cause cause,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void group_forget(struct tcp_listener *tl, struct tcp_group *g, enum rdmig_drop_cause cause,
+			 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	rdmig_listen_vdrop(&tl->base, cause, g->peer, fmt, ap);
+	va_end(ap);
+	group_drop(g);
+}
+
+/* A free group for a new token from `addr`, evicting one under the limits if need be. */
+static struct tcp_group *group_new(struct tcp_listener *tl, const char *addr)
+{
+	struct rdmig_limit_ent ent[TCP_MAX_GROUPS];
+	struct tcp_group *used[TCP_MAX_GROUPS];
+	unsigned n = 0, held;
+	int v;
+
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
+		if (!tl->grp[i].used)
+			continue;
+		used[n] = &tl->grp[i];
+		ent[n++] =
+		    (struct rdmig_limit_ent){.addr = tl->grp[i].addr, .since = tl->grp[i].since};
+	}
+	v = rdmig_limit_victim(ent, n, addr, TCP_GROUPS_PER_ADDR, TCP_MAX_GROUPS, &held);
+	if (v >= 0 && !strcmp(ent[v].addr, addr))
+		group_forget(
+		    tl, used[v], RDMIG_DROP_EVICTED,
+		    "incomplete connection evicted, the oldest of %u from %s (limit %d per "
+		    "address), for a newer one",
+		    held, addr, TCP_GROUPS_PER_ADDR);
+	else if (v >= 0)
+		group_forget(
+		    tl, used[v], RDMIG_DROP_EVICTED,
+		    "incomplete connection evicted, the oldest of the %u from %s, the most "
+		    "of any address, for one from %s (limit %d in all)",
+		    held, ent[v].addr, addr, TCP_MAX_GROUPS);
+	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++)
+		if (!tl->grp[i].used)
 			return &tl->grp[i];
 	return NULL;
 }
@@ -339,6 +427,15 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 		reject(tl, i, -EPROTO, why);
 		return NULL;
 	}
+	if (h.nchan > tl->base.cfg.channels) {
+		/* Read by the connector's user: both numbers and both ways out. */
+		snprintf(why, sizeof(why),
+			 "the destination allows at most %u data channels, this side asked for %u: "
+			 "use --channels %u or raise the destination's --channels",
+			 tl->base.cfg.channels, h.nchan, tl->base.cfg.channels);
+		reject(tl, i, -ERANGE, why);
+		return NULL;
+	}
 
 	g = group_find(tl, h.token);
 	if (g && h.nchan != g->nchan) {
@@ -347,7 +444,9 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 			 "sockets",
 			 h.nchan, g->nchan);
 		reject(tl, i, -EPROTO, why);
-		group_drop(g);
+		group_forget(tl, g, RDMIG_DROP_REFUSED,
+			     "one of its sockets announced %u channels, the others %u", h.nchan,
+			     g->nchan);
 		return NULL;
 	}
 	if (g && ((h.chan_index == RDMIG_CHAN_CTRL && g->ctrl_fd >= 0) ||
@@ -359,9 +458,7 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 		return NULL;
 	}
 	if (!g) {
-		for (unsigned k = 0; k < TCP_MAX_GROUPS && !g; k++)
-			if (!tl->grp[k].used)
-				g = &tl->grp[k];
+		g = group_new(tl, p->addr);
 		if (!g) {
 			snprintf(why, sizeof(why), "%d connections already being set up",
 				 TCP_MAX_GROUPS);
@@ -372,9 +469,11 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 		g->token = h.token;
 		g->nchan = h.nchan;
 		g->ndata = 0;
+		g->since = rdmig_now_ms();
 		/* Long enough for the slowest connector that still meets its own timeout. */
-		g->deadline = rdmig_now_ms() + 2 * hello_timeout_ms(tl);
-		snprintf(g->peer, sizeof(g->peer), "%s", p->peer);
+		g->deadline = g->since + 2 * hello_timeout_ms(tl);
+		memcpy(g->peer, p->peer, sizeof(g->peer));
+		memcpy(g->addr, p->addr, sizeof(g->addr));
 	}
 
 	rdmig_hello_fill(c, &a, h.chan_index, h.token);
@@ -385,11 +484,8 @@ static struct tcp_group *hello_done(struct tcp_listener *tl, unsigned i, struct 
 	if (p->ssl ? tcp_io_send_buf((struct tcp_io){p->fd, p->ssl, NULL}, ack, sizeof(ack)) != 0
 		   : send(p->fd, ack, sizeof(ack), MSG_DONTWAIT | MSG_NOSIGNAL) !=
 			 (ssize_t)sizeof(ack)) {
-		log_warn("dropping connection from %s: sending HELLO_ACK: %s", p->peer,
-			 strerror(errno));
-		pending_close(p);
-		pending_remove(tl, i);
-		group_drop(g);
+		pending_drop(tl, i, RDMIG_DROP_CLOSED, "sending HELLO_ACK: %s", strerror(errno));
+		group_forget(tl, g, RDMIG_DROP_CLOSED, "one of its sockets failed");
 		return NULL;
 	}
 	if (h.chan_index == RDMIG_CHAN_CTRL) {
@@ -436,19 +532,21 @@ static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struc
 				return NULL;
 			}
 			if (n == -EPROTO && tcp_tls_not_tls()) {
-				log_warn("rejected connection from %s: it does not speak TLS and "
-					 "this listener runs with --tls",
-					 p->peer);
+				rdmig_listen_drop(&tl->base, RDMIG_DROP_REFUSED, p->peer,
+						  "it does not speak TLS and this listener runs "
+						  "with --tls");
 				/* It is a plain rdmig connector: tell it in its own terms. */
 				send_error_frame(p->fd, NULL, -EPROTO,
 						 "this listener requires TLS: connect with --tls "
 						 "and the same --key-file");
 			} else {
-				log_warn("rejected connection from %s: TLS handshake failed (%s): "
-					 "does the peer use --tls with the same --key-file?",
-					 p->peer,
-					 n == -EPROTO ? tcp_tls_reason(why, sizeof(why))
-						      : "connection closed");
+				rdmig_listen_drop(
+				    &tl->base,
+				    n == -EPROTO ? RDMIG_DROP_REFUSED : RDMIG_DROP_CLOSED, p->peer,
+				    "TLS handshake failed (%s): does the peer use --tls with the "
+				    "same --key-file?",
+				    n == -EPROTO ? tcp_tls_reason(why, sizeof(why))
+						 : "connection closed");
 			}
 			SSL_free(p->ssl);
 			p->ssl = NULL;
@@ -468,10 +566,8 @@ static struct tcp_group *pending_read(struct tcp_listener *tl, unsigned i, struc
 		if (n == -EAGAIN || n == -EINTR)
 			return NULL;
 		if (n <= 0) {
-			log_warn("dropping connection from %s: %s after %zu bytes of its HELLO",
-				 p->peer, n == 0 ? "closed" : strerror((int)-n), p->got);
-			pending_close(p);
-			pending_remove(tl, i);
+			pending_drop(tl, i, RDMIG_DROP_CLOSED, "%s after %zu bytes of its HELLO",
+				     n == 0 ? "closed" : strerror((int)-n), p->got);
 			return NULL;
 		}
 		p->got += (size_t)n;
@@ -499,22 +595,19 @@ static void expire(struct tcp_listener *tl, int64_t now)
 			i++;
 			continue;
 		}
-		log_warn("dropping connection from %s: no complete HELLO within %lld ms (%zu of %d "
-			 "bytes)",
-			 p->peer, (long long)hello_timeout_ms(tl), p->got, TCP_HELLO_FRAME);
-		pending_close(p);
-		pending_remove(tl, i);
+		pending_drop(tl, i, RDMIG_DROP_TIMEOUT,
+			     "no complete HELLO within %lld ms (%zu of %d bytes)",
+			     (long long)hello_timeout_ms(tl), p->got, TCP_HELLO_FRAME);
 	}
 	for (unsigned i = 0; i < TCP_MAX_GROUPS; i++) {
 		struct tcp_group *g = &tl->grp[i];
 
 		if (!g->used || now < g->deadline)
 			continue;
-		log_warn("dropping incomplete connection from %s: %s and %u of %u data channels "
-			 "arrived in time",
-			 g->peer, g->ctrl_fd >= 0 ? "control channel" : "no control channel",
-			 g->ndata, g->nchan);
-		group_drop(g);
+		group_forget(tl, g, RDMIG_DROP_TIMEOUT,
+			     "incomplete connection: %s and %u of %u data channels arrived in time",
+			     g->ctrl_fd >= 0 ? "control channel" : "no control channel", g->ndata,
+			     g->nchan);
 	}
 }
 
@@ -545,8 +638,9 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	c->nchan = g->nchan;
 	c->peer_caps = g->caps;
 	snprintf(tc->peer, sizeof(tc->peer), "%s", g->peer);
-	/* The peer's address, for messages of the common layer. */
+	/* The peer's address, for messages of the common layer and its limits. */
 	snprintf(c->host, sizeof(c->host), "%.*s", (int)sizeof(c->host) - 1, g->peer);
+	snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", g->addr);
 	tc->ctrl_fd = g->ctrl_fd;
 	tc->ctrl_ssl = g->ctrl_ssl;
 	g->ctrl_fd = -1;
@@ -567,7 +661,7 @@ static int group_take(struct tcp_group *g, struct tcp_conn *tc, struct rdmig_err
 	}
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "setting up the connection from %s", tc->peer);
-	log_info("accepted connection from %s with %u data channels%s", tc->peer, c->nchan,
+	log_info("connection from %s with %u data channels%s: authenticating", tc->peer, c->nchan,
 		 tc->ctrl_ssl ? " over TLS" : "");
 	return 0;
 }
@@ -578,9 +672,9 @@ int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 	struct tcp_listener *tl = to_tcp_listener(l);
 	int64_t deadline = rdmig_deadline_ms(timeout_ms);
 	struct tcp_group *done = NULL;
+	char peer[TCP_PEER_MAX];
 	int ret = 0;
 
-	pthread_mutex_lock(&tl->lock);
 	for (;;) {
 		int64_t wake_at;
 		unsigned np = 0, npend;
@@ -588,6 +682,7 @@ int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 
 		expire(tl, rdmig_now_ms());
 		tl->pfd[np++] = (struct pollfd){.fd = tl->fd, .events = POLLIN};
+		tl->pfd[np++] = (struct pollfd){.fd = l->wake_fd, .events = POLLIN};
 		npend = tl->npend;
 		for (unsigned i = 0; i < npend; i++)
 			tl->pfd[np++] =
@@ -614,7 +709,7 @@ int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 		}
 		if (n > 0) {
 			/* Groups first: their pollfds follow the pending ones, which may move. */
-			for (unsigned i = 0, k = 1 + npend; i < TCP_MAX_GROUPS; i++) {
+			for (unsigned i = 0, k = 2 + npend; i < TCP_MAX_GROUPS; i++) {
 				struct tcp_group *g = &tl->grp[i];
 				bool gone = false;
 
@@ -623,22 +718,25 @@ int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 				for (unsigned j = 0; j < 1u + g->nchan; j++, k++)
 					if (tl->pfd[k].fd >= 0 && tl->pfd[k].revents)
 						gone = true;
-				if (gone) {
-					log_warn("dropping incomplete connection from %s: the peer "
-						 "closed or sent data before all %u data channels "
-						 "arrived",
-						 g->peer, g->nchan);
-					group_drop(g);
-				}
+				if (gone)
+					group_forget(
+					    tl, g, RDMIG_DROP_CLOSED,
+					    "incomplete connection: the peer closed or sent "
+					    "data before all %u data channels arrived",
+					    g->nchan);
 			}
 			/* Pending sockets, last to first so that removals skip none. */
 			for (unsigned i = npend; i-- > 0 && !done;)
-				if (tl->pfd[1 + i].revents)
+				if (tl->pfd[2 + i].revents)
 					done = pending_read(tl, i, c);
 			if (done)
 				break;
 			if (tl->pfd[0].revents)
 				accept_new(tl);
+			if (tl->pfd[1].revents) {
+				ret = -ETIMEDOUT; /* the listener is closing */
+				break;
+			}
 		}
 		if (deadline >= 0 && rdmig_now_ms() >= deadline) {
 			ret = rdmig_seterr(err, -ETIMEDOUT, "no connection on port %u within %d ms",
@@ -646,8 +744,12 @@ int tcp_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn *c,
 			break;
 		}
 	}
-	if (done)
-		ret = group_take(done, to_tcp(c), err);
-	pthread_mutex_unlock(&tl->lock);
-	return ret;
+	if (!done)
+		return ret;
+	snprintf(peer, sizeof(peer), "%s", done->peer);
+	ret = group_take(done, to_tcp(c), err);
+	if (!ret)
+		return 0;
+	rdmig_listen_drop(l, RDMIG_DROP_BUSY, peer, "%s", rdmig_err_str(err));
+	return RDMIG_ACCEPT_DROPPED;
 }

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "units.h"
@@ -102,7 +104,7 @@ static int cfg_check(const struct rdmig_xport_cfg *cfg, bool listening, struct r
 
 /* ---- connection lifetime ---------------------------------------------- */
 
-static struct rdmig_conn *conn_alloc(const struct rdmig_xport_cfg *cfg, bool server)
+struct rdmig_conn *rdmig_conn_alloc(const struct rdmig_xport_cfg *cfg, bool server)
 {
 	const struct rdmig_xport_ops *ops = ops_for(cfg->backend);
 	struct rdmig_conn *c;
@@ -138,6 +140,16 @@ static int run_auth(struct rdmig_conn *c, struct rdmig_err *err)
 	return 0;
 }
 
+int rdmig_conn_secure(struct rdmig_conn *c, struct rdmig_err *err)
+{
+	int ret = run_auth(c, err);
+
+	/* Only now may the backend register anything for the peer's access. */
+	if (!ret && c->ops->post_auth)
+		ret = c->ops->post_auth(c, err);
+	return ret;
+}
+
 int rdmig_connect(const struct rdmig_xport_cfg *cfg_in, struct rdmig_conn **out,
 		  struct rdmig_err *err)
 {
@@ -150,13 +162,16 @@ int rdmig_connect(const struct rdmig_xport_cfg *cfg_in, struct rdmig_conn **out,
 	ret = cfg_check(&cfg, false, err);
 	if (ret)
 		return ret;
-	c = conn_alloc(&cfg, false);
+	c = rdmig_conn_alloc(&cfg, false);
 	if (!c)
 		return rdmig_seterr(err, -ENOMEM, "out of memory for a connection");
 	ret = c->ops->connect(c, err);
+	/* The TLS key was only needed for the handshake: keep no pointer to it. */
+	c->cfg.tls_key = NULL;
+	c->cfg.tls_key_len = 0;
 	if (ret)
 		goto out_destroy;
-	ret = run_auth(c, err);
+	ret = rdmig_conn_secure(c, err);
 	if (ret)
 		goto out_destroy;
 	*out = c;
@@ -188,10 +203,19 @@ int rdmig_listen(const struct rdmig_xport_cfg *cfg_in, struct rdmig_listener **o
 	if (cfg.host)
 		snprintf(l->host, sizeof(l->host), "%s", cfg.host);
 	l->cfg.host = l->host[0] ? l->host : NULL;
-	ret = ops->listen(l, err);
-	if (ret) {
-		ops->listener_close(l);
+	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd < 0) {
+		ret = rdmig_seterr_errno(err, rdmig_neg_errno(), "eventfd for a listener");
 		free(l);
+		return ret;
+	}
+	ret = ops->listen(l, err);
+	l->cfg.tls_key = NULL;
+	l->cfg.tls_key_len = 0;
+	if (!ret)
+		ret = rdmig_acceptor_start(l, err);
+	if (ret) {
+		rdmig_listener_destroy(l);
 		return ret;
 	}
 	*out = l;
@@ -206,31 +230,18 @@ uint16_t rdmig_listener_port(const struct rdmig_listener *l)
 int rdmig_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn **out,
 		 struct rdmig_err *err)
 {
-	struct rdmig_conn *c;
-	int ret;
-
 	*out = NULL;
-	c = conn_alloc(&l->cfg, true);
-	if (!c)
-		return rdmig_seterr(err, -ENOMEM, "out of memory for a connection");
-	ret = l->ops->accept(l, timeout_ms, c, err);
-	if (ret)
-		goto out_destroy;
-	ret = run_auth(c, err);
-	if (ret)
-		goto out_destroy;
-	*out = c;
-	return 0;
-out_destroy:
-	rdmig_conn_destroy(c);
-	return ret;
+	return rdmig_acceptor_take(l, timeout_ms, out, err);
 }
 
 void rdmig_listener_destroy(struct rdmig_listener *l)
 {
 	if (!l)
 		return;
+	/* The thread first: it is the only user of the backend's listener state. */
+	rdmig_acceptor_stop(l);
 	l->ops->listener_close(l);
+	close(l->wake_fd);
 	free(l);
 }
 
@@ -532,6 +543,14 @@ static int recv_frame(struct rdmig_conn *c, uint8_t want, uint16_t *app_type, vo
 			ret = rdmig_conn_fail(c, err, -ECONNRESET, "peer closed the connection");
 			break;
 		}
+		/* Keys of the peer's memory are only taken from an authenticated peer. */
+		if ((h.type == RDMIG_MSG_LAYOUT || h.type == RDMIG_MSG_RINGS) && c->cfg.auth &&
+		    !c->authenticated) {
+			ret = rdmig_conn_fail(c, err, -EPROTO,
+					      "protocol error: %s before authentication",
+					      rdmig_msg_type_name(h.type));
+			break;
+		}
 		if (h.type == RDMIG_MSG_LAYOUT && want != RDMIG_MSG_LAYOUT) {
 			ret = store_layout(c, frame + RDMIG_WIRE_HDR_LEN, h.length, err);
 			if (ret)
@@ -600,6 +619,20 @@ int rdmig_auth_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, in
 {
 	CHECK_ALIVE(c, err);
 	return recv_frame(c, RDMIG_MSG_AUTH, NULL, buf, cap, len, timeout_ms, err);
+}
+
+int rdmig_setup_send(struct rdmig_conn *c, uint8_t type, const void *payload, size_t len,
+		     struct rdmig_err *err)
+{
+	CHECK_ALIVE(c, err);
+	return send_frame(c, type, 0, payload, len, err);
+}
+
+int rdmig_setup_recv(struct rdmig_conn *c, uint8_t type, void *buf, size_t cap, size_t *len,
+		     int timeout_ms, struct rdmig_err *err)
+{
+	CHECK_ALIVE(c, err);
+	return recv_frame(c, type, NULL, buf, cap, len, timeout_ms, err);
 }
 
 /* ---- layout exchange --------------------------------------------------- */
@@ -810,6 +843,7 @@ void rdmig_xport_stats(const struct rdmig_conn *cc, struct rdmig_xport_stats *o)
 	o->fences_received = atomic_load(&c->st_fences_received);
 	o->ctrl_sent = atomic_load(&c->st_ctrl_sent);
 	o->ctrl_received = atomic_load(&c->st_ctrl_received);
+	o->rings_remote = atomic_load(&c->st_rings_remote);
 }
 
 void rdmig_hello_fill(struct rdmig_conn *c, struct rdmig_wire_hello *h, uint16_t chan_index,

@@ -30,6 +30,7 @@
 #define WIRE_MAX_ERRNO 4095
 
 #define LAYOUT_MAX_LEN (4u + RDMIG_MAX_REGIONS * RDMIG_WIRE_LAYOUT_ENTRY_LEN)
+#define RINGS_MAX_LEN  (4u + RDMIG_MAX_CHANNELS * RDMIG_WIRE_RING_LEN)
 
 /* The codecs below spell out every offset: a size change must revisit them. */
 _Static_assert(RDMIG_WIRE_HDR_LEN == 16, "header codec covers 16 bytes");
@@ -37,7 +38,7 @@ _Static_assert(RDMIG_WIRE_HELLO_LEN == 48, "HELLO codec covers 48 bytes");
 _Static_assert(RDMIG_WIRE_HELLO_LEN <= 56, "HELLO exceeds an IB connect request's private data");
 _Static_assert(RDMIG_WIRE_LAYOUT_ENTRY_LEN == 32 + RDMIG_REGION_NAME_MAX, "LAYOUT entry codec");
 _Static_assert(RDMIG_WIRE_WRITE_LEN == 16 && RDMIG_WIRE_FENCE_LEN == 24 &&
-		   RDMIG_WIRE_CREDIT_LEN == 8,
+		   RDMIG_WIRE_CREDIT_LEN == 8 && RDMIG_WIRE_RING_LEN == 24,
 	       "fixed payload codecs");
 
 const char *rdmig_msg_type_name(uint8_t type)
@@ -57,6 +58,8 @@ const char *rdmig_msg_type_name(uint8_t type)
 		return "ERROR";
 	case RDMIG_MSG_BYE:
 		return "BYE";
+	case RDMIG_MSG_RINGS:
+		return "RINGS";
 	case RDMIG_MSG_WRITE:
 		return "WRITE";
 	case RDMIG_MSG_FENCE:
@@ -109,6 +112,7 @@ static enum chan_kind type_chan_kind(uint8_t type)
 	case RDMIG_MSG_AUTH:
 	case RDMIG_MSG_LAYOUT:
 	case RDMIG_MSG_APP:
+	case RDMIG_MSG_RINGS:
 		return CHAN_CTRL;
 	case RDMIG_MSG_WRITE:
 	case RDMIG_MSG_FENCE:
@@ -140,6 +144,10 @@ static int type_len_ok(uint8_t type, uint16_t flags, uint32_t len, uint32_t max_
 	case RDMIG_MSG_LAYOUT:
 		lo = 4;
 		hi = LAYOUT_MAX_LEN < max_ctrl ? LAYOUT_MAX_LEN : max_ctrl;
+		break;
+	case RDMIG_MSG_RINGS:
+		lo = 4 + RDMIG_WIRE_RING_LEN;
+		hi = RINGS_MAX_LEN < max_ctrl ? RINGS_MAX_LEN : max_ctrl;
 		break;
 	case RDMIG_MSG_ERROR:
 		lo = 4;
@@ -187,6 +195,10 @@ static int type_len_ok(uint8_t type, uint16_t flags, uint32_t len, uint32_t max_
 		return rdmig_seterr(err, -EPROTO,
 				    "LAYOUT: payload length %" PRIu32 " is not 4 + n * %u", len,
 				    RDMIG_WIRE_LAYOUT_ENTRY_LEN);
+	if (type == RDMIG_MSG_RINGS && (len - 4) % RDMIG_WIRE_RING_LEN)
+		return rdmig_seterr(err, -EPROTO,
+				    "RINGS: payload length %" PRIu32 " is not 4 + n * %u", len,
+				    RDMIG_WIRE_RING_LEN);
 	return 0;
 }
 
@@ -462,6 +474,73 @@ int rdmig_wire_layout_decode(const void *buf, size_t len, struct rdmig_wire_regi
 						    r->id, j, i);
 	}
 	*n = count;
+	return 0;
+}
+
+/* ---- RINGS ------------------------------------------------------------ */
+
+size_t rdmig_wire_rings_encode(void *buf, const struct rdmig_wire_ring *r, uint32_t n)
+{
+	uint8_t *p = buf;
+
+	rdmig_put_be32(p, n);
+	p += 4;
+	for (uint32_t i = 0; i < n; i++, p += RDMIG_WIRE_RING_LEN) {
+		rdmig_put_be64(p, r[i].size);
+		rdmig_put_be64(p + 8, r[i].addr);
+		rdmig_put_be32(p + 16, r[i].rkey);
+		rdmig_put_be32(p + 20, 0);
+	}
+	return 4 + (size_t)n * RDMIG_WIRE_RING_LEN;
+}
+
+int rdmig_wire_rings_decode(const void *buf, size_t len, struct rdmig_wire_ring *out, uint32_t want,
+			    struct rdmig_err *err)
+{
+	const uint8_t *p = buf;
+	uint32_t count;
+
+	if (len < 4)
+		return rdmig_seterr(err, -EPROTO, "RINGS: truncated, %zu of 4 count bytes", len);
+	count = rdmig_get_be32(p);
+	if (count != want || count > RDMIG_MAX_CHANNELS)
+		return rdmig_seterr(err, -EPROTO,
+				    "RINGS: %" PRIu32 " rings for a connection of %" PRIu32
+				    " data channels",
+				    count, want);
+	if (len != 4 + (size_t)count * RDMIG_WIRE_RING_LEN)
+		return rdmig_seterr(err, -EPROTO,
+				    "RINGS: ring count %" PRIu32 " disagrees with payload length "
+				    "%zu (expected %zu)",
+				    count, len, 4 + (size_t)count * RDMIG_WIRE_RING_LEN);
+	p += 4;
+	for (uint32_t i = 0; i < count; i++, p += RDMIG_WIRE_RING_LEN) {
+		uint64_t size = rdmig_get_be64(p), addr = rdmig_get_be64(p + 8);
+		uint32_t rkey = rdmig_get_be32(p + 16), rsv = rdmig_get_be32(p + 20);
+
+		if (size < 4096 || size > (1u << 30) || (size & (size - 1)))
+			return rdmig_seterr(err, -EPROTO,
+					    "RINGS: ring of data channel %" PRIu32 " has %" PRIu64
+					    " bytes, not a power of two in 4 KiB..1 GiB",
+					    i, size);
+		if (!addr || !rkey)
+			return rdmig_seterr(err, -EPROTO,
+					    "RINGS: ring of data channel %" PRIu32
+					    " without an address or a key (0x%" PRIx64
+					    ", 0x%" PRIx32 ")",
+					    i, addr, rkey);
+		if (addr > UINT64_MAX - size)
+			return rdmig_seterr(err, -EPROTO,
+					    "RINGS: ring of data channel %" PRIu32
+					    " address 0x%" PRIx64 " + %" PRIu64 " bytes overflows",
+					    i, addr, size);
+		if (rsv)
+			return rdmig_seterr(err, -EPROTO,
+					    "RINGS: ring of data channel %" PRIu32
+					    " reserved bytes 0x%08" PRIx32 ", must be zero",
+					    i, rsv);
+		out[i] = (struct rdmig_wire_ring){.size = size, .addr = addr, .rkey = rkey};
+	}
 	return 0;
 }
 

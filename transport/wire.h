@@ -34,6 +34,7 @@ enum rdmig_msg_type {
 	RDMIG_MSG_APP = 5,	    /* application control message (engine, relay) */
 	RDMIG_MSG_ERROR = 6,	    /* peer reports a fatal error, then closes */
 	RDMIG_MSG_BYE = 7,	    /* orderly close */
+	RDMIG_MSG_RINGS = 9,	    /* rdma: stream rings, after authentication */
 	RDMIG_MSG_WRITE = 16,	    /* tcp: page write, payload follows */
 	RDMIG_MSG_FENCE = 17,	    /* every earlier write of the channel landed */
 	RDMIG_MSG_STREAM_DATA = 18, /* tcp: stream bytes follow; rdma: ring notice */
@@ -71,6 +72,13 @@ enum rdmig_msg_type {
  */
 #define RDMIG_CAP_KEEPALIVE	    0x8
 #define RDMIG_KEEPALIVE_INTERVAL_MS 1000
+/*
+ * rdma: the stream rings' addresses and keys travel in a RINGS frame once
+ * the auth hook has succeeded, never in HELLO / HELLO_ACK (whose ring fields
+ * are then zero). Both sides must announce it: a peer that does not is an
+ * older rdmig that would expose its rings before authentication.
+ */
+#define RDMIG_CAP_LATE_RINGS 0x10
 
 struct rdmig_wire_hdr {
 	uint32_t magic;
@@ -125,6 +133,18 @@ struct rdmig_wire_write {
 	uint32_t region;
 	uint32_t len;
 	uint64_t offset;
+};
+
+/*
+ * RINGS payload (rdma, control channel, after authentication): a 4-byte
+ * count (the connection's data channels), then 24 bytes per data channel in
+ * index order: the sender's receive ring for that channel.
+ */
+#define RDMIG_WIRE_RING_LEN 24
+struct rdmig_wire_ring {
+	uint64_t size; /* bytes, a power of two in 4 KiB..1 GiB */
+	uint64_t addr; /* virtual address at the sender */
+	uint32_t rkey; /* remote key, not 0 */
 };
 
 /* FENCE payload: 24 bytes. */
@@ -191,6 +211,17 @@ size_t rdmig_wire_layout_encode(void *buf, const struct rdmig_wire_region *r, ui
 /* Decodes at most `max` entries; rejects counts that disagree with len. */
 int rdmig_wire_layout_decode(const void *buf, size_t len, struct rdmig_wire_region *out,
 			     uint32_t max, uint32_t *n, struct rdmig_err *err);
+
+/* Encodes n entries; buf must hold 4 + n * 24 bytes. */
+size_t rdmig_wire_rings_encode(void *buf, const struct rdmig_wire_ring *r, uint32_t n);
+/*
+ * Decodes exactly `want` entries (the connection's data channels): refuses
+ * another count, a length other than 4 + want * 24, a size that is not a
+ * power of two in 4 KiB..1 GiB, a zero address or key, addr + size past
+ * 2^64, and non-zero reserved bytes.
+ */
+int rdmig_wire_rings_decode(const void *buf, size_t len, struct rdmig_wire_ring *out, uint32_t want,
+			    struct rdmig_err *err);
 
 size_t rdmig_wire_write_encode(void *buf, const struct rdmig_wire_write *w);
 /*

@@ -58,23 +58,37 @@ struct rdmig_conn;
 struct rdmig_listener;
 
 /*
- * Authentication hook: runs on both sides right after the control channel is
- * up and before any region is exposed. It may use rdmig_ctrl_send/recv.
- * Returns 0 when the peer is authenticated.
+ * Authentication hook: runs on both sides once the control channel and
+ * every data channel are up, before any memory is registered for the
+ * peer's access (regions, and on rdma the stream rings). It may use
+ * rdmig_ctrl_send/recv. Returns 0 when the peer is authenticated. On the
+ * accepting side it runs on a thread of the listener, several at a time
+ * for different connections, each bounded by connect_timeout_ms.
  */
 typedef int (*rdmig_auth_fn)(struct rdmig_conn *c, bool is_server, void *ctx,
 			     struct rdmig_err *err);
 
 struct rdmig_xport_cfg {
 	enum rdmig_backend backend;
-	const char *host;	/* connect: peer; listen: bind address (NULL = any) */
-	uint16_t port;		/* 0 on listen: ephemeral, see rdmig_listener_port() */
-	unsigned channels;	/* data channels, 1..RDMIG_MAX_CHANNELS (default 1) */
-	unsigned depth;		/* send queue depth per channel (0: device default) */
-	unsigned inline_size;	/* rdma max inline data (0: default) */
-	unsigned signal_every;	/* signal every Nth send WR (0: depth / 4) */
-	size_t stream_ring;	/* rdma stream ring bytes per channel (0: 1 MiB) */
-	int connect_timeout_ms; /* 0: 10000 */
+	const char *host; /* connect: peer; listen: bind address (NULL = any) */
+	uint16_t port;	  /* 0 on listen: ephemeral, see rdmig_listener_port() */
+	/*
+	 * Data channels, 1..RDMIG_MAX_CHANNELS (default 1). On a listener, the
+	 * most a connector may ask for: more is refused with a message naming
+	 * both numbers.
+	 */
+	unsigned channels;
+	unsigned depth;	       /* send queue depth per channel (0: device default) */
+	unsigned inline_size;  /* rdma max inline data (0: default) */
+	unsigned signal_every; /* signal every Nth send WR (0: depth / 4) */
+	size_t stream_ring;    /* rdma stream ring bytes per channel (0: 1 MiB) */
+	/*
+	 * 0: 10000. Connector: the channels' setup, and each answer of the
+	 * handshake. Listener: the bound on each stage of a connection's setup
+	 * (a socket's HELLO; all channels arriving, twice this on tcp; then
+	 * authentication); a connection past it is dropped.
+	 */
+	int connect_timeout_ms;
 	/*
 	 * Dead-peer bound (0: 15000 ms). rdma: fail when nothing, not even a
 	 * keepalive, arrived for this long. tcp: TCP_USER_TIMEOUT, the longest
@@ -111,14 +125,47 @@ struct rdmig_xport_cfg {
 /* Fills defaults for every zero field. */
 void rdmig_xport_cfg_defaults(struct rdmig_xport_cfg *cfg);
 
-/* Listen / accept / connect. A listener accepts any number of connections. */
+/*
+ * Listen / accept / connect. A listener accepts any number of connections:
+ * from rdmig_listen() to rdmig_listener_destroy() a thread of its own takes
+ * them in, several handshakes at a time, whether or not rdmig_accept() is
+ * waiting (docs/security.md, "The listener").
+ */
 int rdmig_listen(const struct rdmig_xport_cfg *cfg, struct rdmig_listener **out,
 		 struct rdmig_err *err);
 uint16_t rdmig_listener_port(const struct rdmig_listener *l);
-/* timeout_ms < 0: wait forever. -ETIMEDOUT on timeout. */
+/*
+ * The next connection that completed its handshake and authentication, in
+ * the order they completed. A peer that fails, stalls or misbehaves is
+ * logged (warning, with its address and the reason) and dropped, never
+ * reported here: this returns -ETIMEDOUT (timeout_ms < 0: wait forever) or
+ * an error of the listener itself (its socket or device is gone).
+ */
 int rdmig_accept(struct rdmig_listener *l, int timeout_ms, struct rdmig_conn **out,
 		 struct rdmig_err *err);
 void rdmig_listener_destroy(struct rdmig_listener *l);
+
+/* What a listener did with what reached it, since rdmig_listen(). */
+struct rdmig_listener_stats {
+	uint64_t accepted;   /* connections rdmig_accept() handed out */
+	uint64_t ready;	     /* now: authenticated, waiting for rdmig_accept() */
+	uint64_t handshakes; /* now: being set up or authenticated */
+	/*
+	 * Dropped before rdmig_accept(): one count per socket, incomplete
+	 * connection or connection, the sum of the causes below.
+	 */
+	uint64_t dropped;
+	uint64_t refused;     /* malformed, or against a rule (version, channel count, ...) */
+	uint64_t closed;      /* the peer went away before the end of its handshake */
+	uint64_t timed_out;   /* not through within connect_timeout_ms */
+	uint64_t evicted;     /* made room for a newer one under the per-address or global limits */
+	uint64_t auth_failed; /* the auth hook refused the peer */
+	uint64_t busy;	      /* no room left, nothing to evict */
+	/* The last drop as logged: "dropping connection from ADDR:PORT: REASON". */
+	char last_drop[RDMIG_ERR_MSG_MAX];
+};
+
+void rdmig_listener_stats(const struct rdmig_listener *l, struct rdmig_listener_stats *out);
 
 int rdmig_connect(const struct rdmig_xport_cfg *cfg, struct rdmig_conn **out,
 		  struct rdmig_err *err);
@@ -255,6 +302,7 @@ struct rdmig_xport_stats {
 	uint64_t fences_received;
 	uint64_t ctrl_sent;
 	uint64_t ctrl_received;
+	uint64_t rings_remote; /* rdma stream rings registered for remote write now */
 };
 
 void rdmig_xport_stats(const struct rdmig_conn *c, struct rdmig_xport_stats *out);

@@ -60,6 +60,8 @@ int main(int argc, char **argv)
 					  .addr = 0x7f0000100000,
 					  .rkey = 0x5678,
 					  .name = "ram1"}};
+	struct rdmig_wire_ring rings[2] = {{.size = 1 << 20, .addr = 0x7f0000200000, .rkey = 0x99},
+					   {.size = 1 << 20, .addr = 0x7f0000300000, .rkey = 0x9a}};
 	struct rdmig_wire_write w = {.region = 1, .len = 64, .offset = 4096};
 	struct rdmig_fence f = {.seq = 7, .bytes = 1 << 20, .writes = 16};
 	struct rdmig_msg_setup s = {.version = 1,
@@ -102,6 +104,12 @@ int main(int argc, char **argv)
 	b[0] = RDMIG_MSG_LAYOUT;
 	n = rdmig_wire_layout_encode(b + 1, r, 1);
 	put("fuzz_wire", "payload_layout", 2, b, n + 1);
+	n = rdmig_wire_rings_encode(p, rings, 2);
+	frame("rings", RDMIG_MSG_RINGS, RDMIG_CHAN_CTRL, p, n);
+	h.caps |= RDMIG_CAP_LATE_RINGS;
+	n = rdmig_wire_cm_encode(b, RDMIG_MSG_HELLO, &h);
+	put("fuzz_wire", "cm_hello", 4, b, n);
+	put("fuzz_wire", "key_crlf", 5, "0123456789abcdefghij\r\n", 22);
 
 	n = rdmig_msg_setup_encode(b, &s);
 	put("fuzz_engine_proto", "setup", 0, b, n);

@@ -19,6 +19,7 @@
  * wait is bounded.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 #include "auth.h"
 #include "bytes.h"
+#include "clock.h"
 #include "rdmig/transport.h"
 #include "th_check.h"
 #include "th_content.h"
@@ -47,6 +49,11 @@ static char g_key_a[300], g_key_b[300], g_key_open[300], g_key_short[300];
 static bool has(const struct rdmig_err *e, const char *needle)
 {
 	return e->msg[0] && strstr(e->msg, needle) != NULL;
+}
+
+static bool has_s(const char *s, const char *needle)
+{
+	return s[0] && strstr(s, needle) != NULL;
 }
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -91,14 +98,27 @@ struct spy {
 	struct rdmig_xport_stats st;
 };
 
+/* The hook runs on the listener's handshake thread: the test reads its record under this. */
+static pthread_mutex_t g_spy_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int spy_auth(struct rdmig_conn *c, bool is_server, void *ctx, struct rdmig_err *err)
 {
 	struct spy *s = ctx;
 	int ret = rdmig_auth_psk(c, is_server, (void *)s->key, err);
 
+	pthread_mutex_lock(&g_spy_lock);
 	rdmig_xport_stats(c, &s->st);
 	s->ran = true;
+	pthread_mutex_unlock(&g_spy_lock);
 	return ret;
+}
+
+static void spy_reset(struct spy *s)
+{
+	pthread_mutex_lock(&g_spy_lock);
+	memset(&s->st, 0, sizeof(s->st));
+	s->ran = false;
+	pthread_mutex_unlock(&g_spy_lock);
 }
 
 static void cfg_init(struct rdmig_xport_cfg *cfg, struct spy *s, const struct rdmig_auth_key *k)
@@ -119,14 +139,54 @@ static void cfg_init(struct rdmig_xport_cfg *cfg, struct spy *s, const struct rd
 	rdmig_xport_cfg_defaults(cfg);
 }
 
-static void check_nothing_exposed(const struct spy *s)
+/*
+ * A refused source, seen from the destination: rdmig_accept() hands out
+ * nothing (a peer's failure is never the listener's), and the listener
+ * drops the connection, counted as an authentication failure and logged
+ * with the peer's address and `want`. Every wait bounded by WAIT_MS.
+ */
+static void expect_auth_drop(struct rdmig_listener *l, const char *what, const char *want)
 {
-	TH_CHECK(s->ran, "the auth hook ran on the destination");
-	TH_CHECK(s->st.regions_remote == 0 && s->st.rkeys_sent == 0 && s->st.regs_total == 0,
+	struct rdmig_listener_stats st, before;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_conn *c = NULL;
+	int64_t until = rdmig_now_ms() + WAIT_MS;
+	int ret = -ETIMEDOUT;
+
+	rdmig_listener_stats(l, &before);
+	for (;;) {
+		rdmig_listener_stats(l, &st);
+		if (st.dropped > before.dropped || rdmig_now_ms() >= until)
+			break;
+		ret = rdmig_accept(l, 100, &c, &e);
+		if (ret != -ETIMEDOUT)
+			break;
+		rdmig_err_clear(&e);
+	}
+	TH_CHECK(ret == -ETIMEDOUT && !c, "%s: rdmig_accept() hands out nothing (%d): %s", what,
+		 ret, e.msg);
+	TH_CHECK(st.auth_failed == before.auth_failed + 1 && st.dropped == before.dropped + 1 &&
+		     has_s(st.last_drop, want) && has_s(st.last_drop, "from 127.0.0.1:"),
+		 "%s: the listener dropped it (%llu dropped, %llu failed authentication): %s", what,
+		 (unsigned long long)(st.dropped - before.dropped),
+		 (unsigned long long)(st.auth_failed - before.auth_failed), st.last_drop);
+	rdmig_conn_destroy(c);
+}
+
+static void check_nothing_exposed(const struct spy *sp)
+{
+	struct spy s;
+
+	pthread_mutex_lock(&g_spy_lock);
+	s = *sp;
+	pthread_mutex_unlock(&g_spy_lock);
+	TH_CHECK(s.ran, "the auth hook ran on the destination");
+	TH_CHECK(s.st.regions_remote == 0 && s.st.rkeys_sent == 0 && s.st.regs_total == 0 &&
+		     s.st.rings_remote == 0,
 		 "destination counters after the failed handshake: regions_remote %llu, "
-		 "rkeys_sent %llu, regs_total %llu (all must be 0)",
-		 (unsigned long long)s->st.regions_remote, (unsigned long long)s->st.rkeys_sent,
-		 (unsigned long long)s->st.regs_total);
+		 "rkeys_sent %llu, regs_total %llu, rings_remote %llu (all must be 0)",
+		 (unsigned long long)s.st.regions_remote, (unsigned long long)s.st.rkeys_sent,
+		 (unsigned long long)s.st.regs_total, (unsigned long long)s.st.rings_remote);
 }
 
 /* ---- two processes ------------------------------------------------------- */
@@ -230,15 +290,8 @@ static void src_good(uint16_t port)
 
 static void dst_wrong(struct rdmig_listener *l)
 {
-	struct rdmig_err e = RDMIG_ERR_INIT;
-	struct rdmig_conn *c = NULL;
-	int ret;
-
-	ret = rdmig_accept(l, WAIT_MS, &c, &e);
-	TH_CHECK(ret == -EACCES && has(&e, "authentication failed: peer does not know the key"),
-		 "accept refused (%d): %s", ret, e.msg);
+	expect_auth_drop(l, "accept refused", "authentication failed: peer does not know the key");
 	check_nothing_exposed(&g_spy);
-	rdmig_conn_destroy(c);
 }
 
 static void src_wrong(uint16_t port)
@@ -277,15 +330,9 @@ static int t_wrong(void)
 
 static void dst_keyed_src_none(struct rdmig_listener *l)
 {
-	struct rdmig_err e = RDMIG_ERR_INIT;
-	struct rdmig_conn *c = NULL;
-	int ret;
-
-	ret = rdmig_accept(l, WAIT_MS, &c, &e);
-	TH_CHECK(ret == -EACCES && has(&e, "authentication failed: the peer has no key configured"),
-		 "keyed destination refuses an unkeyed source (%d): %s", ret, e.msg);
+	expect_auth_drop(l, "keyed destination refuses an unkeyed source",
+			 "authentication failed: the peer has no key configured");
 	check_nothing_exposed(&g_spy);
-	rdmig_conn_destroy(c);
 }
 
 static void src_none(uint16_t port)
@@ -403,15 +450,10 @@ static void dst_replay(struct rdmig_listener *l)
 		TH_CHECK_CALL(ret, &e, "genuine session exchanged a message");
 	}
 	rdmig_conn_destroy(c);
-	c = NULL;
-	memset(&g_spy.st, 0, sizeof(g_spy.st));
-	g_spy.ran = false;
-	rdmig_err_clear(&e);
-	ret = rdmig_accept(l, WAIT_MS, &c, &e);
-	TH_CHECK(ret == -EACCES && has(&e, "authentication failed: peer does not know the key"),
-		 "replayed handshake refused (%d): %s", ret, e.msg);
+	spy_reset(&g_spy);
+	expect_auth_drop(l, "replayed handshake refused",
+			 "authentication failed: peer does not know the key");
 	check_nothing_exposed(&g_spy);
-	rdmig_conn_destroy(c);
 }
 
 static void src_replay(uint16_t port)
@@ -488,6 +530,69 @@ static int t_replay(void)
 
 /* ---- key files ----------------------------------------------------------- */
 
+/* One key file of `len` bytes of `text`; the result of loading it; the key into *k. */
+static int load_bytes(const char *name, const void *text, size_t len, struct rdmig_auth_key *k,
+		      struct rdmig_err *e)
+{
+	char path[300];
+
+	th_tmp_path(path, sizeof(path), name);
+	if (th_write_file(path, text, len, 0600, e))
+		return -EIO;
+	return rdmig_auth_key_load(path, k, e);
+}
+
+/* The exact rules: one line ending, limits on the stored bytes, a lone CR kept. */
+static void rules_of_key_files(void)
+{
+	static uint8_t big[4096];
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	struct rdmig_auth_key k, *pk = NULL;
+	int ret;
+
+	memset(big, 'k', sizeof(big));
+	ret = load_bytes("crlf.key", "0123456789abcdefghij\r\n", 22, &k, &e);
+	TH_CHECK(!ret && k.len == 20 && !memcmp(k.key, "0123456789abcdefghij", 20),
+		 "CRLF ending dropped: %d, %zu bytes %s", ret, k.len, e.msg);
+	ret = load_bytes("cr.key", "0123456789abcdefghij\r", 21, &k, &e);
+	TH_CHECK(!ret && k.len == 21 && k.key[20] == '\r',
+		 "a lone trailing CR is part of the key: %d, %zu bytes %s", ret, k.len, e.msg);
+	ret = load_bytes("nlnl.key", "0123456789abcdefghij\n\n", 22, &k, &e);
+	TH_CHECK(!ret && k.len == 21 && k.key[20] == '\n',
+		 "only one line ending is dropped: %d, %zu bytes %s", ret, k.len, e.msg);
+	ret = load_bytes("max.key", big, RDMIG_AUTH_KEY_MAX, &k, &e);
+	TH_CHECK(!ret && k.len == RDMIG_AUTH_KEY_MAX && k.key[RDMIG_AUTH_KEY_MAX - 1] == 'k',
+		 "a key of exactly %d bytes loads whole: %d, %zu bytes %s", RDMIG_AUTH_KEY_MAX, ret,
+		 k.len, e.msg);
+	rdmig_err_clear(&e);
+	big[RDMIG_AUTH_KEY_MAX] = '\n';
+	ret = load_bytes("maxnl.key", big, RDMIG_AUTH_KEY_MAX + 1, &k, &e);
+	TH_CHECK(ret == -EFBIG && has(&e, "1025 bytes") && has(&e, "limit of 1024") && k.len == 0,
+		 "%d bytes and a newline refused on the stored size, not cut: %s",
+		 RDMIG_AUTH_KEY_MAX, e.msg);
+	rdmig_err_clear(&e);
+	ret = load_bytes("big.key", big, sizeof(big), &k, &e);
+	TH_CHECK(ret == -EFBIG && has(&e, "4096 bytes") && has(&e, "limit of 1024") &&
+		     has(&e, "big.key"),
+		 "a 4096-byte file refused with its size and the limit: %s", e.msg);
+	rdmig_err_clear(&e);
+	ret = load_bytes("short.crlf.key", "0123456789abcde\r\n", 17, &k, &e);
+	TH_CHECK(ret == -EINVAL && has(&e, "holds 15 bytes") && has(&e, "at least 16"),
+		 "15 bytes and CRLF refused as too short: %s", e.msg);
+	rdmig_err_clear(&e);
+	/* The tools' loader: its own locked page, wiped and unmapped by the free. */
+	ret = rdmig_auth_key_new(g_key_a, &pk, &e);
+	TH_CHECK(!ret && pk && pk->len == 33 && !memcmp(pk->key, "0123456789abcdef-key-A-", 23),
+		 "rdmig_auth_key_new loads the key file: %d %s", ret, e.msg);
+	rdmig_auth_key_free(pk);
+	pk = NULL;
+	ret = rdmig_auth_key_new(g_key_open, &pk, &e);
+	TH_CHECK(ret == -EACCES && !pk, "rdmig_auth_key_new keeps the mode rule: %s", e.msg);
+	rdmig_err_clear(&e);
+	rdmig_auth_key_wipe(&k);
+	TH_CHECK(k.len == 0 && k.key[0] == 0, "rdmig_auth_key_wipe clears the key");
+}
+
 static int t_keyfile(void)
 {
 	struct rdmig_auth_key k;
@@ -511,12 +616,19 @@ static int t_keyfile(void)
 	ret = rdmig_auth_key_load(g_key_a, &k, &e);
 	TH_CHECK(!ret && k.len == 33, "0600 key loads, trailing newline dropped (%zu bytes)",
 		 k.len);
+	rules_of_key_files();
 	setenv(RDMIG_KEY_FILE_ENV, g_key_b, 1);
 	TH_CHECK(!strcmp(rdmig_auth_key_path(NULL), g_key_b) &&
 		     !strcmp(rdmig_auth_key_path(g_key_a), g_key_a),
 		 "RDMIG_KEY_FILE is the default, an option overrides it");
 	unsetenv(RDMIG_KEY_FILE_ENV);
 	TH_CHECK(rdmig_auth_key_path(NULL) == NULL, "no option, no environment: no key");
+	{
+		struct rdmig_auth_key *none = NULL;
+		int r = rdmig_auth_key_new(NULL, &none, &e);
+
+		TH_CHECK(r == 1 && !none, "rdmig_auth_key_new without a key file: %d", r);
+	}
 	rdmig_auth_key_wipe(&k);
 	return th_failures() ? 1 : 0;
 }

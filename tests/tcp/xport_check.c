@@ -11,6 +11,8 @@
  *   xport_check fence     --backend B [--size 64M] [--channels 4] [--rounds 8]
  *   xport_check stream    --backend B [--size 32M] [--channels 2]
  *   xport_check malformed [--backend tcp]
+ *   xport_check hostile   --backend B [--host H]   (xport_hostile.c)
+ *   xport_check hostile-client --backend B --host H --port P
  *
  * transfer, fence and stream run in two processes: this one is the
  * destination (listens on HOST, port 0, and passes the port over the peer
@@ -38,6 +40,7 @@
 #include "th_pair.h"
 #include "units.h"
 #include "xport_check.h"
+#include "xport_hostile.h"
 
 struct opts g_opt;
 
@@ -178,7 +181,8 @@ static int two_process(role_fn fn)
 			       .arg = &fn,
 			       .timeout_ms = 2 * WAIT_MS};
 
-	cfg_init(&cfg, 1);
+	/* A listener's channel count is the most it accepts. */
+	cfg_init(&cfg, RDMIG_MAX_CHANNELS);
 	return th_pair_run(&cfg, &pair) && !th_failures() ? 0 : 1;
 }
 
@@ -204,9 +208,10 @@ static int usage(const char *msg)
 {
 	if (msg)
 		fprintf(stderr, "xport_check: %s\n", msg);
-	fprintf(stderr, "usage: xport_check transfer|fence|stream|malformed --backend tcp|rdma\n"
-			"         [--host ADDR] [--size N] [--channels N] [--rounds N] [--seed S]\n"
-			"         [--compress LEVEL] [--tls]\n");
+	fprintf(stderr,
+		"usage: xport_check transfer|fence|stream|malformed|hostile|hostile-client\n"
+		"         --backend tcp|rdma [--host ADDR] [--port P] [--size N] [--channels N]\n"
+		"         [--rounds N] [--seed S] [--compress LEVEL] [--tls]\n");
 	return 2;
 }
 
@@ -221,6 +226,7 @@ int main(int argc, char **argv)
 	    {"seed", required_argument, NULL, 'S'},
 	    {"compress", required_argument, NULL, 'Z'},
 	    {"tls", no_argument, NULL, 'T'}, /* fixed test key: see cfg_init() */
+	    {"port", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -266,6 +272,11 @@ int main(int argc, char **argv)
 		case 'T':
 			g_opt.tls = true;
 			break;
+		case 'P':
+			if (rdmig_parse_uint(optarg, 1, 65535, &v, &e))
+				return usage(e.msg);
+			g_opt.port = (uint16_t)v;
+			break;
 		case 'Z':
 			if (rdmig_parse_uint(optarg, 0, 19, &v, &e))
 				return usage(e.msg);
@@ -295,7 +306,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(g_opt.mode, "stream")) {
 		g_opt.size = g_opt.size ? g_opt.size : 32ULL << 20;
 		g_opt.channels = g_opt.channels ? g_opt.channels : 2;
-	} else if (strcmp(g_opt.mode, "malformed")) {
+	} else if (!strcmp(g_opt.mode, "hostile-client")) {
+		if (!g_opt.port)
+			return usage("hostile-client needs --port");
+	} else if (strcmp(g_opt.mode, "malformed") && strcmp(g_opt.mode, "hostile")) {
 		return usage("unknown mode");
 	}
 	if (g_opt.size && g_opt.channels && g_opt.size / g_opt.channels < 4096)
@@ -312,6 +326,10 @@ int main(int argc, char **argv)
 		ret = two_process(role_fence);
 	else if (!strcmp(g_opt.mode, "stream"))
 		ret = two_process(role_stream);
+	else if (!strcmp(g_opt.mode, "hostile"))
+		ret = run_hostile();
+	else if (!strcmp(g_opt.mode, "hostile-client"))
+		ret = run_hostile_client();
 	else
 		ret = run_malformed();
 	return th_summary(g_opt.mode, ret == 0);

@@ -9,6 +9,8 @@
  *   xport_tcp.c        tcp behaviours beyond bad frames: a receive resumed
  *                      after a timeout, abort, interleaved connectors,
  *                      expiry, dual stack
+ *   xport_hostile.c    hostile peers before authentication, both backends
+ *                      (raw rdma_cm peers in xport_hostile_cm.c)
  */
 #ifndef RDMIG_XPORT_CHECK_H
 #define RDMIG_XPORT_CHECK_H
@@ -39,8 +41,9 @@ struct opts {
 	unsigned channels;
 	unsigned rounds;
 	uint64_t seed;
-	int compress; /* transfer: source's zstd level, and zero pages in the content */
-	bool tls;     /* tcp over TLS, keyed by a fixed test key */
+	int compress;  /* transfer: source's zstd level, and zero pages in the content */
+	bool tls;      /* tcp over TLS, keyed by a fixed test key */
+	uint16_t port; /* hostile-client: the listener to misbehave at */
 };
 
 extern struct opts g_opt;
@@ -90,6 +93,8 @@ static inline bool raw_recv(int fd, void *buf, size_t len)
 
 void raw_hello_frame(uint8_t *buf, uint8_t type, uint16_t role, uint16_t chan_index, uint16_t nchan,
 		     uint64_t token);
+/* The listener's answer to a refused HELLO on fd: an ERROR frame holding `want`, then close. */
+void expect_error_reply(int fd, const char *what, const char *want);
 /* Handshake by hand (1 data channel), read the LAYOUT; the region id of "ram" into *ram. */
 bool raw_session(uint16_t port, int *cfd, int *dfd, uint32_t *ram);
 /* A WRITE header and prefix for `len` payload bytes into buf; returns its length. */

@@ -55,7 +55,7 @@ void raw_hello_frame(uint8_t *buf, uint8_t type, uint16_t role, uint16_t chan_in
 }
 
 /* The listener's answer to a bad HELLO: an ERROR frame whose text contains `want`. */
-static void expect_error_reply(int fd, const char *what, const char *want)
+void expect_error_reply(int fd, const char *what, const char *want)
 {
 	struct rdmig_wire_hdr h;
 	uint8_t buf[1024];
@@ -468,7 +468,7 @@ int run_malformed(void)
 	th_set_role("malformed");
 	malformed_connect_side();
 
-	cfg_init(&cfg, 1);
+	cfg_init(&cfg, RDMIG_MAX_CHANNELS);
 	cfg.connect_timeout_ms = 3000; /* how long the listener waits for a HELLO */
 	ret = rdmig_listen(&cfg, &l, &e);
 	if (!TH_CHECK_CALL(ret, &e, "listen"))

@@ -319,7 +319,7 @@ void dual_stack(void)
 	v6 = fd >= 0 && !bind(fd, (struct sockaddr *)&s6, sizeof(s6));
 	if (fd >= 0)
 		close(fd);
-	cfg_init(&cfg, 1);
+	cfg_init(&cfg, RDMIG_MAX_CHANNELS);
 	cfg.host = NULL;
 	ret = rdmig_listen(&cfg, &l, &e);
 	if (!TH_CHECK_CALL(ret, &e, "listening on any address"))

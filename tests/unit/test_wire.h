@@ -5,7 +5,7 @@
  *   test_wire.c        main, shared builders, misc
  *   test_wire_hdr.c    the frame header, one test per validation rule
  *   test_wire_hello.c  HELLO, rdma_cm private data, LAYOUT
- *   test_wire_msgs.c   WRITE, FENCE, CREDIT, ERROR
+ *   test_wire_msgs.c   WRITE, FENCE, CREDIT, ERROR, RINGS
  *   test_wire_fuzz.c   the seeded mutation fuzzer over every decoder
  * Include after <cmocka.h>.
  */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* WRITE (decoding and the bounds check against the layout), FENCE, CREDIT, ERROR. */
+/* WRITE (decoding and the bounds check against the layout), FENCE, CREDIT, ERROR, RINGS. */
 #include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
@@ -308,6 +308,85 @@ static void test_error_bad_code(void **state)
 	}
 }
 
+/* ---- RINGS ------------------------------------------------------------ */
+
+static size_t rings_buf(uint8_t *buf, uint32_t n)
+{
+	struct rdmig_wire_ring r[3];
+
+	for (uint32_t i = 0; i < 3; i++)
+		r[i] = (struct rdmig_wire_ring){.size = 1u << (12 + i),
+						.addr = 0x7f0000000000ULL + (i << 20),
+						.rkey = 0x100 + i};
+	return rdmig_wire_rings_encode(buf, r, n);
+}
+
+static void rings_reject(uint8_t *buf, size_t len, uint32_t want, const char *what)
+{
+	struct rdmig_wire_ring out[3];
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint8_t *p = exact(buf, len);
+
+	th_unit_fail(rdmig_wire_rings_decode(p, len, out, want, &err), &err, -EPROTO, what);
+	free(p);
+}
+
+static void test_rings_roundtrip(void **state)
+{
+	static const uint8_t want[4 + 24] = {
+	    0, 0, 0,	1,		  /* count */
+	    0, 0, 0,	0, 0, 0, 0x10, 0, /* size 4096 */
+	    0, 0, 0x7f, 0, 0, 0, 0,    0, /* addr */
+	    0, 0, 1,	0,		  /* rkey 0x100 */
+	    0, 0, 0,	0,		  /* reserved */
+	};
+	struct rdmig_wire_ring out[3];
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint8_t buf[4 + 3 * RDMIG_WIRE_RING_LEN], *p;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(rings_buf(buf, 1), sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	n = rings_buf(buf, 3);
+	assert_int_equal(n, sizeof(buf));
+	p = exact(buf, n);
+	assert_int_equal(rdmig_wire_rings_decode(p, n, out, 3, &err), 0);
+	free(p);
+	assert_int_equal(out[2].size, 1u << 14);
+	assert_int_equal(out[2].addr, 0x7f0000200000ULL);
+	assert_int_equal(out[2].rkey, 0x102);
+}
+
+static void test_rings_rules(void **state)
+{
+	uint8_t buf[4 + 3 * RDMIG_WIRE_RING_LEN];
+	size_t n;
+
+	(void)state;
+	n = rings_buf(buf, 2);
+	rings_reject(buf, n, 3, "2 rings for a connection of 3 data channels");
+	rings_reject(buf, n - 1, 2, "disagrees with payload length");
+	rings_reject(buf, 3, 2, "truncated");
+	rdmig_put_be64(buf + 4, 4096 + 1);
+	rings_reject(buf, n, 2, "not a power of two");
+	rdmig_put_be64(buf + 4, 2048);
+	rings_reject(buf, n, 2, "2048 bytes, not a power of two in 4 KiB..1 GiB");
+	rdmig_put_be64(buf + 4, 2ULL << 30);
+	rings_reject(buf, n, 2, "in 4 KiB..1 GiB");
+	n = rings_buf(buf, 2);
+	rdmig_put_be32(buf + 4 + 24 + 16, 0);
+	rings_reject(buf, n, 2, "without an address or a key");
+	n = rings_buf(buf, 2);
+	rdmig_put_be64(buf + 4 + 8, 0);
+	rings_reject(buf, n, 2, "without an address or a key");
+	rdmig_put_be64(buf + 4 + 8, UINT64_MAX - 100);
+	rings_reject(buf, n, 2, "overflows");
+	n = rings_buf(buf, 2);
+	buf[4 + 24 + 23] = 1;
+	rings_reject(buf, n, 2, "reserved bytes");
+}
+
 static void test_error_message_sanitized(void **state)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -347,6 +426,8 @@ int wire_msgs_tests(void)
 	    cmocka_unit_test(test_error_truncated),
 	    cmocka_unit_test(test_error_bad_code),
 	    cmocka_unit_test(test_error_message_sanitized),
+	    cmocka_unit_test(test_rings_roundtrip),
+	    cmocka_unit_test(test_rings_rules),
 	};
 
 	return cmocka_run_group_tests_name("wire msgs", tests, NULL, NULL);
