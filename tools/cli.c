@@ -71,12 +71,37 @@ int cli_parse_backend(const char *s, enum rdmig_backend *b, bool *is_auto, struc
 	return 0;
 }
 
+/*
+ * Keys loaded by this process, wiped when it exits. A command keeps its key
+ * for as long as it may connect or accept (the auth hook and TLS read it),
+ * which is until it returns to main(), so exit is the one place every path
+ * (success, failure, cancel) passes through.
+ */
+static struct rdmig_auth_key *loaded_keys[4];
+static unsigned nloaded_keys;
+
+static void wipe_keys(void)
+{
+	for (unsigned i = 0; i < nloaded_keys; i++)
+		rdmig_auth_key_wipe(loaded_keys[i]);
+	nloaded_keys = 0;
+}
+
+static void remember_key(struct rdmig_auth_key *key)
+{
+	if (!nloaded_keys)
+		atexit(wipe_keys);
+	if (nloaded_keys < sizeof(loaded_keys) / sizeof(loaded_keys[0]))
+		loaded_keys[nloaded_keys++] = key;
+}
+
 int cli_key_setup(const char *cmd, const char *key_file, struct rdmig_xport_cfg *cfg,
 		  struct rdmig_auth_key *key)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	int ret = rdmig_auth_key_from_opt(key_file, key, &err);
 
+	remember_key(key);
 	if (ret < 0) {
 		fprintf(stderr, "rdmig %s: %s\n", cmd, rdmig_err_str(&err));
 		return RDMIG_EXIT_FAIL;
