@@ -610,12 +610,13 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 	rdmig_revoke(m->c);
 	set_state(m, RDMIG_MIG_VERIFY);
 	ret = verify(m, err);
-	if (!ret)
-		ret = cancel_pending(m, err);
 	if (ret)
 		return ret;
 	if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_VERIFIED, "destination"))
 		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of VERIFIED");
+	ret = cancel_pending(m, err);
+	if (ret)
+		return ret;
 	/*
 	 * From the send on, the source may decide GO on what it heard: even a
 	 * send that failed may have arrived, so this side is prepared either way.
@@ -640,6 +641,10 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	struct mig_dst *m;
 	int ret;
 
+	/* The engine's own limits too, for callers that did not ask first. */
+	ret = rdmig_mig_opts_check(opts, rdmig_conn_backend(c), NULL, err);
+	if (ret)
+		return ret;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");

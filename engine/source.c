@@ -973,6 +973,25 @@ static void teardown(struct mig_src *m)
 }
 
 /*
+ * Aborting after the manifest: is the destination still on this connection?
+ * One that gave up waiting for GO has closed it and waits for RESOLVE
+ * instead; a CANCEL sent into the closed connection would never reach it.
+ * Reading what is already here tells (a late VERIFIED is dropped: the
+ * decision is taken).
+ */
+static void probe_dst(struct mig_src *m)
+{
+	uint8_t buf[512];
+	uint16_t type;
+	size_t len;
+
+	if (rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, 0, NULL))
+		return;
+	if (type == RDMIG_EMSG_CANCEL || type == RDMIG_EMSG_VERIFY_FAIL)
+		m->dst_gave_up = true;
+}
+
+/*
  * Decided GO, and the hand-over was cut (`why` in err): settle it. 0 when
  * the destination runs the guest; RDMIG_MIG_EUNKNOWN when it could not be
  * told; an error with `go` cleared when it says it discarded the guest, so
@@ -1027,6 +1046,10 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	struct mig_src *m;
 	int ret;
 
+	/* The engine's own limits too, for callers that did not ask first. */
+	ret = rdmig_mig_opts_check(opts, rdmig_conn_backend(c), NULL, err);
+	if (ret)
+		return ret;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
@@ -1054,6 +1077,8 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 		uint8_t b[300];
 		size_t n;
 
+		if (m->manifest_sent && !m->dst_gave_up)
+			probe_dst(m);
 		/* Tell the destination to discard; it may be gone already. */
 		n = rdmig_msg_cancel_encode(b, ret, rdmig_err_str(err));
 		if (!rdmig_conn_failed(c, NULL) &&
