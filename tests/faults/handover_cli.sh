@@ -15,6 +15,7 @@
 # Faults come from the hidden --test-fault STEP:ACTION (engine test hooks).
 set -u
 . "$(dirname "$0")/../cli/lib.sh"
+. "$(dirname "$0")/lib.sh"
 R=$1 CHK=$2 BACKEND=$3 HOST=$4
 GUEST=16M
 DEADLINES=(--commit-timeout 2s --commit-grace 3s)
@@ -23,39 +24,18 @@ if [ "${5:-}" = slow ]; then
 	DEADLINES=(--commit-timeout 4s --commit-grace 6s)
 fi
 tmp=$(mktemp -d)
-dst=""
+dst="" port=""
 trap '[ -n "$dst" ] && kill -9 "$dst" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 start_dest() { # start_dest [listen options]: $dst, $port
-	: >"$tmp/dst.err"
 	rm -f "$tmp/dst.bin"
-	"$R" listen "$HOST:0" --backend "$BACKEND" --json --dump-ram "$tmp/dst.bin" \
-		"${DEADLINES[@]}" "$@" >"$tmp/dst.json" 2>"$tmp/dst.err" &
-	dst=$!
-	port=""
-	for _ in $(seq 300); do
-		port=$(sed -nE 's/.*waiting on .* port ([0-9]+).*/\1/p' "$tmp/dst.err")
-		[ -n "$port" ] && return 0
-		kill -0 $dst 2>/dev/null || break
-		sleep 0.1
-	done
-	fail "destination did not start: $(cat "$tmp/dst.err")"
-	return 1
+	start_listener "$tmp/dst.json" --json --dump-ram "$tmp/dst.bin" "${DEADLINES[@]}" "$@"
 }
 
 # wait_dst SECONDS: the listener's exit status, 255 if it had to be killed.
 wait_dst() {
-	local end=$(($(date +%s) + $1)) rc
-	while kill -0 "$dst" 2>/dev/null; do
-		if [ "$(date +%s)" -ge "$end" ]; then
-			kill -9 "$dst" 2>/dev/null
-			wait "$dst" 2>/dev/null
-			dst=""
-			return 255
-		fi
-		sleep 0.05
-	done
-	wait "$dst"
+	local rc
+	wait_pid "$dst" "$1"
 	rc=$?
 	dst=""
 	return $rc

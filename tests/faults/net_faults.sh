@@ -26,6 +26,7 @@
 # fault left it usable (else it is stopped and a fresh one takes the retry).
 set -u
 . "$(dirname "$0")/../cli/lib.sh"
+. "$(dirname "$0")/lib.sh"
 R=$1 CHK=$2 BACKEND=$3 HOST=$4 MODE=$5
 BOUND=${FAULT_BOUND_S:-60}
 PAIR=$(dirname "$0")/../../soft-roce-setup/rxe-pair
@@ -63,34 +64,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
 # rdma res counts of user objects (kernel QPs have no pid); -1 without the tool.
 res_count() { rdma res show "$1" 2>/dev/null | grep -c ' pid ' || true; }
 
-start_dest() { # start_dest [listen options]: $dst, $port
-	: >"$tmp/dst.err" # a stale port from the last destination must not be read
-	"$R" listen "$HOST:0" --backend "$BACKEND" "$@" >"$tmp/dst.out" 2>"$tmp/dst.err" &
-	dst=$!
-	port=""
-	for _ in $(seq 300); do
-		port=$(sed -nE 's/.*waiting on .* port ([0-9]+).*/\1/p' "$tmp/dst.err")
-		[ -n "$port" ] && return 0
-		kill -0 $dst 2>/dev/null || break
-		sleep 0.1
-	done
-	fail "destination did not start: $(cat "$tmp/dst.err")"
-	return 1
-}
-
-# wait_pid PID SECONDS: exit status, or 255 after SIGKILL on timeout.
-wait_pid() {
-	local end=$(($(date +%s) + $2))
-	while kill -0 "$1" 2>/dev/null; do
-		if [ "$(date +%s)" -ge "$end" ]; then
-			kill -9 "$1" 2>/dev/null
-			wait "$1" 2>/dev/null
-			return 255
-		fi
-		sleep 0.05
-	done
-	wait "$1"
-}
+start_dest() { start_listener "$tmp/dst.out" "$@"; } # [listen options]: $dst, $port
 
 # The listener of a failed migration: it must log the failure, discard
 # (no RAM dump) and go on listening.
