@@ -132,6 +132,40 @@ static void bind_region(struct mig_dst *m, unsigned r, const struct rdmig_guest_
 		log_info("guest region %u bound to NUMA node %d (as at the source)", r, node);
 }
 
+/*
+ * RESOLVE where SETUP was due: a source settles a migration this call does
+ * not hold (a listener that discarded it went on to wait for the next
+ * source). A source that aborted only wants to stop trying: the guest does
+ * not run here, say so. One that decided GO must not take a stranger's
+ * word: it hears that this side does not know the migration, and keeps
+ * trying until its grace ends.
+ */
+static int stray_resolve(struct mig_dst *m, const uint8_t *buf, size_t len, struct rdmig_err *err)
+{
+	struct rdmig_msg_resolve r;
+	uint8_t out[RDMIG_RESOLVE_LEN];
+	char ids[RDMIG_MIG_ID_STR];
+	int ret = rdmig_msg_resolve_decode(buf, len, RDMIG_EMSG_RESOLVE, &r, err);
+
+	if (ret)
+		return ret;
+	rdmig_mig_id_str(r.id, ids);
+	if (r.value == RDMIG_DECIDED_ABORTED) {
+		r.value = RDMIG_DST_DISCARDED;
+		rdmig_ctrl_send(m->c, RDMIG_EMSG_RESOLVED, out, rdmig_msg_resolve_encode(out, &r),
+				NULL);
+		return rdmig_seterr(
+		    err, -ESRCH,
+		    "the source of migration %s, which it aborted, asked whether it "
+		    "runs here: it does not (nothing to do)",
+		    ids);
+	}
+	return rdmig_seterr(err, -ESRCH,
+			    "a source asked to settle migration %s (decided GO), which this "
+			    "destination does not hold",
+			    ids);
+}
+
 static int setup(struct mig_dst *m, struct rdmig_err *err)
 {
 	struct rdmig_guest_cfg gc = {0};
@@ -144,6 +178,8 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, 60000, err);
 	if (ret)
 		return ret;
+	if (type == RDMIG_EMSG_RESOLVE)
+		return stray_resolve(m, buf, len, err);
 	if (type != RDMIG_EMSG_SETUP)
 		return rdmig_seterr(err, -EPROTO, "expected SETUP, got message 0x%x", type);
 	ret = rdmig_msg_setup_decode(buf, len, m->o->max_ram, &m->setup, err);

@@ -125,10 +125,12 @@ static void report_discarded(const struct mig_cli *m, int ret, const struct rdmi
 {
 	json_t *j;
 
+	/* -ESRCH: not a migration, a source settling one this listener let go before. */
 	fprintf(stderr,
-		"rdmig listen: migration %u%s%s (from the source accepted above) %s: %s; "
+		"rdmig listen: %s %u%s%s (from the source accepted above) %s: %s; "
 		"nothing kept, waiting for the next source\n",
-		n, st->migration_id[0] ? " " : "", st->migration_id, cli_status_name(ret), msg);
+		ret == -ESRCH ? "connection" : "migration", n, st->migration_id[0] ? " " : "",
+		st->migration_id, ret == -ESRCH ? "was a settlement" : cli_status_name(ret), msg);
 	if (!m->out.json)
 		return;
 	j = json_object();

@@ -3,6 +3,8 @@
 #  1. a failed migration does not end `rdmig listen`: it logs it, discards
 #     (no dump, a "discarded" JSON event) and the next source completes
 #     against the same listener, dumps equal, incr check passing;
+#     a listener that dropped VERIFIED answers the aborted source's RESOLVE
+#     while it waits for the next source;
 #  2. GO_ACK lost (the listener drops its connection instead of sending
 #     it): settled over a new connection, both exit 0;
 #  3. the destination killed on GO: the source exits 3, guest paused, and
@@ -88,6 +90,30 @@ if start_dest; then
 	[ "$(json_status "$tmp/dst.json")" = completed ] && pass "listener summary: completed" \
 		|| fail "listener summary: $(tail -1 "$tmp/dst.json")"
 	dumps_ok "second source"
+fi
+
+# 1b. The listener drops its connection instead of VERIFIED: it discards and
+# listens on; the source, which cannot know, resumes and tells it over a new
+# connection (RESOLVE ABORTED), which the listener answers at once.
+if start_dest --test-fault verified:drop; then
+	t0=$(date +%s)
+	migrate
+	took=$(($(date +%s) - t0))
+	[ $rc -eq 1 ] && pass "VERIFIED dropped: source exit 1" || fail "VERIFIED dropped: source exit $rc: $OUT"
+	expect_out "still running here" "VERIFIED dropped: source says its guest runs"
+	for _ in $(seq 100); do
+		grep -q "it does not (nothing to do)" "$tmp/dst.err" && break
+		sleep 0.05
+	done
+	grep -q "it does not (nothing to do)" "$tmp/dst.err" \
+		&& pass "the listener answered the source's RESOLVE: $(grep -m1 'nothing to do' "$tmp/dst.err")" \
+		|| fail "no answered RESOLVE in the listener's log: $(tail -3 "$tmp/dst.err")"
+	kill -0 "$dst" 2>/dev/null && pass "listener still serving" || fail "listener exited"
+	echo "info: the source returned after ${took} s"
+	kill -TERM "$dst"
+	wait_dst 30
+	rd=$?
+	[ $rd -eq 1 ] && pass "listener stopped by SIGTERM (exit 1)" || fail "listener exit $rd on SIGTERM"
 fi
 
 # 2. GO_ACK lost: RESOLVE over a new connection settles it.
