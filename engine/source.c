@@ -992,12 +992,12 @@ static void probe_dst(struct mig_src *m)
 }
 
 /*
- * Decided GO, and the hand-over was cut (`why` in err): settle it. 0 when
+ * Decided GO, and the hand-over was cut (the cause in err): settle it. 0 when
  * the destination runs the guest; RDMIG_MIG_EUNKNOWN when it could not be
  * told; an error with `go` cleared when it says it discarded the guest, so
  * the guest may run here again.
  */
-static int settle_go(struct mig_src *m, int why, struct rdmig_err *err)
+static int settle_go(struct mig_src *m, struct rdmig_err *err)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	enum rdmig_dst_outcome out;
@@ -1006,7 +1006,6 @@ static int settle_go(struct mig_src *m, int why, struct rdmig_err *err)
 	snprintf(cause, sizeof(cause), "%s", rdmig_err_str(err));
 	log_warn("migration %s: decided GO, then %s: settling (up to %.0f s)", m->ids, cause,
 		 (double)m->o->commit_grace_ns / 1e9);
-	(void)why;
 	set_state(m, RDMIG_MIG_SETTLING);
 	rdmig_err_clear(err);
 	if (rdmig_settle_src(m->o, m->id, RDMIG_DECIDED_GO, &out, &e))
@@ -1097,7 +1096,7 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	/* Local registrations go either way; the guest keeps its memory. */
 	rdmig_revoke(c);
 	if (ret && m->go)
-		ret = settle_go(m, ret, err);
+		ret = settle_go(m, err);
 	if (ret && !m->go) {
 		/* The source guest carries on as if nothing happened. */
 		rdmig_guest_set_throttle(guest, 0);

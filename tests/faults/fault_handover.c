@@ -24,8 +24,8 @@
  *     started equals the source's RAM at its GO decision and passes the incr
  *     edge check, or the source's running guest passes it;
  *   - a source that ended unknown holds its guest paused, RAM intact;
- *   - resources: each side's open fds (rdma device files aside, which
- *     libibverbs keeps once opened) and threads back where they were before
+ *   - resources: each side's open fds (rdma device contexts aside, which
+ *     librdmacm keeps once opened) and threads back where they were before
  *     the migration, no MR or QP left in either process, and on rdma
  *     `rdma res show mr|qp` back to the baseline once both have exited.
  */
@@ -75,41 +75,72 @@ static const char *const action_names[] = {"drop", "kill", "stop"};
 
 /* ---- resources of a peer --------------------------------------------------- */
 
-/* Open fds of this process but the rdma device files libibverbs keeps once opened. */
-static int count_fds(void)
+#define MAX_FDS 128
+
+/*
+ * The open fds of this process, but those of the rdma device contexts that
+ * librdmacm opens on first use and keeps for the life of the process: what
+ * each one points to.
+ */
+struct fd_set_names {
+	int n;
+	char name[MAX_FDS][64];
+};
+
+static void list_fds(struct fd_set_names *s)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
-	int n = 0;
 
+	s->n = 0;
 	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], target[256];
+		return;
+	while ((e = readdir(d)) && s->n < MAX_FDS) {
+		char path[300], target[64] = "?";
 		ssize_t len;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
 			continue;
 		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
 		len = readlink(path, target, sizeof(target) - 1);
-		if (len > 0) {
+		if (len > 0)
 			target[len] = '\0';
-			if (!strncmp(target, "/dev/infiniband/", 16))
-				continue;
-		}
-		n++;
+		/* A device context's command file and its async event file. */
+		if (!strncmp(target, "/dev/infiniband/", 16) ||
+		    !strcmp(target, "anon_inode:[infinibandevent]"))
+			continue;
+		snprintf(s->name[s->n++], sizeof(s->name[0]), "%s", target);
 	}
 	closedir(d);
-	return n - 1; /* the directory stream itself */
 }
 
 struct peer_res {
-	int fds, threads;
+	struct fd_set_names fds;
+	int threads;
 };
 
 static void *idle_thread(void *arg)
 {
 	return arg;
+}
+
+/*
+ * Threads of this process once the count holds still for 100 ms (at most
+ * 2 s): a thread just joined can linger in /proc for a moment.
+ */
+static int settled_threads(void)
+{
+	int last = th_count_threads(0), same = 0;
+
+	for (int i = 0; i < 200 && same < 10; i++) {
+		int now;
+
+		rdmig_sleep_ms(10);
+		now = th_count_threads(0);
+		same = now == last ? same + 1 : 0;
+		last = now;
+	}
+	return last;
 }
 
 /*
@@ -119,33 +150,44 @@ static void *idle_thread(void *arg)
  */
 static void res_take(struct peer_res *r)
 {
-	static bool warmed;
 	pthread_t th;
 
-	if (!warmed && !pthread_create(&th, NULL, idle_thread, NULL)) {
+	if (!pthread_create(&th, NULL, idle_thread, NULL))
 		pthread_join(th, NULL);
-		warmed = true;
-	}
-	r->fds = count_fds();
-	r->threads = th_count_threads(0);
+	list_fds(&r->fds);
+	r->threads = settled_threads();
 }
 
 /* "1" when this process is back at `base` and holds no MR or QP; else what differs. */
 static void res_verdict(const struct peer_res *base, char *out, size_t len)
 {
 	struct peer_res now;
-	int mr = 0, qp = 0;
+	int mr = 0, qp = 0, off;
 
-	res_take(&now);
+	list_fds(&now.fds);
+	now.threads = settled_threads();
 	if (fc_is_rdma()) {
 		mr = th_rdma_res_count("mr", getpid());
 		qp = th_rdma_res_count("qp", getpid());
 	}
-	if (now.fds == base->fds && now.threads == base->threads && mr <= 0 && qp <= 0)
+	if (now.fds.n == base->fds.n && now.threads == base->threads && mr <= 0 && qp <= 0) {
 		snprintf(out, len, "1");
-	else
-		snprintf(out, len, "fds:%d/%d,threads:%d/%d,mr:%d,qp:%d", now.fds, base->fds,
-			 now.threads, base->threads, mr, qp);
+		return;
+	}
+	off = snprintf(out, len, "fds:%d/%d,threads:%d/%d,mr:%d,qp:%d", now.fds.n, base->fds.n,
+		       now.threads, base->threads, mr, qp);
+	/* Name what is open now and was not before (no spaces: one word on the channel). */
+	for (int i = 0; i < now.fds.n && off > 0 && (size_t)off < len; i++) {
+		bool old = false;
+
+		for (int j = 0; j < base->fds.n && !old; j++)
+			old = !strcmp(now.fds.name[i], base->fds.name[j]);
+		if (!old)
+			off += snprintf(out + off, len - (size_t)off, ",new:%s", now.fds.name[i]);
+	}
+	for (char *p = out; *p; p++)
+		if (*p == ' ')
+			*p = '_';
 }
 
 /* ---- the peers -------------------------------------------------------------- */
@@ -189,7 +231,7 @@ int fc_run_hdst(const char *spec, const char *dump)
 	struct rdmig_listener *l;
 	struct rdmig_mig_opts o;
 	struct peer_res base;
-	char res[96];
+	char res[256];
 	int ret;
 
 	handover_opts(&o);
@@ -243,7 +285,7 @@ int fc_run_hsrc(const char *spec, const char *port_dump)
 	struct rdmig_guest *g;
 	struct peer_res base;
 	bool running, moves, incr_ok = true;
-	char res[96];
+	char res[256];
 	int ret;
 
 	handover_opts(&o);
@@ -285,7 +327,7 @@ struct side {
 	bool done, stopped, continued, ran;
 	int result; /* from its "result" line, -1 when none came */
 	int running, incr_ok;
-	char res[96];
+	char res[256];
 	double t_done;
 };
 
@@ -318,21 +360,21 @@ static void reap(struct side *s, double t0)
 /* Everything the peer said on its channel: "ran", "result ...". */
 static void read_lines(struct side *s)
 {
-	char line[256];
+	char line[512];
 
 	s->result = -1;
 	while (!th_chan_getline(s->p.fd, line, sizeof(line), 0, NULL)) {
 		int a, b, c;
-		char res[96];
+		char res[256];
 
 		if (!strcmp(line, "ran"))
 			s->ran = true;
-		else if (sscanf(line, "result %d %d %d %95s", &a, &b, &c, res) == 4) {
+		else if (sscanf(line, "result %d %d %d %255s", &a, &b, &c, res) == 4) {
 			s->result = a;
 			s->running = b;
 			s->incr_ok = c;
 			snprintf(s->res, sizeof(s->res), "%s", res);
-		} else if (sscanf(line, "result %d %95s", &a, res) == 2) {
+		} else if (sscanf(line, "result %d %255s", &a, res) == 2) {
 			s->result = a;
 			snprintf(s->res, sizeof(s->res), "%s", res);
 		}
