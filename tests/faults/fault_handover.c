@@ -235,12 +235,19 @@ int fc_run_hdst(const char *spec, const char *dump)
 	int ret;
 
 	handover_opts(&o);
+	/*
+	 * The baseline is taken before the listener exists and the verdict after
+	 * it is destroyed: a source that failed keeps reconnecting to tell this
+	 * side it aborted (RESOLVE) while the verdict is taken, and each attempt
+	 * has a handshake thread of the listener's; destroying the listener must
+	 * join them all.
+	 */
+	res_take(&base);
 	if (parse_spec(spec, &o) || fc_listen(&l, &err) ||
 	    th_chan_send_port(th_peer_fd(), rdmig_listener_port(l), &err)) {
 		fprintf(stderr, "hdst: %s\n", err.msg);
 		return 2;
 	}
-	res_take(&base);
 	o.dump_ram = *dump ? dump : NULL;
 	o.resume_ns = 0;
 	o.on_event = hdst_event;
@@ -249,8 +256,8 @@ int fc_run_hdst(const char *spec, const char *dump)
 	ret = th_migrate_dest(l, &o, NULL, &err);
 	if (ret)
 		fprintf(stderr, "hdst: %s\n", err.msg);
-	res_verdict(&base, res, sizeof(res));
 	rdmig_listener_destroy(l);
+	res_verdict(&base, res, sizeof(res));
 	th_chan_printf(th_peer_fd(), "result %d %s\n", exit_of(ret), res);
 	return exit_of(ret);
 }
