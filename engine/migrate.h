@@ -119,7 +119,8 @@ struct rdmig_mig_setup_cost {
 	double zero_scan_ms;	 /* source: finding the zero pages (parallel, in the workers) */
 	double bulk_ms;		 /* source: the bulk round, first write to last fence */
 	uint64_t bulk_bytes;	 /* source: bytes the bulk round wrote */
-	uint64_t overhead_bytes; /* memory rdmig holds for the guest (bitmaps, checksums) */
+	uint64_t overhead_bytes; /* memory rdmig holds per page of guest (bitmaps, checksums) */
+	uint64_t overhead_fixed_bytes; /* and whatever the guest's size (run lists, buffers) */
 };
 
 enum rdmig_event_type {

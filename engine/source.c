@@ -772,8 +772,8 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	m->mbuf = malloc(RDMIG_MANIFEST_MAX);
 	if (!m->plan || !m->mbuf)
 		return rdmig_seterr(err, -ENOMEM, "out of memory for the round plan");
-	m->st.setup.overhead_bytes += RUNS_PER_CHUNK * sizeof(*m->plan) + RDMIG_MANIFEST_MAX +
-				      m->nw * 2 * RUNS_PER_CHUNK * sizeof(struct rdmig_run);
+	m->st.setup.overhead_fixed_bytes = RUNS_PER_CHUNK * sizeof(*m->plan) + RDMIG_MANIFEST_MAX +
+					   m->nw * 2 * RUNS_PER_CHUNK * sizeof(struct rdmig_run);
 	return 0;
 }
 

@@ -155,6 +155,7 @@ static json_t *setup_json(const struct rdmig_mig_stats *s)
 	cli_jset(j, "bulk_rate",
 		 c->bulk_ms > 0 ? jrate((double)c->bulk_bytes / (c->bulk_ms / 1e3)) : json_null());
 	cli_jset(j, "overhead_bytes", cli_juint(c->overhead_bytes));
+	cli_jset(j, "overhead_fixed_bytes", cli_juint(c->overhead_fixed_bytes));
 	cli_jset(j, "overhead_bytes_per_gib",
 		 cli_juint((uint64_t)per_gib((double)c->overhead_bytes, s->ram_bytes)));
 	return j;
