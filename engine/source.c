@@ -1112,6 +1112,9 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 				ret = poll_dst(m, ACK_WAIT_MS, err);
 				if (ret)
 					return ret;
+				/* The dirty set is small enough: the destination is what
+				 * progresses. */
+				t_min = t_harvest;
 			}
 			if (cv.switch_now && m->st.round >= o->min_rounds && dst_caught_up(m))
 				break;
