@@ -489,7 +489,8 @@ int rdmig_vfy_finish(struct rdmig_vfy *v, struct rdmig_msg_verify_fail *f, uint6
 			goto out;
 		}
 		/* Only suspects can be unverified: every other copy matched or has a newer one. */
-		qsort(v->suspects, v->nsuspects, sizeof(*v->suspects), cmp_u64);
+		if (v->nsuspects)
+			qsort(v->suspects, v->nsuspects, sizeof(*v->suspects), cmp_u64);
 		for (size_t i = 0; i < v->nsuspects; i++) {
 			uint32_t r = (uint32_t)(v->suspects[i] >> 48);
 			uint64_t p = v->suspects[i] & ((1ull << 48) - 1), want, h;
