@@ -5,10 +5,13 @@
  * Threads: the caller's thread follows the control channel (setup,
  * manifest, hand-over); one receiver per data channel sits in
  * rdmig_wait_fence(), which on tcp is also what lands the pages, and
- * records the last fence it saw. The RAM is only ever written by the
- * transport (remote writes or tcp receives) until every final fence is in;
- * then remote access is revoked, and only then is the RAM verified, so no
- * leaked key can change it after the check.
+ * records the last fence it saw; the verifier's threads (engine/verify.c)
+ * check each round's pages once its fences are in, while the next round
+ * arrives. The RAM is only ever written by the transport (remote writes or
+ * tcp receives) until every final fence is in; then remote access is
+ * revoked, and only then are the checks still open (the final round's
+ * pages, and any copy that did not match in the background) done, so no
+ * leaked key can change a page after its last check.
  *
  * The guest runs here only on the source's GO. Before VERIFIED is sent any
  * failure discards; once it is sent ("prepared") this side neither runs
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -31,6 +35,13 @@
 #include "bytes.h"
 #include "plan.h"
 #include "settle.h"
+#include "verify.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+/* RAM is prepared in pieces of this size, taken in turn by the threads. */
+#define PREPARE_CHUNK (64ull << 20)
 
 struct receiver {
 	struct mig_dst *m;
@@ -48,8 +59,9 @@ struct mig_dst {
 	struct rdmig_guest *g;
 	struct rdmig_msg_setup setup;
 	uint64_t region_pages[RDMIG_GUEST_MAX_REGIONS];
-	uint64_t *sums[RDMIG_GUEST_MAX_REGIONS];
-	uint64_t sums_got;
+	struct rdmig_vfy *vfy;
+	uint32_t ended_round;	/* the last MANIFEST_END's round */
+	uint64_t checked_final; /* pages the verifier had checked when FINAL came */
 	struct receiver rx[RDMIG_MAX_CHANNELS];
 	unsigned nrx;
 	struct rdmig_msg_final fin;
@@ -68,6 +80,25 @@ static void set_state(struct mig_dst *m, enum rdmig_mig_state s)
 	/* The caller hears every state as an event; the log only when it asks for detail. */
 	log_debug("destination: %s", rdmig_mig_state_name(s));
 	rdmig_mig_emit(m->o, RDMIG_EV_STATE, &m->st);
+}
+
+/*
+ * The test hook: every fence on the channel that carries the page leaves it
+ * damaged, as a transport that corrupted each copy would. Only this thread
+ * writes the page's channel on tcp, so nothing races with it here.
+ */
+static void test_corrupt(struct receiver *r)
+{
+	static const uint8_t mark[8] = {0xba, 0xdc, 0x0f, 0xfe, 0xe0, 0xdd, 0xf0, 0x0d};
+	int64_t p = r->m->o->test_corrupt_page;
+	const struct rdmig_guest_region *gr;
+
+	if (p < 0 || (uint64_t)p >= r->m->region_pages[0] ||
+	    rdmig_stripe_chan((uint64_t)p * RDMIG_PAGE_SIZE, r->m->setup.channels) != r->chan)
+		return;
+	gr = rdmig_guest_region(r->m->g, 0);
+	log_warn("test: corrupting page %" PRId64 " before verification", p);
+	memcpy(gr->addr + (uint64_t)p * RDMIG_PAGE_SIZE + 120, mark, sizeof(mark));
 }
 
 static void *receiver_main(void *arg)
@@ -96,6 +127,8 @@ static void *receiver_main(void *arg)
 			rdmig_conn_abort(r->m->c, r->ret, rdmig_err_str(&r->err));
 			break;
 		}
+		test_corrupt(r);
+		rdmig_vfy_fence(r->m->vfy, r->chan, (uint32_t)(f.seq & ~RDMIG_SEQ_FINAL));
 		atomic_store(&r->last_seq, f.seq);
 		if (f.seq & RDMIG_SEQ_FINAL)
 			break;
@@ -166,11 +199,92 @@ static int stray_resolve(struct mig_dst *m, const uint8_t *buf, size_t len, stru
 			    ids);
 }
 
+static double ms_since(uint64_t t)
+{
+	return (double)(rdmig_now_ns() - t) / 1e6;
+}
+
+/* The verifier checked every round up to `round`: the source may switch over. */
+static void round_checked(void *ctx, uint32_t round, uint64_t checked)
+{
+	struct mig_dst *m = ctx;
+	uint8_t b[RDMIG_ROUND_MSG_LEN];
+
+	/* A failed send fails the connection, which the control thread sees. */
+	rdmig_ctrl_send(m->c, RDMIG_EMSG_ROUND_VERIFIED, b,
+			rdmig_msg_round_encode(b, round, checked), NULL);
+}
+
+struct prepare {
+	struct mig_dst *m;
+	unsigned idx;
+	pthread_t th;
+	_Atomic uint64_t *next; /* next chunk to take, over all regions */
+};
+
+static void *prepare_main(void *arg)
+{
+	struct prepare *p = arg;
+	struct mig_dst *m = p->m;
+	struct rdmig_err perr = RDMIG_ERR_INIT;
+
+	/* Pinned like receiver idx, so that first touch puts pages near it when unbound. */
+	if (rdmig_numa_pin_self(m->o->plan, p->idx, &perr))
+		log_debug("prepare %u: %s", p->idx, rdmig_err_str(&perr));
+	for (;;) {
+		uint64_t c = atomic_fetch_add(p->next, 1), off = c * PREPARE_CHUNK;
+		unsigned r = 0;
+
+		while (r < m->setup.nregions && off >= m->setup.region_len[r])
+			off -= m->setup.region_len[r++];
+		if (r >= m->setup.nregions)
+			break;
+		{
+			const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+			uint64_t len =
+			    gr->len - off < PREPARE_CHUNK ? gr->len - off : PREPARE_CHUNK;
+
+			/* Older kernels: touch one byte per page (still zero, still parallel). */
+			if (madvise(gr->addr + off, len, MADV_POPULATE_WRITE))
+				for (uint64_t o = 0; o < len; o += RDMIG_PAGE_SIZE)
+					((volatile uint8_t *)gr->addr)[off + o] = 0;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Fault the guest's RAM in with one thread per data channel. Only a speed-up:
+ * any page left unfaulted is faulted by its first write, as before.
+ */
+static void prepare_ram(struct mig_dst *m)
+{
+	struct prepare p[RDMIG_MAX_CHANNELS];
+	_Atomic uint64_t next = 0;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < m->setup.channels; i++) {
+		p[i] = (struct prepare){.m = m, .idx = i, .next = &next};
+		if (pthread_create(&p[i].th, NULL, prepare_main, &p[i]))
+			break;
+		n++;
+	}
+	if (!n) {
+		struct prepare one = {.m = m, .next = &next};
+
+		prepare_main(&one);
+	}
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(p[i].th, NULL);
+}
+
 static int setup(struct mig_dst *m, struct rdmig_err *err)
 {
 	struct rdmig_guest_cfg gc = {0};
+	struct rdmig_vfy_cfg vc = {0};
 	uint8_t buf[256];
 	uint16_t type;
+	uint64_t t;
 	size_t len;
 	int ret;
 
@@ -212,7 +326,6 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	/* The guest is split the same way on both sides; check, never assume. */
 	for (unsigned r = 0; r < m->setup.nregions; r++) {
 		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
-		uint32_t id;
 
 		if (gr->len != m->setup.region_len[r])
 			return rdmig_seterr(err, -EPROTO,
@@ -220,17 +333,42 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 					    " bytes here, %" PRIu64 " at the source",
 					    r, gr->len, m->setup.region_len[r]);
 		m->region_pages[r] = gr->len / RDMIG_PAGE_SIZE;
-		m->sums[r] = calloc(m->region_pages[r], sizeof(uint64_t));
-		if (!m->sums[r])
-			return rdmig_seterr(err, -ENOMEM, "out of memory for checksums");
 		/* Before registration: an RDMA registration faults the pages in. */
 		bind_region(m, r, gr);
+		vc.addr[r] = gr->addr;
+		vc.pages[r] = m->region_pages[r];
+		m->st.ram_bytes += gr->len;
+	}
+	/*
+	 * Fault the RAM in now, in parallel, rather than in the receive path
+	 * while the bulk round arrives (where clearing fresh pages halves the
+	 * rate); registration then pins pages that exist.
+	 */
+	t = rdmig_now_ns();
+	prepare_ram(m);
+	m->st.setup.prepare_ms = ms_since(t);
+	t = rdmig_now_ns();
+	for (unsigned r = 0; r < m->setup.nregions; r++) {
+		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		uint32_t id;
+
 		ret =
 		    rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
 		if (ret)
 			return ret;
-		m->st.ram_bytes += gr->len;
 	}
+	m->st.setup.register_ms = ms_since(t);
+	vc.mode = (enum rdmig_verify_mode)m->setup.verify;
+	vc.nregions = m->setup.nregions;
+	vc.channels = m->setup.channels;
+	vc.threads = m->setup.channels;
+	vc.ack = round_checked;
+	vc.ctx = m;
+	m->st.verify = vc.mode;
+	ret = rdmig_vfy_create(&vc, &m->vfy, err);
+	if (ret)
+		return ret;
+	m->st.setup.overhead_bytes = rdmig_vfy_overhead(m->vfy);
 	ret = rdmig_expose(m->c, err);
 	if (ret)
 		return ret;
@@ -307,53 +445,19 @@ static void receivers_join(struct mig_dst *m)
 	m->nrx = 0;
 }
 
+/* Remote access is revoked: the checks still open, then VERIFY_FAIL or nothing. */
 static int verify(struct mig_dst *m, struct rdmig_err *err)
 {
-	struct rdmig_msg_verify_fail f = {0};
-	bool bad = false;
+	struct rdmig_msg_verify_fail f;
+	int ret = rdmig_vfy_finish(m->vfy, &f, &m->st.verified_pages, err);
 
-	if (m->o->test_corrupt_page >= 0) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, 0);
-		uint64_t p = (uint64_t)m->o->test_corrupt_page;
-
-		if (p < m->region_pages[0]) {
-			log_warn("test: corrupting page %" PRIu64 " before verification", p);
-			gr->addr[p * RDMIG_PAGE_SIZE + 123] ^= 0x5a;
-		}
-	}
-	for (unsigned r = 0; r < m->setup.nregions; r++) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
-
-		for (uint64_t p = 0; p < m->region_pages[r]; p++) {
-			uint64_t s = rdmig_page_sum(gr->addr + p * RDMIG_PAGE_SIZE);
-
-			if (s == m->sums[r][p]) {
-				m->st.verified_pages++;
-				continue;
-			}
-			if (!bad) {
-				f.region = r;
-				f.page = p;
-				f.expected = m->sums[r][p];
-				f.found = s;
-				bad = true;
-			}
-			f.mismatches++;
-		}
-	}
-	if (bad) {
+	if (ret == -EILSEQ) {
 		uint8_t b[64];
 		size_t n = rdmig_msg_verify_fail_encode(b, &f);
 
 		rdmig_ctrl_send(m->c, RDMIG_EMSG_VERIFY_FAIL, b, n, NULL);
-		return rdmig_seterr(err, -EILSEQ,
-				    "verify failed: region %u page %" PRIu64 " (offset 0x%" PRIx64
-				    ") has checksum %016" PRIx64 ", the source sent %016" PRIx64
-				    "; %" PRIu64 " page(s) differ",
-				    f.region, f.page, f.page * RDMIG_PAGE_SIZE, f.found, f.expected,
-				    f.mismatches);
 	}
-	return 0;
+	return ret;
 }
 
 static int source_cancelled(const uint8_t *buf, size_t len, struct rdmig_err *err)
@@ -369,8 +473,10 @@ static int source_cancelled(const uint8_t *buf, size_t len, struct rdmig_err *er
 static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size_t len,
 		      struct rdmig_err *err)
 {
+	bool verifying = m->setup.verify != RDMIG_VERIFY_OFF;
 	struct rdmig_msg_manifest mf;
-	uint64_t total, want = 0;
+	uint64_t total;
+	uint32_t round;
 	int ret;
 
 	switch (type) {
@@ -382,34 +488,44 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 			return ret;
 		if (!(m->fin.final_seq & RDMIG_SEQ_FINAL))
 			return rdmig_seterr(err, -EPROTO, "FINAL without the final fence mark");
+		/* Verifying, the final round's manifest follows FINAL; else FINAL closes. */
+		if (verifying && m->fin.rounds != m->ended_round + 1)
+			return rdmig_seterr(err, -EPROTO,
+					    "FINAL says %u rounds after MANIFEST_END of round %u",
+					    m->fin.rounds, m->ended_round);
 		m->have_final = true;
+		m->checked_final = rdmig_vfy_checked(m->vfy);
+		m->st.verified_background = m->checked_final;
 		m->st.round = m->fin.rounds;
 		set_state(m, RDMIG_MIG_FINAL_COPY);
 		if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_FINAL, "destination"))
 			return rdmig_seterr(err, -ECONNABORTED, "test: dropped at FINAL");
-		return 0;
+		return verifying ? 0 : 1;
 	case RDMIG_EMSG_MANIFEST:
-		if (!m->have_final)
-			return rdmig_seterr(err, -EPROTO, "MANIFEST before FINAL");
 		ret = rdmig_msg_manifest_decode(buf, len, m->region_pages, m->setup.nregions, &mf,
 						err);
 		if (ret)
 			return ret;
-		for (uint32_t i = 0; i < mf.count; i++)
-			m->sums[mf.region][mf.first_page + i] = rdmig_get_be64(mf.sums + 8 * i);
-		m->sums_got += mf.count;
-		return 0;
+		/* Rounds follow each other: only the round after the last one ended is open. */
+		if (mf.round != m->ended_round + 1)
+			return rdmig_seterr(err, -EPROTO,
+					    "MANIFEST for round %u after MANIFEST_END of round %u",
+					    mf.round, m->ended_round);
+		return rdmig_vfy_manifest(m->vfy, &mf, err);
 	case RDMIG_EMSG_MANIFEST_END:
-		ret = rdmig_msg_u64_decode(buf, len, &total, err);
+		ret = rdmig_msg_round_decode(buf, len, "MANIFEST_END", &round, &total, err);
 		if (ret)
 			return ret;
-		for (unsigned r = 0; r < m->setup.nregions; r++)
-			want += m->region_pages[r];
-		if (!m->have_final || total != want || m->sums_got != want)
+		if (round != m->ended_round + 1)
 			return rdmig_seterr(err, -EPROTO,
-					    "manifest incomplete: %" PRIu64 " of %" PRIu64
-					    " checksums",
-					    m->sums_got, want);
+					    "MANIFEST_END for round %u after that of round %u",
+					    round, m->ended_round);
+		ret = rdmig_vfy_round_end(m->vfy, round, total, err);
+		if (ret)
+			return ret;
+		m->ended_round = round;
+		if (!m->have_final)
+			return 0;
 		if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_MANIFEST, "destination"))
 			return rdmig_seterr(err, -ECONNABORTED, "test: dropped at MANIFEST_END");
 		return 1;
@@ -627,9 +743,16 @@ static int settle(struct mig_dst *m, struct rdmig_err *err)
 			    m->ids, rdmig_err_str(&e));
 }
 
+static uint32_t us(double ms)
+{
+	return ms * 1e3 > (double)UINT32_MAX ? UINT32_MAX : (uint32_t)(ms * 1e3);
+}
+
 static int run(struct mig_dst *m, struct rdmig_err *err)
 {
-	uint8_t b[8];
+	struct rdmig_msg_verified v = {0};
+	uint8_t b[RDMIG_VERIFIED_LEN];
+	uint64_t t;
 	int ret;
 
 	ret = setup(m, err);
@@ -638,16 +761,23 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 	ret = follow(m, err);
 	if (ret)
 		return ret;
+	t = rdmig_now_ns();
 	ret = wait_final(m, err);
 	if (ret)
 		return ret;
+	m->st.down.fences_ms = ms_since(t);
 	/* Every write has landed: no key may reach this RAM from here on, before it is checked. */
+	t = rdmig_now_ns();
 	receivers_join(m);
 	rdmig_revoke(m->c);
+	m->st.down.revoke_ms = ms_since(t);
 	set_state(m, RDMIG_MIG_VERIFY);
+	t = rdmig_now_ns();
 	ret = verify(m, err);
 	if (ret)
 		return ret;
+	m->st.down.verify_ms = ms_since(t);
+	m->st.down.verify_pages = rdmig_vfy_checked(m->vfy) - m->checked_final;
 	if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_VERIFIED, "destination"))
 		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of VERIFIED");
 	ret = cancel_pending(m, err);
@@ -658,8 +788,11 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 	 * send that failed may have arrived, so this side is prepared either way.
 	 */
 	m->prepared = true;
-	rdmig_msg_u64_encode(b, m->st.verified_pages);
-	if (rdmig_ctrl_send(m->c, RDMIG_EMSG_VERIFIED, b, sizeof(b), NULL))
+	v.pages = m->st.verified_pages;
+	v.fence_us = us(m->st.down.fences_ms);
+	v.revoke_us = us(m->st.down.revoke_ms);
+	v.verify_us = us(m->st.down.verify_ms);
+	if (rdmig_ctrl_send(m->c, RDMIG_EMSG_VERIFIED, b, rdmig_msg_verified_encode(b, &v), NULL))
 		log_warn("migration %s: sending VERIFIED failed: it may have arrived", m->ids);
 	set_state(m, RDMIG_MIG_PREPARED);
 	ret = await_go(m, err);
@@ -700,6 +833,9 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	/* Remote access ends here whatever happened: no old key works any more. */
 	receivers_join(m);
 	rdmig_revoke(c);
+	/* The checkers read guest RAM: stopped before it goes. */
+	rdmig_vfy_destroy(m->vfy);
+	m->vfy = NULL;
 	if (m->running) {
 		if (ret)
 			log_err("migration %s: the guest runs here, although: %s", m->ids,
@@ -727,8 +863,6 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	if (stats)
 		*stats = m->st;
 	rdmig_guest_destroy(m->g);
-	for (unsigned r = 0; r < RDMIG_GUEST_MAX_REGIONS; r++)
-		free(m->sums[r]);
 	free(m);
 	return ret;
 }

@@ -63,6 +63,25 @@ void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o)
 	o->test_corrupt_page = -1;
 }
 
+static const char *const verify_names[] = {"rounds", "full", "off"};
+
+const char *rdmig_verify_name(enum rdmig_verify_mode v)
+{
+	return (unsigned)v < 3 ? verify_names[v] : "unknown";
+}
+
+int rdmig_verify_parse(const char *s, enum rdmig_verify_mode *out, struct rdmig_err *err)
+{
+	for (int i = 0; i < 3; i++)
+		if (s && !strcmp(s, verify_names[i])) {
+			*out = (enum rdmig_verify_mode)i;
+			return 0;
+		}
+	return rdmig_seterr(err, -EINVAL,
+			    "invalid verify mode '%s': expected rounds (default), full or off",
+			    s ? s : "");
+}
+
 static const char *const step_names[] = {
     [RDMIG_STEP_NONE] = "none",
     [RDMIG_STEP_FINAL] = "final",

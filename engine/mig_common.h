@@ -15,6 +15,19 @@
 /* How long a blocking control receive waits before checking for cancel. */
 #define RDMIG_POLL_MS 200
 
+/*
+ * Pages travel in stripes of RDMIG_STRIPE_BYTES (region offsets), dealt to
+ * the data channels in turn; a page always travels on the same channel, so
+ * its copies land in the order they were sent. One stripe is one word of a
+ * dirty bitmap (64 pages).
+ */
+#define RDMIG_STRIPE_BYTES (256 * 1024)
+
+static inline unsigned rdmig_stripe_chan(uint64_t region_off, unsigned nchan)
+{
+	return (unsigned)((region_off / RDMIG_STRIPE_BYTES) % nchan);
+}
+
 /* Checksum of one page (XXH3, 64 bits). */
 uint64_t rdmig_page_sum(const void *page);
 

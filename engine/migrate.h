@@ -80,6 +80,49 @@ enum rdmig_throttle_policy {
 const char *rdmig_throttle_name(enum rdmig_throttle_policy p);
 int rdmig_throttle_parse(const char *s, enum rdmig_throttle_policy *out, struct rdmig_err *err);
 
+/*
+ * End-to-end verification (docs/protocol.md, "Verification"). rounds: the
+ * destination checks each round's pages in the background as the round's
+ * fence lands, and only the final round's pages in the downtime; full: it
+ * checks every page after remote access is revoked; off: nothing is checked.
+ */
+enum rdmig_verify_mode {
+	RDMIG_VERIFY_ROUNDS = 0,
+	RDMIG_VERIFY_FULL,
+	RDMIG_VERIFY_OFF,
+};
+const char *rdmig_verify_name(enum rdmig_verify_mode v);
+int rdmig_verify_parse(const char *s, enum rdmig_verify_mode *out, struct rdmig_err *err);
+
+/*
+ * Where the downtime went (milliseconds). The source measures its own
+ * steps and the commit round trip; the destination's steps travel in
+ * VERIFIED. Setup costs are paid before the guest is paused.
+ */
+struct rdmig_mig_breakdown {
+	double harvest_ms;     /* source: final harvest with the guest paused */
+	double final_copy_ms;  /* source: posting the final round and its fences */
+	double handover_ms;    /* source: FINAL and the last manifest sent */
+	double fences_ms;      /* destination: waiting for every final fence */
+	double revoke_ms;      /* destination: revoking remote access */
+	double verify_ms;      /* destination: checks still open at switchover */
+	double verified_ms;    /* source: manifest sent -> VERIFIED here (the three above + RTT) */
+	double commit_ms;      /* source: VERIFIED -> GO_ACK (GO, the guest starts, GO_ACK) */
+	uint64_t final_pages;  /* pages of the final round */
+	uint64_t verify_pages; /* pages the destination checked in the downtime */
+};
+
+/* What preparing the migration cost, before the guest was paused. */
+struct rdmig_mig_setup_cost {
+	double prepare_ms;	 /* destination: faulting guest RAM in (parallel) */
+	double register_ms;	 /* either side: registering guest RAM with the transport */
+	double zero_scan_ms;	 /* source: finding the zero pages (parallel, in the workers) */
+	double bulk_ms;		 /* source: the bulk round, first write to last fence */
+	uint64_t bulk_bytes;	 /* source: bytes the bulk round wrote */
+	uint64_t overhead_bytes; /* memory rdmig holds per page of guest (bitmaps, checksums) */
+	uint64_t overhead_fixed_bytes; /* and whatever the guest's size (run lists, buffers) */
+};
+
 enum rdmig_event_type {
 	RDMIG_EV_STATE = 1, /* state changed */
 	RDMIG_EV_ROUND,	    /* a round finished (source) */
@@ -108,6 +151,10 @@ struct rdmig_mig_stats {
 	double harvest_ms_per_gib; /* average harvest cost */
 	enum rdmig_dirty_kind dirty_source;
 	char migration_id[33]; /* hex, "" until SETUP */
+	enum rdmig_verify_mode verify;
+	uint64_t verified_background; /* destination: page copies checked before switchover */
+	struct rdmig_mig_breakdown down;
+	struct rdmig_mig_setup_cost setup;
 };
 
 struct rdmig_mig_event {
@@ -194,7 +241,13 @@ struct rdmig_mig_opts {
 	rdmig_mig_event_fn on_event;
 	void *ev_ctx;
 	volatile sig_atomic_t *cancel; /* set non-zero to cancel (e.g. from SIGINT) */
-	/* Testing hooks: corrupt one page at the destination before verify. */
+	/* Source: how the destination checks what it received (carried in SETUP). */
+	enum rdmig_verify_mode verify;
+	/*
+	 * Testing hook: the destination corrupts page N of region 0 each time a
+	 * fence lands on the channel that carries it, as a transport that
+	 * damaged every copy would.
+	 */
 	int64_t test_corrupt_page; /* -1: off */
 	/* Testing hook: fail the hand-over at this step (RDMIG_STEP_NONE: off). */
 	enum rdmig_handover_step test_fault_step;

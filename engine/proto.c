@@ -8,8 +8,9 @@
 #include "bytes.h"
 #include "rdmig/transport.h"
 
-#define SETUP_FIXED  56 /* 40 bytes of fields, then the 16-byte migration id */
+#define SETUP_FIXED  64 /* 40 bytes of fields, the 16-byte migration id, verify, reserved */
 #define SETUP_ID     40
+#define SETUP_VERIFY 56
 #define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */
 
 static bool id_is_zero(const uint8_t *id)
@@ -43,6 +44,8 @@ size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 	rdmig_put_be64(b + 24, m->seed);
 	rdmig_put_be64(b + 32, m->dirty_rate);
 	memcpy(b + SETUP_ID, m->id, RDMIG_MIG_ID_LEN);
+	rdmig_put_be32(b + SETUP_VERIFY, m->verify + 1);
+	rdmig_put_be32(b + SETUP_VERIFY + 4, 0);
 	for (uint32_t i = 0; i < m->nregions; i++) {
 		rdmig_put_be64(b + SETUP_FIXED + SETUP_REGION * i, m->region_len[i]);
 		rdmig_put_be32(b + SETUP_FIXED + SETUP_REGION * i + 8, (uint32_t)m->region_node[i]);
@@ -79,6 +82,14 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	memcpy(m->id, b + SETUP_ID, RDMIG_MIG_ID_LEN);
 	if (id_is_zero(m->id))
 		return rdmig_seterr(err, -EPROTO, "SETUP: migration id is all zero");
+	m->verify = rdmig_get_be32(b + SETUP_VERIFY);
+	if (m->verify < 1 || m->verify > 3)
+		return rdmig_seterr(
+		    err, -EPROTO, "SETUP: verify mode %u, expected 1 (rounds), 2 (full) or 3 (off)",
+		    m->verify);
+	m->verify--;
+	if (rdmig_get_be32(b + SETUP_VERIFY + 4))
+		return rdmig_seterr(err, -EPROTO, "SETUP: reserved bytes are not zero");
 	if (m->page_size != RDMIG_PAGE_SIZE)
 		return rdmig_seterr(err, -EPROTO, "SETUP: page size %u, this destination uses %u",
 				    m->page_size, RDMIG_PAGE_SIZE);
@@ -161,52 +172,144 @@ int rdmig_msg_final_decode(const uint8_t *b, size_t len, uint32_t vcpus, struct 
 	return 0;
 }
 
-size_t rdmig_msg_manifest_encode(uint8_t *b, uint32_t region, uint64_t first_page,
-				 const uint64_t *sums, uint32_t count)
+void rdmig_manifest_begin(struct rdmig_manifest_out *o, uint8_t *buf, uint32_t round)
 {
-	rdmig_put_be32(b, region);
-	rdmig_put_be32(b + 4, count);
-	rdmig_put_be64(b + 8, first_page);
+	o->buf = buf;
+	o->len = RDMIG_MANIFEST_FIXED;
+	o->groups = 0;
+	rdmig_put_be32(buf, round);
+	rdmig_put_be32(buf + 4, 0);
+}
+
+uint32_t rdmig_manifest_add(struct rdmig_manifest_out *o, uint32_t region, uint64_t first_page,
+			    const uint64_t *sums, uint32_t count)
+{
+	size_t room = RDMIG_MANIFEST_MAX - o->len;
+	uint8_t *g = o->buf + o->len;
+
+	if (room < RDMIG_MANIFEST_GROUP + 8 || !count)
+		return 0;
+	if (count > (room - RDMIG_MANIFEST_GROUP) / 8)
+		count = (uint32_t)((room - RDMIG_MANIFEST_GROUP) / 8);
+	rdmig_put_be32(g, region);
+	rdmig_put_be32(g + 4, count);
+	rdmig_put_be64(g + 8, first_page);
 	for (uint32_t i = 0; i < count; i++)
-		rdmig_put_be64(b + 16 + 8 * i, sums[i]);
-	return 16 + 8 * (size_t)count;
+		rdmig_put_be64(g + RDMIG_MANIFEST_GROUP + 8 * i, sums[i]);
+	o->len += RDMIG_MANIFEST_GROUP + 8 * (size_t)count;
+	rdmig_put_be32(o->buf + 4, ++o->groups);
+	return count;
 }
 
 int rdmig_msg_manifest_decode(const uint8_t *b, size_t len, const uint64_t *region_pages,
 			      uint32_t nregions, struct rdmig_msg_manifest *m,
 			      struct rdmig_err *err)
 {
-	if (len < 16)
-		return rdmig_seterr(err, -EPROTO, "MANIFEST: %zu bytes", len);
-	m->region = rdmig_get_be32(b);
-	m->count = rdmig_get_be32(b + 4);
-	m->first_page = rdmig_get_be64(b + 8);
-	m->sums = b + 16;
-	if (m->region >= nregions)
-		return rdmig_seterr(err, -EPROTO, "MANIFEST: region %u of %u", m->region, nregions);
-	if (!m->count || m->count > RDMIG_MANIFEST_PER_MSG || len != 16 + 8 * (size_t)m->count)
-		return rdmig_seterr(err, -EPROTO, "MANIFEST: %u checksums in %zu bytes", m->count,
-				    len);
-	if (m->first_page > region_pages[m->region] ||
-	    m->count > region_pages[m->region] - m->first_page)
-		return rdmig_seterr(err, -EPROTO,
-				    "MANIFEST: pages %llu+%u beyond region %u (%llu pages)",
-				    (unsigned long long)m->first_page, m->count, m->region,
-				    (unsigned long long)region_pages[m->region]);
+	size_t off = RDMIG_MANIFEST_FIXED;
+
+	if (len < RDMIG_MANIFEST_FIXED + RDMIG_MANIFEST_GROUP + 8 || len > RDMIG_MANIFEST_MAX)
+		return rdmig_seterr(err, -EPROTO, "MANIFEST: %zu bytes, expected %d to %d", len,
+				    RDMIG_MANIFEST_FIXED + RDMIG_MANIFEST_GROUP + 8,
+				    RDMIG_MANIFEST_MAX);
+	m->round = rdmig_get_be32(b);
+	m->groups = rdmig_get_be32(b + 4);
+	m->body = b + RDMIG_MANIFEST_FIXED;
+	m->body_len = len - RDMIG_MANIFEST_FIXED;
+	if (!m->round)
+		return rdmig_seterr(err, -EPROTO, "MANIFEST: round 0 (rounds count from 1)");
+	if (!m->groups)
+		return rdmig_seterr(err, -EPROTO, "MANIFEST: no groups");
+	for (uint32_t i = 0; i < m->groups; i++) {
+		uint32_t region, count;
+		uint64_t first;
+
+		if (len - off < RDMIG_MANIFEST_GROUP)
+			return rdmig_seterr(err, -EPROTO,
+					    "MANIFEST: group %u of %u starts beyond the %zu bytes",
+					    i, m->groups, len);
+		region = rdmig_get_be32(b + off);
+		count = rdmig_get_be32(b + off + 4);
+		first = rdmig_get_be64(b + off + 8);
+		if (region >= nregions)
+			return rdmig_seterr(err, -EPROTO, "MANIFEST: group %u: region %u of %u", i,
+					    region, nregions);
+		if (!count || count > (len - off - RDMIG_MANIFEST_GROUP) / 8)
+			return rdmig_seterr(err, -EPROTO,
+					    "MANIFEST: group %u: %u checksums, %zu bytes left", i,
+					    count, len - off - RDMIG_MANIFEST_GROUP);
+		if (first > region_pages[region] || count > region_pages[region] - first)
+			return rdmig_seterr(err, -EPROTO,
+					    "MANIFEST: pages %llu+%u beyond region %u (%llu pages)",
+					    (unsigned long long)first, count, region,
+					    (unsigned long long)region_pages[region]);
+		off += RDMIG_MANIFEST_GROUP + 8 * (size_t)count;
+	}
+	if (off != len)
+		return rdmig_seterr(err, -EPROTO, "MANIFEST: %zu bytes after %u groups of %zu",
+				    len - off, m->groups, off);
 	return 0;
 }
 
-size_t rdmig_msg_u64_encode(uint8_t *b, uint64_t v)
+bool rdmig_manifest_next(const struct rdmig_msg_manifest *m, size_t *off,
+			 struct rdmig_manifest_group *g)
 {
-	rdmig_put_be64(b, v);
-	return 8;
+	const uint8_t *p = m->body + *off;
+
+	if (*off >= m->body_len)
+		return false;
+	g->region = rdmig_get_be32(p);
+	g->count = rdmig_get_be32(p + 4);
+	g->first_page = rdmig_get_be64(p + 8);
+	g->sums = p + RDMIG_MANIFEST_GROUP;
+	*off += RDMIG_MANIFEST_GROUP + 8 * (size_t)g->count;
+	return true;
 }
 
-int rdmig_msg_u64_decode(const uint8_t *b, size_t len, uint64_t *v, struct rdmig_err *err)
+size_t rdmig_msg_round_encode(uint8_t *b, uint32_t round, uint64_t count)
 {
-	if (len != 8)
-		return rdmig_seterr(err, -EPROTO, "message of %zu bytes, expected 8", len);
-	*v = rdmig_get_be64(b);
+	rdmig_put_be32(b, round);
+	rdmig_put_be32(b + 4, 0);
+	rdmig_put_be64(b + 8, count);
+	return RDMIG_ROUND_MSG_LEN;
+}
+
+int rdmig_msg_round_decode(const uint8_t *b, size_t len, const char *what, uint32_t *round,
+			   uint64_t *count, struct rdmig_err *err)
+{
+	if (len != RDMIG_ROUND_MSG_LEN)
+		return rdmig_seterr(err, -EPROTO, "%s: %zu bytes, expected %d", what, len,
+				    RDMIG_ROUND_MSG_LEN);
+	*round = rdmig_get_be32(b);
+	*count = rdmig_get_be64(b + 8);
+	if (!*round)
+		return rdmig_seterr(err, -EPROTO, "%s: round 0 (rounds count from 1)", what);
+	if (rdmig_get_be32(b + 4))
+		return rdmig_seterr(err, -EPROTO, "%s: reserved bytes are not zero", what);
+	return 0;
+}
+
+size_t rdmig_msg_verified_encode(uint8_t *b, const struct rdmig_msg_verified *m)
+{
+	rdmig_put_be64(b, m->pages);
+	rdmig_put_be32(b + 8, m->fence_us);
+	rdmig_put_be32(b + 12, m->revoke_us);
+	rdmig_put_be32(b + 16, m->verify_us);
+	rdmig_put_be32(b + 20, 0);
+	return RDMIG_VERIFIED_LEN;
+}
+
+int rdmig_msg_verified_decode(const uint8_t *b, size_t len, struct rdmig_msg_verified *m,
+			      struct rdmig_err *err)
+{
+	if (len != RDMIG_VERIFIED_LEN)
+		return rdmig_seterr(err, -EPROTO, "VERIFIED: %zu bytes, expected %d", len,
+				    RDMIG_VERIFIED_LEN);
+	m->pages = rdmig_get_be64(b);
+	m->fence_us = rdmig_get_be32(b + 8);
+	m->revoke_us = rdmig_get_be32(b + 12);
+	m->verify_us = rdmig_get_be32(b + 16);
+	if (rdmig_get_be32(b + 20))
+		return rdmig_seterr(err, -EPROTO, "VERIFIED: reserved bytes are not zero");
 	return 0;
 }
 

@@ -8,30 +8,37 @@
 #ifndef RDMIG_ENGINE_PROTO_H
 #define RDMIG_ENGINE_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "guest.h"
 #include "rdmig/err.h"
+#include "rdmig/transport.h"
 
-/* 2: SETUP carries the migration id; the two-step hand-over (VERIFIED, GO, GO_ACK, DONE). */
-#define RDMIG_ENGINE_VERSION 2
+/*
+ * 2: SETUP carries the migration id; the two-step hand-over (VERIFIED, GO, GO_ACK, DONE).
+ * 3: verification per round (SETUP's verify mode, MANIFEST per round, ROUND_VERIFIED),
+ *    VERIFIED carries the destination's switchover timings.
+ */
+#define RDMIG_ENGINE_VERSION 3
 
 enum rdmig_emsg {
-	RDMIG_EMSG_SETUP = 0x200, /* src -> dst: guest layout, workload, migration id */
-	RDMIG_EMSG_SETUP_OK,	  /* dst -> src: allocated, registered, exposed */
-	RDMIG_EMSG_ROUND,	  /* reserved (version 1: round progress, never sent) */
-	RDMIG_EMSG_FINAL,	  /* src -> dst: last round sent; vCPU states */
-	RDMIG_EMSG_MANIFEST,	  /* src -> dst: per-page checksums */
-	RDMIG_EMSG_MANIFEST_END,  /* src -> dst: all checksums sent */
-	RDMIG_EMSG_VERIFIED,	  /* dst -> src: remote access revoked, every page verified */
-	RDMIG_EMSG_VERIFY_FAIL,	  /* dst -> src: a page does not match */
-	RDMIG_EMSG_CANCEL,	  /* either way: give up, with a reason */
-	RDMIG_EMSG_GO,		  /* src -> dst: the source decided GO, irrevocably */
-	RDMIG_EMSG_GO_ACK,	  /* dst -> src: the guest runs at the destination */
-	RDMIG_EMSG_DONE,	  /* src -> dst: GO_ACK (or RESOLVED) arrived, nothing is open */
-	RDMIG_EMSG_RESOLVE,	  /* src -> dst, new connection: the source's decision */
-	RDMIG_EMSG_RESOLVED,	  /* dst -> src: what the destination did with it */
+	RDMIG_EMSG_SETUP = 0x200,  /* src -> dst: guest layout, workload, migration id */
+	RDMIG_EMSG_SETUP_OK,	   /* dst -> src: allocated, registered, exposed */
+	RDMIG_EMSG_ROUND,	   /* reserved (version 1: round progress, never sent) */
+	RDMIG_EMSG_FINAL,	   /* src -> dst: last round sent; vCPU states */
+	RDMIG_EMSG_MANIFEST,	   /* src -> dst: checksums of pages one round sent */
+	RDMIG_EMSG_MANIFEST_END,   /* src -> dst: a round's checksums are all sent */
+	RDMIG_EMSG_VERIFIED,	   /* dst -> src: remote access revoked, every page verified */
+	RDMIG_EMSG_VERIFY_FAIL,	   /* dst -> src: a page does not match */
+	RDMIG_EMSG_CANCEL,	   /* either way: give up, with a reason */
+	RDMIG_EMSG_GO,		   /* src -> dst: the source decided GO, irrevocably */
+	RDMIG_EMSG_GO_ACK,	   /* dst -> src: the guest runs at the destination */
+	RDMIG_EMSG_DONE,	   /* src -> dst: GO_ACK (or RESOLVED) arrived, nothing is open */
+	RDMIG_EMSG_RESOLVE,	   /* src -> dst, new connection: the source's decision */
+	RDMIG_EMSG_RESOLVED,	   /* dst -> src: what the destination did with it */
+	RDMIG_EMSG_ROUND_VERIFIED, /* dst -> src: every round up to this one is checked */
 };
 
 /* A migration's id: 128 random bits, chosen by the source, in SETUP. */
@@ -53,12 +60,13 @@ struct rdmig_msg_setup {
 	/* NUMA node holding most of each region at the source, -1 unknown (0..1023). */
 	int32_t region_node[RDMIG_GUEST_MAX_REGIONS];
 	uint8_t id[RDMIG_MIG_ID_LEN]; /* never all zero */
+	uint32_t verify;	      /* enum rdmig_verify_mode; on the wire + 1 (0 refused) */
 };
 
 /* Highest NUMA node number SETUP accepts (the kernel's MAX_NUMNODES limit). */
 #define RDMIG_SETUP_MAX_NODE 1023
-/* Largest SETUP message: 56 fixed bytes + 12 per region. */
-#define RDMIG_SETUP_MAX_LEN (56 + 12 * RDMIG_GUEST_MAX_REGIONS)
+/* Largest SETUP message: 64 fixed bytes + 12 per region. */
+#define RDMIG_SETUP_MAX_LEN (64 + 12 * RDMIG_GUEST_MAX_REGIONS)
 
 struct rdmig_msg_final {
 	uint32_t rounds;
@@ -67,15 +75,71 @@ struct rdmig_msg_final {
 	struct rdmig_vcpu_state vcpu[RDMIG_GUEST_MAX_VCPUS];
 };
 
-/* Checksums per message: fits RDMIG_CTRL_MAX_PAYLOAD with room to spare. */
-#define RDMIG_MANIFEST_PER_MSG 4096
+/*
+ * MANIFEST: round (be32), groups (be32), then per group region (be32),
+ * count (be32), first page (be64) and count checksums (be64): the pages one
+ * round sent, as runs. A message never exceeds RDMIG_MANIFEST_MAX bytes.
+ */
+#define RDMIG_MANIFEST_MAX   RDMIG_CTRL_MAX_PAYLOAD
+#define RDMIG_MANIFEST_FIXED 8
+#define RDMIG_MANIFEST_GROUP 16
 
 struct rdmig_msg_manifest {
+	uint32_t round;
+	uint32_t groups;
+	const uint8_t *body; /* the groups, validated, pointing into the message */
+	size_t body_len;
+};
+
+struct rdmig_manifest_group {
 	uint32_t region;
 	uint32_t count;
 	uint64_t first_page;
-	const uint8_t *sums; /* count big-endian u64s, points into the message */
+	const uint8_t *sums; /* count big-endian u64s */
 };
+
+/* Builder: start a message for `round` in buf (RDMIG_MANIFEST_MAX bytes). */
+struct rdmig_manifest_out {
+	uint8_t *buf;
+	size_t len;
+	uint32_t groups;
+};
+void rdmig_manifest_begin(struct rdmig_manifest_out *o, uint8_t *buf, uint32_t round);
+/* Appends up to `count` checksums as one group; returns how many fit (0: full). */
+uint32_t rdmig_manifest_add(struct rdmig_manifest_out *o, uint32_t region, uint64_t first_page,
+			    const uint64_t *sums, uint32_t count);
+
+/* Checks every group: region < nregions, 1 <= count, pages inside the region, exact length. */
+int rdmig_msg_manifest_decode(const uint8_t *buf, size_t len, const uint64_t *region_pages,
+			      uint32_t nregions, struct rdmig_msg_manifest *m,
+			      struct rdmig_err *err);
+/* The group at *off of a decoded message; advances *off. false after the last. */
+bool rdmig_manifest_next(const struct rdmig_msg_manifest *m, size_t *off,
+			 struct rdmig_manifest_group *g);
+
+/*
+ * MANIFEST_END and ROUND_VERIFIED: round (be32), 4 zero bytes, a count
+ * (be64): the pages that round's MANIFESTs carried, or the pages the
+ * destination has checked so far.
+ */
+#define RDMIG_ROUND_MSG_LEN 16
+size_t rdmig_msg_round_encode(uint8_t *buf, uint32_t round, uint64_t count);
+int rdmig_msg_round_decode(const uint8_t *buf, size_t len, const char *what, uint32_t *round,
+			   uint64_t *count, struct rdmig_err *err);
+
+/*
+ * VERIFIED: pages verified (be64), then what the destination spent in the
+ * switchover, in microseconds (be32 each): waiting for the final fences,
+ * revoking remote access, verifying; 4 zero bytes.
+ */
+#define RDMIG_VERIFIED_LEN 24
+struct rdmig_msg_verified {
+	uint64_t pages;
+	uint32_t fence_us, revoke_us, verify_us;
+};
+size_t rdmig_msg_verified_encode(uint8_t *buf, const struct rdmig_msg_verified *m);
+int rdmig_msg_verified_decode(const uint8_t *buf, size_t len, struct rdmig_msg_verified *m,
+			      struct rdmig_err *err);
 
 struct rdmig_msg_verify_fail {
 	uint32_t region;
@@ -92,16 +156,6 @@ int rdmig_msg_setup_decode(const uint8_t *buf, size_t len, uint64_t max_ram,
 size_t rdmig_msg_final_encode(uint8_t *buf, const struct rdmig_msg_final *m);
 int rdmig_msg_final_decode(const uint8_t *buf, size_t len, uint32_t vcpus,
 			   struct rdmig_msg_final *m, struct rdmig_err *err);
-
-size_t rdmig_msg_manifest_encode(uint8_t *buf, uint32_t region, uint64_t first_page,
-				 const uint64_t *sums, uint32_t count);
-/* Checks region < nregions and first_page + count <= pages of that region. */
-int rdmig_msg_manifest_decode(const uint8_t *buf, size_t len, const uint64_t *region_pages,
-			      uint32_t nregions, struct rdmig_msg_manifest *m,
-			      struct rdmig_err *err);
-
-size_t rdmig_msg_u64_encode(uint8_t *buf, uint64_t v);
-int rdmig_msg_u64_decode(const uint8_t *buf, size_t len, uint64_t *v, struct rdmig_err *err);
 
 size_t rdmig_msg_verify_fail_encode(uint8_t *buf, const struct rdmig_msg_verify_fail *m);
 int rdmig_msg_verify_fail_decode(const uint8_t *buf, size_t len, struct rdmig_msg_verify_fail *m,

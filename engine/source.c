@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "converge.h"
 #include "dirty.h"
 #include "log.h"
@@ -37,9 +38,11 @@
 /* Runs planned per dispatch; a round larger than this goes out in chunks. */
 #define RUNS_PER_CHUNK (64 * 1024)
 /* Largest single write: moderate sizes suit software RDMA devices too. */
-#define MAX_RUN_BYTES (256 * 1024)
+#define MAX_RUN_BYTES RDMIG_STRIPE_BYTES
 /* Pages of one stripe always go on the same channel (see send_round). */
-#define STRIPE_BYTES MAX_RUN_BYTES
+#define STRIPE_BYTES RDMIG_STRIPE_BYTES
+/* Longest wait for the destination's ROUND_VERIFIED before another round. */
+#define ACK_WAIT_MS 100
 /* Shortest interval between two harvests. */
 #define MIN_ROUND_NS (5 * 1000000ull)
 /* Runs handed to one rdmig_write call. */
@@ -52,11 +55,12 @@ struct src_region {
 	uint64_t *bitmap;
 	size_t words;
 	/*
-	 * Checksum of each page as it was when last sent. A page changed after
-	 * its checksum was taken is dirty and is sent (and summed) again; the
-	 * final round runs with the guest paused, so at switchover this is the
-	 * manifest of exactly what the destination holds, and the downtime
-	 * does not have to hash the whole guest.
+	 * Checksum of each page as it was when last sent, taken by the worker
+	 * that sent it and carried to the destination in that round's
+	 * MANIFEST. A page changed after its checksum was taken is dirty and is
+	 * sent (and summed) again; the final round runs with the guest paused,
+	 * so each page's last checksum describes exactly what the destination
+	 * holds.
 	 */
 	uint64_t *sums;
 };
@@ -69,8 +73,10 @@ struct worker {
 	unsigned chan;
 	struct rdmig_run *runs;
 	size_t n, cap;
-	bool fence;   /* fence after this chunk */
-	uint64_t seq; /* fence sequence number */
+	bool fence;    /* fence after this chunk */
+	bool scan;     /* this dispatch finds the zero pages of the worker's stripes */
+	uint64_t seq;  /* fence sequence number */
+	uint64_t zero; /* zero pages its scans found */
 	int ret;
 	struct rdmig_err err;
 	uint64_t gen_seen;
@@ -98,7 +104,12 @@ struct mig_src {
 	_Atomic uint64_t sent_bytes, sent_pages;
 
 	struct rdmig_run *plan;
-	uint64_t zero_sum; /* checksum of an all-zero page */
+	uint8_t *mbuf;	/* one MANIFEST being built */
+	uint8_t *defer; /* the final round's MANIFESTs, sent after FINAL: be32 length + message */
+	size_t defer_len, defer_cap;
+	bool deferring;
+	uint32_t dst_round;   /* the destination has checked every round up to this */
+	uint32_t ended_round; /* the last round whose MANIFEST_END went */
 	struct rdmig_mig_stats st;
 	struct rdmig_dirty *dirty;
 	bool paused;	    /* the migration stopped the guest (cold, switchover) */
@@ -116,6 +127,16 @@ struct mig_src {
 static bool cancelled(const struct mig_src *m)
 {
 	return m->o->cancel && *m->o->cancel;
+}
+
+static bool summing(const struct mig_src *m)
+{
+	return m->o->verify != RDMIG_VERIFY_OFF;
+}
+
+static double ms_since(uint64_t t)
+{
+	return (double)(rdmig_now_ns() - t) / 1e6;
 }
 
 /* ---- workers ----------------------------------------------------------- */
@@ -156,7 +177,7 @@ static int worker_chunk(struct worker *w)
 			struct src_region *sr = &m->reg[m->lreg_idx[r->lreg]];
 
 			/* Workers own disjoint pages within a round: no lock needed. */
-			for (uint64_t off = 0; off < r->len; off += RDMIG_PAGE_SIZE)
+			for (uint64_t off = 0; summing(m) && off < r->len; off += RDMIG_PAGE_SIZE)
 				sr->sums[(r->loff + off) / RDMIG_PAGE_SIZE] =
 				    rdmig_page_sum(sr->addr + r->loff + off);
 			bytes += r->len;
@@ -169,6 +190,34 @@ static int worker_chunk(struct worker *w)
 	if (w->fence)
 		return rdmig_fence(m->c, w->chan, w->seq, &w->err);
 	return 0;
+}
+
+/*
+ * Bulk plan, this worker's share: the pages of its own stripes that are not
+ * zero (the destination starts zeroed). A stripe is one bitmap word, so the
+ * workers write disjoint words.
+ */
+static void worker_scan(struct worker *w)
+{
+	struct mig_src *m = w->m;
+
+	for (unsigned r = 0; r < m->nreg; r++) {
+		struct src_region *sr = &m->reg[r];
+
+		for (size_t word = w->chan; word < sr->words; word += m->nw) {
+			uint64_t bits = 0, p = (uint64_t)word * 64;
+
+			for (unsigned b = 0; b < 64 && p + b < sr->pages; b++) {
+				if (rdmig_page_is_zero(sr->addr + (p + b) * RDMIG_PAGE_SIZE))
+					w->zero++;
+				else
+					bits |= 1ull << b;
+			}
+			sr->bitmap[word] = bits;
+			if (atomic_load(&m->stop))
+				return;
+		}
+	}
 }
 
 static void *worker_main(void *arg)
@@ -194,7 +243,10 @@ static void *worker_main(void *arg)
 		w->gen_seen = m->gen;
 		pthread_mutex_unlock(&m->lock);
 
-		w->ret = worker_chunk(w);
+		if (w->scan)
+			worker_scan(w);
+		else
+			w->ret = worker_chunk(w);
 		if (w->ret) {
 			atomic_store(&m->stop, true);
 			rdmig_conn_abort(m->c, w->ret, rdmig_err_str(&w->err));
@@ -254,7 +306,7 @@ static void progress(struct mig_src *m)
  * Hand each worker its list, wait until all are done. Returns the first
  * worker error; cancel and timeouts stop the workers early.
  */
-static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_err *err)
+static int dispatch(struct mig_src *m, bool fence, uint64_t seq, bool scan, struct rdmig_err *err)
 {
 	uint64_t start = rdmig_now_ns();
 	int timed_out = 0;
@@ -265,6 +317,7 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_er
 	for (unsigned i = 0; i < m->nw; i++) {
 		m->w[i].fence = fence;
 		m->w[i].seq = seq;
+		m->w[i].scan = scan;
 	}
 	m->done = 0;
 	m->gen++;
@@ -341,14 +394,102 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, struct rdmig_er
 
 /* ---- rounds ------------------------------------------------------------ */
 
+/* A MANIFEST that is ready: send it now, or keep it until FINAL went (final round). */
+static int manifest_out(struct mig_src *m, uint16_t type, const uint8_t *msg, size_t len,
+			struct rdmig_err *err)
+{
+	size_t need;
+
+	if (!m->deferring)
+		return rdmig_ctrl_send(m->c, type, msg, len, err);
+	need = m->defer_len + 8 + len;
+	if (need > m->defer_cap) {
+		size_t cap = m->defer_cap ? m->defer_cap : 1 << 16;
+		uint8_t *p;
+
+		while (cap < need)
+			cap *= 2;
+		p = realloc(m->defer, cap);
+		if (!p)
+			return rdmig_seterr(err, -ENOMEM, "out of memory for the final manifest");
+		m->defer = p;
+		m->defer_cap = cap;
+	}
+	rdmig_put_be32(m->defer + m->defer_len, type);
+	rdmig_put_be32(m->defer + m->defer_len + 4, (uint32_t)len);
+	memcpy(m->defer + m->defer_len + 8, msg, len);
+	m->defer_len += 8 + len;
+	return 0;
+}
+
+/* The final round's MANIFESTs and MANIFEST_END, kept while the round went out. */
+static int manifest_flush(struct mig_src *m, struct rdmig_err *err)
+{
+	size_t off = 0;
+	int ret = 0;
+
+	while (!ret && off < m->defer_len) {
+		uint16_t type = (uint16_t)rdmig_get_be32(m->defer + off);
+		size_t len = rdmig_get_be32(m->defer + off + 4);
+
+		off += 8 + len;
+		/* The last one is MANIFEST_END: once it may have arrived, VERIFIED may come. */
+		if (off >= m->defer_len)
+			m->manifest_sent = true;
+		ret = rdmig_ctrl_send(m->c, type, m->defer + off - len, len, err);
+	}
+	m->defer_len = 0;
+	m->deferring = false;
+	return ret;
+}
+
+/*
+ * The checksums of the n runs just sent (the workers took them as they
+ * wrote), as MANIFEST messages of `round`: O(pages sent), never O(guest).
+ */
+static int manifest_chunk(struct mig_src *m, uint32_t round, size_t n, uint64_t *pages,
+			  struct rdmig_err *err)
+{
+	struct rdmig_manifest_out mo;
+	int ret;
+
+	rdmig_manifest_begin(&mo, m->mbuf, round);
+	for (size_t i = 0; i < n; i++) {
+		const struct rdmig_run *run = &m->plan[i];
+		unsigned r = (unsigned)m->lreg_idx[run->lreg];
+		uint64_t first = run->loff / RDMIG_PAGE_SIZE;
+		uint32_t count = (uint32_t)(run->len / RDMIG_PAGE_SIZE);
+
+		*pages += count;
+		while (count) {
+			uint32_t k =
+			    rdmig_manifest_add(&mo, r, first, m->reg[r].sums + first, count);
+
+			if (!k) {
+				ret = manifest_out(m, RDMIG_EMSG_MANIFEST, mo.buf, mo.len, err);
+				if (ret)
+					return ret;
+				rdmig_manifest_begin(&mo, m->mbuf, round);
+				continue;
+			}
+			first += k;
+			count -= k;
+		}
+	}
+	return mo.groups ? manifest_out(m, RDMIG_EMSG_MANIFEST, mo.buf, mo.len, err) : 0;
+}
+
 /*
  * Send every page whose bit is set in the regions' bitmaps (cleared as they
- * are planned), spread over the workers, then fence every channel with seq.
+ * are planned), spread over the workers, then fence every channel with seq;
+ * the pages' checksums follow each chunk, and MANIFEST_END the round.
  */
 static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, struct rdmig_err *err)
 {
+	uint32_t round = (uint32_t)(seq & ~RDMIG_SEQ_FINAL);
 	unsigned r = 0;
-	uint64_t page = 0, bytes = 0;
+	uint64_t page = 0, bytes = 0, pages = 0;
+	uint8_t end[RDMIG_ROUND_MSG_LEN];
 	int ret;
 
 	for (;;) {
@@ -378,7 +519,8 @@ static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, stru
 		 * one round and on channel B in the next could land stale
 		 * (A's older copy after B's newer one). Within one channel, RC
 		 * and TCP keep order. Stripes of STRIPE_BYTES are dealt to the
-		 * channels in turn, which also spreads every round evenly.
+		 * channels in turn (rdmig_stripe_chan), which also spreads
+		 * every round evenly.
 		 */
 		for (unsigned i = 0; i < m->nw; i++)
 			m->w[i].n = 0;
@@ -389,7 +531,7 @@ static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, stru
 			while (run.len) {
 				uint64_t stripe = run.loff / STRIPE_BYTES;
 				uint64_t room = (stripe + 1) * STRIPE_BYTES - run.loff;
-				struct worker *w = &m->w[stripe % m->nw];
+				struct worker *w = &m->w[rdmig_stripe_chan(run.loff, m->nw)];
 				struct rdmig_run *piece = &w->runs[w->n++];
 
 				*piece = run;
@@ -401,14 +543,25 @@ static int send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, stru
 			}
 		}
 		m->st.round_total = bytes;
-		ret = dispatch(m, last, seq, err);
+		ret = dispatch(m, last, seq, false, err);
 		if (ret)
 			return ret;
+		if (summing(m)) {
+			ret = manifest_chunk(m, round, n, &pages, err);
+			if (ret)
+				return ret;
+		}
 		if (last)
 			break;
 	}
 	*bytes_out = bytes;
-	return 0;
+	if (!summing(m))
+		return 0;
+	rdmig_msg_round_encode(end, round, pages);
+	ret = manifest_out(m, RDMIG_EMSG_MANIFEST_END, end, sizeof(end), err);
+	if (!ret && !m->deferring)
+		m->ended_round = round;
+	return ret;
 }
 
 static uint64_t count_bits(const struct mig_src *m)
@@ -421,53 +574,67 @@ static uint64_t count_bits(const struct mig_src *m)
 	return n;
 }
 
-/* Bulk round plan: every page that is not zero (the destination starts zeroed). */
-static void plan_bulk(struct mig_src *m)
+/* Bulk round plan: every page that is not zero, found by the workers in parallel. */
+static int plan_bulk(struct mig_src *m, struct rdmig_err *err)
 {
-	for (unsigned r = 0; r < m->nreg; r++) {
-		struct src_region *sr = &m->reg[r];
+	uint64_t t = rdmig_now_ns();
+	int ret = dispatch(m, false, 0, true, err);
 
-		for (uint64_t p = 0; p < sr->pages; p++) {
-			if (rdmig_page_is_zero(sr->addr + p * RDMIG_PAGE_SIZE)) {
-				m->st.zero_pages++;
-				sr->sums[p] = m->zero_sum;
-			} else
-				sr->bitmap[p / 64] |= 1ull << (p % 64);
+	for (unsigned i = 0; i < m->nw; i++)
+		m->st.zero_pages += m->w[i].zero;
+	m->st.setup.zero_scan_ms = ms_since(t);
+	return ret;
+}
+
+/*
+ * Read what the destination said meanwhile, waiting up to timeout_ms for
+ * the first message: ROUND_VERIFIED moves dst_round; CANCEL or VERIFY_FAIL
+ * end the migration.
+ */
+static int dst_refused(struct mig_src *m, uint16_t type, const uint8_t *buf, size_t len,
+		       struct rdmig_err *err);
+
+static int poll_dst(struct mig_src *m, int timeout_ms, struct rdmig_err *err)
+{
+	uint8_t buf[512];
+	uint16_t type;
+	size_t len;
+	uint32_t round;
+	uint64_t checked;
+	int ret;
+
+	for (;;) {
+		ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, timeout_ms, err);
+		if (ret == -ETIMEDOUT) {
+			rdmig_err_clear(err);
+			return 0;
 		}
+		if (ret)
+			return ret;
+		if (type == RDMIG_EMSG_CANCEL || type == RDMIG_EMSG_VERIFY_FAIL)
+			return dst_refused(m, type, buf, len, err);
+		if (type != RDMIG_EMSG_ROUND_VERIFIED)
+			return rdmig_seterr(err, -EPROTO,
+					    "unexpected message 0x%x from the destination during "
+					    "the rounds",
+					    type);
+		ret = rdmig_msg_round_decode(buf, len, "ROUND_VERIFIED", &round, &checked, err);
+		if (ret)
+			return ret;
+		if (round > m->ended_round)
+			return rdmig_seterr(err, -EPROTO,
+					    "ROUND_VERIFIED for round %u, only %u rounds ended",
+					    round, m->ended_round);
+		if (round > m->dst_round)
+			m->dst_round = round;
+		timeout_ms = 0;
 	}
 }
 
-static int send_manifest(struct mig_src *m, struct rdmig_err *err)
+/* Rounds mode: has the destination checked everything sent so far? */
+static bool dst_caught_up(const struct mig_src *m)
 {
-	uint8_t *buf;
-	int ret = 0;
-
-	buf = malloc(16 + 8 * RDMIG_MANIFEST_PER_MSG);
-	if (!buf)
-		return rdmig_seterr(err, -ENOMEM, "out of memory for the manifest");
-	for (unsigned r = 0; r < m->nreg && !ret; r++) {
-		struct src_region *sr = &m->reg[r];
-
-		for (uint64_t p = 0; p < sr->pages && !ret; p += RDMIG_MANIFEST_PER_MSG) {
-			uint32_t n = (uint32_t)(sr->pages - p < RDMIG_MANIFEST_PER_MSG
-						    ? sr->pages - p
-						    : RDMIG_MANIFEST_PER_MSG);
-			size_t len;
-
-			len = rdmig_msg_manifest_encode(buf, r, p, sr->sums + p, n);
-			ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_MANIFEST, buf, len, err);
-		}
-	}
-	if (!ret) {
-		uint8_t b[8];
-
-		rdmig_msg_u64_encode(b, m->pages);
-		/* Even a failed send may arrive: from here the destination may be prepared. */
-		m->manifest_sent = true;
-		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_MANIFEST_END, b, sizeof(b), err);
-	}
-	free(buf);
-	return ret;
+	return m->o->verify != RDMIG_VERIFY_ROUNDS || m->dst_round >= m->ended_round;
 }
 
 static void set_state(struct mig_src *m, enum rdmig_mig_state s)
@@ -479,13 +646,20 @@ static void set_state(struct mig_src *m, enum rdmig_mig_state s)
 	rdmig_mig_emit(m->o, RDMIG_EV_STATE, &m->st);
 }
 
-/* Switchover cost besides copying: the destination's verify pass, a few round trips. */
+/*
+ * Switchover cost besides copying: a few round trips, and in full mode the
+ * destination's pass over the whole guest. In rounds mode the final check
+ * covers only the final round's pages, which the copy term already scales
+ * with.
+ */
 static double estimate_fixed_s(const struct mig_src *m)
 {
 	struct timespec a, b;
 	uint64_t t, n = 0, sink = 0;
 	const uint64_t sample = 8ull << 20;
 
+	if (m->o->verify != RDMIG_VERIFY_FULL)
+		return 0.01;
 	/* CPU time, not wall time: a busy host must not make the estimate explode. */
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
 	for (unsigned r = 0; r < m->nreg && n < sample; r++)
@@ -508,6 +682,7 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	struct rdmig_msg_setup s = {0};
 	uint8_t buf[RDMIG_SETUP_MAX_LEN + 300]; /* SETUP out; SETUP_OK or CANCEL back */
 	uint16_t type;
+	uint64_t t;
 	size_t len;
 	int ret;
 
@@ -524,6 +699,8 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	if (ret)
 		return ret;
 	memcpy(s.id, m->id, RDMIG_MIG_ID_LEN);
+	s.verify = m->o->verify;
+	m->st.verify = m->o->verify;
 	rdmig_mig_id_str(m->id, m->ids);
 	snprintf(m->st.migration_id, sizeof(m->st.migration_id), "%s", m->ids);
 	for (unsigned r = 0; r < m->nreg; r++) {
@@ -543,9 +720,12 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 		sr->sums = calloc(sr->pages, sizeof(uint64_t));
 		if (!sr->bitmap || !sr->sums)
 			return rdmig_seterr(err, -ENOMEM, "out of memory for dirty bitmaps");
+		m->st.setup.overhead_bytes += sr->words * 8 + sr->pages * sizeof(uint64_t);
 		m->ram += gr->len;
 		m->pages += sr->pages;
+		t = rdmig_now_ns();
 		ret = rdmig_reg(m->c, gr->name, gr->addr, gr->len, 0, &sr->lreg, err);
+		m->st.setup.register_ms += ms_since(t);
 		if (ret)
 			return ret;
 		m->lreg_idx[sr->lreg] = (int8_t)r;
@@ -589,8 +769,11 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 		m->reg[r].rreg = rr->id;
 	}
 	m->plan = malloc(RUNS_PER_CHUNK * sizeof(*m->plan));
-	if (!m->plan)
+	m->mbuf = malloc(RDMIG_MANIFEST_MAX);
+	if (!m->plan || !m->mbuf)
 		return rdmig_seterr(err, -ENOMEM, "out of memory for the round plan");
+	m->st.setup.overhead_fixed_bytes = RUNS_PER_CHUNK * sizeof(*m->plan) + RDMIG_MANIFEST_MAX +
+					   m->nw * 2 * RUNS_PER_CHUNK * sizeof(struct rdmig_run);
 	return 0;
 }
 
@@ -713,8 +896,21 @@ static int await_verified(struct mig_src *m, uint64_t deadline, struct rdmig_err
 		}
 		if (ret)
 			return ret;
-		if (type == RDMIG_EMSG_VERIFIED)
-			return rdmig_msg_u64_decode(buf, len, &m->st.verified_pages, err);
+		if (type == RDMIG_EMSG_VERIFIED) {
+			struct rdmig_msg_verified v;
+
+			ret = rdmig_msg_verified_decode(buf, len, &v, err);
+			if (ret)
+				return ret;
+			m->st.verified_pages = v.pages;
+			m->st.down.fences_ms = (double)v.fence_us / 1e3;
+			m->st.down.revoke_ms = (double)v.revoke_us / 1e3;
+			m->st.down.verify_ms = (double)v.verify_us / 1e3;
+			return 0;
+		}
+		/* Acknowledgements of the last rounds, overtaken by the switchover. */
+		if (type == RDMIG_EMSG_ROUND_VERIFIED)
+			continue;
 		if (type == RDMIG_EMSG_VERIFY_FAIL || type == RDMIG_EMSG_CANCEL)
 			return dst_refused(m, type, buf, len, err);
 		return rdmig_seterr(err, -EPROTO,
@@ -751,7 +947,7 @@ static int await_go_ack(struct mig_src *m, struct rdmig_err *err)
 static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rdmig_err *err)
 {
 	const struct rdmig_mig_opts *o = m->o;
-	uint64_t deadline;
+	uint64_t deadline, t = rdmig_now_ns();
 	uint8_t *buf;
 	size_t len;
 	int ret;
@@ -762,6 +958,9 @@ static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct
 	if (!buf)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
 	len = rdmig_msg_final_encode(buf, fin);
+	/* Unverified, FINAL closes the hand-over: VERIFIED may follow it. */
+	if (!summing(m))
+		m->manifest_sent = true;
 	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_FINAL, buf, len, err);
 	free(buf);
 	if (ret)
@@ -770,13 +969,17 @@ static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct
 	set_state(m, RDMIG_MIG_VERIFY);
 	if (rdmig_mig_test_fault(o, m->c, RDMIG_STEP_MANIFEST, "source"))
 		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of the manifest");
-	ret = send_manifest(m, err);
+	ret = manifest_flush(m, err);
 	if (ret)
 		return ret;
-	deadline = rdmig_now_ns() + o->commit_timeout_ns;
+	m->st.down.handover_ms = ms_since(t);
+	t = rdmig_now_ns();
+	deadline = t + o->commit_timeout_ns;
 	ret = await_verified(m, deadline, err);
 	if (ret)
 		return ret;
+	m->st.down.verified_ms = ms_since(t);
+	t = rdmig_now_ns();
 	rdmig_mig_test_fault(o, m->c, RDMIG_STEP_VERIFIED, "source");
 	/* The decision is taken now: whatever held us up since VERIFIED counts. */
 	if (rdmig_conn_failed(m->c, err))
@@ -810,6 +1013,9 @@ static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct
 	ret = await_go_ack(m, err);
 	if (ret)
 		return ret;
+	/* The guest runs at the destination: the downtime ends here, not after our cleanup. */
+	m->st.down.commit_ms = ms_since(t);
+	m->st.downtime_ms = ms_since(m->t_pause);
 	if (!rdmig_mig_test_fault(o, m->c, RDMIG_STEP_GO_ACK, "source")) {
 		uint8_t b[RDMIG_MIG_ID_LEN];
 
@@ -850,12 +1056,16 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	/* Round 1: everything that is not zero. */
 	set_state(m, RDMIG_MIG_BULK);
 	m->st.round = 1;
-	plan_bulk(m);
+	ret = plan_bulk(m, err);
+	if (ret)
+		return ret;
 	t_harvest = rdmig_now_ns();
 	t_round = t_harvest;
 	ret = send_round(m, 1, &round_bytes, err);
 	if (ret)
 		return ret;
+	m->st.setup.bulk_ms = ms_since(t_round);
+	m->st.setup.bulk_bytes = round_bytes;
 
 	if (!o->cold) {
 		set_state(m, RDMIG_MIG_DIRTY);
@@ -889,7 +1099,24 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 			progress(m);
 			rdmig_mig_emit(o, RDMIG_EV_ROUND, &m->st);
 
-			if (cv.switch_now && m->st.round >= o->min_rounds)
+			ret = poll_dst(m, 0, err);
+			if (ret)
+				return ret;
+			/*
+			 * Rounds mode: switch over only once the destination has
+			 * checked what it holds, so that the downtime checks the
+			 * final round alone. Waiting here costs the guest nothing;
+			 * while the destination is behind, rounds go on.
+			 */
+			if (cv.switch_now && m->st.round >= o->min_rounds && !dst_caught_up(m)) {
+				ret = poll_dst(m, ACK_WAIT_MS, err);
+				if (ret)
+					return ret;
+				/* The dirty set is small enough: the destination is what
+				 * progresses. */
+				t_min = t_harvest;
+			}
+			if (cv.switch_now && m->st.round >= o->min_rounds && dst_caught_up(m))
 				break;
 			if (cancelled(m))
 				return rdmig_seterr(err, -ECANCELED, "migration cancelled");
@@ -943,11 +1170,17 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	ret = rdmig_dirty_harvest(m->dirty, err);
 	if (ret)
 		return ret;
+	m->st.down.harvest_ms = ms_since(m->t_pause);
 	set_state(m, RDMIG_MIG_FINAL_COPY);
 	m->st.round++;
+	t_round = rdmig_now_ns();
+	/* Its checksums follow FINAL (the hand-over's order), so keep them for now. */
+	m->deferring = true;
 	ret = send_round(m, RDMIG_SEQ_FINAL | m->st.round, &round_bytes, err);
 	if (ret)
 		return ret;
+	m->st.down.final_copy_ms = ms_since(t_round);
+	m->st.down.final_pages = round_bytes / RDMIG_PAGE_SIZE;
 	fin.rounds = m->st.round;
 	fin.vcpus = rdmig_guest_cfg(m->g)->vcpus;
 	fin.final_seq = RDMIG_SEQ_FINAL | m->st.round;
@@ -968,6 +1201,8 @@ static void teardown(struct mig_src *m)
 		free(m->reg[r].sums);
 	}
 	free(m->plan);
+	free(m->mbuf);
+	free(m->defer);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cv);
 }
@@ -1056,11 +1291,6 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	m->g = guest;
 	m->o = opts;
 	m->nw = rdmig_conn_channels(c);
-	{
-		static const uint8_t zero[RDMIG_PAGE_SIZE];
-
-		m->zero_sum = rdmig_page_sum(zero);
-	}
 	m->t0 = rdmig_now_ns();
 	m->work0 = rdmig_guest_work(guest);
 	pthread_mutex_init(&m->lock, NULL);
@@ -1110,7 +1340,9 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 		/* Decided GO, not confirmed: paused here, for an operator to decide. */
 		m->st.state = RDMIG_MIG_UNKNOWN;
 	} else {
-		m->st.downtime_ms = (double)(rdmig_now_ns() - m->t_pause) / 1e6;
+		/* Set at GO_ACK; a settled hand-over ends when the destination said it runs. */
+		if (!m->st.downtime_ms)
+			m->st.downtime_ms = ms_since(m->t_pause);
 		rdmig_guest_stop(guest);
 		m->st.state = RDMIG_MIG_COMPLETED;
 	}

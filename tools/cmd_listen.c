@@ -14,12 +14,14 @@ enum {
 	OPT_MAX_RAM = MIG_OPT_OWN,
 	OPT_RESUME,
 	OPT_CORRUPT,
+	OPT_NO_HUGEPAGES,
 };
 
 static const struct option listen_opts[] = {
     {"max-ram", required_argument, NULL, OPT_MAX_RAM},
     {"resume-for", required_argument, NULL, OPT_RESUME},
     {"test-corrupt-page", required_argument, NULL, OPT_CORRUPT},
+    {"no-hugepages", no_argument, NULL, OPT_NO_HUGEPAGES},
     {0},
 };
 
@@ -53,7 +55,9 @@ static void listen_usage(FILE *out)
 		"                          list such as 0-3,8 (see docs/tuning.md)\n"
 		"      --show-plan         print the placement plan before receiving\n"
 		"      --hugepages         back the received guest RAM with transparent huge\n"
-		"                          pages\n"
+		"                          pages (the default: copying into 4 KiB pages is\n"
+		"                          bound by page walks, docs/performance.md)\n"
+		"      --no-hugepages      receive into 4 KiB pages\n"
 		"      --key-file PATH     pre-shared key the source must prove (mode 0600,\n"
 		"                          >= 16 bytes; default $RDMIG_KEY_FILE)\n"
 		"      --tls               tcp: encrypt every socket with TLS 1.3 keyed by\n"
@@ -80,6 +84,9 @@ static int listen_opt(struct mig_cli *m, void *ctx, int opt, const char *arg)
 	case OPT_RESUME:
 		if (rdmig_parse_duration(arg, 1000000ull, &m->mo.resume_ns, &err))
 			return cli_usage_error("listen", "--resume-for: %s", err.msg);
+		return 0;
+	case OPT_NO_HUGEPAGES:
+		m->no_hugepages = true;
 		return 0;
 	case OPT_CORRUPT:
 		if (rdmig_parse_uint(arg, 0, INT64_MAX, &v, &err))
@@ -209,7 +216,10 @@ int cmd_listen(int argc, char **argv)
 		return cli_usage_error("listen", "invalid listen address '%s'", argv[optind]);
 	m.cfg.host = host[0] ? host : NULL;
 	m.cfg.port = port;
-	m.mo.hugepages = m.hugepages;
+	if (m.hugepages && m.no_hugepages)
+		return cli_usage_error("listen",
+				       "--hugepages and --no-hugepages exclude each other");
+	m.mo.hugepages = !m.no_hugepages;
 	ret = mig_cli_setup(&m, NULL);
 	if (ret) {
 		mig_cli_fini(&m);

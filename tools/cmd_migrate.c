@@ -29,6 +29,7 @@ enum {
 	OPT_PROGRESS_TIMEOUT,
 	OPT_COMPRESS,
 	OPT_VCPU_CPUS,
+	OPT_VERIFY,
 };
 
 static const struct option migrate_opts[] = {
@@ -52,6 +53,7 @@ static const struct option migrate_opts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT},
     {"compress", required_argument, NULL, OPT_COMPRESS},
+    {"verify", required_argument, NULL, OPT_VERIFY},
     {0},
 };
 
@@ -89,6 +91,9 @@ static void migrate_usage(FILE *out)
 	    "      --max-throttle PCT    ceiling of the throttle in percent (default 99)\n"
 	    "      --dirty-source S      auto (default), uffd-wp, soft-dirty, none\n"
 	    "      --cold                stop the guest and copy it once (no dirty tracking)\n"
+	    "      --verify M            rounds (default: each round checked at the\n"
+	    "                            destination while the next one runs), full (every\n"
+	    "                            page checked in the downtime) or off\n"
 	    "      --min-rounds N        do not switch over before round N (default 0)\n"
 	    "      --max-rounds N        give up after N rounds (default: no limit)\n"
 	    "      --timeout TIME        give up after TIME (default 10m)\n"
@@ -225,6 +230,10 @@ static int migration_opt(struct mig_cli *m, int opt, const char *arg, struct rdm
 	case OPT_DIRTY_SOURCE:
 		if (rdmig_dirty_parse(arg, &mo->dirty_source, &mo->dirty_auto, err))
 			return cli_usage_error("migrate", "%s", err->msg);
+		return 0;
+	case OPT_VERIFY:
+		if (rdmig_verify_parse(arg, &mo->verify, err))
+			return cli_usage_error("migrate", "--verify: %s", err->msg);
 		return 0;
 	case OPT_COLD:
 		mo->cold = true;

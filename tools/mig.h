@@ -58,6 +58,7 @@ struct mig_cli {
 	struct rdmig_cpuset numa_cpus; /* RDMIG_NUMA_CPULIST */
 	bool show_plan;
 	bool hugepages;
+	bool no_hugepages; /* listen: receive into 4 KiB pages */
 	struct rdmig_mig_opts mo;
 	struct rdmig_numa_host *host; /* loaded once per command */
 	struct rdmig_numa_plan *plan; /* made once per command */

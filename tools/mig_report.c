@@ -101,6 +101,66 @@ void mig_print_plan(const struct mig_out *o, const struct rdmig_numa_plan *p,
 	cli_json_print(j, false);
 }
 
+static double per_gib(double v, uint64_t ram)
+{
+	return ram ? v / ((double)ram / (1ull << 30)) : 0;
+}
+
+/* Where the downtime went; the destination reports only its own steps. */
+static json_t *breakdown_json(const struct rdmig_mig_stats *s, bool source)
+{
+	const struct rdmig_mig_breakdown *d = &s->down;
+	json_t *j = json_object();
+
+	if (!j)
+		return json_null();
+	if (source) {
+		double known = d->harvest_ms + d->final_copy_ms + d->handover_ms + d->verified_ms +
+			       d->commit_ms;
+
+		cli_jset(j, "harvest_ms", cli_jreal(d->harvest_ms, 3));
+		cli_jset(j, "final_copy_ms", cli_jreal(d->final_copy_ms, 3));
+		cli_jset(j, "handover_ms", cli_jreal(d->handover_ms, 3));
+		cli_jset(j, "verified_wait_ms", cli_jreal(d->verified_ms, 3));
+		cli_jset(j, "commit_ms", cli_jreal(d->commit_ms, 3));
+		cli_jset(j, "other_ms",
+			 cli_jreal(s->downtime_ms > known ? s->downtime_ms - known : 0, 3));
+		cli_jset(j, "final_pages", cli_juint(d->final_pages));
+	}
+	cli_jset(j, "fences_ms", cli_jreal(d->fences_ms, 3));
+	cli_jset(j, "revoke_ms", cli_jreal(d->revoke_ms, 3));
+	cli_jset(j, "verify_ms", cli_jreal(d->verify_ms, 3));
+	if (!source)
+		cli_jset(j, "verify_pages", cli_juint(d->verify_pages));
+	cli_jset(j, "harvest_ms_per_gib_final",
+		 source ? cli_jreal(per_gib(d->harvest_ms, s->ram_bytes), 3) : json_null());
+	return j;
+}
+
+/* What preparing cost, per GiB of guest, so a large guest's cost is known in advance. */
+static json_t *setup_json(const struct rdmig_mig_stats *s)
+{
+	const struct rdmig_mig_setup_cost *c = &s->setup;
+	json_t *j = json_object();
+
+	if (!j)
+		return json_null();
+	cli_jset(j, "prepare_ms", cli_jreal(c->prepare_ms, 1));
+	cli_jset(j, "prepare_ms_per_gib", cli_jreal(per_gib(c->prepare_ms, s->ram_bytes), 1));
+	cli_jset(j, "register_ms", cli_jreal(c->register_ms, 1));
+	cli_jset(j, "register_ms_per_gib", cli_jreal(per_gib(c->register_ms, s->ram_bytes), 1));
+	cli_jset(j, "zero_scan_ms", cli_jreal(c->zero_scan_ms, 1));
+	cli_jset(j, "bulk_ms", cli_jreal(c->bulk_ms, 1));
+	cli_jset(j, "bulk_bytes", cli_juint(c->bulk_bytes));
+	cli_jset(j, "bulk_rate",
+		 c->bulk_ms > 0 ? jrate((double)c->bulk_bytes / (c->bulk_ms / 1e3)) : json_null());
+	cli_jset(j, "overhead_bytes", cli_juint(c->overhead_bytes));
+	cli_jset(j, "overhead_fixed_bytes", cli_juint(c->overhead_fixed_bytes));
+	cli_jset(j, "overhead_bytes_per_gib",
+		 cli_juint((uint64_t)per_gib((double)c->overhead_bytes, s->ram_bytes)));
+	return j;
+}
+
 static void summary_json(const struct mig_out *o, int ret, const struct rdmig_mig_stats *s,
 			 const char *backend, unsigned channels, const struct mig_zsum *z,
 			 const char *errmsg)
@@ -129,6 +189,10 @@ static void summary_json(const struct mig_out *o, int ret, const struct rdmig_mi
 	cli_jset(j, "max_throttle", cli_jreal((double)s->max_throttle / 1000, 3));
 	cli_jset(j, "guest_work", cli_juint(s->guest_work));
 	cli_jset(j, "harvest_ms_per_gib", cli_jreal(s->harvest_ms_per_gib, 3));
+	cli_jset(j, "verify", json_string(rdmig_verify_name(s->verify)));
+	cli_jset(j, "verified_background", cli_juint(s->verified_background));
+	cli_jset(j, "downtime_breakdown", breakdown_json(s, !strcmp(o->side, "source")));
+	cli_jset(j, "setup", setup_json(s));
 	if (z && z->level) {
 		cli_jset(j, "compress_level", json_integer(z->level));
 		cli_jset(j, "bytes_on_wire", cli_juint(z->on_wire));
@@ -172,7 +236,8 @@ static void summary_text(const struct mig_out *o, int ret, const struct rdmig_mi
 			       rdmig_fmt_size(z->on_wire, b, sizeof(b)),
 			       (double)z->bytes / (double)z->on_wire);
 	}
-	printf("  verified pages %" PRIu64 "\n", s->verified_pages);
+	printf("  verified pages %" PRIu64 " (verify %s)\n", s->verified_pages,
+	       rdmig_verify_name(s->verify));
 }
 
 void mig_print_summary(struct mig_out *o, int ret, const struct rdmig_mig_stats *s,

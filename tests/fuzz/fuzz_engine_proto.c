@@ -35,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = size - 1;
 	char why[300];
 	uint64_t v;
+	uint32_t round;
 	int code;
 
 	if (size < 1)
@@ -56,14 +57,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 2:
 		if (!rdmig_msg_manifest_decode(p, n, region_pages, 3, &m, &e)) {
-			must(m.region < 3);
-			must(m.first_page <= region_pages[m.region] &&
-			     m.count <= region_pages[m.region] - m.first_page);
-			must(m.sums >= p && m.sums + 8ull * m.count <= p + n);
+			struct rdmig_manifest_group g;
+			size_t off = 0;
+			uint32_t groups = 0;
+
+			must(m.round >= 1 && m.groups >= 1);
+			while (rdmig_manifest_next(&m, &off, &g)) {
+				must(g.region < 3 && g.count >= 1);
+				must(g.first_page <= region_pages[g.region] &&
+				     g.count <= region_pages[g.region] - g.first_page);
+				must(g.sums >= p && g.sums + 8ull * g.count <= p + n);
+				groups++;
+			}
+			must(groups == m.groups && off == m.body_len);
 		}
 		break;
 	case 3:
-		rdmig_msg_u64_decode(p, n, &v, &e);
+		if (data[0] & 0x80) {
+			struct rdmig_msg_verified ver;
+
+			if (!rdmig_msg_verified_decode(p, n, &ver, &e))
+				must(n == RDMIG_VERIFIED_LEN);
+		} else if (!rdmig_msg_round_decode(p, n, "MANIFEST_END", &round, &v, &e)) {
+			must(n == RDMIG_ROUND_MSG_LEN && round >= 1);
+		}
 		break;
 	case 4:
 		rdmig_msg_verify_fail_decode(p, n, &vf, &e);

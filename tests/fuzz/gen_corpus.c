@@ -121,10 +121,20 @@ int main(int argc, char **argv)
 	put("fuzz_engine_proto", "setup", 0, b, n);
 	n = rdmig_msg_final_encode(b, &fin);
 	put("fuzz_engine_proto", "final", 1, b, n);
-	n = rdmig_msg_manifest_encode(b, 0, 8, sums, 4);
-	put("fuzz_engine_proto", "manifest", 2, b, n);
-	n = rdmig_msg_u64_encode(b, 42);
-	put("fuzz_engine_proto", "u64", 3, b, n);
+	{
+		struct rdmig_manifest_out mo;
+		struct rdmig_msg_verified ver = {.pages = 42, .fence_us = 1, .verify_us = 3};
+		static uint8_t mb[RDMIG_MANIFEST_MAX];
+
+		rdmig_manifest_begin(&mo, mb, 3);
+		rdmig_manifest_add(&mo, 0, 8, sums, 4);
+		rdmig_manifest_add(&mo, 2, 100, sums, 2);
+		put("fuzz_engine_proto", "manifest", 2, mo.buf, mo.len);
+		n = rdmig_msg_round_encode(b, 3, 6);
+		put("fuzz_engine_proto", "round_end", 3, b, n);
+		n = rdmig_msg_verified_encode(b, &ver);
+		put("fuzz_engine_proto", "verified", 0x81, b, n); /* 0x81 % 9 == 3 */
+	}
 	n = rdmig_msg_verify_fail_encode(b, &vf);
 	put("fuzz_engine_proto", "verify_fail", 4, b, n);
 	n = rdmig_msg_cancel_encode(b, -125, "migration cancelled at the destination");

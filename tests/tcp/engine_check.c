@@ -5,6 +5,8 @@
  *
  *   engine_check cancel  [--backend B --host H]   cancel in every state
  *   engine_check corrupt [...]   a page corrupted at the destination is named
+ *                                (rounds and full verification; a page sent
+ *                                in every round, once, or never)
  *   engine_check cold    [...]   stopped guest, one pass, verified
  *
  * After a cancel or failure the source guest must still run (its work
@@ -184,9 +186,13 @@ static void check_cancel(void)
 	rdmig_guest_destroy(g);
 }
 
-static void check_corrupt(void)
+/*
+ * One corrupted-page case: `g` migrated with `verify`; the destination
+ * damages page 100 at every fence of its channel and must name it.
+ */
+static void corrupt_case(struct rdmig_guest *g, enum rdmig_verify_mode verify, bool idle,
+			 const char *what)
 {
-	struct rdmig_guest *g = th_guest_new(16 << 20, 1, 7, true);
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_mig_opts o;
 	struct rdmig_mig_stats st;
@@ -194,17 +200,47 @@ static void check_corrupt(void)
 	int ret, status = -1;
 
 	rdmig_mig_opts_defaults(&o);
-	if (!migrate_once(g, 100, "corrupt", &o, &st, &ret, &err, &status))
+	o.verify = verify;
+	if (!migrate_once(g, 100, what, &o, &st, &ret, &err, &status))
 		return;
-	TH_CHECK_INT(ret, ==, -EILSEQ, "corrupt page: source returned (%s)", err.msg);
-	TH_CHECK_HAS(err.msg, "page 100 ", "corrupt page named");
-	TH_CHECK(rdmig_guest_running(g) && th_guest_moves(g, 10000),
-		 "corrupt: source guest not running");
-	TH_CHECK(th_exited(status, 1), "corrupt: destination must exit 1: %s",
+	TH_CHECK_INT(ret, ==, -EILSEQ, "%s: source returned (%s)", what, err.msg);
+	TH_CHECK_HAS(err.msg, "page 100 ", "%s: corrupt page named", what);
+	/* An idle guest's vCPUs run but do no work units. */
+	TH_CHECK(rdmig_guest_running(g) && (idle || th_guest_moves(g, 10000)),
+		 "%s: source guest not running", what);
+	TH_CHECK(th_exited(status, 1), "%s: destination must exit 1: %s", what,
 		 th_status_str(status, sbuf, sizeof(sbuf)));
 	if (ret == -EILSEQ)
-		printf("ok: corrupted page caught: %s\n", err.msg);
+		printf("ok: %s: corrupted page caught: %s\n", what, err.msg);
+}
+
+static void check_corrupt(void)
+{
+	struct rdmig_guest *g = th_guest_new(16 << 20, 1, 7, true);
+	struct rdmig_guest_cfg ic = {
+	    .ram_size = 16 << 20, .nregions = 2, .vcpus = 1, .workload = RDMIG_WL_IDLE, .seed = 7};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct rdmig_guest *idle = NULL;
+
+	/* The page is rewritten all the time: its last copy is checked in the downtime. */
+	corrupt_case(g, RDMIG_VERIFY_ROUNDS, false, "corrupt, rounds, busy page");
+	corrupt_case(g, RDMIG_VERIFY_FULL, false, "corrupt, full, busy page");
 	rdmig_guest_destroy(g);
+	/* Sent once, in the bulk round: only the background check sees its one copy. */
+	if (!TH_CHECK_CALL(rdmig_guest_create(&ic, &idle, &err), &err, "idle guest") ||
+	    !TH_CHECK_CALL(rdmig_guest_prefill(idle, 100, 7, &err), &err, "prefill") ||
+	    !TH_CHECK_CALL(rdmig_guest_start(idle, NULL, &err), &err, "idle guest start"))
+		goto out;
+	corrupt_case(idle, RDMIG_VERIFY_ROUNDS, true, "corrupt, rounds, page sent once");
+	rdmig_guest_destroy(idle);
+	idle = NULL;
+	/* Never sent (zero at the source): the check of the zero pages must see it. */
+	if (!TH_CHECK_CALL(rdmig_guest_create(&ic, &idle, &err), &err, "empty guest") ||
+	    !TH_CHECK_CALL(rdmig_guest_start(idle, NULL, &err), &err, "empty guest start"))
+		goto out;
+	corrupt_case(idle, RDMIG_VERIFY_ROUNDS, true, "corrupt, rounds, zero page");
+out:
+	rdmig_guest_destroy(idle);
 }
 
 static void check_cold(void)

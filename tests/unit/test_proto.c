@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "migrate.h"
 #include "proto.h"
 #include "wire.h"
 
@@ -22,7 +23,8 @@ static struct rdmig_msg_setup good_setup(void)
 				    .workload = RDMIG_WL_INCR,
 				    .channels = 4,
 				    .seed = 42,
-				    .dirty_rate = 1 << 20};
+				    .dirty_rate = 1 << 20,
+				    .verify = RDMIG_VERIFY_FULL};
 
 	s.region_len[0] = 1 << 20;
 	s.region_len[1] = 2 << 20;
@@ -104,6 +106,12 @@ static void test_setup_bad_fields(void **state)
 	s = good_setup();
 	memset(s.id, 0, sizeof(s.id));
 	expect_setup_error(&s, "migration id is all zero");
+	s = good_setup();
+	s.verify = 3; /* on the wire 4 */
+	expect_setup_error(&s, "verify mode 4");
+	s = good_setup();
+	s.verify = UINT32_MAX; /* on the wire 0 */
+	expect_setup_error(&s, "verify mode 0");
 }
 
 /* A version 1 source (40 fixed bytes, no id) is named as such, not as a short message. */
@@ -117,7 +125,13 @@ static void test_setup_old_version(void **state)
 	s.version = 1;
 	rdmig_msg_setup_encode(buf, &s);
 	assert_true(rdmig_msg_setup_decode(buf, 40 + 12 * 2, 1ull << 30, &out, &err) < 0);
-	assert_non_null(strstr(err.msg, "version 1, this destination version 2"));
+	assert_non_null(strstr(err.msg, "version 1, this destination version 3"));
+	/* Version 2: 56 fixed bytes, no verify mode. */
+	s.version = 2;
+	rdmig_msg_setup_encode(buf, &s);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_setup_decode(buf, 56 + 12 * 2, 1ull << 30, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "version 2, this destination version 3"));
 }
 
 static void test_id_messages(void **state)
@@ -194,27 +208,115 @@ static void test_manifest_bounds(void **state)
 {
 	uint64_t sums[4] = {1, 2, 3, 4}, pages[2] = {8, 3};
 	struct rdmig_msg_manifest m;
+	struct rdmig_manifest_group g;
+	struct rdmig_manifest_out mo;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	static uint8_t buf[RDMIG_MANIFEST_MAX];
+	size_t off = 0;
+
+	(void)state;
+	rdmig_manifest_begin(&mo, buf, 5);
+	assert_int_equal(rdmig_manifest_add(&mo, 0, 4, sums, 4), 4);
+	assert_int_equal(rdmig_manifest_add(&mo, 1, 0, sums + 1, 3), 3);
+	assert_int_equal(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err), 0);
+	assert_int_equal(m.round, 5);
+	assert_int_equal(m.groups, 2);
+	assert_true(rdmig_manifest_next(&m, &off, &g));
+	assert_int_equal(g.region, 0);
+	assert_int_equal(g.first_page, 4);
+	assert_int_equal(rdmig_get_be64(g.sums + 24), 4);
+	assert_true(rdmig_manifest_next(&m, &off, &g));
+	assert_int_equal(g.region, 1);
+	assert_int_equal(g.count, 3);
+	assert_int_equal(rdmig_get_be64(g.sums), 2);
+	assert_false(rdmig_manifest_next(&m, &off, &g));
+	/* Every truncation is refused, as is a byte too many. */
+	for (size_t i = 0; i < mo.len; i++)
+		assert_true(rdmig_msg_manifest_decode(buf, i, pages, 2, &m, &err) < 0);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len + 1, pages, 2, &m, &err) < 0);
+
+	rdmig_manifest_begin(&mo, buf, 1);
+	rdmig_manifest_add(&mo, 1, 1, sums, 4); /* 1+4 > 3 pages */
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+	assert_non_null(strstr(err.msg, "beyond region 1"));
+	rdmig_manifest_begin(&mo, buf, 1);
+	rdmig_manifest_add(&mo, 2, 0, sums, 1); /* no region 2 */
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+	assert_non_null(strstr(err.msg, "region 2 of 2"));
+	rdmig_manifest_begin(&mo, buf, 1);
+	rdmig_manifest_add(&mo, 0, UINT64_MAX - 1, sums, 4); /* overflow */
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+	rdmig_manifest_begin(&mo, buf, 0); /* rounds count from 1 */
+	rdmig_manifest_add(&mo, 0, 0, sums, 1);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+	assert_non_null(strstr(err.msg, "round 0"));
+	/* A group count that disagrees with the bytes. */
+	rdmig_manifest_begin(&mo, buf, 1);
+	rdmig_manifest_add(&mo, 0, 0, sums, 2);
+	rdmig_put_be32(buf + 4, 2);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+	rdmig_put_be32(buf + 4, 0);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+	/* A group claiming more checksums than follow. */
+	rdmig_put_be32(buf + 4, 1);
+	rdmig_put_be32(buf + 12, 3);
+	assert_true(rdmig_msg_manifest_decode(buf, mo.len, pages, 2, &m, &err) < 0);
+}
+
+/* The builder never makes a message larger than the control channel takes. */
+static void test_manifest_full(void **state)
+{
+	static uint64_t sums[10000];
+	static uint8_t buf[RDMIG_MANIFEST_MAX];
+	uint64_t pages[1] = {1 << 20};
+	struct rdmig_manifest_out mo;
+	struct rdmig_msg_manifest m;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint32_t k, total = 0;
+
+	(void)state;
+	rdmig_manifest_begin(&mo, buf, 2);
+	while ((k = rdmig_manifest_add(&mo, 0, total, sums, 10000 - total)) > 0)
+		total += k;
+	assert_true(total > 8000 && total < 10000);
+	assert_true(mo.len <= RDMIG_MANIFEST_MAX);
+	assert_int_equal(rdmig_msg_manifest_decode(buf, mo.len, pages, 1, &m, &err), 0);
+}
+
+static void test_round_and_verified(void **state)
+{
+	struct rdmig_msg_verified v = {.pages = 9, .fence_us = 1, .revoke_us = 2, .verify_us = 3};
+	struct rdmig_msg_verified w;
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	uint8_t buf[64];
+	uint32_t round;
+	uint64_t count;
 	size_t n;
 
 	(void)state;
-	n = rdmig_msg_manifest_encode(buf, 0, 4, sums, 4);
-	assert_int_equal(rdmig_msg_manifest_decode(buf, n, pages, 2, &m, &err), 0);
-	assert_int_equal(m.first_page, 4);
-	assert_int_equal(rdmig_get_be64(m.sums + 24), 4);
-	n = rdmig_msg_manifest_encode(buf, 1, 1, sums, 4); /* 1+4 > 3 pages */
-	assert_true(rdmig_msg_manifest_decode(buf, n, pages, 2, &m, &err) < 0);
-	assert_non_null(strstr(err.msg, "beyond region 1"));
+	n = rdmig_msg_round_encode(buf, 7, 1234);
+	assert_int_equal(rdmig_msg_round_decode(buf, n, "MANIFEST_END", &round, &count, &err), 0);
+	assert_int_equal(round, 7);
+	assert_int_equal(count, 1234);
+	assert_true(rdmig_msg_round_decode(buf, n - 1, "MANIFEST_END", &round, &count, &err) < 0);
+	rdmig_put_be32(buf + 4, 1);
 	rdmig_err_clear(&err);
-	n = rdmig_msg_manifest_encode(buf, 2, 0, sums, 1); /* no region 2 */
-	assert_true(rdmig_msg_manifest_decode(buf, n, pages, 2, &m, &err) < 0);
-	rdmig_err_clear(&err);
-	n = rdmig_msg_manifest_encode(buf, 0, UINT64_MAX - 1, sums, 4); /* overflow */
-	assert_true(rdmig_msg_manifest_decode(buf, n, pages, 2, &m, &err) < 0);
-	rdmig_err_clear(&err);
-	n = rdmig_msg_manifest_encode(buf, 0, 0, sums, 4);
-	assert_true(rdmig_msg_manifest_decode(buf, n - 1, pages, 2, &m, &err) < 0);
+	assert_true(rdmig_msg_round_decode(buf, n, "ROUND_VERIFIED", &round, &count, &err) < 0);
+	assert_non_null(strstr(err.msg, "ROUND_VERIFIED: reserved"));
+	n = rdmig_msg_round_encode(buf, 0, 1);
+	assert_true(rdmig_msg_round_decode(buf, n, "MANIFEST_END", &round, &count, &err) < 0);
+
+	n = rdmig_msg_verified_encode(buf, &v);
+	assert_int_equal(rdmig_msg_verified_decode(buf, n, &w, &err), 0);
+	assert_int_equal(w.pages, 9);
+	assert_int_equal(w.revoke_us, 2);
+	assert_int_equal(w.verify_us, 3);
+	assert_true(rdmig_msg_verified_decode(buf, 8, &w, &err) < 0); /* version 2's VERIFIED */
+	rdmig_put_be32(buf + 20, 1);
+	assert_true(rdmig_msg_verified_decode(buf, n, &w, &err) < 0);
 }
 
 static void test_final_and_cancel(void **state)
@@ -249,10 +351,15 @@ static void test_final_and_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_setup_round_trip),  cmocka_unit_test(test_setup_bad_fields),
-	    cmocka_unit_test(test_manifest_bounds),   cmocka_unit_test(test_final_and_cancel),
-	    cmocka_unit_test(test_setup_old_version), cmocka_unit_test(test_id_messages),
+	    cmocka_unit_test(test_setup_round_trip),
+	    cmocka_unit_test(test_setup_bad_fields),
+	    cmocka_unit_test(test_manifest_bounds),
+	    cmocka_unit_test(test_final_and_cancel),
+	    cmocka_unit_test(test_setup_old_version),
+	    cmocka_unit_test(test_id_messages),
 	    cmocka_unit_test(test_resolve),
+	    cmocka_unit_test(test_manifest_full),
+	    cmocka_unit_test(test_round_and_verified),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
