@@ -825,6 +825,36 @@ int rdmig_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err 
 	return c->ops->stream_shutdown(c, chan, err);
 }
 
+ssize_t rdmig_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			     struct rdmig_err *err)
+{
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (ret)
+		return ret;
+	if (fd < 0 || !max)
+		return rdmig_seterr(err, -EINVAL, "stream send from descriptor %d, %zu bytes", fd,
+				    max);
+	return c->ops->stream_send_fd(c, chan, fd, max, err);
+}
+
+ssize_t rdmig_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			     int timeout_ms, struct rdmig_err *err)
+{
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (ret)
+		return ret;
+	if (fd < 0 || !max)
+		return rdmig_seterr(err, -EINVAL, "stream receive into descriptor %d, %zu bytes",
+				    fd, max);
+	return c->ops->stream_recv_fd(c, chan, fd, max, timeout_ms, err);
+}
+
 /* ---- counters and hello ------------------------------------------------ */
 
 void rdmig_xport_stats(const struct rdmig_conn *cc, struct rdmig_xport_stats *o)

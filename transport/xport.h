@@ -238,6 +238,11 @@ struct rdmig_xport_ops {
 	ssize_t (*stream_recv)(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap,
 			       int timeout_ms, struct rdmig_err *err);
 	int (*stream_shutdown)(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err);
+	/* rdmig_stream_send_fd() / rdmig_stream_recv_fd(), max > 0. */
+	ssize_t (*stream_send_fd)(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+				  struct rdmig_err *err);
+	ssize_t (*stream_recv_fd)(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+				  int timeout_ms, struct rdmig_err *err);
 };
 
 extern const struct rdmig_xport_ops rdmig_tcp_ops;
