@@ -48,7 +48,7 @@
 
 #define RDMIG_RELAY_VERSION 1
 
-/* Bytes buffered per direction of one stream. */
+/* Most bytes one direction of one stream moves in one step. */
 #define RDMIG_RELAY_BUF (256u * 1024)
 
 /* ---- source side ---------------------------------------------------------- */
