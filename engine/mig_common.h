@@ -3,10 +3,12 @@
 #ifndef RDMIG_MIG_COMMON_H
 #define RDMIG_MIG_COMMON_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "clock.h"
 #include "migrate.h"
+#include "proto.h"
 
 /* A fence sequence number with this bit set closes the migration's last round. */
 #define RDMIG_SEQ_FINAL (1ull << 63)
@@ -18,6 +20,17 @@ uint64_t rdmig_page_sum(const void *page);
 
 /* True if the page is all zero bytes. */
 int rdmig_page_is_zero(const void *page);
+
+/*
+ * The test hook (opts.test_fault_*) at `step`, if it is the configured one:
+ * SIGKILL or SIGSTOP this process, or abort `c` and return true (the caller
+ * then skips the send it was about to make). `side` names it in the log.
+ */
+bool rdmig_mig_test_fault(const struct rdmig_mig_opts *o, struct rdmig_conn *c,
+			  enum rdmig_handover_step step, const char *side);
+
+/* A fresh random migration id (RDMIG_MIG_ID_LEN bytes, never all zero). */
+int rdmig_mig_new_id(uint8_t *id, struct rdmig_err *err);
 
 void rdmig_mig_emit(const struct rdmig_mig_opts *o, enum rdmig_event_type type,
 		    const struct rdmig_mig_stats *st);

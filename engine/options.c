@@ -36,6 +36,16 @@ static int check_limits(const struct rdmig_mig_opts *o, struct rdmig_err *err)
 				    o->min_rounds, o->max_rounds);
 	if (!o->max_ram)
 		return rdmig_seterr(err, -EINVAL, "--max-ram expects a size > 0");
+	if (o->commit_timeout_ns < RDMIG_COMMIT_MIN_NS ||
+	    o->commit_timeout_ns > RDMIG_COMMIT_MAX_NS)
+		return rdmig_seterr(err, -EINVAL,
+				    "--commit-timeout expects a duration between 1s and 3600s "
+				    "(how long each side waits for the next hand-over message), "
+				    "e.g. 30s");
+	if (o->commit_grace_ns < RDMIG_COMMIT_MIN_NS || o->commit_grace_ns > RDMIG_COMMIT_MAX_NS)
+		return rdmig_seterr(err, -EINVAL,
+				    "--commit-grace expects a duration between 1s and 3600s (how "
+				    "long a cut hand-over is tried to be settled), e.g. 60s");
 	return 0;
 }
 

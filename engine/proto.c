@@ -2,13 +2,35 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "bytes.h"
 #include "rdmig/transport.h"
 
-#define SETUP_FIXED  40
+#define SETUP_FIXED  56 /* 40 bytes of fields, then the 16-byte migration id */
+#define SETUP_ID     40
 #define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */
+
+static bool id_is_zero(const uint8_t *id)
+{
+	uint8_t acc = 0;
+
+	for (unsigned i = 0; i < RDMIG_MIG_ID_LEN; i++)
+		acc |= id[i];
+	return !acc;
+}
+
+void rdmig_mig_id_str(const uint8_t *id, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < RDMIG_MIG_ID_LEN; i++) {
+		out[2 * i] = hex[id[i] >> 4];
+		out[2 * i + 1] = hex[id[i] & 15];
+	}
+	out[2 * RDMIG_MIG_ID_LEN] = '\0';
+}
 
 size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 {
@@ -20,6 +42,7 @@ size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 	rdmig_put_be32(b + 20, m->channels);
 	rdmig_put_be64(b + 24, m->seed);
 	rdmig_put_be64(b + 32, m->dirty_rate);
+	memcpy(b + SETUP_ID, m->id, RDMIG_MIG_ID_LEN);
 	for (uint32_t i = 0; i < m->nregions; i++) {
 		rdmig_put_be64(b + SETUP_FIXED + SETUP_REGION * i, m->region_len[i]);
 		rdmig_put_be32(b + SETUP_FIXED + SETUP_REGION * i + 8, (uint32_t)m->region_node[i]);
@@ -32,7 +55,7 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 {
 	uint64_t total = 0;
 
-	if (len < SETUP_FIXED)
+	if (len < SETUP_ID)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes, expected at least %d", len,
 				    SETUP_FIXED);
 	memset(m, 0, sizeof(*m));
@@ -44,11 +67,18 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	m->channels = rdmig_get_be32(b + 20);
 	m->seed = rdmig_get_be64(b + 24);
 	m->dirty_rate = rdmig_get_be64(b + 32);
+	/* The version before the length: an older source's SETUP is shorter. */
 	if (m->version != RDMIG_ENGINE_VERSION)
 		return rdmig_seterr(err, -EPROTO,
 				    "SETUP: source speaks migration protocol version %u, this "
 				    "destination version %d",
 				    m->version, RDMIG_ENGINE_VERSION);
+	if (len < SETUP_FIXED)
+		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes, expected at least %d", len,
+				    SETUP_FIXED);
+	memcpy(m->id, b + SETUP_ID, RDMIG_MIG_ID_LEN);
+	if (id_is_zero(m->id))
+		return rdmig_seterr(err, -EPROTO, "SETUP: migration id is all zero");
 	if (m->page_size != RDMIG_PAGE_SIZE)
 		return rdmig_seterr(err, -EPROTO, "SETUP: page size %u, this destination uses %u",
 				    m->page_size, RDMIG_PAGE_SIZE);
@@ -201,6 +231,59 @@ int rdmig_msg_verify_fail_decode(const uint8_t *b, size_t len, struct rdmig_msg_
 	m->expected = rdmig_get_be64(b + 16);
 	m->found = rdmig_get_be64(b + 24);
 	m->mismatches = rdmig_get_be64(b + 32);
+	return 0;
+}
+
+size_t rdmig_msg_id_encode(uint8_t *b, const uint8_t *id)
+{
+	memcpy(b, id, RDMIG_MIG_ID_LEN);
+	return RDMIG_MIG_ID_LEN;
+}
+
+int rdmig_msg_id_decode(const uint8_t *b, size_t len, const uint8_t *want, const char *what,
+			struct rdmig_err *err)
+{
+	char got[RDMIG_MIG_ID_STR], exp[RDMIG_MIG_ID_STR];
+
+	if (len != RDMIG_MIG_ID_LEN)
+		return rdmig_seterr(err, -EPROTO, "%s: %zu bytes, expected %d", what, len,
+				    RDMIG_MIG_ID_LEN);
+	if (memcmp(b, want, RDMIG_MIG_ID_LEN)) {
+		rdmig_mig_id_str(b, got);
+		rdmig_mig_id_str(want, exp);
+		return rdmig_seterr(err, -EPROTO, "%s for migration %s, this is migration %s", what,
+				    got, exp);
+	}
+	return 0;
+}
+
+size_t rdmig_msg_resolve_encode(uint8_t *b, const struct rdmig_msg_resolve *m)
+{
+	memcpy(b, m->id, RDMIG_MIG_ID_LEN);
+	rdmig_put_be32(b + 16, m->value);
+	rdmig_put_be32(b + 20, 0);
+	return RDMIG_RESOLVE_LEN;
+}
+
+int rdmig_msg_resolve_decode(const uint8_t *b, size_t len, uint16_t type,
+			     struct rdmig_msg_resolve *m, struct rdmig_err *err)
+{
+	const char *what = type == RDMIG_EMSG_RESOLVE ? "RESOLVE" : "RESOLVED";
+	uint32_t hi = type == RDMIG_EMSG_RESOLVE ? RDMIG_DECIDED_ABORTED : RDMIG_DST_DISCARDED;
+
+	if (len != RDMIG_RESOLVE_LEN)
+		return rdmig_seterr(err, -EPROTO, "%s: %zu bytes, expected %d", what, len,
+				    RDMIG_RESOLVE_LEN);
+	memcpy(m->id, b, RDMIG_MIG_ID_LEN);
+	m->value = rdmig_get_be32(b + 16);
+	if (id_is_zero(m->id))
+		return rdmig_seterr(err, -EPROTO, "%s: migration id is all zero", what);
+	if (m->value < 1 || m->value > hi)
+		return rdmig_seterr(err, -EPROTO, "%s: %s %u, expected 1 to %u", what,
+				    type == RDMIG_EMSG_RESOLVE ? "decision" : "state", m->value,
+				    hi);
+	if (rdmig_get_be32(b + 20))
+		return rdmig_seterr(err, -EPROTO, "%s: reserved bytes are not zero", what);
 	return 0;
 }
 

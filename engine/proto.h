@@ -14,19 +14,31 @@
 #include "guest.h"
 #include "rdmig/err.h"
 
-#define RDMIG_ENGINE_VERSION 1
+/* 2: SETUP carries the migration id; the two-step hand-over (VERIFIED, GO, GO_ACK, DONE). */
+#define RDMIG_ENGINE_VERSION 2
 
 enum rdmig_emsg {
-	RDMIG_EMSG_SETUP = 0x200, /* src -> dst: guest layout and workload */
+	RDMIG_EMSG_SETUP = 0x200, /* src -> dst: guest layout, workload, migration id */
 	RDMIG_EMSG_SETUP_OK,	  /* dst -> src: allocated, registered, exposed */
-	RDMIG_EMSG_ROUND,	  /* src -> dst: a round was sent (progress only) */
+	RDMIG_EMSG_ROUND,	  /* reserved (version 1: round progress, never sent) */
 	RDMIG_EMSG_FINAL,	  /* src -> dst: last round sent; vCPU states */
 	RDMIG_EMSG_MANIFEST,	  /* src -> dst: per-page checksums */
 	RDMIG_EMSG_MANIFEST_END,  /* src -> dst: all checksums sent */
-	RDMIG_EMSG_COMMITTED,	  /* dst -> src: verified and committed */
+	RDMIG_EMSG_VERIFIED,	  /* dst -> src: remote access revoked, every page verified */
 	RDMIG_EMSG_VERIFY_FAIL,	  /* dst -> src: a page does not match */
 	RDMIG_EMSG_CANCEL,	  /* either way: give up, with a reason */
+	RDMIG_EMSG_GO,		  /* src -> dst: the source decided GO, irrevocably */
+	RDMIG_EMSG_GO_ACK,	  /* dst -> src: the guest runs at the destination */
+	RDMIG_EMSG_DONE,	  /* src -> dst: GO_ACK (or RESOLVED) arrived, nothing is open */
+	RDMIG_EMSG_RESOLVE,	  /* src -> dst, new connection: the source's decision */
+	RDMIG_EMSG_RESOLVED,	  /* dst -> src: what the destination did with it */
 };
+
+/* A migration's id: 128 random bits, chosen by the source, in SETUP. */
+#define RDMIG_MIG_ID_LEN 16
+/* The id as 32 lower-case hex digits and a NUL. */
+#define RDMIG_MIG_ID_STR 33
+void rdmig_mig_id_str(const uint8_t *id, char *out);
 
 struct rdmig_msg_setup {
 	uint32_t version;
@@ -40,12 +52,13 @@ struct rdmig_msg_setup {
 	uint64_t region_len[RDMIG_GUEST_MAX_REGIONS];
 	/* NUMA node holding most of each region at the source, -1 unknown (0..1023). */
 	int32_t region_node[RDMIG_GUEST_MAX_REGIONS];
+	uint8_t id[RDMIG_MIG_ID_LEN]; /* never all zero */
 };
 
 /* Highest NUMA node number SETUP accepts (the kernel's MAX_NUMNODES limit). */
 #define RDMIG_SETUP_MAX_NODE 1023
-/* Largest SETUP message: 40 fixed bytes + 12 per region. */
-#define RDMIG_SETUP_MAX_LEN (40 + 12 * RDMIG_GUEST_MAX_REGIONS)
+/* Largest SETUP message: 56 fixed bytes + 12 per region. */
+#define RDMIG_SETUP_MAX_LEN (56 + 12 * RDMIG_GUEST_MAX_REGIONS)
 
 struct rdmig_msg_final {
 	uint32_t rounds;
@@ -93,6 +106,39 @@ int rdmig_msg_u64_decode(const uint8_t *buf, size_t len, uint64_t *v, struct rdm
 size_t rdmig_msg_verify_fail_encode(uint8_t *buf, const struct rdmig_msg_verify_fail *m);
 int rdmig_msg_verify_fail_decode(const uint8_t *buf, size_t len, struct rdmig_msg_verify_fail *m,
 				 struct rdmig_err *err);
+
+/*
+ * GO, GO_ACK and DONE: the migration id alone (16 bytes). The decoder
+ * refuses any other length and an id other than `want`, naming `what`.
+ */
+size_t rdmig_msg_id_encode(uint8_t *buf, const uint8_t *id);
+int rdmig_msg_id_decode(const uint8_t *buf, size_t len, const uint8_t *want, const char *what,
+			struct rdmig_err *err);
+
+/* RESOLVE's decision: what the source did with the guest. */
+enum rdmig_decision {
+	RDMIG_DECIDED_GO = 1,	   /* handed over: it never resumes the guest */
+	RDMIG_DECIDED_ABORTED = 2, /* kept: the guest runs (or will run) at the source */
+};
+
+/* RESOLVED's state: what the destination did on hearing it. */
+enum rdmig_dst_outcome {
+	RDMIG_DST_RUNNING = 1,	 /* the guest runs here */
+	RDMIG_DST_DISCARDED = 2, /* the guest was never started here and is gone */
+};
+
+/* RESOLVE and RESOLVED: id (16 bytes), value (be32), 4 reserved zero bytes. */
+#define RDMIG_RESOLVE_LEN 24
+
+struct rdmig_msg_resolve {
+	uint8_t id[RDMIG_MIG_ID_LEN];
+	uint32_t value; /* enum rdmig_decision (RESOLVE) or rdmig_dst_outcome (RESOLVED) */
+};
+
+size_t rdmig_msg_resolve_encode(uint8_t *buf, const struct rdmig_msg_resolve *m);
+/* `type` is RDMIG_EMSG_RESOLVE or RDMIG_EMSG_RESOLVED: which values are valid. */
+int rdmig_msg_resolve_decode(const uint8_t *buf, size_t len, uint16_t type,
+			     struct rdmig_msg_resolve *m, struct rdmig_err *err);
 
 /* CANCEL: 4-byte negative errno + message text (at most 256 bytes). */
 size_t rdmig_msg_cancel_encode(uint8_t *buf, int code, const char *why);

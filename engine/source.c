@@ -12,6 +12,9 @@
  * any page, so every page written after it was read is harvested again;
  * the final harvest happens with every vCPU paused, so the last round sends
  * everything that differs from what the destination already has.
+ *
+ * Invariant for the hand-over: `go` is set before GO is sent, and once it
+ * is set the guest is never resumed here (migrate.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,6 +32,7 @@
 #include "proto.h"
 #include "runs.h"
 #include "plan.h"
+#include "settle.h"
 
 /* Runs planned per dispatch; a round larger than this goes out in chunks. */
 #define RUNS_PER_CHUNK (64 * 1024)
@@ -97,9 +101,15 @@ struct mig_src {
 	uint64_t zero_sum; /* checksum of an all-zero page */
 	struct rdmig_mig_stats st;
 	struct rdmig_dirty *dirty;
-	bool paused;	  /* the migration stopped the guest (cold, switchover) */
+	bool paused;	    /* the migration stopped the guest (cold, switchover) */
+	bool manifest_sent; /* MANIFEST_END went (or may have): VERIFIED is possible */
+	bool dst_gave_up;   /* VERIFY_FAIL or CANCEL: the destination discards by itself */
+	bool go;	    /* decided GO: irrevocable, the guest never resumes here */
+	uint8_t id[RDMIG_MIG_ID_LEN];
+	char ids[RDMIG_MIG_ID_STR];
 	bool hook_paused; /* the soft-dirty harvest hook stopped it for a moment */
 	uint64_t t0;
+	uint64_t t_pause; /* switchover: the guest stopped here */
 	uint64_t work0;
 };
 
@@ -452,6 +462,8 @@ static int send_manifest(struct mig_src *m, struct rdmig_err *err)
 		uint8_t b[8];
 
 		rdmig_msg_u64_encode(b, m->pages);
+		/* Even a failed send may arrive: from here the destination may be prepared. */
+		m->manifest_sent = true;
 		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_MANIFEST_END, b, sizeof(b), err);
 	}
 	free(buf);
@@ -462,7 +474,8 @@ static void set_state(struct mig_src *m, enum rdmig_mig_state s)
 {
 	m->st.state = s;
 	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;
-	log_info("source: %s", rdmig_mig_state_name(s));
+	/* The caller hears every state as an event; the log only when it asks for detail. */
+	log_debug("source: %s", rdmig_mig_state_name(s));
 	rdmig_mig_emit(m->o, RDMIG_EV_STATE, &m->st);
 }
 
@@ -507,6 +520,12 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	s.channels = rdmig_conn_channels(m->c);
 	s.seed = gc->seed;
 	s.dirty_rate = gc->dirty_rate;
+	ret = rdmig_mig_new_id(m->id, err);
+	if (ret)
+		return ret;
+	memcpy(s.id, m->id, RDMIG_MIG_ID_LEN);
+	rdmig_mig_id_str(m->id, m->ids);
+	snprintf(m->st.migration_id, sizeof(m->st.migration_id), "%s", m->ids);
 	for (unsigned r = 0; r < m->nreg; r++) {
 		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
 		struct src_region *sr = &m->reg[r];
@@ -644,53 +663,161 @@ static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 
 /* ---- the state machine ------------------------------------------------- */
 
-static int wait_commit(struct mig_src *m, struct rdmig_err *err)
+/* The destination's CANCEL or VERIFY_FAIL as this side's error; it discards by itself. */
+static int dst_refused(struct mig_src *m, uint16_t type, const uint8_t *buf, size_t len,
+		       struct rdmig_err *err)
+{
+	struct rdmig_msg_verify_fail f;
+	char why[260];
+	int code, ret;
+
+	m->dst_gave_up = true;
+	if (type == RDMIG_EMSG_CANCEL) {
+		if (rdmig_msg_cancel_decode(buf, len, &code, why, sizeof(why), err))
+			return -EPROTO;
+		return rdmig_seterr(err, code, "destination cancelled: %s", why);
+	}
+	ret = rdmig_msg_verify_fail_decode(buf, len, &f, err);
+	if (ret)
+		return ret;
+	return rdmig_seterr(
+	    err, -EILSEQ,
+	    "destination verify failed: region %u page %" PRIu64 " (offset 0x%" PRIx64
+	    ") has checksum %016" PRIx64 ", source sent %016" PRIx64 "; %" PRIu64 " page(s) differ",
+	    f.region, f.page, f.page * RDMIG_PAGE_SIZE, f.found, f.expected, f.mismatches);
+}
+
+/*
+ * Wait for VERIFIED until `deadline`. The source has not decided yet, so a
+ * cancel still counts; the destination's CANCEL or VERIFY_FAIL end it.
+ */
+static int await_verified(struct mig_src *m, uint64_t deadline, struct rdmig_err *err)
 {
 	uint8_t buf[512];
-	uint64_t deadline = rdmig_now_ns() + 120 * 1000000000ull;
 	uint16_t type;
 	size_t len;
 	int ret;
 
 	for (;;) {
+		if (cancelled(m))
+			return rdmig_seterr(err, -ECANCELED, "migration cancelled");
 		ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, RDMIG_POLL_MS, err);
 		if (ret == -ETIMEDOUT) {
 			rdmig_err_clear(err);
 			if (rdmig_now_ns() > deadline)
 				return rdmig_seterr(err, -ETIMEDOUT,
-						    "destination did not commit within 120 s");
-			/* Past this point only the destination's verdict counts; no cancel. */
+						    "the destination did not verify within %.0f s "
+						    "(--commit-timeout)",
+						    (double)m->o->commit_timeout_ns / 1e9);
 			continue;
 		}
 		if (ret)
 			return ret;
-		if (type == RDMIG_EMSG_COMMITTED)
+		if (type == RDMIG_EMSG_VERIFIED)
 			return rdmig_msg_u64_decode(buf, len, &m->st.verified_pages, err);
-		if (type == RDMIG_EMSG_VERIFY_FAIL) {
-			struct rdmig_msg_verify_fail f;
-
-			ret = rdmig_msg_verify_fail_decode(buf, len, &f, err);
-			if (ret)
-				return ret;
-			return rdmig_seterr(err, -EILSEQ,
-					    "destination verify failed: region %u page %" PRIu64
-					    " (offset 0x%" PRIx64 ") has checksum %016" PRIx64
-					    ", source sent %016" PRIx64 "; %" PRIu64
-					    " page(s) differ",
-					    f.region, f.page, f.page * RDMIG_PAGE_SIZE, f.found,
-					    f.expected, f.mismatches);
-		}
-		if (type == RDMIG_EMSG_CANCEL) {
-			char why[260];
-			int code;
-
-			if (rdmig_msg_cancel_decode(buf, len, &code, why, sizeof(why), err))
-				return -EPROTO;
-			return rdmig_seterr(err, code, "destination cancelled: %s", why);
-		}
+		if (type == RDMIG_EMSG_VERIFY_FAIL || type == RDMIG_EMSG_CANCEL)
+			return dst_refused(m, type, buf, len, err);
 		return rdmig_seterr(err, -EPROTO,
-				    "unexpected message 0x%x while waiting for commit", type);
+				    "unexpected message 0x%x while waiting for VERIFIED", type);
 	}
+}
+
+/* Decided GO: wait for GO_ACK. Any failure leaves the outcome to settle. */
+static int await_go_ack(struct mig_src *m, struct rdmig_err *err)
+{
+	uint8_t buf[300];
+	uint16_t type;
+	size_t len;
+	int ret;
+
+	ret = rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len,
+			      (int)(m->o->commit_timeout_ns / 1000000), err);
+	if (ret == -ETIMEDOUT) {
+		rdmig_err_clear(err);
+		return rdmig_seterr(err, -ETIMEDOUT, "no GO_ACK within %.0f s (--commit-timeout)",
+				    (double)m->o->commit_timeout_ns / 1e9);
+	}
+	if (ret)
+		return ret;
+	if (type != RDMIG_EMSG_GO_ACK)
+		return rdmig_seterr(err, -EPROTO, "expected GO_ACK, got message 0x%x", type);
+	return rdmig_msg_id_decode(buf, len, m->id, "GO_ACK", err);
+}
+
+/*
+ * The two-step hand-over, from FINAL on (migrate.h). Returns 0 once GO_ACK
+ * came; any error before `go` is an abort, after it a cut hand-over.
+ */
+static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rdmig_err *err)
+{
+	const struct rdmig_mig_opts *o = m->o;
+	uint64_t deadline;
+	uint8_t *buf;
+	size_t len;
+	int ret;
+
+	if (rdmig_mig_test_fault(o, m->c, RDMIG_STEP_FINAL, "source"))
+		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of FINAL");
+	buf = malloc(16 + 32 * RDMIG_GUEST_MAX_VCPUS);
+	if (!buf)
+		return rdmig_seterr(err, -ENOMEM, "out of memory");
+	len = rdmig_msg_final_encode(buf, fin);
+	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_FINAL, buf, len, err);
+	free(buf);
+	if (ret)
+		return ret;
+
+	set_state(m, RDMIG_MIG_VERIFY);
+	if (rdmig_mig_test_fault(o, m->c, RDMIG_STEP_MANIFEST, "source"))
+		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of the manifest");
+	ret = send_manifest(m, err);
+	if (ret)
+		return ret;
+	deadline = rdmig_now_ns() + o->commit_timeout_ns;
+	ret = await_verified(m, deadline, err);
+	if (ret)
+		return ret;
+	rdmig_mig_test_fault(o, m->c, RDMIG_STEP_VERIFIED, "source");
+	/* The decision is taken now: whatever held us up since VERIFIED counts. */
+	if (rdmig_conn_failed(m->c, err))
+		return err && err->code ? err->code : -ECONNRESET;
+	if (rdmig_now_ns() > deadline)
+		return rdmig_seterr(err, -ETIMEDOUT,
+				    "VERIFIED came, but the commit deadline (%.0f s) had passed "
+				    "before this side could decide",
+				    (double)o->commit_timeout_ns / 1e9);
+	if (cancelled(m))
+		return rdmig_seterr(err, -ECANCELED, "migration cancelled");
+
+	m->go = true;
+	log_info("migration %s: decided GO", m->ids);
+	if (o->dump_ram) {
+		struct rdmig_err derr = RDMIG_ERR_INIT;
+
+		/* Paused since the final harvest: this is what the destination holds. */
+		if (rdmig_guest_dump(m->g, o->dump_ram, &derr))
+			log_err("%s", rdmig_err_str(&derr));
+	}
+	set_state(m, RDMIG_MIG_COMMIT);
+	if (!rdmig_mig_test_fault(o, m->c, RDMIG_STEP_GO, "source")) {
+		uint8_t b[RDMIG_MIG_ID_LEN];
+
+		len = rdmig_msg_id_encode(b, m->id);
+		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_GO, b, len, err);
+		if (ret)
+			return ret;
+	}
+	ret = await_go_ack(m, err);
+	if (ret)
+		return ret;
+	if (!rdmig_mig_test_fault(o, m->c, RDMIG_STEP_GO_ACK, "source")) {
+		uint8_t b[RDMIG_MIG_ID_LEN];
+
+		len = rdmig_msg_id_encode(b, m->id);
+		/* Only spares the destination its wait: the guest runs there either way. */
+		rdmig_ctrl_send(m->c, RDMIG_EMSG_DONE, b, len, NULL);
+	}
+	return 0;
 }
 
 static int run(struct mig_src *m, struct rdmig_err *err)
@@ -699,9 +826,6 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	struct rdmig_conv cv;
 	uint64_t round_bytes, t_round, t_harvest, t_min = 0, min_dirty = UINT64_MAX, dirty;
 	struct rdmig_msg_final fin = {0};
-	uint8_t *buf;
-	uint64_t t_pause;
-	size_t len;
 	int ret;
 
 	set_state(m, RDMIG_MIG_SETUP);
@@ -809,7 +933,7 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 
 	/* Switchover: stop the guest, send what is left, hand over the vCPUs. */
 	set_state(m, RDMIG_MIG_SWITCHOVER);
-	t_pause = rdmig_now_ns();
+	m->t_pause = rdmig_now_ns();
 	if (!m->paused) {
 		rdmig_guest_pause(m->g);
 		m->paused = true;
@@ -828,24 +952,9 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	fin.vcpus = rdmig_guest_cfg(m->g)->vcpus;
 	fin.final_seq = RDMIG_SEQ_FINAL | m->st.round;
 	rdmig_guest_save_vcpus(m->g, fin.vcpu);
-	buf = malloc(16 + 32 * RDMIG_GUEST_MAX_VCPUS);
-	if (!buf)
-		return rdmig_seterr(err, -ENOMEM, "out of memory");
-	len = rdmig_msg_final_encode(buf, &fin);
-	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_FINAL, buf, len, err);
-	free(buf);
+	ret = handover(m, &fin, err);
 	if (ret)
 		return ret;
-
-	set_state(m, RDMIG_MIG_VERIFY);
-	ret = send_manifest(m, err);
-	if (ret)
-		return ret;
-	ret = wait_commit(m, err);
-	if (ret)
-		return ret;
-	m->st.downtime_ms = (double)(rdmig_now_ns() - t_pause) / 1e6;
-	set_state(m, RDMIG_MIG_COMMIT);
 	return 0;
 }
 
@@ -863,6 +972,72 @@ static void teardown(struct mig_src *m)
 	pthread_cond_destroy(&m->cv);
 }
 
+/*
+ * Aborting after the manifest: is the destination still on this connection?
+ * One that gave up waiting for GO has closed it and waits for RESOLVE
+ * instead; a CANCEL sent into the closed connection would never reach it.
+ * Reading what is already here tells (a late VERIFIED is dropped: the
+ * decision is taken).
+ */
+static void probe_dst(struct mig_src *m)
+{
+	uint8_t buf[512];
+	uint16_t type;
+	size_t len;
+
+	if (rdmig_ctrl_recv(m->c, &type, buf, sizeof(buf), &len, 0, NULL))
+		return;
+	if (type == RDMIG_EMSG_CANCEL || type == RDMIG_EMSG_VERIFY_FAIL)
+		m->dst_gave_up = true;
+}
+
+/*
+ * Decided GO, and the hand-over was cut (the cause in err): settle it. 0 when
+ * the destination runs the guest; RDMIG_MIG_EUNKNOWN when it could not be
+ * told; an error with `go` cleared when it says it discarded the guest, so
+ * the guest may run here again.
+ */
+static int settle_go(struct mig_src *m, struct rdmig_err *err)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	enum rdmig_dst_outcome out;
+	char cause[RDMIG_ERR_MSG_MAX];
+
+	snprintf(cause, sizeof(cause), "%s", rdmig_err_str(err));
+	log_warn("migration %s: decided GO, then %s: settling (up to %.0f s)", m->ids, cause,
+		 (double)m->o->commit_grace_ns / 1e9);
+	set_state(m, RDMIG_MIG_SETTLING);
+	rdmig_err_clear(err);
+	if (rdmig_settle_src(m->o, m->id, RDMIG_DECIDED_GO, &out, &e))
+		return rdmig_seterr(err, RDMIG_MIG_EUNKNOWN,
+				    "outcome unknown for migration %s: decided GO, then %s; %s. "
+				    "The guest stays paused here",
+				    m->ids, cause, rdmig_err_str(&e));
+	if (out == RDMIG_DST_RUNNING)
+		return 0;
+	/* Only a destination that never started it says so: it may run here again. */
+	m->go = false;
+	m->dst_gave_up = true;
+	return rdmig_seterr(err, -ECONNABORTED,
+			    "the destination discarded migration %s after GO: the guest runs here",
+			    m->ids);
+}
+
+/*
+ * Aborted after the manifest went, on a connection that failed: the
+ * destination may be prepared and waiting for word. Best effort: the guest
+ * runs here already, this only spares the destination its grace.
+ */
+static void settle_aborted(struct mig_src *m)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	enum rdmig_dst_outcome out;
+
+	if (rdmig_settle_src(m->o, m->id, RDMIG_DECIDED_ABORTED, &out, &e))
+		log_warn("migration %s: could not tell the destination that it was aborted: %s",
+			 m->ids, rdmig_err_str(&e));
+}
+
 int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 		     const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
 		     struct rdmig_err *err)
@@ -870,6 +1045,10 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	struct mig_src *m;
 	int ret;
 
+	/* The engine's own limits too, for callers that did not ask first. */
+	ret = rdmig_mig_opts_check(opts, rdmig_conn_backend(c), NULL, err);
+	if (ret)
+		return ret;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
@@ -888,19 +1067,24 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	pthread_cond_init(&m->cv, NULL);
 
 	ret = run(m, err);
-	if (ret && ret != -ECANCELED && cancelled(m)) {
+	if (ret && !m->go && ret != -ECANCELED && cancelled(m)) {
 		/* The cancel caused whatever failed last (e.g. an aborted connection). */
 		rdmig_err_clear(err);
 		ret = rdmig_seterr(err, -ECANCELED, "migration cancelled");
 	}
-	if (ret) {
+	if (ret && !m->go) {
 		uint8_t b[300];
 		size_t n;
 
+		if (m->manifest_sent && !m->dst_gave_up)
+			probe_dst(m);
 		/* Tell the destination to discard; it may be gone already. */
 		n = rdmig_msg_cancel_encode(b, ret, rdmig_err_str(err));
-		if (!rdmig_conn_failed(c, NULL))
-			rdmig_ctrl_send(c, RDMIG_EMSG_CANCEL, b, n, NULL);
+		if (!rdmig_conn_failed(c, NULL) &&
+		    !rdmig_ctrl_send(c, RDMIG_EMSG_CANCEL, b, n, NULL))
+			m->dst_gave_up = true; /* it will read CANCEL, prepared or not */
+	}
+	if (ret) {
 		atomic_store(&m->stop, true);
 		rdmig_conn_abort(c, ret, rdmig_err_str(err));
 	}
@@ -911,21 +1095,22 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 	teardown(m);
 	/* Local registrations go either way; the guest keeps its memory. */
 	rdmig_revoke(c);
-	if (ret) {
+	if (ret && m->go)
+		ret = settle_go(m, err);
+	if (ret && !m->go) {
 		/* The source guest carries on as if nothing happened. */
 		rdmig_guest_set_throttle(guest, 0);
 		if (m->paused)
 			rdmig_guest_resume(guest);
 		m->st.throttle = 0;
 		m->st.state = ret == -ECANCELED ? RDMIG_MIG_CANCELLED : RDMIG_MIG_FAILED;
+		if (m->manifest_sent && !m->dst_gave_up)
+			settle_aborted(m);
+	} else if (ret) {
+		/* Decided GO, not confirmed: paused here, for an operator to decide. */
+		m->st.state = RDMIG_MIG_UNKNOWN;
 	} else {
-		if (opts->dump_ram) {
-			struct rdmig_err derr = RDMIG_ERR_INIT;
-
-			/* The guest is still paused: RAM is as it was at switchover. */
-			if (rdmig_guest_dump(guest, opts->dump_ram, &derr))
-				log_err("%s", rdmig_err_str(&derr));
-		}
+		m->st.downtime_ms = (double)(rdmig_now_ns() - m->t_pause) / 1e6;
 		rdmig_guest_stop(guest);
 		m->st.state = RDMIG_MIG_COMPLETED;
 	}

@@ -691,12 +691,13 @@ int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atom
 		}
 		if (ret) {
 			/*
-			 * A peer that failed its handshake (a wrong or missing key, another
-			 * protocol) must not stop the relay; the transport names it.
+			 * A peer that fails its handshake (a wrong or missing key, another
+			 * protocol) never gets here: the transport drops it and logs it
+			 * with its address. What is left is the listener itself failing,
+			 * which no retry mends.
 			 */
-			log_warn("relay: refused a connection: %s", aerr.msg);
-			ret = 0;
-			continue;
+			rdmig_seterr(err, ret, "relay: the listener failed: %s", aerr.msg);
+			break;
 		}
 		s = malloc(sizeof(*s));
 		if (!s) {

@@ -72,27 +72,34 @@ int cli_parse_backend(const char *s, enum rdmig_backend *b, bool *is_auto, struc
 }
 
 /*
- * Keys loaded by this process, wiped when it exits. A command keeps its key
- * for as long as it may connect or accept (the auth hook and TLS read it),
- * which is until it returns to main(), so exit is the one place every path
- * (success, failure, cancel) passes through.
+ * The keys of this process live here, not in the caller's storage (which may
+ * be on its stack), so they outlast every connection the command makes (the
+ * auth hook and TLS read them) and are wiped when the process exits, on every
+ * path: success, failure and cancel.
  */
-static struct rdmig_auth_key *loaded_keys[4];
+static struct rdmig_auth_key loaded_keys[4];
 static unsigned nloaded_keys;
 
 static void wipe_keys(void)
 {
 	for (unsigned i = 0; i < nloaded_keys; i++)
-		rdmig_auth_key_wipe(loaded_keys[i]);
+		rdmig_auth_key_wipe(&loaded_keys[i]);
 	nloaded_keys = 0;
 }
 
-static void remember_key(struct rdmig_auth_key *key)
+/* Move `key` into the process's key store; NULL when it is full. */
+static struct rdmig_auth_key *keep_key(struct rdmig_auth_key *key)
 {
+	struct rdmig_auth_key *k;
+
+	if (nloaded_keys >= sizeof(loaded_keys) / sizeof(loaded_keys[0]))
+		return NULL;
 	if (!nloaded_keys)
 		atexit(wipe_keys);
-	if (nloaded_keys < sizeof(loaded_keys) / sizeof(loaded_keys[0]))
-		loaded_keys[nloaded_keys++] = key;
+	k = &loaded_keys[nloaded_keys++];
+	*k = *key;
+	rdmig_auth_key_wipe(key);
+	return k;
 }
 
 int cli_key_setup(const char *cmd, const char *key_file, struct rdmig_xport_cfg *cfg,
@@ -101,7 +108,6 @@ int cli_key_setup(const char *cmd, const char *key_file, struct rdmig_xport_cfg 
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	int ret = rdmig_auth_key_from_opt(key_file, key, &err);
 
-	remember_key(key);
 	if (ret < 0) {
 		fprintf(stderr, "rdmig %s: %s\n", cmd, rdmig_err_str(&err));
 		return RDMIG_EXIT_FAIL;
@@ -113,6 +119,11 @@ int cli_key_setup(const char *cmd, const char *key_file, struct rdmig_xport_cfg 
 	if (ret > 0) {
 		fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);
 		return RDMIG_EXIT_OK;
+	}
+	key = keep_key(key);
+	if (!key) {
+		fprintf(stderr, "rdmig %s: too many keys loaded in one process\n", cmd);
+		return RDMIG_EXIT_FAIL;
 	}
 	cfg->auth = rdmig_auth_psk;
 	cfg->auth_ctx = key;

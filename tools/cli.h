@@ -2,7 +2,8 @@
 /*
  * What the rdmig tool's commands share. Each command takes argc/argv
  * starting at its own name (getopt_long friendly) and returns the process
- * exit status: 0 success, 1 failure, 2 bad usage.
+ * exit status: 0 success, 1 failure, 2 bad usage, and for listen and
+ * migrate 3 when a migration's outcome is unknown (engine/migrate.h).
  */
 #ifndef RDMIG_CLI_H
 #define RDMIG_CLI_H
@@ -17,6 +18,8 @@
 #define RDMIG_EXIT_OK	 0
 #define RDMIG_EXIT_FAIL	 1
 #define RDMIG_EXIT_USAGE 2
+/* listen, migrate: the hand-over was cut and not settled; an operator decides. */
+#define RDMIG_EXIT_UNKNOWN 3
 
 int cmd_doctor(int argc, char **argv);
 int cmd_bw(int argc, char **argv);
@@ -68,7 +71,10 @@ json_t *cli_jreal(double v, int decimals);
 /* json_object_set_new() where a NULL value (a failed constructor) becomes null. */
 void cli_jset(json_t *obj, const char *key, json_t *val);
 
-/* "completed", "cancelled" (-ECANCELED) or "failed" for a command's result. */
+/*
+ * "completed", "cancelled" (-ECANCELED), "unknown" (a migration's
+ * RDMIG_MIG_EUNKNOWN) or "failed" for a command's result.
+ */
 const char *cli_status_name(int ret);
 /*
  * The start of every command's final object: {"event":"summary",

@@ -94,6 +94,10 @@ static void migrate_usage(FILE *out)
 	    "      --timeout TIME        give up after TIME (default 10m)\n"
 	    "      --progress-timeout T  give up when the dirty set stops shrinking for T\n"
 	    "                            (default 60s)\n"
+	    "      --commit-timeout T    wait this long for each hand-over message from the\n"
+	    "                            destination (1s to 3600s, default 30s)\n"
+	    "      --commit-grace T      a cut hand-over: try this long to reach the\n"
+	    "                            destination again and settle it (default 60s)\n"
 	    "Transport:\n"
 	    "  -b, --backend B           rdma, tcp or auto (default: rdma if this host has an\n"
 	    "                            RDMA device, the options allow it and it connects,\n"
@@ -119,9 +123,10 @@ static void migrate_usage(FILE *out)
 	    "  -h, --help\n"
 	    "\n"
 	    "Options that cannot work together, or not on this kernel, are refused before\n"
-	    "anything connects. Ctrl-C cancels: the guest keeps running here and the\n"
-	    "destination discards.\n"
-	    "Exit status: 0 completed, 1 failed or cancelled, 2 bad usage.\n");
+	    "anything connects. Ctrl-C cancels until the source decides GO: the guest keeps\n"
+	    "running here and the destination discards.\n"
+	    "Exit status: 0 completed, 1 failed or cancelled (the guest runs here), 2 bad\n"
+	    "usage, 3 outcome unknown (the guest is paused here; see the message).\n");
 }
 
 /* What migrate parses beyond the shared options. */
@@ -305,6 +310,19 @@ static int plan_source(struct mig_cli *m, const struct src_args *a, struct rdmig
 			    a->gc.vcpus && a->gc.vcpu_cpus ? a->gc.vcpu_cpus : NULL, err);
 }
 
+/*
+ * The engine's way back to the destination after a cut hand-over
+ * (rdmig_mig_conn_fn): the backend, key and settings of the migration.
+ */
+static int settle_connect(void *ctx, int timeout_ms, struct rdmig_conn **out, struct rdmig_err *err)
+{
+	const struct mig_cli *m = ctx;
+	struct rdmig_xport_cfg cfg = m->cfg;
+
+	cfg.connect_timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+	return rdmig_connect(&cfg, out, err);
+}
+
 /* Connect; auto tries rdma first and never mixes backends once connected. */
 static int connect_dest(struct mig_cli *m, struct rdmig_conn **c, struct rdmig_err *err)
 {
@@ -366,6 +384,8 @@ int cmd_migrate(int argc, char **argv)
 		ret = plan_source(&m, &a, g, &err);
 	if (!ret)
 		ret = connect_dest(&m, &c, &err);
+	m.mo.settle_conn = settle_connect;
+	m.mo.settle_ctx = &m;
 	if (!ret)
 		ret = rdmig_mig_source(c, g, &m.mo, &st, &err);
 	if (c && m.cfg.backend == RDMIG_BACKEND_TCP && m.cfg.compress_level) {
@@ -374,7 +394,8 @@ int cmd_migrate(int argc, char **argv)
 		rdmig_xport_stats(c, &xs);
 		zs = (struct mig_zsum){m.cfg.compress_level, xs.bytes_written, xs.bytes_on_wire};
 	}
-	if (ret && st.state != RDMIG_MIG_FAILED && st.state != RDMIG_MIG_CANCELLED)
+	if (ret && st.state != RDMIG_MIG_FAILED && st.state != RDMIG_MIG_CANCELLED &&
+	    st.state != RDMIG_MIG_UNKNOWN)
 		st.state = RDMIG_MIG_FAILED;
 	if (ret && g)
 		st.guest_work = rdmig_guest_work(g);
@@ -383,7 +404,12 @@ int cmd_migrate(int argc, char **argv)
 	if (ret && !m.out.json)
 		fprintf(stderr, "rdmig migrate: %s%s\n", rdmig_err_str(&err),
 			g && rdmig_guest_running(g) ? " (the guest is still running here)" : "");
-	ret = ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
+	if (ret == RDMIG_MIG_EUNKNOWN)
+		fprintf(stderr, "rdmig migrate: %s\n", rdmig_mig_unknown_advice(true));
+	if (ret == RDMIG_MIG_EUNKNOWN)
+		ret = RDMIG_EXIT_UNKNOWN;
+	else
+		ret = ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 out_fini:
 	rdmig_conn_destroy(c);
 	rdmig_guest_destroy(g);

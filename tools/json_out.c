@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "migrate.h"
 
 json_t *cli_jstr(const char *s)
 {
@@ -55,6 +56,8 @@ void cli_jset(json_t *obj, const char *key, json_t *val)
 
 const char *cli_status_name(int ret)
 {
+	if (ret == RDMIG_MIG_EUNKNOWN)
+		return "unknown";
 	return ret == 0 ? "completed" : ret == -ECANCELED ? "cancelled" : "failed";
 }
 

@@ -23,6 +23,9 @@ enum {
 	OPT_JSON,
 	OPT_DUMP,
 	OPT_HUGEPAGES,
+	OPT_COMMIT_TIMEOUT,
+	OPT_COMMIT_GRACE,
+	OPT_TEST_FAULT,
 };
 
 /* Both ends take these; the commands add their own (tools/cmd_listen.c, cmd_migrate.c). */
@@ -37,6 +40,10 @@ static const struct option shared_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"dump-ram", required_argument, NULL, OPT_DUMP},
     {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
+    {"commit-timeout", required_argument, NULL, OPT_COMMIT_TIMEOUT},
+    {"commit-grace", required_argument, NULL, OPT_COMMIT_GRACE},
+    /* Tests only, not in --help: fail the hand-over at STEP (engine/migrate.h). */
+    {"test-fault", required_argument, NULL, OPT_TEST_FAULT},
     {"help", no_argument, NULL, 'h'},
 };
 #define NSHARED	 (sizeof(shared_opts) / sizeof(shared_opts[0]))
@@ -51,6 +58,18 @@ void mig_cli_init(struct mig_cli *m, const struct mig_cmd *cmd)
 	m->backend_auto = true;
 	m->numa = RDMIG_NUMA_AUTO;
 	rdmig_mig_opts_defaults(&m->mo);
+}
+
+/* A hand-over deadline: the range is the engine's (rdmig_mig_opts_check()). */
+static int commit_opt(const char *cmd, const char *name, const char *arg, uint64_t *ns)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+
+	if (rdmig_parse_duration(arg, 1000000000ull, ns, &err) || *ns < RDMIG_COMMIT_MIN_NS ||
+	    *ns > RDMIG_COMMIT_MAX_NS)
+		return cli_usage_error(cmd, "%s expects a duration between 1s and 3600s, got '%s'",
+				       name, arg);
+	return 0;
 }
 
 /* 0 handled, RDMIG_EXIT_USAGE (printed), or -1: not a shared option. */
@@ -99,6 +118,16 @@ static int shared_opt(struct mig_cli *m, const char *cmd, int opt, const char *a
 		return 0;
 	case OPT_HUGEPAGES:
 		m->hugepages = true;
+		return 0;
+	case OPT_COMMIT_TIMEOUT:
+	case OPT_COMMIT_GRACE:
+		return commit_opt(
+		    cmd, opt == OPT_COMMIT_TIMEOUT ? "--commit-timeout" : "--commit-grace", arg,
+		    opt == OPT_COMMIT_TIMEOUT ? &m->mo.commit_timeout_ns : &m->mo.commit_grace_ns);
+	case OPT_TEST_FAULT:
+		if (rdmig_test_fault_parse(arg, &m->mo.test_fault_step, &m->mo.test_fault_action,
+					   &err))
+			return cli_usage_error(cmd, "--test-fault: %s", err.msg);
 		return 0;
 	}
 	return -1;

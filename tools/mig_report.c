@@ -110,6 +110,11 @@ static void summary_json(const struct mig_out *o, int ret, const struct rdmig_mi
 	if (!j)
 		return;
 	cli_jset(j, "side", json_string(o->side));
+	cli_jset(j, "migration_id",
+		 s->migration_id[0] ? json_string(s->migration_id) : json_null());
+	if (ret == RDMIG_MIG_EUNKNOWN)
+		cli_jset(j, "advice",
+			 json_string(rdmig_mig_unknown_advice(!strcmp(o->side, "source"))));
 	cli_jset(j, "backend", json_string(backend));
 	cli_jset(j, "channels", json_integer(channels));
 	cli_jset(j, "total_ms", cli_jreal(s->total_ms, 1));
@@ -144,6 +149,8 @@ static void summary_text(const struct mig_out *o, int ret, const struct rdmig_mi
 	printf("rdmig %s: %s\n", o->side, cli_status_name(ret));
 	if (ret && errmsg)
 		printf("  error          %s\n", errmsg);
+	if (s->migration_id[0])
+		printf("  migration id   %s\n", s->migration_id);
 	printf("  backend        %s, %u channel(s)\n", backend, channels);
 	printf("  total          %.1f ms\n", s->total_ms);
 	if (!strcmp(o->side, "source")) {

@@ -16,9 +16,12 @@
  *                                 bound (heavy loss), source guest running
  *   fault_check soak [N]          N back-to-back migrations between two
  *                                 long-lived processes that swap roles
+ *   fault_check handover src|dst|both [STEP|all] [--actions A,B]
+ *                                 the switchover matrix (fault_handover.c)
  * Options: --backend tcp|rdma --host H --size MIB --bound SECONDS
  *          --timeout SECONDS (expect-fail: the engine's whole-migration
- *          timeout) --iterations N
+ *          timeout) --iterations N --commit SECONDS --grace SECONDS
+ *          (handover: the peers' --commit-timeout and --commit-grace)
  *
  * After every fault: detected within --bound (default 60 s), the source
  * guest still runs with its RAM passing the incr check, throttle released,
@@ -31,6 +34,9 @@
  *                                  committed, 1 = discarded
  *   fault_check src STATE PORT:DUMP  a source (STATE: SIGKILL itself there)
  *   fault_check peer               the soak's other process
+ *   fault_check hdst SPEC DUMP, hsrc SPEC PORT:DUMP
+ *                                  the matrix's two sides (SPEC: STEP:FAULT
+ *                                  or none)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -53,6 +59,8 @@ struct fc_opts fc = {
     .bound_s = 60,
     .timeout_s = 30,
     .iterations = 5,
+    .commit_s = 2,
+    .grace_s = 3,
 };
 
 bool fc_is_rdma(void)
@@ -121,19 +129,17 @@ static int run_dest(const char *dump)
 	return ret ? 1 : 0;
 }
 
-/*
- * Start `fault_check MODE A1 A2 --backend ... --size ...` (NULL args are
- * left out); with `port`, a listener that sends its port.
- */
-static bool start_mode(struct th_peer *p, const char *role, const char *mode, const char *a1,
-		       const char *a2, uint16_t *port)
+bool fc_start_mode(struct th_peer *p, const char *role, const char *mode, const char *a1,
+		   const char *a2, uint16_t *port)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	const char *argv[16];
-	char mib[24];
+	const char *argv[20];
+	char mib[24], commit[24], grace[24];
 	int n = 0;
 
 	snprintf(mib, sizeof(mib), "%" PRIu64, fc.guest_mib);
+	snprintf(commit, sizeof(commit), "%g", fc.commit_s);
+	snprintf(grace, sizeof(grace), "%g", fc.grace_s);
 	argv[n++] = "fault_check";
 	argv[n++] = mode;
 	if (a1)
@@ -146,6 +152,10 @@ static bool start_mode(struct th_peer *p, const char *role, const char *mode, co
 	argv[n++] = fc.host;
 	argv[n++] = "--size";
 	argv[n++] = mib;
+	argv[n++] = "--commit";
+	argv[n++] = commit;
+	argv[n++] = "--grace";
+	argv[n++] = grace;
 	argv[n] = NULL;
 	return TH_CHECK_CALL(port ? th_peer_start_port(p, role, argv, port, 60000, &err)
 				  : th_peer_start(p, role, argv, &err),
@@ -154,17 +164,17 @@ static bool start_mode(struct th_peer *p, const char *role, const char *mode, co
 
 bool fc_start_dest(struct th_peer *p, uint16_t *port, const char *dump)
 {
-	return start_mode(p, "destination", "dest", dump ? dump : "", NULL, port);
+	return fc_start_mode(p, "destination", "dest", dump ? dump : "", NULL, port);
 }
 
 bool fc_start_src(struct th_peer *p, const char *state, const char *port_dump)
 {
-	return start_mode(p, "source", "src", state, port_dump, NULL);
+	return fc_start_mode(p, "source", "src", state, port_dump, NULL);
 }
 
 bool fc_start_peer(struct th_peer *p)
 {
-	return start_mode(p, "peer", "peer", NULL, NULL, NULL);
+	return fc_start_mode(p, "peer", "peer", NULL, NULL, NULL);
 }
 
 /* ---- state names ---------------------------------------------------------- */
@@ -272,10 +282,12 @@ void fc_retry_in_process(const char *what, struct rdmig_guest *g)
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: fault_check kill-dest|kill-src STATE|all | migrate | expect-fail "
-		"| soak  [--backend B] [--host H] [--size MIB] [--bound S] [--timeout S] "
-		"[--iterations N | --long]\n  STATE: bulk, dirty, switchover, final-copy\n");
+	fprintf(stderr, "usage: fault_check kill-dest|kill-src STATE|all | migrate | expect-fail "
+			"| soak | handover src|dst|both [STEP|all] [--actions drop,kill,stop]\n"
+			"       [--backend B] [--host H] [--size MIB] [--bound S] [--timeout S] "
+			"[--iterations N | --long] [--commit S] [--grace S]\n"
+			"  STATE: bulk, dirty, switchover, final-copy\n"
+			"  STEP: final, manifest, verified, go, go-ack\n");
 	return TH_EXIT_USAGE;
 }
 
@@ -283,6 +295,7 @@ int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
 	const char *pos[4] = {0};
+	const char *actions = "drop,kill,stop";
 	unsigned npos = 0;
 	bool peer;
 
@@ -306,6 +319,12 @@ int main(int argc, char **argv)
 				fc.timeout_s = atof(v);
 			else if (!strcmp(k, "--iterations"))
 				fc.iterations = (unsigned)atoi(v);
+			else if (!strcmp(k, "--commit"))
+				fc.commit_s = atof(v);
+			else if (!strcmp(k, "--grace"))
+				fc.grace_s = atof(v);
+			else if (!strcmp(k, "--actions"))
+				actions = v;
 			else
 				return usage();
 		} else if (npos < 4) {
@@ -318,6 +337,10 @@ int main(int argc, char **argv)
 		return fc_run_src(pos[0], pos[1]);
 	if (peer && !strcmp(mode, "peer"))
 		return fc_run_peer();
+	if (peer && !strcmp(mode, "hdst") && npos >= 2)
+		return fc_run_hdst(pos[0], pos[1]);
+	if (peer && !strcmp(mode, "hsrc") && npos >= 2)
+		return fc_run_hsrc(pos[0], pos[1]);
 	if (fc.guest_mib < 4)
 		return usage();
 	if (!th_tmpdir())
@@ -341,6 +364,14 @@ int main(int argc, char **argv)
 		fc_plain_migrate();
 	} else if (!strcmp(mode, "expect-fail")) {
 		fc_expect_fail();
+	} else if (!strcmp(mode, "handover")) {
+		int ret;
+
+		if (npos < 1 || fc.commit_s < 1 || fc.grace_s < 1)
+			return usage();
+		ret = fc_handover(pos[0], npos >= 2 ? pos[1] : "all", actions);
+		if (ret)
+			return ret == TH_EXIT_USAGE ? usage() : ret;
 	} else if (!strcmp(mode, "soak")) {
 		if (npos >= 1)
 			fc.iterations = (unsigned)atoi(pos[0]);

@@ -6,6 +6,7 @@
  *   fault_kill.c   kill -9 of either peer in each state; plain and
  *                  expected-to-fail migrations (netem)
  *   fault_soak.c   one guest migrated A -> B -> A ... between two processes
+ *   fault_handover.c  the switchover matrix: each fault at each hand-over step
  */
 #ifndef RDMIG_FAULT_CHECK_H
 #define RDMIG_FAULT_CHECK_H
@@ -28,6 +29,8 @@ struct fc_opts {
 	double bound_s;	  /* detection bound */
 	double timeout_s; /* expect-fail: the engine's whole-migration timeout */
 	unsigned iterations;
+	double commit_s; /* handover: --commit-timeout of both peers */
+	double grace_s;	 /* handover: --commit-grace of both peers */
 };
 extern struct fc_opts fc;
 
@@ -42,6 +45,12 @@ int fc_dest_receive(struct rdmig_listener *l, const char *dump, struct rdmig_gue
 int fc_source_migrate(struct rdmig_guest *g, uint16_t port, const struct rdmig_mig_opts *o,
 		      struct rdmig_mig_stats *st, struct rdmig_err *err);
 
+/*
+ * Start `fault_check MODE A1 A2` with this run's options (NULL args are
+ * left out); with `port`, a listener that sends its port.
+ */
+bool fc_start_mode(struct th_peer *p, const char *role, const char *mode, const char *a1,
+		   const char *a2, uint16_t *port);
 /* A destination peer that commits to `dump` (NULL: none); its port in *port. */
 bool fc_start_dest(struct th_peer *p, uint16_t *port, const char *dump);
 /* A source peer: `fault_check src STATE|none PORT:DUMP`. */
@@ -68,5 +77,9 @@ void fc_plain_migrate(void);
 void fc_expect_fail(void);
 int fc_run_peer(void);
 void fc_soak(void);
+/* The hand-over matrix (fault_handover.c) and its peers. */
+int fc_handover(const char *sides, const char *steps, const char *actions);
+int fc_run_hdst(const char *spec, const char *dump);
+int fc_run_hsrc(const char *spec, const char *port_dump);
 
 #endif

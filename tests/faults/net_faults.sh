@@ -20,9 +20,13 @@
 # HOST is used for tcp and memlock; rdma link faults use the pair.
 # Env: RDMIG_PAIR_* (see rxe-pair --help), FAULT_BOUND_S (60).
 # Every wait is bounded; exit 77 (skip) with a SKIP line where the fault
-# cannot be injected here.
+# cannot be injected here. A failed migration does not end `rdmig listen`:
+# it logs the failure, discards, and waits for the next source, so each
+# fault checks that, and the retry goes to the same listener where the
+# fault left it usable (else it is stopped and a fresh one takes the retry).
 set -u
 . "$(dirname "$0")/../cli/lib.sh"
+. "$(dirname "$0")/lib.sh"
 R=$1 CHK=$2 BACKEND=$3 HOST=$4 MODE=$5
 BOUND=${FAULT_BOUND_S:-60}
 PAIR=$(dirname "$0")/../../soft-roce-setup/rxe-pair
@@ -60,40 +64,48 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b - a}'; }
 # rdma res counts of user objects (kernel QPs have no pid); -1 without the tool.
 res_count() { rdma res show "$1" 2>/dev/null | grep -c ' pid ' || true; }
 
-start_dest() { # start_dest [listen options]: $dst, $port
-	: >"$tmp/dst.err" # a stale port from the last destination must not be read
-	"$R" listen "$HOST:0" --backend "$BACKEND" "$@" >"$tmp/dst.out" 2>"$tmp/dst.err" &
-	dst=$!
-	port=""
-	for _ in $(seq 300); do
-		port=$(sed -nE 's/.*waiting on .* port ([0-9]+).*/\1/p' "$tmp/dst.err")
-		[ -n "$port" ] && return 0
-		kill -0 $dst 2>/dev/null || break
-		sleep 0.1
-	done
-	fail "destination did not start: $(cat "$tmp/dst.err")"
-	return 1
-}
+start_dest() { start_listener "$tmp/dst.out" "$@"; } # [listen options]: $dst, $port
 
-# wait_pid PID SECONDS: exit status, or 255 after SIGKILL on timeout.
-wait_pid() {
-	local end=$(($(date +%s) + $2))
-	while kill -0 "$1" 2>/dev/null; do
-		if [ "$(date +%s)" -ge "$end" ]; then
-			kill -9 "$1" 2>/dev/null
-			wait "$1" 2>/dev/null
-			return 255
+# The listener of a failed migration: it must log the failure, discard
+# (no RAM dump) and go on listening.
+dst_discarded() { # WHAT T0 SECONDS
+	local end=$(($(date +%s) + $3))
+	while ! grep -q "nothing kept, waiting for the next source" "$tmp/dst.err"; do
+		if [ "$(date +%s)" -ge "$end" ] || ! kill -0 "$dst" 2>/dev/null; then
+			fail "$1: destination did not log a discarded migration within $3 s (alive: $(kill -0 "$dst" 2>/dev/null && echo yes || echo no)): $(tail -3 "$tmp/dst.err")"
+			return 1
 		fi
 		sleep 0.05
 	done
-	wait "$1"
+	pass "$1: destination discarded after $(elapsed "$2") s and still listens: $(grep -m1 "nothing kept" "$tmp/dst.err")"
+	[ ! -e "$tmp/rd.bin" ] && pass "$1: no RAM dump from the discarded migration" \
+		|| fail "$1: the discarded migration left a RAM dump"
+	kill -0 "$dst" 2>/dev/null && pass "$1: destination process still serving" \
+		|| fail "$1: destination exited after the failed migration"
 }
 
-# A retry to a fresh destination: dumps equal, incr check passes.
+# A listener that is not to take the retry: Ctrl-C (SIGTERM) ends it, exit 1.
+stop_dst() { # WHAT
+	[ -n "$dst" ] || return 0
+	kill -TERM "$dst" 2>/dev/null
+	wait_pid "$dst" 30; local rd=$?
+	[ $rd -eq 1 ] && pass "$1: listener stopped by SIGTERM (exit 1)" || fail "$1: listener exit $rd on SIGTERM"
+	dst=""
+}
+
+# A retry: dumps equal, incr check passes. With a listener still there
+# (after dst_discarded, started with --dump-ram rd.bin) it goes to that one,
+# which shows that it still serves; else to a fresh destination.
 # RETRY_ARGS: extra words for the source.
 # shellcheck disable=SC2086
 retry() {
-	start_dest --dump-ram "$tmp/rd.bin" || return
+	rm -f "$tmp/rs.bin"
+	if [ -n "$dst" ] && kill -0 "$dst" 2>/dev/null; then
+		pass "$1: retry to the listener of the failed migration (port $port)"
+	else
+		rm -f "$tmp/rd.bin"
+		start_dest --dump-ram "$tmp/rd.bin" || return
+	fi
 	if timeout 300 "$R" migrate "$HOST:$port" --backend "$BACKEND" --guest-size $GUEST \
 		--vcpus 1 --workload incr --min-rounds 3 --channels 2 --dump-ram "$tmp/rs.bin" ${RETRY_ARGS:-} \
 		>"$tmp/retry.out" 2>&1; then
@@ -109,8 +121,9 @@ retry() {
 
 # Start a migration that stays in the dirty rounds, wait until it is there.
 start_dirty_migration() {
+	rm -f "$tmp/rd.bin"
 	# shellcheck disable=SC2086 # DST_ARGS: extra words for the destination
-	start_dest ${DST_ARGS:-} || return 1
+	start_dest --dump-ram "$tmp/rd.bin" ${DST_ARGS:-} || return 1
 	"$R" migrate "$HOST:$port" --backend "$BACKEND" --guest-size $GUEST --vcpus 1 \
 		--workload incr --min-rounds 100000 --max-bandwidth 8M --channels 2 "$@" \
 		>"$tmp/src.out" 2>"$tmp/src.err" &
@@ -124,18 +137,16 @@ start_dirty_migration() {
 	return 1
 }
 
-# Both sides must fail within the bound, the source saying its guest runs.
+# Both sides must fail within the bound, the source saying its guest runs,
+# the destination discarding and listening on.
 expect_both_fail() { # WHAT T0
-	local what=$1 t0=$2 rs rd
+	local what=$1 t0=$2 rs
 	wait_pid $src $BOUND; rs=$?
 	ts=$(elapsed "$t0")
-	wait_pid $dst $BOUND; rd=$?
-	td=$(elapsed "$t0")
-	src="" dst=""
+	src=""
 	[ $rs -eq 1 ] && pass "$what: source failed (exit 1) after ${ts} s: $(tail -1 "$tmp/src.err")" \
 		|| fail "$what: source exit $rs after ${ts} s (255: still running at the ${BOUND} s bound): $(tail -3 "$tmp/src.err")"
-	[ $rd -eq 1 ] && pass "$what: destination discarded (exit 1) after ${td} s: $(tail -1 "$tmp/dst.err")" \
-		|| fail "$what: destination exit $rd after ${td} s: $(tail -3 "$tmp/dst.err")"
+	dst_discarded "$what" "$t0" "$BOUND"
 	grep -q "the guest is still running here" "$tmp/src.err" && pass "$what: source guest still running" \
 		|| fail "$what: source does not say its guest is still running"
 }
@@ -185,6 +196,8 @@ linkdel)
 		wait_pid $del 60 && pass "rdma link del finished after $(elapsed "$t0") s" \
 			|| fail "rdma link del: $(cat "$tmp/del.out")"
 	fi
+	# The repair may recreate the listener's device: a fresh listener takes the retry.
+	stop_dst "after rdma link del"
 	repair "after rdma link del"
 	check_res "after rdma link del"
 	retry "after rdma link del"
@@ -196,6 +209,7 @@ linkdown)
 		ip link set "$NETDEV" down
 		expect_both_fail "ip link set $NETDEV down" "$t0"
 	fi
+	stop_dst "after link down"
 	ip link set "$NETDEV" up
 	repair "after link down and up"
 	check_res "after link down"
@@ -211,17 +225,24 @@ hang-dest | hang-src)
 		if [ "$MODE" = hang-dest ]; then stopped=$dst other=$src; else stopped=$src other=$dst; fi
 		kill -STOP "$stopped"
 		t0=$(now)
-		wait_pid "$other" $BOUND; ro=$?
-		to=$(elapsed "$t0")
-		if [ "$MODE" = hang-dest ]; then what="source" log=$tmp/src.err src=""; else what="destination" log=$tmp/dst.err dst=""; fi
-		[ $ro -eq 1 ] && pass "$MODE: $what failed after $to s (peer timeout 5 s): $(tail -1 "$log")" \
-			|| fail "$MODE: $what exit $ro after $to s (255: still running at the $BOUND s bound): $(tail -2 "$log")"
-		# The stopped side wakes up to a dead connection: it must fail too.
-		kill -CONT "$stopped"
-		wait_pid "$stopped" $BOUND; rs=$?
-		if [ "$MODE" = hang-dest ]; then dst=""; else src=""; fi
-		[ $rs -eq 1 ] && pass "$MODE: the stopped side failed once continued" \
-			|| fail "$MODE: the stopped side exit $rs once continued"
+		if [ "$MODE" = hang-dest ]; then
+			wait_pid "$other" $BOUND; ro=$?
+			to=$(elapsed "$t0")
+			src=""
+			[ $ro -eq 1 ] && pass "$MODE: source failed after $to s (peer timeout 5 s): $(tail -1 "$tmp/src.err")" \
+				|| fail "$MODE: source exit $ro after $to s (255: still running at the $BOUND s bound): $(tail -2 "$tmp/src.err")"
+			# The stopped listener wakes up to a dead connection: it discards and listens on.
+			kill -CONT "$stopped"
+			dst_discarded "$MODE: the stopped destination, once continued," "$t0" "$BOUND"
+		else
+			dst_discarded "$MODE: destination" "$t0" "$BOUND"
+			# The stopped source wakes up to a dead connection: it must fail too.
+			kill -CONT "$stopped"
+			wait_pid "$stopped" $BOUND; rs=$?
+			src=""
+			[ $rs -eq 1 ] && pass "$MODE: the stopped source failed once continued" \
+				|| fail "$MODE: the stopped source exit $rs once continued"
+		fi
 		grep -q "the guest is still running here" "$tmp/src.err" && pass "$MODE: source guest still running" \
 			|| fail "$MODE: source does not say its guest is still running"
 	fi
@@ -245,11 +266,11 @@ memlock)
 			"$HOST:$port" --backend rdma --guest-size $GUEST --vcpus 1 --workload incr
 		expect_out "still running" "source says its guest is still running"
 		expect_out "memlock" "source names memlock: $(echo "$OUT" | tail -1)"
-		wait_pid $dst 60; rd=$?
-		[ $rd -eq 1 ] && pass "destination refused (exit 1): $(tail -1 "$tmp/dst.err")" \
-			|| fail "destination exit $rd: $(cat "$tmp/dst.err")"
+		dst_discarded "memlock: destination refused" "$(now)" 60
 		grep -qiE "memlock|ulimit -l" "$tmp/dst.err" && pass "destination names the memlock limit" \
 			|| fail "destination error lacks memlock: $(cat "$tmp/dst.err")"
+		# Its limit stays: it is stopped rather than retried.
+		stop_dst "memlock"
 	else
 		# Refused before listening is acceptable too, if it says why.
 		grep -qiE "memlock|ulimit -l" "$tmp/dst.err" && pass "listen refused: $(tail -1 "$tmp/dst.err")" \
@@ -286,12 +307,11 @@ oom)
 		"$R" migrate "$HOST:$port" --backend "$BACKEND" --guest-size 128M --vcpus 1 --workload incr
 	expect_out "still running" "source says its guest is still running"
 	expect_out "cgroup" "source names the destination's limit: $(echo "$OUT" | grep -m1 cgroup)"
-	wait_pid $dst 60; rd=$?
-	dst=""
-	[ $rd -eq 1 ] && pass "destination refused at setup (exit 1): $(tail -1 "$tmp/dst.err")" \
-		|| fail "destination exit $rd: $(cat "$tmp/dst.err")"
+	dst_discarded "oom: destination refused at setup" "$(now)" 60
 	grep -q "memory.max" "$tmp/dst.err" && pass "destination names memory.max" \
 		|| fail "destination error does not name the limit: $(cat "$tmp/dst.err")"
+	# It stays in the 64 MiB cgroup: a fresh listener takes the retry.
+	stop_dst "oom"
 	rmdir "$cg" 2>/dev/null
 	[ "$cgroot" = "$tmp/cgroup2" ] && umount "$cgroot"
 	check_res "after the memory refusal"
@@ -329,15 +349,13 @@ loss)
 			|| fail "netem loss 80%: source exit $rs after $ts s (255: still running at the $BOUND s bound): $(tail -2 "$tmp/src.err")"
 		grep -q "the guest is still running here" "$tmp/src.err" && pass "source guest still running" \
 			|| fail "source does not say its guest is still running"
-		# tcp: the destination waits for the next fence (progress timeout + 60 s).
+		# tcp: the destination waits for the next fence (progress timeout + commit timeout).
 		dbound=$BOUND
 		[ "$BACKEND" = tcp ] && dbound=$((BOUND + 120))
-		wait_pid $dst $dbound; rd=$?
-		[ $rd -eq 1 ] && pass "destination discarded after $(elapsed "$t0") s: $(tail -1 "$tmp/dst.err")" \
-			|| fail "destination exit $rd after $(elapsed "$t0") s: $(tail -2 "$tmp/dst.err")"
-		dst=""
+		dst_discarded "netem loss 80%" "$t0" "$dbound"
 	fi
 	for i in $QDISC_IFS; do tc qdisc del dev "$i" root 2>/dev/null; done
+	retry "after netem loss 80%"
 	check_res "after netem loss"
 	;;
 *)

@@ -3,6 +3,8 @@
  * libFuzzer target: the engine's control-message decoders (engine/proto.c).
  * Byte 0 picks the decoder, the rest is the message payload. Accepted
  * messages must satisfy the bounds the decoders promise.
+ *   0 SETUP  1 FINAL  2 MANIFEST  3 u64 (MANIFEST_END, VERIFIED)
+ *   4 VERIFY_FAIL  5 CANCEL  6 id (GO, GO_ACK, DONE)  7 RESOLVE  8 RESOLVED
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +23,9 @@ static void must(int cond)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint64_t region_pages[3] = {256, 1, 1u << 20};
+	static const uint8_t id[RDMIG_MIG_ID_LEN] = {1, 2,  3,	4,  5,	6,  7,	8,
+						     9, 10, 11, 12, 13, 14, 15, 16};
+	struct rdmig_msg_resolve r;
 	static struct rdmig_msg_final fin;
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rdmig_msg_setup s;
@@ -34,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 6) {
+	switch (data[0] % 9) {
 	case 0:
 		if (!rdmig_msg_setup_decode(p, n, 1ull << 30, &s, &e)) {
 			uint64_t total = 0;
@@ -63,9 +68,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		rdmig_msg_verify_fail_decode(p, n, &vf, &e);
 		break;
-	default:
+	case 5:
 		if (!rdmig_msg_cancel_decode(p, n, &code, why, sizeof(why), &e))
 			must(code < 0 && strlen(why) < sizeof(why));
+		break;
+	case 6:
+		if (!rdmig_msg_id_decode(p, n, id, "GO", &e))
+			must(n == RDMIG_MIG_ID_LEN && !memcmp(p, id, n));
+		break;
+	default:
+		if (!rdmig_msg_resolve_decode(
+			p, n, data[0] % 9 == 7 ? RDMIG_EMSG_RESOLVE : RDMIG_EMSG_RESOLVED, &r,
+			&e)) {
+			uint8_t acc = 0;
+
+			for (unsigned i = 0; i < RDMIG_MIG_ID_LEN; i++)
+				acc |= r.id[i];
+			must(n == RDMIG_RESOLVE_LEN && acc && r.value >= 1 && r.value <= 2);
+		}
 		break;
 	}
 	must(!e.code || e.msg[0]);

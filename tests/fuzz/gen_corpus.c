@@ -2,6 +2,7 @@
 /*
  * Seed corpus for the fuzz targets: a handful of valid messages made with
  * the real encoders, prefixed with the selector byte each target reads.
+ * fuzz_engine_proto's SETUP is the current engine version's.
  *   gen_corpus DIR   writes into DIR/fuzz_wire/ and DIR/fuzz_engine_proto/
  */
 #include <stdio.h>
@@ -64,14 +65,19 @@ int main(int argc, char **argv)
 					   {.size = 1 << 20, .addr = 0x7f0000300000, .rkey = 0x9a}};
 	struct rdmig_wire_write w = {.region = 1, .len = 64, .offset = 4096};
 	struct rdmig_fence f = {.seq = 7, .bytes = 1 << 20, .writes = 16};
-	struct rdmig_msg_setup s = {.version = 1,
-				    .page_size = 4096,
-				    .nregions = 2,
-				    .vcpus = 2,
-				    .workload = 0,
-				    .channels = 2,
-				    .seed = 1,
-				    .region_len = {1 << 20, 1 << 16}};
+	struct rdmig_msg_setup s = {
+	    .version = RDMIG_ENGINE_VERSION,
+	    .page_size = 4096,
+	    .nregions = 2,
+	    .vcpus = 2,
+	    .workload = 0,
+	    .channels = 2,
+	    .seed = 1,
+	    .region_len = {1 << 20, 1 << 16},
+	    .id = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}};
+	struct rdmig_msg_resolve rs = {
+	    .id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+	    .value = RDMIG_DECIDED_GO};
 	struct rdmig_msg_verify_fail vf = {
 	    .region = 0, .page = 3, .expected = 1, .found = 2, .mismatches = 1};
 	static struct rdmig_msg_final fin = {.rounds = 3, .vcpus = 4, .final_seq = 9};
@@ -123,5 +129,13 @@ int main(int argc, char **argv)
 	put("fuzz_engine_proto", "verify_fail", 4, b, n);
 	n = rdmig_msg_cancel_encode(b, -125, "migration cancelled at the destination");
 	put("fuzz_engine_proto", "cancel", 5, b, n);
+	/* The id fuzz_engine_proto checks against, so that the accepting path is reached. */
+	n = rdmig_msg_id_encode(b, rs.id);
+	put("fuzz_engine_proto", "go", 6, b, n);
+	n = rdmig_msg_resolve_encode(b, &rs);
+	put("fuzz_engine_proto", "resolve", 7, b, n);
+	rs.value = RDMIG_DST_DISCARDED;
+	n = rdmig_msg_resolve_encode(b, &rs);
+	put("fuzz_engine_proto", "resolved", 8, b, n);
 	return 0;
 }

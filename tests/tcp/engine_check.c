@@ -116,13 +116,13 @@ static void cancel_event(const struct rdmig_mig_event *ev, void *arg)
 static void check_cancel(void)
 {
 	/*
-	 * Cancel is honoured until the source has handed over the manifest
-	 * (verify); from then on the destination's verdict decides, so that
-	 * both sides never end up running the guest.
+	 * Cancel is honoured until the source decides GO (it does so on
+	 * VERIFIED): in verify the source still holds the decision, and a
+	 * destination that verified meanwhile reads CANCEL and discards.
 	 */
-	static const enum rdmig_mig_state states[] = {RDMIG_MIG_SETUP, RDMIG_MIG_BULK,
-						      RDMIG_MIG_DIRTY, RDMIG_MIG_SWITCHOVER,
-						      RDMIG_MIG_FINAL_COPY};
+	static const enum rdmig_mig_state states[] = {RDMIG_MIG_SETUP,	    RDMIG_MIG_BULK,
+						      RDMIG_MIG_DIRTY,	    RDMIG_MIG_SWITCHOVER,
+						      RDMIG_MIG_FINAL_COPY, RDMIG_MIG_VERIFY};
 	struct rdmig_guest *g = th_guest_new(32 << 20, 1, 7, true);
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct th_res base = {-1, -1};

@@ -28,6 +28,8 @@ static struct rdmig_msg_setup good_setup(void)
 	s.region_len[1] = 2 << 20;
 	s.region_node[0] = -1; /* unknown */
 	s.region_node[1] = 1023;
+	for (unsigned i = 0; i < RDMIG_MIG_ID_LEN; i++)
+		s.id[i] = (uint8_t)(0xa0 + i);
 	return s;
 }
 
@@ -99,6 +101,93 @@ static void test_setup_bad_fields(void **state)
 	s = good_setup();
 	s.region_node[1] = 1024;
 	expect_setup_error(&s, "region 1 NUMA node 1024");
+	s = good_setup();
+	memset(s.id, 0, sizeof(s.id));
+	expect_setup_error(&s, "migration id is all zero");
+}
+
+/* A version 1 source (40 fixed bytes, no id) is named as such, not as a short message. */
+static void test_setup_old_version(void **state)
+{
+	struct rdmig_msg_setup s = good_setup(), out;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint8_t buf[256];
+
+	(void)state;
+	s.version = 1;
+	rdmig_msg_setup_encode(buf, &s);
+	assert_true(rdmig_msg_setup_decode(buf, 40 + 12 * 2, 1ull << 30, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "version 1, this destination version 2"));
+}
+
+static void test_id_messages(void **state)
+{
+	uint8_t id[RDMIG_MIG_ID_LEN], other[RDMIG_MIG_ID_LEN], buf[64];
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	char str[RDMIG_MIG_ID_STR];
+	size_t n;
+
+	(void)state;
+	for (unsigned i = 0; i < RDMIG_MIG_ID_LEN; i++) {
+		id[i] = (uint8_t)(i * 17);
+		other[i] = (uint8_t)(i * 17);
+	}
+	other[15] ^= 1;
+	rdmig_mig_id_str(id, str);
+	assert_string_equal(str, "00112233445566778899aabbccddeeff");
+	n = rdmig_msg_id_encode(buf, id);
+	assert_int_equal(n, RDMIG_MIG_ID_LEN);
+	assert_int_equal(rdmig_msg_id_decode(buf, n, id, "GO", &err), 0);
+	assert_int_equal(rdmig_msg_id_decode(buf, n, other, "GO", &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "GO for migration 0011"));
+	rdmig_err_clear(&err);
+	assert_int_equal(rdmig_msg_id_decode(buf, n - 1, id, "GO_ACK", &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "GO_ACK: 15 bytes"));
+}
+
+static void test_resolve(void **state)
+{
+	struct rdmig_msg_resolve r = {.value = RDMIG_DECIDED_ABORTED}, out;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint8_t buf[64];
+	size_t n;
+
+	(void)state;
+	memset(r.id, 0x5a, sizeof(r.id));
+	n = rdmig_msg_resolve_encode(buf, &r);
+	assert_int_equal(n, RDMIG_RESOLVE_LEN);
+	assert_int_equal(rdmig_msg_resolve_decode(buf, n, RDMIG_EMSG_RESOLVE, &out, &err), 0);
+	assert_memory_equal(out.id, r.id, RDMIG_MIG_ID_LEN);
+	assert_int_equal(out.value, RDMIG_DECIDED_ABORTED);
+	/* Every truncation and extension is refused. */
+	for (size_t i = 0; i < n + 2; i++) {
+		if (i == n)
+			continue;
+		rdmig_err_clear(&err);
+		assert_int_equal(rdmig_msg_resolve_decode(buf, i, RDMIG_EMSG_RESOLVE, &out, &err),
+				 -EPROTO);
+	}
+	r.value = 3; /* neither GO nor ABORTED */
+	n = rdmig_msg_resolve_encode(buf, &r);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_resolve_decode(buf, n, RDMIG_EMSG_RESOLVE, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "RESOLVE: decision 3"));
+	r.value = 0;
+	n = rdmig_msg_resolve_encode(buf, &r);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_resolve_decode(buf, n, RDMIG_EMSG_RESOLVED, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "RESOLVED: state 0"));
+	r.value = RDMIG_DST_RUNNING;
+	n = rdmig_msg_resolve_encode(buf, &r);
+	buf[23] = 1; /* reserved */
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_resolve_decode(buf, n, RDMIG_EMSG_RESOLVED, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "reserved"));
+	memset(r.id, 0, sizeof(r.id));
+	n = rdmig_msg_resolve_encode(buf, &r);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_resolve_decode(buf, n, RDMIG_EMSG_RESOLVED, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "all zero"));
 }
 
 static void test_manifest_bounds(void **state)
@@ -160,10 +249,10 @@ static void test_final_and_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_setup_round_trip),
-	    cmocka_unit_test(test_setup_bad_fields),
-	    cmocka_unit_test(test_manifest_bounds),
-	    cmocka_unit_test(test_final_and_cancel),
+	    cmocka_unit_test(test_setup_round_trip),  cmocka_unit_test(test_setup_bad_fields),
+	    cmocka_unit_test(test_manifest_bounds),   cmocka_unit_test(test_final_and_cancel),
+	    cmocka_unit_test(test_setup_old_version), cmocka_unit_test(test_id_messages),
+	    cmocka_unit_test(test_resolve),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
