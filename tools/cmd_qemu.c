@@ -49,7 +49,7 @@ enum {
 /* What the three subcommands share: the key, and who may use the source socket. */
 struct qemu_sec {
 	const char *key_file;
-	struct rdmig_auth_key key; /* outlives every connection (cli_key_setup) */
+	struct rdmig_auth_key key; /* loaded here, kept in tools/cli.c's key store */
 	unsigned sock_mode;
 	bool set_group;
 	unsigned gid;
@@ -177,8 +177,7 @@ static int qemu_src(int argc, char **argv)
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct rdmig_relay_src *r = NULL;
 	const char *peer = NULL;
-	/* Static: the key must outlive this function (tools/cli.c wipes it at exit). */
-	static struct qemu_sec sec;
+	struct qemu_sec sec = {0};
 	char host[256];
 	int opt, rc;
 
@@ -289,8 +288,7 @@ static int qemu_dst(int argc, char **argv)
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	const char *listen = "", *incoming = NULL;
 	unsigned short port = RDMIG_DEFAULT_PORT;
-	/* Static: the key must outlive this function (tools/cli.c wipes it at exit). */
-	static struct qemu_sec sec;
+	struct qemu_sec sec = {0};
 	char host[256];
 	uint64_t v;
 	int opt, rc;
@@ -505,8 +503,7 @@ static int qemu_migrate(int argc, char **argv)
 	};
 	struct rdmig_qemu_migrate_result res = {0};
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	/* Static: the key must outlive this function (tools/cli.c wipes it at exit). */
-	static struct qemu_sec sec;
+	struct qemu_sec sec = {0};
 	const char *dst = NULL;
 	bool json = false, pc_after = false;
 	char host[256];
