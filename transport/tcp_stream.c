@@ -238,11 +238,16 @@ static size_t min_sz(size_t a, size_t b)
 	return a < b ? a : b;
 }
 
-/* All of the pipe's `len` bytes into `out`, waiting for it when it is full. */
+/*
+ * All of the pipe's `len` bytes into `out`, waiting for it when it is full.
+ * Never SPLICE_F_MORE: it would leave the frame's last segment corked in
+ * the socket until the next frame, and a peer that waits for that frame
+ * before it sends another (QEMU's multifd sync) stalls on the cork timer.
+ */
 static int pipe_drain(struct fd_path *p, int out, size_t len)
 {
 	while (len) {
-		ssize_t n = splice(p->rd, NULL, out, NULL, len, SPLICE_F_MOVE | SPLICE_F_MORE);
+		ssize_t n = splice(p->rd, NULL, out, NULL, len, SPLICE_F_MOVE);
 		int ret;
 
 		if (n > 0) {
