@@ -153,16 +153,22 @@ qv = ["qemu-tcp-1", "relay-tcp-1", "qemu-tcp-4", "relay-tcp-4",
       "qemu-rdma-1", "relay-rdma-1", "relay-rdma-4"]
 peer = {"relay-tcp-1": ("qemu-tcp-1", 1.1, "<="), "relay-tcp-4": ("qemu-tcp-4", 1.1, "<="),
         "relay-rdma-1": ("qemu-rdma-1", 0.5, "<="), "relay-rdma-4": ("qemu-rdma-1", 0.5, "<=")}
-q = {}
-for v in qv:
-    p = os.path.join(raw, v + ".json")
-    if os.path.exists(p):
-        try:
-            q[v] = json.load(open(p))
-        except ValueError:
-            q[v] = {"label": v, "status": "no result", "ok": 0}
-    else:
-        res["not_run"].append(f"QEMU {v}")
+def load_variants(names, what):
+    """The qemu_migrate results of `names` by name; the missing ones are not_run."""
+    got = {}
+    for v in names:
+        p = os.path.join(raw, v + ".json")
+        if os.path.exists(p):
+            try:
+                got[v] = json.load(open(p))
+            except ValueError:
+                got[v] = {"label": v, "status": "no result", "ok": 0}
+        else:
+            res["not_run"].append(f"{what} {v}")
+    return got
+
+
+q = load_variants(qv, "QEMU")
 md.append("\n## QEMU: rdmig relay against QEMU's own transports\n")
 md.append("Figures from the source QEMU's query-migrate (total-time, downtime, ram.transferred, "
           "ram.mbps). Ratio: total time over the peer's.\n")
@@ -188,16 +194,7 @@ wv = ["wg-qemu-tcp-1", "wg-relay-tcp-1", "wg-qemu-tcp-4", "wg-relay-tcp-4",
 wpeer = {"wg-relay-tcp-1": ("wg-qemu-tcp-1", 1.3), "wg-relay-tcp-4": ("wg-qemu-tcp-4", 1.3),
          "wg-relay-rdma-1": ("wg-qemu-rdma-1", 0.5)}
 res["qemu_written"] = []
-w = {}
-for v in wv:
-    p = os.path.join(raw, v + ".json")
-    if os.path.exists(p):
-        try:
-            w[v] = json.load(open(p))
-        except ValueError:
-            w[v] = {"label": v, "status": "no result", "ok": 0}
-    else:
-        res["not_run"].append(f"QEMU written guest {v}")
+w = load_variants(wv, "QEMU written guest")
 if w:
     md.append("\n## QEMU: the written guest (issue #15)\n")
     md.append("A guest whose every dword of RAM was written once (tests/qemu/guest.S built with "

@@ -269,28 +269,6 @@ ssize_t rd_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t ca
 	return ret ? ret : (ssize_t)n;
 }
 
-/* Every byte of buf into fd, waiting for it. */
-static int fd_write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len) {
-		struct pollfd pf = {.fd = fd, .events = POLLOUT};
-		ssize_t n = write(fd, buf, len);
-
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN)
-			return -errno;
-		if (poll(&pf, 1, -1) < 0 && errno != EINTR)
-			return -errno;
-	}
-	return 0;
-}
-
 ssize_t rd_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max, int timeout_ms,
 			  struct rdmig_err *err)
 {
@@ -305,9 +283,9 @@ ssize_t rd_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t ma
 	/* Straight out of the ring: it holds still until credited. */
 	n = min_u64(max, (uint64_t)avail);
 	first = min_u64(n, ch->ring_size - pos);
-	ret = fd_write_all(fd, ch->ring + pos, first);
+	ret = xport_fd_write_all(fd, ch->ring + pos, first);
 	if (!ret && n > first)
-		ret = fd_write_all(fd, ch->ring, n - first);
+		ret = xport_fd_write_all(fd, ch->ring, n - first);
 	if (ret)
 		return rdmig_seterr_errno(err, ret, "stream on %s: writing the local descriptor",
 					  ch->name);

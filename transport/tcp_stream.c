@@ -278,29 +278,6 @@ static void path_reset(struct fd_path *p)
 	p->rd = p->wr = -1;
 }
 
-/* Every byte of buf into fd, waiting for it. */
-static int fd_write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-		int ret;
-
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN)
-			return rdmig_neg_errno();
-		ret = tcp_wait_fd(fd, POLLOUT, -1);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 ssize_t tcp_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
 			   struct rdmig_err *err)
 {
@@ -422,7 +399,7 @@ ssize_t tcp_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t m
 		n = tcp_stream_recv(c, chan, p->bounce, min_sz(max, BOUNCE_LEN), timeout_ms, err);
 		if (n <= 0)
 			return n;
-		ret = fd_write_all(fd, p->bounce, (size_t)n);
+		ret = xport_fd_write_all(fd, p->bounce, (size_t)n);
 		if (ret)
 			return rdmig_seterr_errno(
 			    err, ret, "stream channel %u: writing the local descriptor", chan);

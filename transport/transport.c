@@ -6,6 +6,7 @@
  * same on both lives here so that the engine cannot tell them apart.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -823,6 +824,29 @@ int rdmig_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err 
 	if (ret)
 		return ret;
 	return c->ops->stream_shutdown(c, chan, err);
+}
+
+int xport_fd_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		struct pollfd pf = {.fd = fd, .events = POLLOUT};
+		ssize_t n = write(fd, p, len);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return rdmig_neg_errno();
+		if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+			return rdmig_neg_errno();
+	}
+	return 0;
 }
 
 ssize_t rdmig_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,

@@ -249,6 +249,12 @@ extern const struct rdmig_xport_ops rdmig_tcp_ops;
 extern const struct rdmig_xport_ops rdmig_rdma_ops;
 
 /*
+ * Every byte of buf into fd (the descriptor calls' caller's), waiting for
+ * it when it is full: 0 or a negative errno.
+ */
+int xport_fd_write_all(int fd, const void *buf, size_t len);
+
+/*
  * Record a fatal connection error (first one wins) and return its code.
  * Backends call this for failed completions, disconnects and malformed
  * peer messages, so every later call reports the cause.

@@ -197,39 +197,53 @@ out:
 	return NULL;
 }
 
-static void *stream_send_fd_thread(void *arg)
+/*
+ * The descriptor calls until the descriptor's end (send) or end of stream
+ * (receive), each asking for a random size: true when exactly x->total
+ * bytes moved, else x->why says what went wrong.
+ */
+static bool fd_steps(struct stream_ctx *x, bool send, uint64_t salt)
 {
-	struct stream_ctx *x = arg;
-	struct th_rng r = {x->seed ^ x->key};
+	struct th_rng r = {x->seed ^ x->key ^ salt};
 	struct rdmig_err e = RDMIG_ERR_INIT;
+	const char *what = send ? "send from descriptor" : "receive into descriptor";
 	ssize_t n;
 
-	x->ok = false;
 	for (;;) {
 		size_t max = (size_t)th_rng_range(&r, 1, FD_STEP_MAX);
 
-		n = rdmig_stream_send_fd(x->c, x->ch, x->local[0], max, &e);
+		n = send ? rdmig_stream_send_fd(x->c, x->ch, x->local[0], max, &e)
+			 : rdmig_stream_recv_fd(x->c, x->ch, x->local[1], max, WAIT_MS, &e);
 		if (n < 0) {
-			snprintf(x->why, sizeof(x->why),
-				 "send from descriptor after %" PRIu64 " bytes: %s", x->done,
-				 rdmig_err_str(&e));
-			return NULL;
+			snprintf(x->why, sizeof(x->why), "%s after %" PRIu64 " bytes: %s", what,
+				 x->done, rdmig_err_str(&e));
+			return false;
 		}
 		if (n == 0)
 			break;
 		if ((size_t)n > max) {
-			snprintf(x->why, sizeof(x->why),
-				 "sent %zd bytes when asked for at most %zu", n, max);
-			return NULL;
+			snprintf(x->why, sizeof(x->why), "%s: %zd bytes when asked for at most %zu",
+				 what, n, max);
+			return false;
 		}
 		x->done += (uint64_t)n;
 	}
 	if (x->done != x->total) {
-		snprintf(x->why, sizeof(x->why),
-			 "the descriptor's end after %" PRIu64 " of %" PRIu64 " bytes", x->done,
-			 x->total);
-		return NULL;
+		snprintf(x->why, sizeof(x->why), "%s after %" PRIu64 " of %" PRIu64 " bytes",
+			 send ? "the descriptor's end" : "end of stream", x->done, x->total);
+		return false;
 	}
+	return true;
+}
+
+static void *stream_send_fd_thread(void *arg)
+{
+	struct stream_ctx *x = arg;
+	struct rdmig_err e = RDMIG_ERR_INIT;
+
+	x->ok = false;
+	if (!fd_steps(x, true, 0))
+		return NULL;
 	if (rdmig_stream_shutdown(x->c, x->ch, &e)) {
 		snprintf(x->why, sizeof(x->why), "shutdown: %s", rdmig_err_str(&e));
 		return NULL;
@@ -300,35 +314,12 @@ out:
 static void *stream_recv_fd_thread(void *arg)
 {
 	struct stream_ctx *x = arg;
-	struct th_rng r = {x->seed ^ x->key ^ 0x5a5a};
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	ssize_t n;
 
 	x->ok = false;
-	for (;;) {
-		size_t max = (size_t)th_rng_range(&r, 1, FD_STEP_MAX);
-
-		n = rdmig_stream_recv_fd(x->c, x->ch, x->local[1], max, WAIT_MS, &e);
-		if (n < 0) {
-			snprintf(x->why, sizeof(x->why),
-				 "receive into descriptor after %" PRIu64 " bytes: %s", x->done,
-				 rdmig_err_str(&e));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if ((size_t)n > max) {
-			snprintf(x->why, sizeof(x->why),
-				 "received %zd bytes when asked for at most %zu", n, max);
-			goto out;
-		}
-		x->done += (uint64_t)n;
-	}
-	if (x->done != x->total) {
-		snprintf(x->why, sizeof(x->why),
-			 "end of stream after %" PRIu64 " of %" PRIu64 " bytes", x->done, x->total);
+	if (!fd_steps(x, false, 0x5a5a))
 		goto out;
-	}
 	n = rdmig_stream_recv_fd(x->c, x->ch, x->local[1], 4096, WAIT_MS, &e);
 	if (n != 0) {
 		snprintf(x->why, sizeof(x->why),
