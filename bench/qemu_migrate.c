@@ -227,8 +227,7 @@ int main(int argc, char **argv)
 	}
 	if (!mode || !img || (strcmp(mode, "qemu") && strcmp(mode, "relay")) ||
 	    (strcmp(r.backend, "tcp") && strcmp(r.backend, "rdma")) || multifd < 1 ||
-	    multifd > 16 || fill_mib > 8192 ||
-	    (fill_mib && cfg.mem_mib < fill_mib + 2)) {
+	    multifd > 16 || fill_mib > 8192 || (fill_mib && cfg.mem_mib < fill_mib + 2)) {
 		if (fill_mib && cfg.mem_mib < fill_mib + 2)
 			fprintf(stderr, "qemu_migrate: --fill %u needs --mem of at least %u\n",
 				fill_mib, fill_mib + 2);
@@ -311,10 +310,9 @@ int main(int argc, char **argv)
 			rc = 0;
 		if (!rc && fill_mib) {
 			rc = qh_cmd(&dst, "stop", NULL, NULL, &err) ||
-				     qh_check_fill(&dst, QH_GUEST_START, (size_t)fill_mib << 20,
-						   &err)
-				 ? die("destination: %s", err.msg), 1
-				 : 0;
+			     qh_check_fill(&dst, QH_GUEST_START, (size_t)fill_mib << 20, &err)
+			    ? die("destination: %s", err.msg),
+			1 : 0;
 			checked = !rc;
 			if (checked)
 				fprintf(stderr,
