@@ -6,9 +6,10 @@
  *
  * checks that OUT/results.json is one well-formed JSON object with the meta
  * data (command, date, seconds, nproc, kernel), the sections raw_limits,
- * idle, throttle, qemu and not_run as arrays, a tcp row in raw_limits and
- * idle, the three write-heavy runs (baseline, adaptive, step) completed with
- * numeric total_ms, downtime_ms and guest_work, every QEMU row with a status,
+ * idle, throttle, qemu, qemu_written and not_run as arrays, a tcp row in
+ * raw_limits and idle, the three write-heavy runs (baseline, adaptive, step)
+ * completed with numeric total_ms, downtime_ms and guest_work, every QEMU
+ * row with a status, every written-guest row saying whether it was checked,
  * and that OUT/results.md exists, every .json file in OUT/raw parses and so
  * does every line starting with '{' of every .jsonl file there.
  * Never looks at the figures: speed depends on the machine.
@@ -133,6 +134,12 @@ int main(int argc, char **argv)
 		json_array_foreach(a, i, row) CHECK(
 		    json_is_string(json_object_get(row, "status")) && has_number(row, "total_ms"),
 		    "qemu[%zu] incomplete", i);
+	/* The written guest: a row that ran must say whether its fill was checked. */
+	if ((a = array(root, "qemu_written")))
+		json_array_foreach(a, i, row) CHECK(
+		    json_is_string(json_object_get(row, "status")) && has_number(row, "total_ms") &&
+			json_is_boolean(json_object_get(row, "checked")),
+		    "qemu_written[%zu] incomplete", i);
 	array(root, "not_run");
 	json_decref(root);
 

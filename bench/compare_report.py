@@ -57,7 +57,8 @@ try:
     meta = json.load(open(os.path.join(raw, "meta.json")))
 except (OSError, ValueError):
     pass
-res = {"meta": meta, "raw_limits": [], "idle": [], "throttle": [], "qemu": [], "not_run": []}
+res = {"meta": meta, "raw_limits": [], "idle": [], "throttle": [], "qemu": [], "qemu_written": [],
+       "not_run": []}
 md = []
 
 # ---- 1. raw limits ----
@@ -152,16 +153,22 @@ qv = ["qemu-tcp-1", "relay-tcp-1", "qemu-tcp-4", "relay-tcp-4",
       "qemu-rdma-1", "relay-rdma-1", "relay-rdma-4"]
 peer = {"relay-tcp-1": ("qemu-tcp-1", 1.1, "<="), "relay-tcp-4": ("qemu-tcp-4", 1.1, "<="),
         "relay-rdma-1": ("qemu-rdma-1", 0.5, "<="), "relay-rdma-4": ("qemu-rdma-1", 0.5, "<=")}
-q = {}
-for v in qv:
-    p = os.path.join(raw, v + ".json")
-    if os.path.exists(p):
-        try:
-            q[v] = json.load(open(p))
-        except ValueError:
-            q[v] = {"label": v, "status": "no result", "ok": 0}
-    else:
-        res["not_run"].append(f"QEMU {v}")
+def load_variants(names, what):
+    """The qemu_migrate results of `names` by name; the missing ones are not_run."""
+    got = {}
+    for v in names:
+        p = os.path.join(raw, v + ".json")
+        if os.path.exists(p):
+            try:
+                got[v] = json.load(open(p))
+            except ValueError:
+                got[v] = {"label": v, "status": "no result", "ok": 0}
+        else:
+            res["not_run"].append(f"{what} {v}")
+    return got
+
+
+q = load_variants(qv, "QEMU")
 md.append("\n## QEMU: rdmig relay against QEMU's own transports\n")
 md.append("Figures from the source QEMU's query-migrate (total-time, downtime, ram.transferred, "
           "ram.mbps). Ratio: total time over the peer's.\n")
@@ -180,6 +187,41 @@ for v in qv:
     md.append(f"| {v} | {r.get('status')} | {f(r.get('total_ms'), 0)} | {f(r.get('downtime_ms'), 0)} | "
               f"{f((r.get('transferred') or 0) / 2**20)} | {f(r.get('mbps'))} | {pv or '-'} | "
               f"{'-' if rt is None else rt} | {'-' if tgt is None else op + ' ' + str(tgt)} |")
+
+# ---- 5. QEMU, the written guest ----
+wv = ["wg-qemu-tcp-1", "wg-relay-tcp-1", "wg-qemu-tcp-4", "wg-relay-tcp-4",
+      "wg-qemu-rdma-1", "wg-relay-rdma-1"]
+wpeer = {"wg-relay-tcp-1": ("wg-qemu-tcp-1", 1.3), "wg-relay-tcp-4": ("wg-qemu-tcp-4", 1.3),
+         "wg-relay-rdma-1": ("wg-qemu-rdma-1", 0.5)}
+res["qemu_written"] = []
+w = load_variants(wv, "QEMU written guest")
+if w:
+    md.append("\n## QEMU: the written guest (issue #15)\n")
+    md.append("A guest whose every dword of RAM was written once (tests/qemu/guest.S built with "
+              "FILL), then idle; the migration starts once the fill is done, and every dword of "
+              "the destination is compared afterwards (checked). Figures from the source QEMU's "
+              "query-migrate. Ratio: total time over QEMU's own transport's, in this run.\n")
+    md.append("| variant | status | MiB written | checked | total ms | downtime ms | "
+              "MiB transferred | Mb/s | peer | total / peer's | target | met |")
+    md.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for v in wv:
+    if v not in w:
+        continue
+    r = w[v]
+    pv, tgt = wpeer.get(v, (None, None))
+    ok = bool(r.get("ok")) and bool(r.get("checked"))
+    rt = (ratio(r.get("total_ms"), w[pv].get("total_ms"))
+          if pv in w and ok and w[pv].get("ok") and w[pv].get("checked") else None)
+    met = None if rt is None or tgt is None else rt <= tgt
+    row = dict(r, peer=pv, ratio=rt, target=tgt, met=met)
+    row.pop("rdmig", None)
+    res["qemu_written"].append(row)
+    md.append(f"| {v} | {r.get('status')} | {r.get('fill_mib', '-')} | "
+              f"{'yes' if r.get('checked') else 'NO'} | {f(r.get('total_ms'), 0)} | "
+              f"{f(r.get('downtime_ms'), 0)} | {f((r.get('transferred') or 0) / 2**20)} | "
+              f"{f(r.get('mbps'))} | {pv or '-'} | {'-' if rt is None else rt} | "
+              f"{'-' if tgt is None else '<= ' + str(tgt)} | "
+              f"{'-' if met is None else ('yes' if met else 'NO')} |")
 
 if res["not_run"]:
     md.append("\n**Not run in this run:** " + "; ".join(res["not_run"]) + ".")
@@ -237,7 +279,7 @@ for r in res["idle"]:
     bars.append((f"idle-{r['backend']}", r["downtime_ms"]))
 for r in res["throttle"]:
     bars.append((f"wh-{r['run']}", r["downtime_ms"]))
-for r in res["qemu"]:
+for r in res["qemu"] + res["qemu_written"]:
     if r.get("ok"):
         bars.append((r["label"], r["downtime_ms"]))
 write_dat("downtime.dat", [(i, f'"{n}"', v) for i, (n, v) in enumerate(bars)])

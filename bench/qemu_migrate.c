@@ -6,7 +6,7 @@
  *   qemu_migrate --mode qemu|relay --img IMG [--transport tcp|rdma]
  *                [--multifd N] [--host ADDR] [--rdmig PATH] [--accel tcg|kvm]
  *                [--mem MIB] [--downtime-limit MS] [--samples FILE]
- *                [--label NAME] [--timeout S]
+ *                [--label NAME] [--timeout S] [--fill MIB]
  *
  *   --mode qemu    QEMU's own transport: the destination gets
  *                  migrate-incoming tcp:HOST:PORT (or rdma:HOST:PORT) and the
@@ -20,6 +20,12 @@
  * stdout, taken from the source's final query-migrate (the same figures for
  * every variant): total_ms, downtime_ms, setup_ms, transferred, mbps, plus
  * the relay's own JSON result in "rdmig" for the relay mode.
+ *
+ * --fill MIB: IMG is the written guest (guest.S built with FILL, MIB of RAM
+ * written once, then idle). The migration starts once the guest has written
+ * all of it, and afterwards the destination is stopped and every dword of
+ * the range compared with what the guest wrote ("checked": true in the
+ * result; a difference fails the run).
  * QEMUs and relays are started by the QEMU test harness (tests/lib/qemu_harness.h).
  * Exit: 0 migrated and the destination runs, 1 failure, 2 usage, 77 no QEMU.
  */
@@ -133,7 +139,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: qemu_migrate --mode qemu|relay --img IMG [--transport tcp|rdma]\n"
 		   "         [--multifd N] [--host ADDR] [--rdmig PATH] [--accel tcg|kvm]\n"
 		   "         [--mem MIB] [--downtime-limit MS] [--samples FILE] [--label NAME]\n"
-		   "         [--timeout S] [--poll-ms MS]\n");
+		   "         [--timeout S] [--poll-ms MS] [--fill MIB]\n");
 }
 
 int main(int argc, char **argv)
@@ -152,11 +158,13 @@ int main(int argc, char **argv)
 					   {"timeout", required_argument, NULL, 'T'},
 					   {"help", no_argument, NULL, 'h'},
 					   {"poll-ms", required_argument, NULL, 'p'},
+					   {"fill", required_argument, NULL, 'F'},
 					   {NULL, 0, NULL, 0}};
 	const char *mode = NULL, *img = NULL, *samples = NULL, *label = NULL;
 	struct qh_relay r = {.rdmig = "rdmig", .host = "127.0.0.1", .backend = "tcp"};
 	struct qh_vm_cfg cfg = {.accel = "tcg", .mem_mib = 128, .second_qmp = true};
-	unsigned multifd = 1, downtime = 2000, timeout_s = 300, poll_ms = 100;
+	unsigned multifd = 1, downtime = 2000, timeout_s = 300, poll_ms = 100, fill_mib = 0;
+	bool checked = false;
 	static struct qh_vm src, dst;
 	static struct qh_proc relay, orch;
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -206,6 +214,9 @@ int main(int argc, char **argv)
 		case 'p':
 			poll_ms = (unsigned)atoi(optarg);
 			break;
+		case 'F':
+			fill_mib = (unsigned)atoi(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -216,7 +227,10 @@ int main(int argc, char **argv)
 	}
 	if (!mode || !img || (strcmp(mode, "qemu") && strcmp(mode, "relay")) ||
 	    (strcmp(r.backend, "tcp") && strcmp(r.backend, "rdma")) || multifd < 1 ||
-	    multifd > 16) {
+	    multifd > 16 || fill_mib > 8192 || (fill_mib && cfg.mem_mib < fill_mib + 2)) {
+		if (fill_mib && cfg.mem_mib < fill_mib + 2)
+			fprintf(stderr, "qemu_migrate: --fill %u needs --mem of at least %u\n",
+				fill_mib, fill_mib + 2);
 		usage(stderr);
 		return 2;
 	}
@@ -234,7 +248,12 @@ int main(int argc, char **argv)
 	cfg.incoming = !strcmp(mode, "relay") ? QH_INCOMING_UNIX : QH_INCOMING_DEFER;
 	if (qh_vm_start(&dst, &cfg, &err))
 		return die("%s", err.msg), 1;
-	rdmig_sleep_ms(1000); /* let the guest dirty its range */
+	if (fill_mib) {
+		if (qh_wait_filled(&src, 300000, &err))
+			return die("%s", err.msg), 1;
+	} else {
+		rdmig_sleep_ms(1000); /* let the guest dirty its range */
+	}
 
 	if (!strcmp(mode, "qemu")) {
 		if (setup_qemu(&src, multifd, downtime) || setup_qemu(&dst, multifd, downtime))
@@ -289,6 +308,17 @@ int main(int argc, char **argv)
 			die("after the migration: %s", err.msg);
 		else
 			rc = 0;
+		if (!rc && fill_mib) {
+			rc = qh_cmd(&dst, "stop", NULL, NULL, &err) ||
+			     qh_check_fill(&dst, QH_GUEST_START, (size_t)fill_mib << 20, &err)
+			    ? die("destination: %s", err.msg),
+			1 : 0;
+			checked = !rc;
+			if (checked)
+				fprintf(stderr,
+					"qemu_migrate: destination: %u MiB written guest intact\n",
+					fill_mib);
+		}
 	} else {
 		qh_show_log(&src.p);
 		qh_show_log(&dst.p);
@@ -303,6 +333,10 @@ int main(int argc, char **argv)
 				qh_num(fin, "downtime"), "setup_ms", qh_num(fin, "setup-time"),
 				"transferred", qh_num(ram, "transferred"), "mbps",
 				qh_num(ram, "mbps"), "ok", rc == 0);
+		if (res) {
+			json_object_set_new(res, "fill_mib", json_integer(fill_mib));
+			json_object_set_new(res, "checked", json_boolean(checked));
+		}
 		if (res && rj)
 			json_object_set_new(res, "rdmig", rj);
 		else

@@ -22,12 +22,10 @@
 
 #include "clock.h"
 #include "log.h"
-#include "orchestrate.h"
+#include "orchestrate_int.h"
 #include "qmp.h"
 #include "relay.h"
 
-#define QMP_TIMEOUT_MS	10000
-#define CTRL_TIMEOUT_MS 15000
 #define POLL_MS		200
 #define DST_RUN_TIMEOUT 30.0 /* s from "completed" to a running destination */
 #define CANCEL_TIMEOUT	15.0
@@ -37,28 +35,11 @@
  * Capabilities that change the stream format: both sides must agree. The
  * orchestrator sets multifd itself; the others it only compares.
  */
-static const char *const must_match[] = {"multifd",	    "postcopy-ram", "compress",
-					 "x-ignore-shared", "x-colo",	    "xbzrle"};
+static const char *const must_match[] = {"multifd",  "postcopy-ram",	"postcopy-preempt",
+					 "compress", "x-ignore-shared", "x-colo",
+					 "xbzrle"};
 
-struct orch {
-	const struct rdmig_qemu_migrate_opts *o;
-	struct rdmig_qemu_migrate_result *res;
-	struct rdmig_qmp *src;
-	struct rdmig_conn *ctrl;
-	bool ctrl_lost; /* a call failed on the way: a late reply may still come */
-	enum { END_CANCELLED, END_RESUMED, END_SAID } end; /* how settle() left a failure */
-	char dst_detail[160];				   /* the destination's fence reply */
-	struct rdmig_relay_src *relay;
-	json_t *src_caps, *dst_caps;	 /* name -> bool */
-	json_t *src_params, *dst_params; /* query-migrate-parameters */
-	char sock_dir[64];
-	char sock_path[108];
-	char dst_addr[300];
-	double t0;
-};
-
-static int src_cmd(struct orch *m, const char *cmd, json_t *args, json_t **ret,
-		   struct rdmig_err *err)
+int orch_src_cmd(struct orch *m, const char *cmd, json_t *args, json_t **ret, struct rdmig_err *err)
 {
 	int rc = rdmig_qmp_cmd(m->src, cmd, args, ret, QMP_TIMEOUT_MS, err);
 
@@ -67,9 +48,19 @@ static int src_cmd(struct orch *m, const char *cmd, json_t *args, json_t **ret,
 	return rc;
 }
 
-static int dst_call(struct orch *m, json_t *req, json_t **reply, struct rdmig_err *err)
+int orch_dst_call(struct orch *m, json_t *req, json_t **reply, struct rdmig_err *err)
 {
-	int rc = rdmig_relay_ctrl_call(m->ctrl, req, reply, CTRL_TIMEOUT_MS, err);
+	int rc;
+
+	if (!m->ctrl) {
+		json_decref(req);
+		m->ctrl_lost = true;
+		return rdmig_seterr(err, -ENOTCONN,
+				    "no control session with the destination "
+				    "relay at %s",
+				    m->dst_addr);
+	}
+	rc = rdmig_relay_ctrl_call(m->ctrl, req, reply, CTRL_TIMEOUT_MS, err);
 
 	if (rc && rc != -EREMOTEIO) {
 		m->ctrl_lost = true;
@@ -114,7 +105,7 @@ static int open_sides(struct orch *m, struct rdmig_err *err)
 	if (strcmp(st, "running") && strcmp(st, "paused"))
 		return rdmig_seterr(err, -EINVAL, "source QEMU is \"%s\", not running or paused",
 				    st);
-	if (src_cmd(m, "query-migrate", NULL, &info, err))
+	if (orch_src_cmd(m, "query-migrate", NULL, &info, err))
 		return err->code;
 	ms = json_string_value(json_object_get(info, "status"));
 	if (ms && (!strcmp(ms, "setup") || !strcmp(ms, "active") || !strcmp(ms, "device") ||
@@ -123,8 +114,8 @@ static int open_sides(struct orch *m, struct rdmig_err *err)
 		return rdmig_seterr(err, -EBUSY, "source QEMU already has a migration \"%s\"", ms);
 	}
 	json_decref(info);
-	if (src_cmd(m, "query-migrate-capabilities", NULL, &caps, err) ||
-	    src_cmd(m, "query-migrate-parameters", NULL, &m->src_params, err)) {
+	if (orch_src_cmd(m, "query-migrate-capabilities", NULL, &caps, err) ||
+	    orch_src_cmd(m, "query-migrate-parameters", NULL, &m->src_params, err)) {
 		json_decref(caps);
 		return err->code;
 	}
@@ -143,7 +134,7 @@ static int open_sides(struct orch *m, struct rdmig_err *err)
 				     : " (is `rdmig qemu dst` running there?)");
 		return rc;
 	}
-	rc = dst_call(m, json_pack("{s:s}", "op", "query"), &dq, err);
+	rc = orch_dst_call(m, json_pack("{s:s}", "op", "query"), &dq, err);
 	if (rc)
 		return rc;
 	dst_status = json_string_value(json_object_get(dq, "status"));
@@ -175,6 +166,54 @@ static int cap_state(json_t *map, const char *name)
 	return v ? json_is_true(v) : -1; /* -1: this QEMU does not know it */
 }
 
+/*
+ * Parameters the multifd stream's format depends on: the destination
+ * decodes what the source encodes, so they must be the same on both QEMUs
+ * (the compression level is the sender's alone and may differ).
+ */
+static const char *const multifd_params_match[] = {"multifd-compression"};
+
+static int params_agree(struct orch *m, struct rdmig_err *err)
+{
+	for (size_t i = 0; i < sizeof(multifd_params_match) / sizeof(multifd_params_match[0]);
+	     i++) {
+		const char *name = multifd_params_match[i];
+		json_t *s = json_object_get(m->src_params, name);
+		json_t *d = json_object_get(m->dst_params, name);
+		char sv[64], dv[64];
+
+		if (!s && !d)
+			continue;
+		if (s && d && json_equal(s, d))
+			continue;
+		snprintf(sv, sizeof(sv), "%s", s ? json_string_value(s) ?: "?" : "unknown");
+		snprintf(dv, sizeof(dv), "%s", d ? json_string_value(d) ?: "?" : "unknown");
+		return rdmig_seterr(err, -EINVAL,
+				    "parameter mismatch: \"%s\" is \"%s\" at the source QEMU and "
+				    "\"%s\" at the destination QEMU; the destination could not "
+				    "decode the stream: set it the same on both "
+				    "(migrate-set-parameters)",
+				    name, sv, dv);
+	}
+	return 0;
+}
+
+/*
+ * postcopy-preempt (its own channel for the pages the destination faults
+ * on) where it survives a recovery: QEMU 7.2's destination stops listening
+ * once the main channel of a resumed migration is in, so the resumed
+ * preempt channel is refused and post-copy pauses again (relay_test
+ * postcopy_recover, with QEMU 7.2.22). 8.0 reworked that path.
+ */
+static bool preempt_works(struct orch *m)
+{
+	int smaj = 0, dmaj = 0;
+
+	sscanf(m->res->src_version, "%d", &smaj);
+	sscanf(m->res->dst_version, "%d", &dmaj);
+	return smaj >= 8 && dmaj >= 8;
+}
+
 /* Compare, then set capabilities and parameters on both sides. */
 static int configure(struct orch *m, struct rdmig_err *err)
 {
@@ -182,7 +221,11 @@ static int configure(struct orch *m, struct rdmig_err *err)
 	struct {
 		const char *name;
 		bool want;
-	} set[] = {{"multifd", o->multifd > 0}, {"auto-converge", o->auto_converge}};
+		bool only_if_both; /* left alone unless both QEMUs know it */
+	} set[] = {{"multifd", o->multifd > 0, false},
+		   {"auto-converge", o->auto_converge, false},
+		   {"postcopy-ram", o->postcopy, false},
+		   {"postcopy-preempt", o->postcopy, true}};
 	json_t *src_list = json_array(), *dst_caps = json_object();
 	json_t *src_p = json_object(), *dst_p = json_object();
 	int rc = 0;
@@ -191,6 +234,17 @@ static int configure(struct orch *m, struct rdmig_err *err)
 		int s = cap_state(m->src_caps, set[i].name),
 		    d = cap_state(m->dst_caps, set[i].name);
 
+		/* Without --postcopy its capabilities are compared below, not set. */
+		if (!o->postcopy && !strncmp(set[i].name, "postcopy-", 9))
+			continue;
+		if (set[i].only_if_both && (s < 0 || d < 0))
+			continue;
+		if (!strcmp(set[i].name, "postcopy-preempt") && !preempt_works(m)) {
+			/* Off on both, so that a leftover "on" cannot split the format. */
+			set[i].want = false;
+		}
+		if (!strcmp(set[i].name, "postcopy-preempt"))
+			m->res->preempt = set[i].want;
 		if (set[i].want && s < 0) {
 			rc = rdmig_seterr(err, -EOPNOTSUPP,
 					  "capability mismatch: the source QEMU (%s) has no \"%s\" "
@@ -217,7 +271,8 @@ static int configure(struct orch *m, struct rdmig_err *err)
 		int s = cap_state(m->src_caps, must_match[i]);
 		int d = cap_state(m->dst_caps, must_match[i]);
 
-		if (!strcmp(must_match[i], "multifd"))
+		if (!strcmp(must_match[i], "multifd") ||
+		    (o->postcopy && !strncmp(must_match[i], "postcopy-", 9)))
 			continue;
 		if ((s > 0) != (d > 0)) {
 			rc = rdmig_seterr(err, -EINVAL,
@@ -245,6 +300,9 @@ static int configure(struct orch *m, struct rdmig_err *err)
 		}
 		json_object_set_new(src_p, "multifd-channels", json_integer(o->multifd));
 		json_object_set_new(dst_p, "multifd-channels", json_integer(o->multifd));
+		rc = params_agree(m, err);
+		if (rc)
+			goto out;
 	}
 	if (o->downtime_ms >= 0) {
 		if (!json_object_get(m->src_params, "downtime-limit")) {
@@ -269,25 +327,25 @@ static int configure(struct orch *m, struct rdmig_err *err)
 			json_object_set_new(dst_p, "max-bandwidth", json_integer(bw));
 	}
 
-	if (src_cmd(m, "migrate-set-capabilities", json_pack("{s:O}", "capabilities", src_list),
-		    NULL, err)) {
+	if (orch_src_cmd(m, "migrate-set-capabilities",
+			 json_pack("{s:O}", "capabilities", src_list), NULL, err)) {
 		rc = err->code;
 		goto out;
 	}
-	rc =
-	    dst_call(m, json_pack("{s:s, s:O}", "op", "set-capabilities", "capabilities", dst_caps),
-		     NULL, err);
+	rc = orch_dst_call(
+	    m, json_pack("{s:s, s:O}", "op", "set-capabilities", "capabilities", dst_caps), NULL,
+	    err);
 	if (rc)
 		goto out;
 	if (json_object_size(src_p) &&
-	    src_cmd(m, "migrate-set-parameters", json_incref(src_p), NULL, err)) {
+	    orch_src_cmd(m, "migrate-set-parameters", json_incref(src_p), NULL, err)) {
 		rc = err->code;
 		goto out;
 	}
 	if (json_object_size(dst_p))
-		rc = dst_call(m,
-			      json_pack("{s:s, s:O}", "op", "set-parameters", "parameters", dst_p),
-			      NULL, err);
+		rc = orch_dst_call(
+		    m, json_pack("{s:s, s:O}", "op", "set-parameters", "parameters", dst_p), NULL,
+		    err);
 out:
 	json_decref(src_list);
 	json_decref(dst_caps);
@@ -344,7 +402,7 @@ static int start_relay(struct orch *m, struct rdmig_err *err)
 
 /* ---- follow ------------------------------------------------------------------ */
 
-static uint64_t ram_u64(json_t *info, const char *key)
+uint64_t orch_ram_u64(json_t *info, const char *key)
 {
 	json_t *v = json_object_get(json_object_get(info, "ram"), key);
 
@@ -363,25 +421,29 @@ static void progress(struct orch *m, json_t *info, const char *st, const char *d
 	static double last;
 	double t = rdmig_now_s() - m->t0;
 	double mib = 1048576.0;
+	char pc[48] = "";
 
 	if (!m->o->progress || (!final && t - last < 1.0 && isatty(2) == 0))
 		return;
 	last = t;
+	if (m->res->postcopy)
+		snprintf(pc, sizeof(pc), "  page requests %" PRIu64,
+			 orch_ram_u64(info, "postcopy-requests"));
 	fprintf(stderr,
-		"%s[%6.1f s] %-10s sent %8.1f MiB  left %7.1f MiB  %7.1f Mbit/s  pass %" PRIu64
-		"  streams %u  dst %s%s",
-		isatty(2) ? "\r" : "", t, st, ram_u64(info, "transferred") / mib,
-		ram_u64(info, "remaining") / mib,
+		"%s[%6.1f s] %-15s sent %8.1f MiB  left %7.1f MiB  %7.1f Mbit/s  pass %" PRIu64
+		"%s  streams %u  dst %s%s",
+		isatty(2) ? "\r" : "", t, st, orch_ram_u64(info, "transferred") / mib,
+		orch_ram_u64(info, "remaining") / mib,
 		json_number_value(json_object_get(json_object_get(info, "ram"), "mbps")),
-		ram_u64(info, "dirty-sync-count"), rdmig_relay_src_streams(m->relay), dst_st,
-		isatty(2) && !final ? "" : "\n");
+		orch_ram_u64(info, "dirty-sync-count"), pc, rdmig_relay_src_streams(m->relay),
+		dst_st, isatty(2) && !final ? "" : "\n");
 }
 
 static bool in_progress(const char *st)
 {
-	static const char *const active[] = {"none",	    "setup",	      "active",
-					     "device",	    "pre-switchover", "cancelling",
-					     "wait-unplug", "postcopy-active"};
+	static const char *const active[] = {
+	    "none",	  "setup",	 "active",	    "device",	       "pre-switchover",
+	    "cancelling", "wait-unplug", "postcopy-active", "postcopy-paused", "postcopy-recover"};
 
 	for (size_t i = 0; i < sizeof(active) / sizeof(active[0]); i++)
 		if (!strcmp(st, active[i]))
@@ -405,10 +467,72 @@ static void drain_events(struct orch *m)
 	}
 }
 
+/*
+ * A cancel or a timeout: honoured in pre-copy; in post-copy the guest runs
+ * on the destination already, so it is only said, once.
+ */
+static int stop_asked(struct orch *m, double t, struct rdmig_err *err)
+{
+	const struct rdmig_qemu_migrate_opts *o = m->o;
+	const char *why = NULL;
+
+	if (o->cancel && *o->cancel)
+		why = "cancelled by signal";
+	else if (o->timeout_ms && t * 1000 > (double)o->timeout_ms)
+		why = "timed out (--timeout)";
+	if (!why)
+		return 0;
+	if (!m->res->postcopy) {
+		if (o->cancel && *o->cancel)
+			return rdmig_seterr(err, -ECANCELED, "cancelled by signal");
+		return rdmig_seterr(err, -ETIMEDOUT,
+				    "timed out after %.0f s (--timeout), migration not finished",
+				    t);
+	}
+	if (!m->pc_cancel_said)
+		log_warn("%s, but post-copy has started: the guest runs on the destination and "
+			 "the migration cannot be cancelled; it goes on until it completes",
+			 why);
+	m->pc_cancel_said = true;
+	return 0;
+}
+
+/* The destination relay's view, once a second; 1 when its QEMU failed the load. */
+static int check_dst(struct orch *m, char *dst_st, size_t len, struct rdmig_err *err)
+{
+	json_t *r = NULL;
+	const char *ds, *dm, *de;
+	int rc;
+
+	/* In post-copy a lost relay is recovered, not fatal: streams may go on. */
+	if (m->res->postcopy && m->ctrl_lost && orch_ctrl_reopen(m, err)) {
+		snprintf(dst_st, len, "unreachable");
+		return 0;
+	}
+	if (orch_dst_call(m, json_pack("{s:s}", "op", "status"), &r, err)) {
+		if (!m->res->postcopy)
+			return err->code;
+		snprintf(dst_st, len, "unreachable");
+		return 0;
+	}
+	ds = json_string_value(json_object_get(r, "status"));
+	dm = json_string_value(json_object_get(r, "migration"));
+	de = json_string_value(json_object_get(r, "error"));
+	snprintf(dst_st, len, "%s", ds ? ds : "?");
+	rc = 0;
+	if (dm && !strcmp(dm, "failed")) {
+		m->res->guest_lost = m->res->postcopy;
+		rc =
+		    rdmig_seterr(err, -EIO, "the destination QEMU failed to load the migration: %s",
+				 de && *de ? de : "no error-desc");
+	}
+	json_decref(r);
+	return rc;
+}
+
 /* Follow the migration until it ends; 0 when the source says "completed". */
 static int follow(struct orch *m, struct rdmig_err *err)
 {
-	const struct rdmig_qemu_migrate_opts *o = m->o;
 	double next_dst = 0;
 	char dst_st[32] = "inmigrate";
 
@@ -417,21 +541,21 @@ static int follow(struct orch *m, struct rdmig_err *err)
 		const char *st;
 		double t = rdmig_now_s() - m->t0;
 
-		if (o->cancel && *o->cancel)
-			return rdmig_seterr(err, -ECANCELED, "cancelled by signal");
-		if (o->timeout_ms && t * 1000 > (double)o->timeout_ms)
-			return rdmig_seterr(err, -ETIMEDOUT,
-					    "timed out after %.0f s (--timeout), migration not "
-					    "finished",
-					    t);
-		drain_events(m);
-		if (src_cmd(m, "query-migrate", NULL, &info, err))
+		if (stop_asked(m, t, err))
 			return err->code;
+		drain_events(m);
+		if (orch_src_cmd(m, "query-migrate", NULL, &info, err)) {
+			/* The source's half of the guest went with it. */
+			if (m->res->postcopy)
+				m->res->guest_lost = true;
+			return err->code;
+		}
 		st = json_string_value(json_object_get(info, "status"));
 		st = st ? st : "none";
 		snprintf(m->res->mig_status, sizeof(m->res->mig_status), "%s", st);
-		m->res->transferred = ram_u64(info, "transferred");
-		m->res->passes = (unsigned)ram_u64(info, "dirty-sync-count");
+		m->res->transferred = orch_ram_u64(info, "transferred");
+		m->res->passes = (unsigned)orch_ram_u64(info, "dirty-sync-count");
+		m->res->postcopy_requests = orch_ram_u64(info, "postcopy-requests");
 		m->res->mbps =
 		    json_number_value(json_object_get(json_object_get(info, "ram"), "mbps"));
 		if (!strcmp(st, "completed")) {
@@ -455,34 +579,32 @@ static int follow(struct orch *m, struct rdmig_err *err)
 			else
 				rc = rdmig_seterr(err, -EIO, "migration %s: source QEMU: %s", st,
 						  desc ? desc : "no error-desc");
+			if (m->res->postcopy)
+				m->res->guest_lost = true;
 			json_decref(info);
 			return rc;
 		}
 		progress(m, info, st, dst_st, false);
+		if (!strcmp(st, "active") && orch_postcopy_maybe_start(m, info, err)) {
+			json_decref(info);
+			return err->code;
+		}
 		json_decref(info);
+		st = m->res->mig_status; /* info's strings are gone */
+		if (!strcmp(st, "postcopy-active") || !strcmp(st, "postcopy-recover"))
+			m->res->postcopy = true; /* whoever started it */
+		if (!strcmp(st, "postcopy-paused")) {
+			m->res->postcopy = true;
+			if (orch_postcopy_recover(m, err))
+				return err->code;
+			continue;
+		}
 
 		/* The destination relay: alive, and its QEMU still receiving. */
 		if (t >= next_dst) {
-			json_t *r = NULL;
-			const char *ds, *dm, *de;
-
 			next_dst = t + 1.0;
-			if (dst_call(m, json_pack("{s:s}", "op", "status"), &r, err))
+			if (check_dst(m, dst_st, sizeof(dst_st), err))
 				return err->code;
-			ds = json_string_value(json_object_get(r, "status"));
-			dm = json_string_value(json_object_get(r, "migration"));
-			de = json_string_value(json_object_get(r, "error"));
-			snprintf(dst_st, sizeof(dst_st), "%s", ds ? ds : "?");
-			if (dm && !strcmp(dm, "failed")) {
-				int rc = rdmig_seterr(err, -EIO,
-						      "the destination QEMU failed to load the "
-						      "migration: %s",
-						      de && *de ? de : "no error-desc");
-
-				json_decref(r);
-				return rc;
-			}
-			json_decref(r);
 		}
 		rdmig_sleep_ms(POLL_MS);
 	}
@@ -498,8 +620,17 @@ static int wait_dst_running(struct orch *m, struct rdmig_err *err)
 		json_t *r = NULL;
 		const char *ds;
 
-		if (dst_call(m, json_pack("{s:s}", "op", "status"), &r, err))
-			return err->code;
+		/*
+		 * After post-copy nothing is resumed whatever the answer, so a relay
+		 * that went away gets the whole wait to come back and say.
+		 */
+		if ((m->res->postcopy && orch_ctrl_reopen(m, err)) ||
+		    orch_dst_call(m, json_pack("{s:s}", "op", "status"), &r, err)) {
+			if (!m->res->postcopy || rdmig_now_s() > end)
+				return err->code;
+			rdmig_sleep_ms(500);
+			continue;
+		}
 		ds = json_string_value(json_object_get(r, "status"));
 		snprintf(m->res->dst_status, sizeof(m->res->dst_status), "%s", ds ? ds : "?");
 		json_decref(r);
@@ -507,7 +638,7 @@ static int wait_dst_running(struct orch *m, struct rdmig_err *err)
 			return 0;
 		/* Started with -S (as libvirt does): it waits for cont. */
 		if (!strcmp(m->res->dst_status, "paused") && !conted) {
-			if (dst_call(m, json_pack("{s:s}", "op", "cont"), NULL, err))
+			if (orch_dst_call(m, json_pack("{s:s}", "op", "cont"), NULL, err))
 				return err->code;
 			conted = true;
 			continue;
@@ -564,6 +695,23 @@ static void src_mig_status(struct orch *m, char *buf, size_t len)
 	json_decref(info);
 }
 
+int orch_ctrl_reopen(struct orch *m, struct rdmig_err *err)
+{
+	int rc;
+
+	if (m->ctrl && !m->ctrl_lost)
+		return 0;
+	rdmig_conn_destroy(m->ctrl);
+	m->ctrl = NULL;
+	m->ctrl_lost = false;
+	rc = rdmig_relay_ctrl_open(&m->o->xport, &m->ctrl, err);
+	if (rc) {
+		m->ctrl_lost = true;
+		rdmig_err_prefix(err, "destination relay at %s", m->dst_addr);
+	}
+	return rc;
+}
+
 /*
  * Ask the destination relay to fence its QEMU (relay_dst.c, op "fence"):
  * 0 with *running set when it could say, else the reason it could not. A
@@ -576,15 +724,10 @@ static int dst_fence(struct orch *m, bool *running, char *detail, size_t len, st
 	json_t *r = NULL;
 	int rc;
 
-	if (!m->ctrl || m->ctrl_lost) {
-		rdmig_conn_destroy(m->ctrl);
-		m->ctrl = NULL;
-		m->ctrl_lost = false;
-		rc = rdmig_relay_ctrl_open(&m->o->xport, &m->ctrl, err);
-		if (rc)
-			return rdmig_err_prefix(err, "destination relay at %s", m->dst_addr), rc;
-	}
-	rc = dst_call(m, json_pack("{s:s}", "op", "fence"), &r, err);
+	rc = orch_ctrl_reopen(m, err);
+	if (rc)
+		return rc;
+	rc = orch_dst_call(m, json_pack("{s:s}", "op", "fence"), &r, err);
 	if (rc)
 		return rc;
 	st = json_string_value(json_object_get(r, "status"));
@@ -654,6 +797,19 @@ static int settle(struct orch *m, int rc, struct rdmig_err *err)
 	return rc;
 }
 
+/* A failed post-copy's message: what became of the guest first. */
+static void postcopy_said(struct orch *m, struct rdmig_err *err)
+{
+	if (m->res->postcopy_paused)
+		return;
+	if (!m->res->guest_lost)
+		rdmig_err_prefix(err, "post-copy migration to %s", m->dst_addr);
+	else if (strncmp(err->msg, "post-copy cannot be recovered", 29))
+		rdmig_err_prefix(err,
+				 "post-copy failed for good and the guest is lost (neither QEMU "
+				 "holds all of its memory; docs/reliability.md, QEMU post-copy)");
+}
+
 int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 		       struct rdmig_qemu_migrate_result *res, struct rdmig_err *err)
 {
@@ -675,7 +831,7 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 	if (!rc)
 		rc = start_relay(&m, err);
 	if (!rc) {
-		rc = dst_call(&m, json_pack("{s:s}", "op", "start-incoming"), &r, err);
+		rc = orch_dst_call(&m, json_pack("{s:s}", "op", "start-incoming"), &r, err);
 		json_decref(r);
 	}
 	if (!rc) {
@@ -683,14 +839,15 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 
 		snprintf(uri, sizeof(uri), "unix:%s", m.sock_path);
 		m.t0 = rdmig_now_s();
-		rc = src_cmd(&m, "migrate", json_pack("{s:s}", "uri", uri), NULL, err);
+		rc = orch_src_cmd(&m, "migrate", json_pack("{s:s}", "uri", uri), NULL, err);
 		started = !rc;
 	}
 	if (!rc)
 		rc = follow(&m, err);
 	if (!rc)
 		rc = wait_dst_running(&m, err);
-	if (rc && started)
+	/* Post-copy is never cancelled nor resumed at the source (orchestrate.h). */
+	if (rc && started && !res->postcopy)
 		rc = settle(&m, rc, err);
 	if (m.src) {
 		struct rdmig_err e = RDMIG_ERR_INIT;
@@ -713,7 +870,9 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 	json_decref(m.dst_caps);
 	json_decref(m.src_params);
 	json_decref(m.dst_params);
-	if (rc && started && m.end == END_CANCELLED)
+	if (rc && res->postcopy)
+		postcopy_said(&m, err);
+	else if (rc && started && m.end == END_CANCELLED)
 		rdmig_err_prefix(err, "migration to %s cancelled, source VM %s", m.dst_addr,
 				 res->src_status);
 	else if (rc && started && m.end == END_RESUMED)

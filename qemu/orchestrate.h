@@ -32,6 +32,17 @@ struct rdmig_qemu_migrate_opts {
 	unsigned socket_gid;
 	volatile sig_atomic_t *cancel; /* set (by a signal handler) to cancel */
 	bool progress;		       /* progress line on stderr */
+	/*
+	 * Post-copy: postcopy-ram on both sides (and postcopy-preempt where both
+	 * have it), then migrate-start-postcopy after postcopy_after_passes
+	 * passes or postcopy_after_ms of pre-copy, whichever comes first, or,
+	 * with neither set, once pre-copy stops converging (the bytes left at
+	 * the start of a pass did not shrink by a tenth over two passes).
+	 */
+	bool postcopy;
+	unsigned postcopy_after_passes; /* 0: not by passes */
+	uint64_t postcopy_after_ms;	/* 0: not by time */
+	uint64_t recover_wait_ms;	/* how long to try to recover a broken post-copy */
 };
 
 struct rdmig_qemu_migrate_result {
@@ -42,11 +53,18 @@ struct rdmig_qemu_migrate_result {
 	unsigned streams;     /* QEMU connections carried */
 	unsigned passes;      /* dirty-sync-count */
 	char src_version[32], dst_version[32];
-	char src_status[32];  /* source VM run state at the end */
-	char dst_status[32];  /* destination VM run state at the end */
-	char mig_status[32];  /* final query-migrate status */
-	bool src_resumed;     /* the source had completed and was resumed with cont */
-	bool outcome_unknown; /* where the guest runs cannot be known (see below) */
+	char src_status[32];	    /* source VM run state at the end */
+	char dst_status[32];	    /* destination VM run state at the end */
+	char mig_status[32];	    /* final query-migrate status */
+	bool src_resumed;	    /* the source had completed and was resumed with cont */
+	bool outcome_unknown;	    /* where the guest runs cannot be known (see below) */
+	bool postcopy;		    /* post-copy was started */
+	bool preempt;		    /* with postcopy-preempt (a channel of its own) */
+	uint64_t postcopy_requests; /* pages the destination asked for (ram.postcopy-requests) */
+	int64_t postcopy_start_ms;  /* when migrate-start-postcopy went out, since migrate */
+	unsigned recoveries;	    /* post-copy recoveries that resumed the migration */
+	bool guest_lost;	    /* post-copy failed for good: no QEMU holds the whole guest */
+	bool postcopy_paused;	    /* post-copy left paused on both sides, to recover by hand */
 };
 
 /*
@@ -62,6 +80,14 @@ struct rdmig_qemu_migrate_result {
  * - failed after it completed and the destination cannot be asked (relay
  *   unreachable, its QEMU not answering): res->outcome_unknown, both sides
  *   are left stopped as they are and `err` says what to check and do.
+ *
+ * Once post-copy has started the guest runs on the destination and its
+ * memory is split between the two QEMUs, so nothing is cancelled nor
+ * resumed: a broken stream pauses both QEMUs (postcopy-paused) and the
+ * orchestrator recovers over new relay streams (migrate-recover on the
+ * destination, migrate with resume on the source), trying for
+ * recover_wait_ms. When a QEMU has died, or recovery fails for good,
+ * res->guest_lost is set and `err` says so.
  *
  * res->src_status and res->dst_status say how each VM was left.
  */

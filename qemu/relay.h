@@ -24,8 +24,9 @@
  * open) before taking the next one, because QEMU before 8.0 takes the first
  * incoming connection as the main channel.
  *
- * Each stream is moved by two threads (unix -> rdmig, rdmig -> unix) with one
- * fixed buffer each. End of stream is passed on as a half-close; an error in
+ * Each stream is moved by two threads (unix -> rdmig, rdmig -> unix), at
+ * most RDMIG_RELAY_BUF bytes a step, through the transport's descriptor
+ * calls (no buffer of the relay's). End of stream is passed on as a half-close; an error in
  * either direction aborts the rdmig connection and shuts the unix socket down
  * both ways, so both QEMUs see it.
  */
@@ -48,7 +49,7 @@
 
 #define RDMIG_RELAY_VERSION 1
 
-/* Bytes buffered per direction of one stream. */
+/* Most bytes one direction of one stream moves in one step. */
 #define RDMIG_RELAY_BUF (256u * 1024)
 
 /* ---- source side ---------------------------------------------------------- */

@@ -58,8 +58,8 @@ struct session {
 
 /* Capabilities and parameters a control session may set (a whitelist, not QMP). */
 static const char *const settable_caps[] = {
-    "multifd",	   "auto-converge", "postcopy-ram",	      "xbzrle",
-    "zero-blocks", "events",	    "pause-before-switchover"};
+    "multifd", "auto-converge", "postcopy-ram", "postcopy-preempt",
+    "xbzrle",  "zero-blocks",	"events",	"pause-before-switchover"};
 static const char *const settable_params[] = {"multifd-channels", "downtime-limit",
 					      "max-bandwidth"};
 
@@ -338,6 +338,53 @@ static json_t *op_fence(struct op *o, json_t *req, struct rdmig_err *err)
 	return reply;
 }
 
+/*
+ * Post-copy recovery, the destination's half: once its QEMU has paused
+ * post-copy (a stream broke), listen again on the same incoming socket path
+ * (QEMU replaces the stale socket file), so that the streams of the resumed
+ * source land where this relay connects them. The reply says the migration
+ * state either way; the orchestrator waits while QEMU has not yet noticed
+ * the break ("postcopy-active") and gives up on anything else.
+ */
+static json_t *op_recover(struct op *o, json_t *req, struct rdmig_err *err)
+{
+	const char *path = o->d->cfg->incoming_path;
+	char uri[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
+	struct rdmig_err qerr = RDMIG_ERR_INIT;
+	json_t *mig = NULL, *reply;
+	char ms[48], msg[RDMIG_ERR_MSG_MAX];
+	bool listening = false;
+	int ret;
+
+	(void)req;
+	/* A QEMU that died in post-copy took the guest with it: say so, do not retry. */
+	if (op_qmp(o, "query-migrate", NULL, &mig, err)) {
+		if (o->d->cfg->qmp_path && qemu_gone(o->d->cfg->qmp_path, msg, sizeof(msg)))
+			return json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "migration", "exited",
+					 "listening", 0, "detail", msg);
+		return NULL;
+	}
+	snprintf(ms, sizeof(ms), "%s", json_string_value(json_object_get(mig, "status")) ?: "none");
+	json_decref(mig);
+	if (!strcmp(ms, "postcopy-paused")) {
+		snprintf(uri, sizeof(uri), "unix:%s", path);
+		ret = op_qmp(o, "migrate-recover", json_pack("{s:s}", "uri", uri), NULL, &qerr);
+		/* A second request (its first reply lost) finds QEMU listening already. */
+		if (ret && !strstr(qerr.msg, "already")) {
+			*err = qerr;
+			return NULL;
+		}
+		listening = socket_exists(path);
+		if (!listening)
+			return relay_reply_err("destination QEMU accepted migrate-recover but its "
+					       "incoming socket did not appear");
+		log_info("control: post-copy recovery: the destination QEMU listens on %s again",
+			 path);
+	}
+	reply = json_pack("{s:b, s:s, s:b}", "ok", 1, "migration", ms, "listening", listening);
+	return reply;
+}
+
 static const struct {
 	const char *name;
 	proxy_op_fn fn;
@@ -349,6 +396,7 @@ static const struct {
     {"status", op_status},
     {"cont", op_cont},
     {"fence", op_fence},
+    {"recover", op_recover},
 };
 
 /* Run one request; returns the reply (never NULL unless out of memory). */
@@ -496,8 +544,10 @@ static bool dst_control(struct dst *d, struct ctl *s)
 			json_decref(req);
 			break;
 		}
-		/* Without QMP only the fence can still tell something (has QEMU gone?). */
-		if (why[0] && strcmp(json_string_value(json_object_get(req, "op")) ?: "", "fence"))
+		/* Without QMP only fence and recover can still tell something (has QEMU gone?). */
+		if (why[0] &&
+		    strcmp(json_string_value(json_object_get(req, "op")) ?: "", "fence") &&
+		    strcmp(json_string_value(json_object_get(req, "op")) ?: "", "recover"))
 			reply = relay_reply_err(why);
 		else
 			reply = dst_request(&o, req);

@@ -2,12 +2,14 @@
 /*
  * Pipes: one QEMU connection (a unix socket) joined to one rdmig stream.
  *
- * Each pipe is moved by two detached threads, one per direction, each with
- * one fixed buffer of RDMIG_RELAY_BUF bytes, so a slow side stalls its
- * peer instead of growing a queue. End of stream is passed on as a
- * half-close; an error in either direction aborts the rdmig connection and
- * shuts the unix socket down both ways, so both QEMUs see it. Ownership and
- * locking: struct relay_owner (relay_int.h).
+ * Each pipe is moved by two detached threads, one per direction, each
+ * moving at most RDMIG_RELAY_BUF bytes a step through the transport's
+ * descriptor calls (rdmig_stream_send_fd/recv_fd: spliced on tcp, straight
+ * into and out of registered memory on rdma, never through a buffer of the
+ * relay's), so a slow side stalls its peer instead of growing a queue. End of stream is passed on
+ * as a half-close; an error in either direction aborts the rdmig connection and shuts the unix
+ * socket down both ways, so both QEMUs see it. Ownership and locking: struct relay_owner
+ * (relay_int.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +38,7 @@ struct relay_pipe {
  * on error (with `err` set, unless the pipe is failing already and the
  * error is only the echo of that).
  */
-typedef int (*pipe_step_fn)(struct relay_pipe *p, char *buf, struct rdmig_err *err);
+typedef int (*pipe_step_fn)(struct relay_pipe *p, struct rdmig_err *err);
 
 void relay_owner_init(struct relay_owner *o)
 {
@@ -96,32 +98,13 @@ static void pipe_put(struct relay_pipe *p)
 	pthread_mutex_unlock(&o->lock);
 }
 
-static int send_all(int fd, const char *buf, size_t len)
+/* unix -> rdmig: the transport reads QEMU's socket itself (no buffer of ours). */
+static int step_up(struct relay_pipe *p, struct rdmig_err *err)
 {
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+	ssize_t n = rdmig_stream_send_fd(p->conn, 0, p->fd, RDMIG_RELAY_BUF, err);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* unix -> rdmig */
-static int step_up(struct relay_pipe *p, char *buf, struct rdmig_err *err)
-{
-	ssize_t n;
-
-	do
-		n = recv(p->fd, buf, RDMIG_RELAY_BUF, 0);
-	while (n < 0 && errno == EINTR);
 	if (n < 0) {
-		if (!p->failed)
-			rdmig_seterr_errno(err, -errno, "%s: reading from QEMU", p->name);
+		rdmig_err_prefix(err, "%s", p->name);
 		return -EIO;
 	}
 	if (n == 0) {
@@ -130,19 +113,14 @@ static int step_up(struct relay_pipe *p, char *buf, struct rdmig_err *err)
 		rdmig_err_clear(err);
 		return 0;
 	}
-	if (rdmig_stream_send(p->conn, 0, buf, (size_t)n, err)) {
-		rdmig_err_prefix(err, "%s", p->name);
-		return -EIO;
-	}
 	atomic_fetch_add(&p->owner->up, (uint64_t)n);
 	return 1;
 }
 
-/* rdmig -> unix */
-static int step_down(struct relay_pipe *p, char *buf, struct rdmig_err *err)
+/* rdmig -> unix: the transport writes into QEMU's socket itself. */
+static int step_down(struct relay_pipe *p, struct rdmig_err *err)
 {
-	ssize_t n = rdmig_stream_recv(p->conn, 0, buf, RDMIG_RELAY_BUF, -1, err);
-	int ret;
+	ssize_t n = rdmig_stream_recv_fd(p->conn, 0, p->fd, RDMIG_RELAY_BUF, -1, err);
 
 	if (n < 0) {
 		rdmig_err_prefix(err, "%s", p->name);
@@ -152,12 +130,6 @@ static int step_down(struct relay_pipe *p, char *buf, struct rdmig_err *err)
 		shutdown(p->fd, SHUT_WR);
 		return 0;
 	}
-	ret = send_all(p->fd, buf, (size_t)n);
-	if (ret) {
-		if (!p->failed)
-			rdmig_seterr_errno(err, ret, "%s: writing to QEMU", p->name);
-		return -EIO;
-	}
 	atomic_fetch_add(&p->owner->down, (uint64_t)n);
 	return 1;
 }
@@ -165,16 +137,11 @@ static int step_down(struct relay_pipe *p, char *buf, struct rdmig_err *err)
 static void pipe_run(struct relay_pipe *p, pipe_step_fn step)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	char *buf = malloc(RDMIG_RELAY_BUF);
 
-	if (!buf)
-		rdmig_seterr(&err, -ENOMEM, "%s: out of memory", p->name);
-	else
-		while (step(p, buf, &err) > 0)
-			;
+	while (step(p, &err) > 0)
+		;
 	if (err.code)
 		pipe_fail(p, &err);
-	free(buf);
 	pipe_put(p);
 }
 

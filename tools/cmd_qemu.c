@@ -30,6 +30,9 @@ enum {
 	OPT_SOCKET_GROUP,
 	OPT_CONTROL_IDLE,
 	OPT_ONCE,
+	OPT_POSTCOPY,
+	OPT_POSTCOPY_AFTER,
+	OPT_RECOVER_WAIT,
 };
 
 #define KEY_HELP                                                                                   \
@@ -46,7 +49,7 @@ enum {
 /* What the three subcommands share: the key, and who may use the source socket. */
 struct qemu_sec {
 	const char *key_file;
-	struct rdmig_auth_key key; /* outlives every connection (cli_key_setup) */
+	struct rdmig_auth_key key; /* loaded here, kept in tools/cli.c's key store */
 	unsigned sock_mode;
 	bool set_group;
 	unsigned gid;
@@ -360,36 +363,51 @@ static int qemu_dst(int argc, char **argv)
 
 static void usage_migrate(FILE *f)
 {
-	fprintf(f,
-		"Usage: rdmig qemu migrate --src-qmp PATH --dst ADDR[:PORT] [--multifd N]\n"
-		"         [--auto-converge] [--downtime-limit TIME] [--max-bandwidth RATE]\n"
-		"         [--backend rdma|tcp] [--socket PATH] [--timeout TIME] [--json]\n"
-		"         [--key-file PATH] [--tls] [--socket-mode MODE] [--socket-group GROUP]\n"
-		"\n"
-		"Live-migrate the QEMU whose QMP socket is PATH to the destination relay\n"
-		"(`rdmig qemu dst --qmp ...`) at ADDR. The destination QEMU is driven by that\n"
-		"relay; capabilities and parameters are set the same on both sides. A source\n"
-		"relay runs inside this command on a private unix socket (or --socket).\n"
-		"Succeeds when the destination QEMU runs; on failure, timeout or Ctrl-C the\n"
-		"migration is cancelled and the source VM keeps running. When that comes after\n"
-		"the source QEMU completed, the source is resumed only once the destination\n"
-		"relay has made sure its QEMU does not run the guest; when it cannot be asked,\n"
-		"both are left stopped and the exit status is 3 (outcome unknown).\n"
-		"\n"
-		"  -s, --src-qmp PATH         source QEMU's QMP socket\n"
-		"  -d, --dst ADDR[:PORT]      destination relay (default port %d)\n"
-		"  -m, --multifd N            multifd with N channels (1..%d), one stream each\n"
-		"  -a, --auto-converge        throttle the guest when rounds do not converge\n"
-		"  -D, --downtime-limit TIME  e.g. 300ms, 2s (bare number: ms)\n"
-		"  -B, --max-bandwidth RATE   e.g. 100M (MiB/s), 10Gbit; 0 = unlimited\n"
-		"  -b, --backend B            rdma or tcp (default tcp)\n"
-		"  -S, --socket PATH          unix socket of the in-process source relay\n"
-		"  -t, --timeout TIME         give up (and cancel) after TIME (default 10m)\n"
-		"  -j, --json                 one JSON summary object on stdout "
-		"(docs/json.md)\n" KEY_HELP SOCKET_HELP "\n"
-		"Exit status: 0 the destination runs the guest, 1 failed (the source runs it),\n"
-		"2 bad usage, 3 outcome unknown (the message says what to check).\n",
-		RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
+	fprintf(
+	    f,
+	    "Usage: rdmig qemu migrate --src-qmp PATH --dst ADDR[:PORT] [--multifd N]\n"
+	    "         [--auto-converge] [--downtime-limit TIME] [--max-bandwidth RATE]\n"
+	    "         [--backend rdma|tcp] [--socket PATH] [--timeout TIME] [--json]\n"
+	    "         [--key-file PATH] [--tls] [--socket-mode MODE] [--socket-group GROUP]\n"
+	    "         [--postcopy [--postcopy-after N|TIME] [--recover-wait TIME]]\n"
+	    "\n"
+	    "Live-migrate the QEMU whose QMP socket is PATH to the destination relay\n"
+	    "(`rdmig qemu dst --qmp ...`) at ADDR. The destination QEMU is driven by that\n"
+	    "relay; capabilities and parameters are set the same on both sides. A source\n"
+	    "relay runs inside this command on a private unix socket (or --socket).\n"
+	    "Succeeds when the destination QEMU runs; on failure, timeout or Ctrl-C the\n"
+	    "migration is cancelled and the source VM keeps running. When that comes after\n"
+	    "the source QEMU completed, the source is resumed only once the destination\n"
+	    "relay has made sure its QEMU does not run the guest; when it cannot be asked,\n"
+	    "both are left stopped and the exit status is 3 (outcome unknown).\n"
+	    "\n"
+	    "  -s, --src-qmp PATH         source QEMU's QMP socket\n"
+	    "  -d, --dst ADDR[:PORT]      destination relay (default port %d)\n"
+	    "  -m, --multifd N            multifd with N channels (1..%d), one stream each\n"
+	    "  -a, --auto-converge        throttle the guest when rounds do not converge\n"
+	    "  -D, --downtime-limit TIME  e.g. 300ms, 2s (bare number: ms)\n"
+	    "  -B, --max-bandwidth RATE   e.g. 100M (MiB/s), 10Gbit; 0 = unlimited\n"
+	    "  -b, --backend B            rdma or tcp (default tcp)\n"
+	    "  -S, --socket PATH          unix socket of the in-process source relay\n"
+	    "  -t, --timeout TIME         give up (and cancel) after TIME (default 10m)\n"
+	    "  -j, --json                 one JSON summary object on stdout "
+	    "(docs/json.md)\n" KEY_HELP SOCKET_HELP
+	    "      --postcopy             enable post-copy (postcopy-ram, and postcopy-preempt\n"
+	    "                             where both QEMUs have it) and switch to it when\n"
+	    "                             pre-copy stops converging; the guest then runs on\n"
+	    "                             the destination and cannot go back: if a QEMU dies\n"
+	    "                             in post-copy the guest is lost (docs/reliability.md)\n"
+	    "      --postcopy-after N|TIME switch after N passes (a number) or TIME of\n"
+	    "                             pre-copy (e.g. 5s) instead\n"
+	    "      --recover-wait TIME    a relay stream broken in post-copy: try that long\n"
+	    "                             to recover through the destination relay (default\n"
+	    "                             5m); then both QEMUs are left paused (exit 3)\n"
+	    "\n"
+	    "Exit status: 0 the destination runs the guest, 1 failed (the source runs it;\n"
+	    "once post-copy started: the guest is lost, as the message says),\n"
+	    "2 bad usage, 3 outcome unknown or post-copy left paused (the message says what\n"
+	    "to check and do).\n",
+	    RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
 }
 
 /* The summary object (docs/json.md); QEMU's own words for its states. */
@@ -420,7 +438,38 @@ static void print_json(const struct rdmig_qemu_migrate_opts *o,
 	cli_jset(j, "dst_status", cli_jstr(r->dst_status));
 	cli_jset(j, "src_resumed", json_boolean(r->src_resumed));
 	cli_jset(j, "qemu", cli_jstr(r->src_version));
+	cli_jset(j, "postcopy", json_boolean(r->postcopy));
+	cli_jset(j, "postcopy_preempt", json_boolean(r->postcopy && r->preempt));
+	cli_jset(j, "postcopy_start_ms",
+		 r->postcopy ? json_integer(r->postcopy_start_ms) : json_null());
+	cli_jset(j, "postcopy_requests", cli_juint(r->postcopy_requests));
+	cli_jset(j, "recoveries", json_integer(r->recoveries));
+	cli_jset(j, "postcopy_paused", json_boolean(r->postcopy_paused));
+	cli_jset(j, "guest_lost", json_boolean(r->guest_lost));
 	cli_json_print(j, false);
+}
+
+/* --postcopy-after: a bare number counts passes, anything else is a duration. */
+static int parse_postcopy_after(const char *s, struct rdmig_qemu_migrate_opts *o)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint64_t v;
+
+	if (*s && strspn(s, "0123456789") == strlen(s)) {
+		if (rdmig_parse_uint(s, 1, 1000, &v, &err))
+			return cli_usage_error("qemu migrate", "--postcopy-after N: %s", err.msg);
+		o->postcopy_after_passes = (unsigned)v;
+		return 0;
+	}
+	if (rdmig_parse_duration(s, 1000000000ull, &v, &err))
+		return cli_usage_error("qemu migrate",
+				       "--postcopy-after expects a number of passes or a time "
+				       "such as 5s: %s",
+				       err.msg);
+	if (v < 1000000ull || v > 86400000000000ull)
+		return cli_usage_error("qemu migrate", "--postcopy-after expects 1ms..24h");
+	o->postcopy_after_ms = v / 1000000;
+	return 0;
 }
 
 static int qemu_migrate(int argc, char **argv)
@@ -440,6 +489,9 @@ static int qemu_migrate(int argc, char **argv)
 	    {"tls", no_argument, NULL, OPT_TLS},
 	    {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
 	    {"socket-group", required_argument, NULL, OPT_SOCKET_GROUP},
+	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
+	    {"postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER},
+	    {"recover-wait", required_argument, NULL, OPT_RECOVER_WAIT},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	struct rdmig_qemu_migrate_opts o = {
@@ -447,12 +499,13 @@ static int qemu_migrate(int argc, char **argv)
 	    .downtime_ms = -1,
 	    .max_bandwidth = -1,
 	    .timeout_ms = 600000,
+	    .recover_wait_ms = 300000,
 	};
 	struct rdmig_qemu_migrate_result res = {0};
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct qemu_sec sec = {0};
 	const char *dst = NULL;
-	bool json = false;
+	bool json = false, pc_after = false;
 	char host[256];
 	uint64_t v;
 	int opt, rc;
@@ -507,6 +560,23 @@ static int qemu_migrate(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case OPT_POSTCOPY:
+			o.postcopy = true;
+			break;
+		case OPT_POSTCOPY_AFTER:
+			if (parse_postcopy_after(optarg, &o))
+				return RDMIG_EXIT_USAGE;
+			pc_after = true;
+			break;
+		case OPT_RECOVER_WAIT:
+			if (rdmig_parse_duration(optarg, 1000000000ull, &v, &err))
+				return cli_usage_error("qemu migrate", "--recover-wait: %s",
+						       err.msg);
+			if (v < 1000000000ull || v > 86400000000000ull)
+				return cli_usage_error("qemu migrate",
+						       "--recover-wait expects 1s..24h");
+			o.recover_wait_ms = v / 1000000;
+			break;
 		case 'h':
 			usage_migrate(stdout);
 			return RDMIG_EXIT_OK;
@@ -522,6 +592,8 @@ static int qemu_migrate(int argc, char **argv)
 		return cli_usage_error("qemu migrate", "unexpected argument '%s'", argv[optind]);
 	if (!o.src_qmp || !dst)
 		return cli_usage_error("qemu migrate", "--src-qmp and --dst are required");
+	if (pc_after && !o.postcopy)
+		return cli_usage_error("qemu migrate", "--postcopy-after needs --postcopy");
 	if (parse_peer("qemu migrate", dst, host, sizeof(host), &o.xport.port))
 		return RDMIG_EXIT_USAGE;
 	o.xport.host = host;
@@ -542,13 +614,18 @@ static int qemu_migrate(int argc, char **argv)
 	else
 		fprintf(stderr,
 			"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
-			" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s); destination %s\n",
+			" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s)%s; destination "
+			"%s\n",
 			res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes,
-			res.streams, rdmig_backend_name(o.xport.backend), res.dst_status);
+			res.streams, rdmig_backend_name(o.xport.backend),
+			res.postcopy ? (res.recoveries ? ", through post-copy (recovered)"
+						       : ", through post-copy")
+				     : "",
+			res.dst_status);
 	/* Last, so that a log of both streams ends with the object. */
 	if (json)
 		print_json(&o, &res, rc, err.msg);
-	if (res.outcome_unknown)
+	if (res.outcome_unknown || res.postcopy_paused)
 		return QEMU_EXIT_UNKNOWN;
 	return rc ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;
 }

@@ -593,4 +593,6 @@ const struct rdmig_xport_ops rdmig_rdma_ops = {
     .stream_send = rd_stream_send,
     .stream_recv = rd_stream_recv,
     .stream_shutdown = rd_stream_shutdown,
+    .stream_send_fd = rd_stream_send_fd,
+    .stream_recv_fd = rd_stream_recv_fd,
 };

@@ -329,6 +329,10 @@ void rd_listener_close(struct rdmig_listener *l);
 void rd_cm_events(struct rd_conn *rc);
 
 /* ---- rdma_stream.c ---- */
+ssize_t rd_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			  struct rdmig_err *err);
+ssize_t rd_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max, int timeout_ms,
+			  struct rdmig_err *err);
 int rd_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
 		   struct rdmig_err *err);
 ssize_t rd_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap, int timeout_ms,

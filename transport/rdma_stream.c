@@ -21,11 +21,20 @@
  * the receiving thread owns rx_consumed and credit_sent (under rx_lock) and
  * copies out of the ring without a lock: bytes between rx_consumed and
  * rx_written cannot change until they are credited back.
+ *
+ * The descriptor calls skip the copies: rd_stream_send_fd() reads the
+ * caller's descriptor straight into the staging buffer (after waiting for
+ * it outside tx_lock, then without blocking inside it), and
+ * rd_stream_recv_fd() writes straight out of the receive ring.
  */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rdma_int.h"
@@ -90,6 +99,36 @@ int rd_post_auth(struct rdmig_conn *c, struct rdmig_err *err)
 	return 0;
 }
 
+/*
+ * The `n` staged bytes at `pos` to the same offset of the peer's ring, as
+ * the next bytes of the stream. Under tx_lock.
+ */
+static int post_chunk(struct rd_chan *ch, uint64_t pos, uint64_t n, struct rdmig_err *err)
+{
+	uint64_t size = ch->peer.stream_ring;
+	struct ibv_send_wr wr;
+	struct ibv_sge sge;
+
+	sge.addr = (uintptr_t)(ch->stage + pos);
+	sge.length = (uint32_t)n;
+	sge.lkey = ch->stage_mr->lkey;
+	memset(&wr, 0, sizeof(wr));
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	wr.imm_data = htobe32((uint32_t)n);
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.send_flags = n <= ch->max_inline ? IBV_SEND_INLINE : 0;
+	wr.wr.rdma.remote_addr = ch->peer.ring_addr + pos;
+	wr.wr.rdma.rkey = ch->peer.ring_rkey;
+	ch->tx_pos += n;
+	/*
+	 * Signal once half the staging buffer awaits completion: whenever the
+	 * sender blocks on staging space, a signaled write is outstanding.
+	 */
+	rd_wr_prep(ch, &wr, RD_K_STREAM, ch->tx_pos - ch->tx_done >= size / 2);
+	return rd_post_chain(ch, &wr, err);
+}
+
 int rd_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
 		   struct rdmig_err *err)
 {
@@ -118,8 +157,6 @@ int rd_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t 
 			goto out_unlock;
 	}
 	while (len) {
-		struct ibv_send_wr wr;
-		struct ibv_sge sge;
 		uint64_t base, space, pos, n;
 
 		rd_reap_send(ch);
@@ -136,24 +173,7 @@ int rd_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t 
 		pos = ch->tx_pos & (size - 1);
 		n = min_u64(min_u64(len, space), min_u64(size - pos, chunk_max));
 		memcpy(ch->stage + pos, p, n);
-		sge.addr = (uintptr_t)(ch->stage + pos);
-		sge.length = (uint32_t)n;
-		sge.lkey = ch->stage_mr->lkey;
-		memset(&wr, 0, sizeof(wr));
-		wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-		wr.imm_data = htobe32((uint32_t)n);
-		wr.sg_list = &sge;
-		wr.num_sge = 1;
-		wr.send_flags = n <= ch->max_inline ? IBV_SEND_INLINE : 0;
-		wr.wr.rdma.remote_addr = ch->peer.ring_addr + pos;
-		wr.wr.rdma.rkey = ch->peer.ring_rkey;
-		ch->tx_pos += n;
-		/*
-		 * Signal once half the staging buffer awaits completion: whenever the
-		 * sender blocks on staging space, a signaled write is outstanding.
-		 */
-		rd_wr_prep(ch, &wr, RD_K_STREAM, ch->tx_pos - ch->tx_done >= size / 2);
-		ret = rd_post_chain(ch, &wr, err);
+		ret = post_chunk(ch, pos, n, err);
 		if (ret)
 			goto out_unlock;
 		p += n;
@@ -178,13 +198,16 @@ static int send_credit(struct rd_chan *ch, uint64_t consumed, struct rdmig_err *
 	return ret;
 }
 
-ssize_t rd_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap, int timeout_ms,
+/*
+ * Wait for unread bytes: the count (> 0) with *pos their offset in the
+ * ring, 0 at end of stream, or a negative errno. Bytes between rx_consumed
+ * and rx_written stay put until rx_advance() credits them back.
+ */
+static ssize_t rx_wait(struct rd_conn *rc, struct rd_chan *ch, int timeout_ms, uint64_t *pos,
 		       struct rdmig_err *err)
 {
-	struct rd_conn *rc = to_rd(c);
-	struct rd_chan *ch = rd_data(rc, chan);
 	int64_t deadline = rdmig_deadline_ms(timeout_ms);
-	uint64_t size = ch->ring_size, avail, pos, n, first, credit = 0;
+	uint64_t avail;
 	int ret;
 
 	if (!ch->ring)
@@ -206,28 +229,142 @@ ssize_t rd_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t ca
 		}
 	}
 	avail = ch->rx_written - ch->rx_consumed;
-	pos = ch->rx_consumed & (size - 1);
+	*pos = ch->rx_consumed & (ch->ring_size - 1);
 	pthread_mutex_unlock(&ch->rx_lock);
+	return (ssize_t)min_u64(avail, SSIZE_MAX);
+}
 
-	n = min_u64(cap, avail);
-	first = min_u64(n, size - pos);
-	memcpy(buf, ch->ring + pos, first);
-	if (n > first)
-		memcpy((uint8_t *)buf + first, ch->ring, n - first);
+/* `n` bytes read out of the ring: consumed, and credited once a quarter is. */
+static int rx_advance(struct rd_chan *ch, uint64_t n, struct rdmig_err *err)
+{
+	uint64_t credit = 0;
 
 	pthread_mutex_lock(&ch->rx_lock);
 	ch->rx_consumed += n;
-	if (ch->rx_consumed - ch->credit_sent >= size / 4) {
+	if (ch->rx_consumed - ch->credit_sent >= ch->ring_size / 4) {
 		credit = ch->rx_consumed;
 		ch->credit_sent = credit;
 	}
 	pthread_mutex_unlock(&ch->rx_lock);
-	if (credit) {
-		ret = send_credit(ch, credit, err);
+	return credit ? send_credit(ch, credit, err) : 0;
+}
+
+ssize_t rd_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap, int timeout_ms,
+		       struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	struct rd_chan *ch = rd_data(rc, chan);
+	uint64_t pos = 0, n, first;
+	ssize_t avail = rx_wait(rc, ch, timeout_ms, &pos, err);
+	int ret;
+
+	if (avail <= 0)
+		return avail;
+	n = min_u64(cap, (uint64_t)avail);
+	first = min_u64(n, ch->ring_size - pos);
+	memcpy(buf, ch->ring + pos, first);
+	if (n > first)
+		memcpy((uint8_t *)buf + first, ch->ring, n - first);
+	ret = rx_advance(ch, n, err);
+	return ret ? ret : (ssize_t)n;
+}
+
+ssize_t rd_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max, int timeout_ms,
+			  struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	struct rd_chan *ch = rd_data(rc, chan);
+	uint64_t pos = 0, n, first;
+	ssize_t avail = rx_wait(rc, ch, timeout_ms, &pos, err);
+	int ret;
+
+	if (avail <= 0)
+		return avail;
+	/* Straight out of the ring: it holds still until credited. */
+	n = min_u64(max, (uint64_t)avail);
+	first = min_u64(n, ch->ring_size - pos);
+	ret = xport_fd_write_all(fd, ch->ring + pos, first);
+	if (!ret && n > first)
+		ret = xport_fd_write_all(fd, ch->ring, n - first);
+	if (ret)
+		return rdmig_seterr_errno(err, ret, "stream on %s: writing the local descriptor",
+					  ch->name);
+	ret = rx_advance(ch, n, err);
+	return ret ? ret : (ssize_t)n;
+}
+
+/*
+ * Read what `fd` has (it was seen readable) into the staging buffer, without
+ * blocking: the sender holds tx_lock, which the progress thread needs.
+ */
+static ssize_t fd_read_now(int fd, uint8_t *buf, size_t len)
+{
+	ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+
+	/* A pipe or a file, seen readable: one read returns what it holds. */
+	return n < 0 && errno == ENOTSOCK ? read(fd, buf, len) : n;
+}
+
+ssize_t rd_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			  struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	struct rd_chan *ch = rd_data(rc, chan);
+	uint64_t size = ch->peer.stream_ring;
+	uint64_t chunk_max = min_u64(size / 4, rc->max_wr_bytes);
+	ssize_t got = 0;
+	int ret = 0;
+
+	if (!size)
+		return rdmig_seterr(err, -EOPNOTSUPP, "the peer has no stream ring on %s",
+				    ch->name);
+	for (;;) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		uint64_t base, space, pos, n;
+
+		if (poll(&pf, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return rdmig_seterr_errno(err, -errno,
+						  "stream on %s: waiting for the local descriptor",
+						  ch->name);
+		}
+		pthread_mutex_lock(&ch->tx_lock);
+		ret = rd_check(rc, err);
+		if (!ret && ch->eof_sent)
+			ret = rdmig_seterr(err, -EPIPE, "stream on %s already shut down", ch->name);
+		if (!ret && !ch->stage)
+			ret = rd_buf_alloc(rc, size, IBV_ACCESS_LOCAL_WRITE, &ch->stage,
+					   &ch->stage_mr, "stream staging buffer", err);
 		if (ret)
-			return ret;
+			break;
+		rd_reap_send(ch);
+		base = min_u64(ch->peer_consumed, ch->tx_done);
+		space = size - (ch->tx_pos - base);
+		if (!space || ch->post_seq - ch->done_seq >= ch->depth) {
+			rd_cond_wait(&ch->tx_cond, &ch->tx_lock, -1);
+			pthread_mutex_unlock(&ch->tx_lock);
+			continue;
+		}
+		pos = ch->tx_pos & (size - 1);
+		n = min_u64(min_u64(max, space), min_u64(size - pos, chunk_max));
+		/* Straight into registered memory: no copy of the caller's. */
+		got = fd_read_now(fd, ch->stage + pos, n);
+		if (got > 0) {
+			ret = post_chunk(ch, pos, (uint64_t)got, err);
+			break;
+		}
+		if (got == 0)
+			break;
+		if (errno != EAGAIN && errno != EINTR) {
+			ret = rdmig_seterr_errno(
+			    err, -errno, "stream on %s: reading the local descriptor", ch->name);
+			break;
+		}
+		pthread_mutex_unlock(&ch->tx_lock);
 	}
-	return (ssize_t)n;
+	pthread_mutex_unlock(&ch->tx_lock);
+	return ret ? ret : got;
 }
 
 int rd_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err)

@@ -489,4 +489,6 @@ const struct rdmig_xport_ops rdmig_tcp_ops = {
     .stream_send = tcp_stream_send,
     .stream_recv = tcp_stream_recv,
     .stream_shutdown = tcp_stream_shutdown,
+    .stream_send_fd = tcp_stream_send_fd,
+    .stream_recv_fd = tcp_stream_recv_fd,
 };

@@ -295,6 +295,10 @@ int tcp_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct r
 
 /* Ops (xport.h). */
 
+ssize_t tcp_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			   struct rdmig_err *err);
+ssize_t tcp_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max, int timeout_ms,
+			   struct rdmig_err *err);
 int tcp_stream_send(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
 		    struct rdmig_err *err);
 ssize_t tcp_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap, int timeout_ms,

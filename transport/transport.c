@@ -6,6 +6,7 @@
  * same on both lives here so that the engine cannot tell them apart.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -823,6 +824,59 @@ int rdmig_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err 
 	if (ret)
 		return ret;
 	return c->ops->stream_shutdown(c, chan, err);
+}
+
+int xport_fd_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		struct pollfd pf = {.fd = fd, .events = POLLOUT};
+		ssize_t n = write(fd, p, len);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return rdmig_neg_errno();
+		if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+			return rdmig_neg_errno();
+	}
+	return 0;
+}
+
+ssize_t rdmig_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			     struct rdmig_err *err)
+{
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (ret)
+		return ret;
+	if (fd < 0 || !max)
+		return rdmig_seterr(err, -EINVAL, "stream send from descriptor %d, %zu bytes", fd,
+				    max);
+	return c->ops->stream_send_fd(c, chan, fd, max, err);
+}
+
+ssize_t rdmig_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			     int timeout_ms, struct rdmig_err *err)
+{
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (ret)
+		return ret;
+	if (fd < 0 || !max)
+		return rdmig_seterr(err, -EINVAL, "stream receive into descriptor %d, %zu bytes",
+				    fd, max);
+	return c->ops->stream_recv_fd(c, chan, fd, max, timeout_ms, err);
 }
 
 /* ---- counters and hello ------------------------------------------------ */

@@ -238,10 +238,21 @@ struct rdmig_xport_ops {
 	ssize_t (*stream_recv)(struct rdmig_conn *c, unsigned chan, void *buf, size_t cap,
 			       int timeout_ms, struct rdmig_err *err);
 	int (*stream_shutdown)(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err);
+	/* rdmig_stream_send_fd() / rdmig_stream_recv_fd(), max > 0. */
+	ssize_t (*stream_send_fd)(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+				  struct rdmig_err *err);
+	ssize_t (*stream_recv_fd)(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+				  int timeout_ms, struct rdmig_err *err);
 };
 
 extern const struct rdmig_xport_ops rdmig_tcp_ops;
 extern const struct rdmig_xport_ops rdmig_rdma_ops;
+
+/*
+ * Every byte of buf into fd (the descriptor calls' caller's), waiting for
+ * it when it is full: 0 or a negative errno.
+ */
+int xport_fd_write_all(int fd, const void *buf, size_t len);
 
 /*
  * Record a fatal connection error (first one wins) and return its code.

@@ -287,6 +287,31 @@ ssize_t rdmig_stream_recv(struct rdmig_conn *c, unsigned chan, void *buf, size_t
 /* Half-close: the peer reads end of stream after everything sent before. */
 int rdmig_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err *err);
 
+/*
+ * The same stream fed from, or drained into, a file descriptor of the
+ * caller's (a socket, a pipe or a file), without copying the bytes through
+ * a buffer of the caller's and, where the backend can, through user space
+ * at all: tcp splices them through a pipe (TLS goes through a buffer of the
+ * backend's), rdma reads them into its registered staging buffer and writes
+ * them out of its receive ring. `fd` may be blocking or not; these calls
+ * wait for it.
+ *
+ * rdmig_stream_send_fd() waits until `fd` is readable, reads at most `max`
+ * bytes once and sends them: the bytes sent (> 0), 0 when `fd` is at end of
+ * file (nothing is sent: the half-close stays the caller's), or a negative
+ * errno, whose message says whether `fd` or the connection failed.
+ *
+ * rdmig_stream_recv_fd() waits up to `timeout_ms` (negative: no limit) for
+ * stream data, receives at most `max` bytes and writes every one of them to
+ * `fd` before it returns: the bytes moved (> 0), 0 at end of stream, or a
+ * negative errno; after a failed write to `fd` the bytes of that call are
+ * lost, so the stream is of no further use to the caller.
+ */
+ssize_t rdmig_stream_send_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			     struct rdmig_err *err);
+ssize_t rdmig_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t max,
+			     int timeout_ms, struct rdmig_err *err);
+
 /* ---- Counters ---------------------------------------------------------- */
 
 struct rdmig_xport_stats {

@@ -8,6 +8,7 @@
  * increments preserve differences (tests/lib/incr_check.h rdmig_check_incr_image).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,4 +243,47 @@ const char *qh_pick_accel(const struct qh_vm_cfg *guest, uint64_t addr)
 	}
 	qh_vm_stop(&probe);
 	return accel;
+}
+
+int qh_wait_filled(struct qh_vm *vm, int timeout_ms, struct rdmig_err *err)
+{
+	int64_t deadline = rdmig_deadline_ms(timeout_ms);
+	uint32_t v = 0;
+	int ret;
+
+	for (;;) {
+		ret = qh_read_guest(vm, QH_FILL_DONE_ADDR, sizeof(v), &v, err);
+		if (ret || v == QH_FILL_MAGIC)
+			return ret;
+		if (rdmig_ms_left(deadline) == 0)
+			return rdmig_seterr(err, -ETIMEDOUT,
+					    "%s: the written guest did not finish writing its RAM "
+					    "within %d s (is it the FILL build of guest.S?)",
+					    vm->p.name, timeout_ms / 1000);
+		rdmig_sleep_ms(100);
+	}
+}
+
+int qh_check_fill(struct qh_vm *vm, uint64_t addr, size_t len, struct rdmig_err *err)
+{
+	uint32_t *buf = malloc(len);
+	uint64_t bad = 0, first = 0;
+	int ret;
+
+	if (!buf)
+		return rdmig_seterr(err, -ENOMEM, "%s: %zu bytes to check", vm->p.name, len);
+	ret = qh_read_guest(vm, addr, len, buf, err);
+	for (size_t i = 0; !ret && i < len / 4; i++) {
+		uint32_t want = (uint32_t)(addr + i * 4) ^ QH_FILL_XOR;
+
+		if (buf[i] != want && !bad++)
+			first = addr + i * 4;
+	}
+	free(buf);
+	if (!ret && bad)
+		ret = rdmig_seterr(err, -EIO,
+				   "%s: %" PRIu64 " dwords of the written guest differ, the first "
+				   "at 0x%" PRIx64,
+				   vm->p.name, bad, first);
+	return ret;
 }

@@ -232,6 +232,21 @@ int qh_guest_runs(struct qh_vm *vm, uint64_t addr, uint8_t seen[2], struct rdmig
  */
 int qh_check_incr(struct qh_vm *vm, uint64_t addr, size_t len, bool lossy, struct rdmig_err *err);
 
+/* The written guest (guest.S built with FILL): every dword is its address ^ QH_FILL_XOR. */
+#define QH_FILL_XOR	  0x5a5aa5a5u
+#define QH_FILL_DONE_ADDR 0x600u
+#define QH_FILL_MAGIC	  0x46494c4cu
+
+/* Wait until the written guest has written all of its range (its done marker). */
+int qh_wait_filled(struct qh_vm *vm, int timeout_ms, struct rdmig_err *err);
+
+/*
+ * Every dword of [addr, addr + len) of the stopped written guest holds its
+ * address ^ QH_FILL_XOR, read by pmemsave; else -EIO naming the first bad
+ * dword and how many are bad.
+ */
+int qh_check_fill(struct qh_vm *vm, uint64_t addr, size_t len, struct rdmig_err *err);
+
 /*
  * TCG of QEMU before 9.0 is known to lose dirty pages (see qemu_guest.c),
  * unless RDMIG_QEMU_STRICT is set: damaged memory is then not the test's

@@ -245,8 +245,9 @@ int qh_wait_event(struct qh_vm *vm, const char *event, int timeout_ms, struct rd
 
 bool qh_mig_ended(const char *st)
 {
-	static const char *const going[] = {"setup",	  "active",	 "device", "pre-switchover",
-					    "cancelling", "wait-unplug", "none"};
+	static const char *const going[] = {
+	    "setup",	   "active", "device",		"pre-switchover",  "cancelling",
+	    "wait-unplug", "none",   "postcopy-active", "postcopy-paused", "postcopy-recover"};
 
 	for (size_t i = 0; i < sizeof(going) / sizeof(going[0]); i++)
 		if (!strcmp(st, going[i]))

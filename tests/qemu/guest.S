@@ -13,12 +13,22 @@
  * tests/lib/qemu_harness.h and the size relay_test.c checks
  * (RDMIG_QEMU_GUEST_MIB); run it with -m 128 or more.
  *
+ * With --defsym FILL=1 it is the written guest instead: it writes every
+ * dword of [GUEST_START, GUEST_END) once with its own address xor
+ * FILL_XOR (so no page is zero and every dword says where it belongs), sets
+ * FILL_DONE_ADDR to FILL_MAGIC and halts: a guest whose RAM is all data,
+ * then idle, checked byte for byte after migration (qh_check_fill).
+ *
  * Built with binutils: as --32, ld -Ttext 0x7c00, objcopy -O binary.
  */
 	.set	GUEST_START, 0x00100000
 	.ifndef GUEST_END
 	.set	GUEST_END, 0x06500000	/* as --defsym GUEST_END=... for a smaller guest */
 	.endif
+	/* The written guest's constants: tests/lib/qemu_harness.h has the same. */
+	.set	FILL_XOR, 0x5a5aa5a5
+	.set	FILL_DONE_ADDR, 0x600
+	.set	FILL_MAGIC, 0x46494c4c	/* "FILL" */
 
 	.code16
 	.text
@@ -48,6 +58,20 @@ pmode:
 	movw	%ax, %es
 	movw	%ax, %ss
 	movl	$0x7c00, %esp
+	.ifdef	FILL
+	movl	$GUEST_START, %ebx
+fill:
+	movl	%ebx, %eax
+	xorl	$FILL_XOR, %eax
+	movl	%eax, (%ebx)
+	addl	$4, %ebx
+	cmpl	$GUEST_END, %ebx
+	jb	fill
+	movl	$FILL_MAGIC, FILL_DONE_ADDR
+idle:
+	hlt
+	jmp	idle
+	.endif
 pass:
 	movl	$GUEST_START, %ebx
 page:

@@ -8,8 +8,9 @@
  *                fails with a clear message, the source keeps running, and a
  *                second migration to a fresh destination passes the integrity check
  *   bad_input    unreachable destination, missing QMP socket, a socket that is
- *                not QMP, a capability mismatch, a destination relay without
- *                --qmp: each a clear error, the source still running
+ *                not QMP, a capability mismatch, a multifd-compression
+ *                mismatch, a destination relay without --qmp: each a clear
+ *                error, the source still running
  *   auth_sink    a keyed destination relay in front of a sink counting what
  *                reaches "QEMU's incoming socket": an unkeyed or wrong-keyed
  *                `rdmig qemu src`, and garbage, get 0 bytes through; the
@@ -29,6 +30,15 @@
  *   unknown      after the source completed the destination relay cannot be
  *                reached (a proxy cuts it off): exit 3, "outcome unknown", the
  *                source left paused while the guest runs on the destination
+ *   postcopy     --postcopy with a guest that dirties memory faster than
+ *                --max-bandwidth moves it: completes only through post-copy,
+ *                switched when pre-copy stopped converging; integrity check
+ *   postcopy_recover  the destination relay killed in post-copy: both QEMUs
+ *                pause, a relay restarted on the same address lets the
+ *                orchestrator recover (migrate-recover, migrate resume), the
+ *                migration completes, integrity check
+ *   postcopy_lost the destination QEMU killed in post-copy: "the guest is
+ *                lost", exit 1, nothing resumed
  *
  * Every relay and orchestrator runs with --key-file (a key made for the run)
  * unless a test says otherwise.
@@ -182,9 +192,12 @@ static int migrate_wait(struct qh_proc *p, int timeout_ms)
 	return 0;
 }
 
-/* Run a migration to completion; 0 if it exited 0 and the JSON agrees. */
-static int migrate_ok(struct qh_vm *src, struct qh_vm *dst, unsigned port, const char *const *extra,
-		      unsigned streams)
+/*
+ * Run a migration to completion; 0 if it exited 0 and the JSON agrees
+ * (`streams` carried, unless 0). *summary (may be NULL) receives its JSON.
+ */
+static int migrate_run(struct qh_vm *src, struct qh_vm *dst, unsigned port,
+		       const char *const *extra, unsigned streams, json_t **summary)
 {
 	static struct qh_proc m;
 	double t0 = rdmig_now_s();
@@ -207,22 +220,32 @@ static int migrate_ok(struct qh_vm *src, struct qh_vm *dst, unsigned port, const
 	}
 	free(out);
 	printf("  migrated in %.2f s: total %lld ms, downtime %lld ms, %.1f MiB, %lld streams, "
-	       "%lld passes\n",
+	       "%lld passes%s\n",
 	       rdmig_now_s() - t0, json_integer_value(json_object_get(j, "total_ms")),
 	       json_integer_value(json_object_get(j, "downtime_ms")),
 	       json_integer_value(json_object_get(j, "bytes")) / 1048576.0,
 	       json_integer_value(json_object_get(j, "streams")),
-	       json_integer_value(json_object_get(j, "passes")));
-	if (json_integer_value(json_object_get(j, "streams")) != (json_int_t)streams) {
+	       json_integer_value(json_object_get(j, "passes")),
+	       json_is_true(json_object_get(j, "postcopy")) ? ", through post-copy" : "");
+	if (streams && json_integer_value(json_object_get(j, "streams")) != (json_int_t)streams) {
 		rc = FAIL("%lld streams carried, expected %u",
 			  json_integer_value(json_object_get(j, "streams")), streams);
 	}
 	if (strcmp(json_string_value(json_object_get(j, "dst_status")) ?: "", "running"))
 		rc = FAIL("JSON says the destination is not running");
-	json_decref(j);
+	if (summary)
+		*summary = j;
+	else
+		json_decref(j);
 	if (rc || expect_status(src, "postmigrate"))
 		return -1;
 	return check_integrity(dst);
+}
+
+static int migrate_ok(struct qh_vm *src, struct qh_vm *dst, unsigned port, const char *const *extra,
+		      unsigned streams)
+{
+	return migrate_run(src, dst, port, extra, streams, NULL);
 }
 
 /*
@@ -407,8 +430,18 @@ static int set_postcopy(struct qh_vm *vm, bool on)
 	return 0;
 }
 
+static int set_param_str(struct qh_vm *vm, const char *name, const char *value)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+
+	if (qh_cmd(vm, "migrate-set-parameters", json_pack("{s:s}", name, value), NULL, &err))
+		return FAIL("%s", err.msg);
+	return 0;
+}
+
 static int test_bad_input(void)
 {
+	static const char *const multifd2[] = {"--multifd", "2", "--max-bandwidth", "0", NULL};
 	static struct qh_vm src, dst;
 	static struct qh_proc relay, bare;
 	struct rdmig_err err = RDMIG_ERR_INIT;
@@ -443,6 +476,12 @@ static int test_bad_input(void)
 	if (set_postcopy(&src, true) ||
 	    migrate_fails(src.qmp, port, fast, "capability mismatch: \"postcopy-ram\"") ||
 	    set_postcopy(&src, false))
+		return -1;
+
+	printf("  multifd-compression differs (zlib on the source only)\n");
+	if (set_param_str(&src, "multifd-compression", "zlib") ||
+	    migrate_fails(src.qmp, port, multifd2, "parameter mismatch: \"multifd-compression\"") ||
+	    set_param_str(&src, "multifd-compression", "none"))
 		return -1;
 
 	printf("  destination relay without --qmp\n");
@@ -1068,6 +1107,163 @@ out:
 	return rc;
 }
 
+/* ---- post-copy -------------------------------------------------------------------- */
+
+/*
+ * The guest increments every page of its range in a loop that takes far
+ * less than a second, so at 32 MiB/s every pass finds the whole range dirty
+ * again and a 1 ms downtime limit is never met: pre-copy cannot converge.
+ */
+#define NO_CONVERGE "--max-bandwidth", "32M", "--downtime-limit", "1ms"
+
+/* The summary says post-copy ran, over the streams it should have. */
+static int expect_postcopy(json_t *j, bool recovered)
+{
+	bool preempt = json_is_true(json_object_get(j, "postcopy_preempt"));
+	json_int_t rec = json_integer_value(json_object_get(j, "recoveries"));
+	json_int_t streams = json_integer_value(json_object_get(j, "streams"));
+
+	if (!json_is_true(json_object_get(j, "postcopy")))
+		return FAIL(
+		    "JSON postcopy is not true: the migration did not go through post-copy");
+	if (json_is_true(json_object_get(j, "guest_lost")) ||
+	    json_is_true(json_object_get(j, "postcopy_paused")))
+		return FAIL("JSON says guest_lost or postcopy_paused on success");
+	if (recovered ? rec < 1 : rec != 0)
+		return FAIL("JSON recoveries is %lld, expected %s", rec, recovered ? ">= 1" : "0");
+	/* The main channel (and the preempt one) at the start and again at every recovery. */
+	if (streams != (1 + preempt) * (1 + rec))
+		return FAIL("%lld streams carried, expected %lld (preempt %s, %lld recoveries)",
+			    streams, (1 + preempt) * (1 + rec), preempt ? "on" : "off", rec);
+	printf("  post-copy from %lld ms, %lld page requests from the destination, preempt %s, "
+	       "%lld recoveries\n",
+	       json_integer_value(json_object_get(j, "postcopy_start_ms")),
+	       json_integer_value(json_object_get(j, "postcopy_requests")), preempt ? "on" : "off",
+	       rec);
+	return 0;
+}
+
+static int test_postcopy(void)
+{
+	static const char *const extra[] = {"--postcopy", NO_CONVERGE, NULL};
+	static struct qh_vm src, dst;
+	static struct qh_proc relay;
+	json_t *j = NULL;
+	unsigned port;
+	int rc;
+
+	if (pair_start(&src, &dst, QH_INCOMING_UNIX, &relay, &port))
+		return -1;
+	rc = migrate_run(&src, &dst, port, extra, 0, &j);
+	if (!rc)
+		rc = expect_postcopy(j, false);
+	/* Switched because pre-copy did not converge: at the start of the third pass. */
+	if (!rc && json_integer_value(json_object_get(j, "passes")) < 3)
+		rc = FAIL("post-copy after %lld passes: the non-convergence rule needs 3",
+			  json_integer_value(json_object_get(j, "passes")));
+	json_decref(j);
+	return rc;
+}
+
+/*
+ * Post-copy under way and slow enough to be caught there: switched to 1 s
+ * into the first pass, with most of the guest still to copy, and the
+ * background copy limited (max-postcopy-bandwidth, on the source's own
+ * QMP) so that it would take about 16 s for the whole guest.
+ */
+static int postcopy_slowly(struct qh_vm *src, struct qh_proc *m, unsigned port)
+{
+	static const char *const extra[] = {
+	    "--postcopy", "--postcopy-after", "1s", NO_CONVERGE, "--recover-wait", "60s", NULL};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	char st[32];
+
+	if (qh_cmd(src, "migrate-set-parameters",
+		   json_pack("{s:I}", "max-postcopy-bandwidth", (json_int_t)(g_len / 16)), NULL,
+		   &err))
+		return FAIL("%s", err.msg);
+	if (migrate_spawn(m, src->qmp, port, extra) || wait_src_mig(src, "postcopy-active"))
+		return -1;
+	rdmig_sleep_ms(1000);
+	/* The guest left the source at the switch. */
+	if (qh_status(src, st, sizeof(st), &err))
+		return FAIL("%s", err.msg);
+	if (!strcmp(st, "running"))
+		return FAIL("the source VM still runs in post-copy");
+	return 0;
+}
+
+static int test_postcopy_recover(void)
+{
+	static struct qh_vm src, dst;
+	static struct qh_proc relay, relay2, m;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	char listen[300];
+	const char *const same_port[] = {"--listen", listen, NULL};
+	unsigned port, port2;
+	json_t *j;
+	int rc;
+
+	if (pair_start(&src, &dst, QH_INCOMING_UNIX, &relay, &port) ||
+	    postcopy_slowly(&src, &m, port))
+		return -1;
+	qh_kill(&relay);
+	printf("  killed the destination relay in post-copy\n");
+	if (wait_src_mig(&src, "postcopy-paused"))
+		return -1;
+	printf("  the source QEMU paused post-copy; restarting the relay on port %u\n", port);
+	/* The later --listen wins: the new relay takes the old one's address. */
+	snprintf(listen, sizeof(listen), "%s:%u", g_relay.host, port);
+	if (qh_relay_dst_spawn(&relay2, "relay2", &g_relay, dst.incoming, dst.qmp, same_port,
+			       &port2, &err))
+		return FAIL("%s", err.msg);
+	if (port2 != port)
+		return FAIL("the restarted relay listens on %u, not %u", port2, port);
+	if (migrate_wait(&m, 120000))
+		return -1;
+	if (m.status) {
+		qh_show_log(&m);
+		return FAIL("rdmig qemu migrate exited %d", m.status);
+	}
+	j = summary_of(&m);
+	if (!j)
+		return -1;
+	rc = expect_jstr(j, "status", "completed") || expect_jstr(j, "dst_status", "running") ||
+		     expect_postcopy(j, true)
+		 ? -1
+		 : 0;
+	json_decref(j);
+	if (rc || log_mentions(&m, "post-copy paused") || expect_status(&src, "postmigrate"))
+		return -1;
+	return check_integrity(&dst);
+}
+
+static int test_postcopy_lost(void)
+{
+	static struct qh_vm src, dst;
+	static struct qh_proc relay, m;
+	unsigned port;
+	json_t *j;
+	int rc;
+
+	if (pair_start(&src, &dst, QH_INCOMING_UNIX, &relay, &port) ||
+	    postcopy_slowly(&src, &m, port))
+		return -1;
+	qh_kill(&dst.p);
+	printf("  killed the destination QEMU in post-copy\n");
+	if (migrate_wait(&m, 90000) || failed_with(&m, "guest is lost"))
+		return -1;
+	j = summary_of(&m);
+	if (!j)
+		return -1;
+	rc = expect_jstr(j, "status", "failed");
+	if (!rc && !json_is_true(json_object_get(j, "guest_lost")))
+		rc = FAIL("JSON guest_lost is not true");
+	json_decref(j);
+	/* Nothing was resumed: the source keeps its half, stopped where post-copy left it. */
+	return rc || expect_status(&src, "finish-migrate") ? -1 : 0;
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 static const struct qh_test tests[] = {{"plain", test_plain},
@@ -1079,7 +1275,10 @@ static const struct qh_test tests[] = {{"plain", test_plain},
 				       {"socket_perms", test_socket_perms},
 				       {"idle_control", test_idle_control},
 				       {"dst_fails", test_dst_fails},
-				       {"unknown", test_unknown}};
+				       {"unknown", test_unknown},
+				       {"postcopy", test_postcopy},
+				       {"postcopy_recover", test_postcopy_recover},
+				       {"postcopy_lost", test_postcopy_lost}};
 
 /* Environment into the globals; 77 to skip, 1 on bad input, else 0. */
 static int configure(void)

@@ -9,7 +9,8 @@
  *                         [--compress LEVEL]  (tcp: 3 in 4 pages zero, the rest random;
  *                                             checks fewer bytes on the wire than written)
  *   xport_check fence     --backend B [--size 64M] [--channels 4] [--rounds 8]
- *   xport_check stream    --backend B [--size 32M] [--channels 2]
+ *   xport_check stream    --backend B [--size 32M] [--channels 2] [--fd]
+ *                         (--fd: through rdmig_stream_send_fd/recv_fd)
  *   xport_check malformed [--backend tcp]
  *   xport_check hostile   --backend B [--host H]   (xport_hostile.c)
  *   xport_check hostile-client --backend B --host H --port P
@@ -211,7 +212,7 @@ static int usage(const char *msg)
 	fprintf(stderr,
 		"usage: xport_check transfer|fence|stream|malformed|hostile|hostile-client\n"
 		"         --backend tcp|rdma [--host ADDR] [--port P] [--size N] [--channels N]\n"
-		"         [--rounds N] [--seed S] [--compress LEVEL] [--tls]\n");
+		"         [--rounds N] [--seed S] [--compress LEVEL] [--tls] [--fd]\n");
 	return 2;
 }
 
@@ -226,6 +227,7 @@ int main(int argc, char **argv)
 	    {"seed", required_argument, NULL, 'S'},
 	    {"compress", required_argument, NULL, 'Z'},
 	    {"tls", no_argument, NULL, 'T'}, /* fixed test key: see cfg_init() */
+	    {"fd", no_argument, NULL, 'F'},
 	    {"port", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -271,6 +273,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			g_opt.tls = true;
+			break;
+		case 'F':
+			g_opt.fd = true;
 			break;
 		case 'P':
 			if (rdmig_parse_uint(optarg, 1, 65535, &v, &e))

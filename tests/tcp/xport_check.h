@@ -43,6 +43,7 @@ struct opts {
 	uint64_t seed;
 	int compress;  /* transfer: source's zstd level, and zero pages in the content */
 	bool tls;      /* tcp over TLS, keyed by a fixed test key */
+	bool fd;       /* stream: through the descriptor calls */
 	uint16_t port; /* hostile-client: the listener to misbehave at */
 };
 
