@@ -214,6 +214,13 @@ int rd_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *len, int t
 	if (!ch->qp)
 		return rdmig_seterr(err, -ENOTCONN, "control channel not connected");
 	pthread_mutex_lock(&ch->rx_lock);
+	/*
+	 * Take what has completed before looking: a poll (timeout 0) by a
+	 * process that was just resumed would otherwise miss a message the
+	 * progress thread has not reaped yet, such as a CANCEL sent just
+	 * before the peer closed.
+	 */
+	rd_reap_recv(ch);
 	ret = rxq_pop(ch, deadline, &ent, err);
 	if (ret > 0)
 		ret = rdmig_seterr(err, -ETIMEDOUT, "no control message from the peer within %d ms",
