@@ -593,8 +593,28 @@ int rdmig_ctrl_send(struct rdmig_conn *c, uint16_t type, const void *payload, si
 int rdmig_ctrl_recv(struct rdmig_conn *c, uint16_t *type, void *buf, size_t cap, size_t *len,
 		    int timeout_ms, struct rdmig_err *err)
 {
-	CHECK_ALIVE(c, err);
-	return recv_frame(c, RDMIG_MSG_APP, type, buf, cap, len, timeout_ms, err);
+	const struct rdmig_err *first = rdmig_err_slot_get(&c->fail);
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	int ret;
+
+	if (!first)
+		return recv_frame(c, RDMIG_MSG_APP, type, buf, cap, len, timeout_ms, err);
+	/*
+	 * What a peer said before it closed is still delivered, as a socket
+	 * delivers what came before EOF: a CANCEL sent just before hanging up
+	 * decides the hand-over. Only what is already here, without waiting;
+	 * then the failure. Any other failure ends receiving at once.
+	 */
+	if (first->code != -ECONNRESET)
+		CHECK_ALIVE(c, err);
+	ret = recv_frame(c, RDMIG_MSG_APP, type, buf, cap, len, 0, &e);
+	if (ret == -ETIMEDOUT) {
+		rdmig_conn_failed(c, err);
+		return first->code;
+	}
+	if (ret && err && !err->code)
+		*err = e;
+	return ret;
 }
 
 int rdmig_ctrl_send_error(struct rdmig_conn *c, int code, const char *msg, struct rdmig_err *err)

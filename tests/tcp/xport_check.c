@@ -13,6 +13,7 @@
  *                         (--fd: through rdmig_stream_send_fd/recv_fd)
  *   xport_check malformed [--backend tcp]
  *   xport_check hostile   --backend B [--host H]   (xport_hostile.c)
+ *   xport_check last-words --backend B [--host H]  (what a closed peer said still comes)
  *   xport_check hostile-client --backend B --host H --port P
  *
  * transfer, fence and stream run in two processes: this one is the
@@ -203,6 +204,59 @@ static bool role_stream(struct rdmig_conn *c, bool destination)
 	return stream_run(c, destination);
 }
 
+/*
+ * last-words: the source sends three control messages and closes. The
+ * destination first learns that the peer is gone (a fence wait on a data
+ * channel fails), and only then reads: the three messages must still come,
+ * byte for byte and in order, and then the failure, not a timeout. This is
+ * how a destination that was stopped still hears its source's CANCEL.
+ */
+#define LAST_WORDS 3
+
+static bool role_last_words(struct rdmig_conn *c, bool destination)
+{
+	struct rdmig_err e = RDMIG_ERR_INIT;
+	char want[32], got[64];
+	struct rdmig_fence f;
+	uint16_t type = 0;
+	size_t len = 0;
+	int ret;
+
+	if (!destination) {
+		for (unsigned i = 0; i < LAST_WORDS; i++) {
+			int n =
+			    snprintf(want, sizeof(want), "last word %u of %u", i + 1, LAST_WORDS);
+
+			ret = rdmig_ctrl_send(c, MSG_SUM, want, (size_t)n, &e);
+			if (!TH_CHECK_CALL(ret, &e, "sending %s", want))
+				return false;
+		}
+		return true; /* the driver closes the connection */
+	}
+	do {
+		rdmig_err_clear(&e);
+		ret = rdmig_wait_fence(c, 0, WAIT_MS, &f, &e);
+	} while (!ret);
+	TH_CHECK(ret != -ETIMEDOUT && rdmig_conn_failed(c, NULL),
+		 "the connection is known to have failed before reading (%s)", rdmig_err_str(&e));
+	for (unsigned i = 0; i < LAST_WORDS; i++) {
+		int n = snprintf(want, sizeof(want), "last word %u of %u", i + 1, LAST_WORDS);
+
+		rdmig_err_clear(&e);
+		ret = rdmig_ctrl_recv(c, &type, got, sizeof(got), &len, WAIT_MS, &e);
+		if (!TH_CHECK_CALL(ret, &e, "reading message %u after the peer closed", i + 1))
+			return false;
+		TH_CHECK(type == MSG_SUM && len == (size_t)n && !memcmp(got, want, len),
+			 "message %u after the peer closed is the one it sent (type %u, %zu bytes)",
+			 i + 1, type, len);
+	}
+	rdmig_err_clear(&e);
+	ret = rdmig_ctrl_recv(c, &type, got, sizeof(got), &len, WAIT_MS, &e);
+	TH_CHECK(ret < 0 && ret != -ETIMEDOUT,
+		 "then the failure, not a timeout or a message (%d: %s)", ret, rdmig_err_str(&e));
+	return true;
+}
+
 /* ---- main -------------------------------------------------------------------- */
 
 static int usage(const char *msg)
@@ -210,7 +264,8 @@ static int usage(const char *msg)
 	if (msg)
 		fprintf(stderr, "xport_check: %s\n", msg);
 	fprintf(stderr,
-		"usage: xport_check transfer|fence|stream|malformed|hostile|hostile-client\n"
+		"usage: xport_check transfer|fence|stream|last-words|malformed|hostile|\n"
+		"                   hostile-client\n"
 		"         --backend tcp|rdma [--host ADDR] [--port P] [--size N] [--channels N]\n"
 		"         [--rounds N] [--seed S] [--compress LEVEL] [--tls] [--fd]\n");
 	return 2;
@@ -311,6 +366,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(g_opt.mode, "stream")) {
 		g_opt.size = g_opt.size ? g_opt.size : 32ULL << 20;
 		g_opt.channels = g_opt.channels ? g_opt.channels : 2;
+	} else if (!strcmp(g_opt.mode, "last-words")) {
+		g_opt.channels = g_opt.channels ? g_opt.channels : 1;
 	} else if (!strcmp(g_opt.mode, "hostile-client")) {
 		if (!g_opt.port)
 			return usage("hostile-client needs --port");
@@ -331,6 +388,8 @@ int main(int argc, char **argv)
 		ret = two_process(role_fence);
 	else if (!strcmp(g_opt.mode, "stream"))
 		ret = two_process(role_stream);
+	else if (!strcmp(g_opt.mode, "last-words"))
+		ret = two_process(role_last_words);
 	else if (!strcmp(g_opt.mode, "hostile"))
 		ret = run_hostile();
 	else if (!strcmp(g_opt.mode, "hostile-client"))
