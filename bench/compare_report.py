@@ -10,22 +10,15 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jsonlines  # noqa: E402
+
 out = sys.argv[1]
 raw = os.path.join(out, "raw")
 
 
 def jlines(name):
-    p = os.path.join(raw, name)
-    rows = []
-    if os.path.exists(p):
-        for line in open(p):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass
-    return rows
+    return jsonlines.read(os.path.join(raw, name))
 
 
 def jone(name):

@@ -13,6 +13,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jsonlines  # noqa: E402
+
 out = sys.argv[1]
 doc = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--doc" else None
 raw = os.path.join(out, "raw")
@@ -20,17 +23,7 @@ GIB = 1 << 30
 
 
 def jlines(name):
-    p = os.path.join(raw, name)
-    rows = []
-    if os.path.exists(p):
-        for line in open(p):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass
-    return rows
+    return jsonlines.read(os.path.join(raw, name))
 
 
 def summary(name):
