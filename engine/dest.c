@@ -13,6 +13,7 @@
  * pages, and any copy that did not match in the background) done, so no
  * leaked key can change a page after its last check.
  *
+ * The RAM is the VMM's (rdmig_vm_dest_ops.prepare), registered in place.
  * The guest runs here only on the source's GO. Before VERIFIED is sent any
  * failure discards; once it is sent ("prepared") this side neither runs
  * nor discards on its own (migrate.h): a cut hand-over is settled
@@ -29,7 +30,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "memfit.h"
 #include "mig_common.h"
 #include "proto.h"
 #include "bytes.h"
@@ -56,15 +56,18 @@ struct receiver {
 struct mig_dst {
 	struct rdmig_conn *c;
 	const struct rdmig_mig_opts *o;
-	struct rdmig_guest *g;
+	const struct rdmig_vm_dest *vd;
+	bool have_vm; /* prepare() succeeded: discard() is owed unless the VM runs */
+	struct rdmig_vm_region reg[RDMIG_MIG_MAX_REGIONS]; /* the VMM's RAM */
 	struct rdmig_msg_setup setup;
-	uint64_t region_pages[RDMIG_GUEST_MAX_REGIONS];
+	uint64_t region_pages[RDMIG_MIG_MAX_REGIONS];
 	struct rdmig_vfy *vfy;
 	uint32_t ended_round;	/* the last MANIFEST_END's round */
 	uint64_t checked_final; /* pages the verifier had checked when FINAL came */
 	struct receiver rx[RDMIG_MAX_CHANNELS];
 	unsigned nrx;
 	struct rdmig_msg_final fin;
+	uint8_t *state; /* FINAL's state blob, kept for start() (fin.state points here) */
 	bool have_final;
 	bool prepared; /* VERIFIED sent (or tried): no discarding on our own */
 	bool running;  /* the guest runs here: GO came */
@@ -91,14 +94,14 @@ static void test_corrupt(struct receiver *r)
 {
 	static const uint8_t mark[8] = {0xba, 0xdc, 0x0f, 0xfe, 0xe0, 0xdd, 0xf0, 0x0d};
 	int64_t p = r->m->o->test_corrupt_page;
-	const struct rdmig_guest_region *gr;
+	const struct rdmig_vm_region *gr;
 
 	if (p < 0 || (uint64_t)p >= r->m->region_pages[0] ||
 	    rdmig_stripe_chan((uint64_t)p * RDMIG_PAGE_SIZE, r->m->setup.channels) != r->chan)
 		return;
-	gr = rdmig_guest_region(r->m->g, 0);
+	gr = &r->m->reg[0];
 	log_warn("test: corrupting page %" PRId64 " before verification", p);
-	memcpy(gr->addr + (uint64_t)p * RDMIG_PAGE_SIZE + 120, mark, sizeof(mark));
+	memcpy((uint8_t *)gr->addr + (uint64_t)p * RDMIG_PAGE_SIZE + 120, mark, sizeof(mark));
 }
 
 static void *receiver_main(void *arg)
@@ -142,7 +145,7 @@ static void *receiver_main(void *arg)
  * that places (not off, not one node) and this host has that node. Binding
  * is an optimisation: a failure is a warning, never the migration.
  */
-static void bind_region(struct mig_dst *m, unsigned r, const struct rdmig_guest_region *gr)
+static void bind_region(struct mig_dst *m, unsigned r, const struct rdmig_vm_region *gr)
 {
 	const struct rdmig_numa_plan *p = m->o->plan;
 	struct rdmig_err berr = RDMIG_ERR_INIT;
@@ -240,12 +243,12 @@ static void *prepare_main(void *arg)
 		if (r >= m->setup.nregions)
 			break;
 		{
-			const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+			const struct rdmig_vm_region *gr = &m->reg[r];
 			uint64_t len =
 			    gr->len - off < PREPARE_CHUNK ? gr->len - off : PREPARE_CHUNK;
 
 			/* Older kernels: touch one byte per page (still zero, still parallel). */
-			if (madvise(gr->addr + off, len, MADV_POPULATE_WRITE))
+			if (madvise((uint8_t *)gr->addr + off, len, MADV_POPULATE_WRITE))
 				for (uint64_t o = 0; o < len; o += RDMIG_PAGE_SIZE)
 					((volatile uint8_t *)gr->addr)[off + o] = 0;
 		}
@@ -278,11 +281,43 @@ static void prepare_ram(struct mig_dst *m)
 		pthread_join(p[i].th, NULL);
 }
 
+/* Ask the VMM for RAM of the source's layout and check what it gives. */
+static int vm_prepare(struct mig_dst *m, struct rdmig_err *err)
+{
+	struct rdmig_vm_layout lay = {.nregions = m->setup.nregions};
+	int ret;
+
+	for (unsigned r = 0; r < lay.nregions; r++) {
+		lay.len[r] = m->setup.region_len[r];
+		lay.node[r] = m->setup.region_node[r];
+	}
+	ret = m->vd->ops->prepare(m->vd->ctx, m->setup.config, m->setup.config_len, &lay, m->reg,
+				  err);
+	if (ret > 0)
+		ret = -EIO; /* a callback bug must not look like success */
+	if (ret) {
+		rdmig_seterr(err, ret, "failed without a message");
+		rdmig_err_prefix(err, "the VMM cannot take the VM");
+		return ret;
+	}
+	m->have_vm = true;
+	for (unsigned r = 0; r < lay.nregions; r++) {
+		const struct rdmig_vm_region *vr = &m->reg[r];
+
+		if (!vr->addr || (uintptr_t)vr->addr % RDMIG_PAGE_SIZE || vr->len != lay.len[r])
+			return rdmig_seterr(err, -EINVAL,
+					    "the VMM gave region %u as %p, %" PRIu64
+					    " bytes: expected page-aligned memory of %" PRIu64
+					    " bytes",
+					    r, vr->addr, vr->len, lay.len[r]);
+	}
+	return 0;
+}
+
 static int setup(struct mig_dst *m, struct rdmig_err *err)
 {
-	struct rdmig_guest_cfg gc = {0};
 	struct rdmig_vfy_cfg vc = {0};
-	uint8_t buf[256];
+	uint8_t buf[RDMIG_SETUP_MAX_LEN];
 	uint16_t type;
 	uint64_t t;
 	size_t len;
@@ -304,34 +339,12 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	if (m->setup.channels != rdmig_conn_channels(m->c))
 		return rdmig_seterr(err, -EPROTO, "SETUP says %u channels, connection has %u",
 				    m->setup.channels, rdmig_conn_channels(m->c));
-	for (unsigned r = 0; r < m->setup.nregions; r++)
-		gc.ram_size += m->setup.region_len[r];
-	gc.nregions = m->setup.nregions;
-	gc.vcpus = m->setup.vcpus;
-	gc.workload = (enum rdmig_workload)m->setup.workload;
-	gc.seed = m->setup.seed;
-	gc.dirty_rate = m->setup.dirty_rate;
-	gc.hugepages = m->o->hugepages;
-	/* Refuse here, named, rather than be OOM-killed once pages arrive. */
-	ret = rdmig_mem_fit(gc.ram_size, err);
-	if (ret) {
-		rdmig_err_prefix(err, "cannot hold the guest");
+	ret = vm_prepare(m, err);
+	if (ret)
 		return ret;
-	}
-	ret = rdmig_guest_create(&gc, &m->g, err);
-	if (ret) {
-		rdmig_err_prefix(err, "cannot hold the guest");
-		return ret;
-	}
-	/* The guest is split the same way on both sides; check, never assume. */
 	for (unsigned r = 0; r < m->setup.nregions; r++) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		const struct rdmig_vm_region *gr = &m->reg[r];
 
-		if (gr->len != m->setup.region_len[r])
-			return rdmig_seterr(err, -EPROTO,
-					    "guest layout mismatch: region %u is %" PRIu64
-					    " bytes here, %" PRIu64 " at the source",
-					    r, gr->len, m->setup.region_len[r]);
 		m->region_pages[r] = gr->len / RDMIG_PAGE_SIZE;
 		/* Before registration: an RDMA registration faults the pages in. */
 		bind_region(m, r, gr);
@@ -349,11 +362,15 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	m->st.setup.prepare_ms = ms_since(t);
 	t = rdmig_now_ns();
 	for (unsigned r = 0; r < m->setup.nregions; r++) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		const struct rdmig_vm_region *gr = &m->reg[r];
+		char name[32];
 		uint32_t id;
 
-		ret =
-		    rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
+		if (gr->name)
+			snprintf(name, sizeof(name), "%s", gr->name);
+		else
+			snprintf(name, sizeof(name), "ram%u", r);
+		ret = rdmig_reg(m->c, name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
 		if (ret)
 			return ret;
 	}
@@ -483,9 +500,18 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 	case RDMIG_EMSG_CANCEL:
 		return source_cancelled(buf, len, err);
 	case RDMIG_EMSG_FINAL:
-		ret = rdmig_msg_final_decode(buf, len, m->setup.vcpus, &m->fin, err);
+		ret = rdmig_msg_final_decode(buf, len, &m->fin, err);
 		if (ret)
 			return ret;
+		/* buf is reused for the next message: the state waits for GO in its own copy. */
+		if (m->fin.state_len) {
+			m->state = malloc(m->fin.state_len);
+			if (!m->state)
+				return rdmig_seterr(err, -ENOMEM,
+						    "out of memory for the VM's state");
+			memcpy(m->state, m->fin.state, m->fin.state_len);
+		}
+		m->fin.state = m->state;
 		if (!(m->fin.final_seq & RDMIG_SEQ_FINAL))
 			return rdmig_seterr(err, -EPROTO, "FINAL without the final fence mark");
 		/* Verifying, the final round's manifest follows FINAL; else FINAL closes. */
@@ -616,14 +642,12 @@ static void commit(void *ctx)
 	if (m->running)
 		return;
 	m->running = true;
-	if (o->dump_ram && rdmig_guest_dump(m->g, o->dump_ram, &e))
+	if (o->dump_ram && rdmig_mig_dump(m->reg, m->setup.nregions, o->dump_ram, &e))
 		log_err("%s", rdmig_err_str(&e));
-	if (o->test_dest_ram)
-		o->test_dest_ram(m->g, o->ev_ctx);
-	/* The guest resumes where the source's vCPUs stopped. */
+	/* The guest resumes where the source stopped it. */
 	rdmig_err_clear(&e);
-	if (m->setup.vcpus && rdmig_guest_start(m->g, m->fin.vcpu, &e))
-		log_err("migration %s: GO, but the guest does not resume: %s", m->ids,
+	if (m->vd->ops->start(m->vd->ctx, m->fin.state, m->fin.state_len, &e))
+		log_err("migration %s: GO, but the VM does not resume: %s", m->ids,
 			rdmig_err_str(&e));
 	set_state(m, RDMIG_MIG_COMMIT);
 }
@@ -804,12 +828,16 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 	return 0;
 }
 
-int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
-		   struct rdmig_mig_stats *stats, struct rdmig_err *err)
+int rdmig_migrate_dest(struct rdmig_conn *c, const struct rdmig_vm_dest *dest,
+		       const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+		       struct rdmig_err *err)
 {
 	struct mig_dst *m;
 	int ret;
 
+	if (!dest || !dest->ops || !dest->ops->prepare || !dest->ops->start || !dest->ops->discard)
+		return rdmig_seterr(err, -EINVAL,
+				    "the destination VM needs ops with prepare, start and discard");
 	/* The engine's own limits too, for callers that did not ask first. */
 	ret = rdmig_mig_opts_check(opts, rdmig_conn_backend(c), NULL, err);
 	if (ret)
@@ -818,6 +846,7 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	if (!m)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
 	m->c = c;
+	m->vd = dest;
 	m->o = opts;
 	m->t0 = rdmig_now_ns();
 	ret = run(m, err);
@@ -842,16 +871,6 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 				rdmig_err_str(err));
 		rdmig_err_clear(err);
 		ret = 0;
-		if (opts->keep_guest) {
-			*opts->keep_guest = m->g;
-			m->g = NULL;
-		} else if (m->setup.vcpus) {
-			if (opts->resume_ns)
-				usleep((useconds_t)(opts->resume_ns / 1000));
-			m->st.guest_work = rdmig_guest_work(m->g);
-			rdmig_guest_pause(m->g);
-			rdmig_guest_stop(m->g);
-		}
 		m->st.state = RDMIG_MIG_COMPLETED;
 	} else if (ret == RDMIG_MIG_EUNKNOWN) {
 		m->st.state = RDMIG_MIG_UNKNOWN;
@@ -862,7 +881,9 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	rdmig_mig_emit(opts, RDMIG_EV_STATE, &m->st);
 	if (stats)
 		*stats = m->st;
-	rdmig_guest_destroy(m->g);
+	if (m->have_vm && !m->running)
+		dest->ops->discard(dest->ctx);
+	free(m->state);
 	free(m);
 	return ret;
 }

@@ -55,7 +55,7 @@ struct vfy_thread {
 
 struct rdmig_vfy {
 	struct rdmig_vfy_cfg cfg;
-	struct vfy_region reg[RDMIG_GUEST_MAX_REGIONS];
+	struct vfy_region reg[RDMIG_MIG_MAX_REGIONS];
 	uint64_t zero_sum;
 	uint64_t overhead;
 
@@ -302,7 +302,7 @@ void rdmig_vfy_destroy(struct rdmig_vfy *v)
 	pthread_mutex_unlock(&v->lock);
 	for (unsigned i = 0; i < v->started; i++)
 		pthread_join(v->t[i].th, NULL);
-	for (unsigned r = 0; r < RDMIG_GUEST_MAX_REGIONS; r++) {
+	for (unsigned r = 0; r < RDMIG_MIG_MAX_REGIONS; r++) {
 		free(v->reg[r].want);
 		free(v->reg[r].ok);
 		free(v->reg[r].sum);

@@ -45,15 +45,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!rdmig_msg_setup_decode(p, n, 1ull << 30, &s, &e)) {
 			uint64_t total = 0;
 
-			must(s.nregions >= 1 && s.nregions <= RDMIG_GUEST_MAX_REGIONS);
+			must(s.nregions >= 1 && s.nregions <= RDMIG_MIG_MAX_REGIONS);
+			must(s.config_len <= RDMIG_VM_CONFIG_MAX);
 			for (uint32_t i = 0; i < s.nregions; i++)
 				total += s.region_len[i];
 			must(total <= 1ull << 30);
 		}
 		break;
 	case 1:
-		if (!rdmig_msg_final_decode(p, n, 4, &fin, &e))
-			must(fin.vcpus == 4);
+		if (!rdmig_msg_final_decode(p, n, &fin, &e))
+			must(fin.state_len <= RDMIG_VM_STATE_MAX &&
+			     RDMIG_FINAL_FIXED + (size_t)fin.state_len == n &&
+			     fin.state == p + RDMIG_FINAL_FIXED);
 		break;
 	case 2:
 		if (!rdmig_msg_manifest_decode(p, n, region_pages, 3, &m, &e)) {

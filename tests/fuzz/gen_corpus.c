@@ -69,18 +69,19 @@ int main(int argc, char **argv)
 	    .version = RDMIG_ENGINE_VERSION,
 	    .page_size = 4096,
 	    .nregions = 2,
-	    .vcpus = 2,
-	    .workload = 0,
 	    .channels = 2,
-	    .seed = 1,
 	    .region_len = {1 << 20, 1 << 16},
+	    .config_len = 24,
+	    .config = {0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1},
 	    .id = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}};
 	struct rdmig_msg_resolve rs = {
 	    .id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 	    .value = RDMIG_DECIDED_GO};
 	struct rdmig_msg_verify_fail vf = {
 	    .region = 0, .page = 3, .expected = 1, .found = 2, .mismatches = 1};
-	static struct rdmig_msg_final fin = {.rounds = 3, .vcpus = 4, .final_seq = 9};
+	static const uint8_t state[64] = {0, 0, 0, 0, 0, 0, 0, 7};
+	static struct rdmig_msg_final fin = {
+	    .rounds = 3, .state_len = sizeof(state), .final_seq = 9, .state = state};
 	uint64_t sums[4] = {1, 2, 3, 4};
 	size_t n;
 
