@@ -16,7 +16,7 @@
  * The RAM is the VMM's (rdmig_vm_dest_ops.prepare), registered in place.
  * The guest runs here only on the source's GO. Before VERIFIED is sent any
  * failure discards; once it is sent ("prepared") this side neither runs
- * nor discards on its own (migrate.h): a cut hand-over is settled
+ * nor discards on its own (rdmig/migrate.h): a cut hand-over is settled
  * (engine/settle.c) or ends unknown, never running here.
  */
 #include <errno.h>
@@ -67,7 +67,8 @@ struct mig_dst {
 	struct receiver rx[RDMIG_MAX_CHANNELS];
 	unsigned nrx;
 	struct rdmig_msg_final fin;
-	uint8_t *state; /* FINAL's state blob, kept for start() (fin.state points here) */
+	uint8_t *state;	     /* the VM's state, kept for start() (fin.state points here) */
+	uint32_t state_have; /* bytes of it received (FINAL, then STATE) */
 	bool have_final;
 	bool prepared; /* VERIFIED sent (or tried): no discarding on our own */
 	bool running;  /* the guest runs here: GO came */
@@ -486,6 +487,12 @@ static int source_cancelled(const uint8_t *buf, size_t len, struct rdmig_err *er
 	return ret ? ret : rdmig_seterr(err, code, "source cancelled: %s", why);
 }
 
+/* FINAL came, and as many STATE bytes as it announced. */
+static bool state_complete(const struct mig_dst *m)
+{
+	return m->have_final && m->state_have == m->fin.state_len;
+}
+
 /* One message of the follow loop; 1 when MANIFEST_END closed the manifest. */
 static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size_t len,
 		      struct rdmig_err *err)
@@ -509,8 +516,9 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 			if (!m->state)
 				return rdmig_seterr(err, -ENOMEM,
 						    "out of memory for the VM's state");
-			memcpy(m->state, m->fin.state, m->fin.state_len);
+			memcpy(m->state, m->fin.state, m->fin.inline_len);
 		}
+		m->state_have = m->fin.inline_len;
 		m->fin.state = m->state;
 		if (!(m->fin.final_seq & RDMIG_SEQ_FINAL))
 			return rdmig_seterr(err, -EPROTO, "FINAL without the final fence mark");
@@ -526,8 +534,26 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 		set_state(m, RDMIG_MIG_FINAL_COPY);
 		if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_FINAL, "destination"))
 			return rdmig_seterr(err, -ECONNABORTED, "test: dropped at FINAL");
-		return verifying ? 0 : 1;
+		return verifying || !state_complete(m) ? 0 : 1;
+	case RDMIG_EMSG_STATE: {
+		const uint8_t *data;
+		size_t n;
+
+		if (!m->have_final || state_complete(m))
+			return rdmig_seterr(err, -EPROTO, "STATE %s",
+					    m->have_final ? "after the whole state came"
+							  : "before FINAL");
+		ret = rdmig_msg_state_decode(buf, len, m->state_have, m->fin.state_len, &data, &n,
+					     err);
+		if (ret)
+			return ret;
+		memcpy(m->state + m->state_have, data, n);
+		m->state_have += (uint32_t)n;
+		return verifying || !state_complete(m) ? 0 : 1;
+	}
 	case RDMIG_EMSG_MANIFEST:
+		if (m->have_final && !state_complete(m))
+			return rdmig_seterr(err, -EPROTO, "MANIFEST before the whole VM state");
 		ret = rdmig_msg_manifest_decode(buf, len, m->region_pages, m->setup.nregions, &mf,
 						err);
 		if (ret)
@@ -539,6 +565,8 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 					    mf.round, m->ended_round);
 		return rdmig_vfy_manifest(m->vfy, &mf, err);
 	case RDMIG_EMSG_MANIFEST_END:
+		if (m->have_final && !state_complete(m))
+			return rdmig_seterr(err, -EPROTO, "MANIFEST_END before the whole VM state");
 		ret = rdmig_msg_round_decode(buf, len, "MANIFEST_END", &round, &total, err);
 		if (ret)
 			return ret;

@@ -139,14 +139,21 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	return 0;
 }
 
+static uint32_t final_inline(uint32_t state_len)
+{
+	return state_len < RDMIG_FINAL_INLINE ? state_len : RDMIG_FINAL_INLINE;
+}
+
 size_t rdmig_msg_final_encode(uint8_t *b, const struct rdmig_msg_final *m)
 {
+	uint32_t n = final_inline(m->state_len);
+
 	rdmig_put_be32(b, m->rounds);
 	rdmig_put_be32(b + 4, m->state_len);
 	rdmig_put_be64(b + 8, m->final_seq);
-	if (m->state_len)
-		memcpy(b + RDMIG_FINAL_FIXED, m->state, m->state_len);
-	return RDMIG_FINAL_FIXED + (size_t)m->state_len;
+	if (n)
+		memcpy(b + RDMIG_FINAL_FIXED, m->state, n);
+	return RDMIG_FINAL_FIXED + (size_t)n;
 }
 
 int rdmig_msg_final_decode(const uint8_t *b, size_t len, struct rdmig_msg_final *m,
@@ -162,11 +169,43 @@ int rdmig_msg_final_decode(const uint8_t *b, size_t len, struct rdmig_msg_final 
 	if (m->state_len > RDMIG_VM_STATE_MAX)
 		return rdmig_seterr(err, -EPROTO, "FINAL: VM state of %u bytes, at most %u",
 				    m->state_len, RDMIG_VM_STATE_MAX);
-	if (len != RDMIG_FINAL_FIXED + (size_t)m->state_len)
+	m->inline_len = final_inline(m->state_len);
+	if (len != RDMIG_FINAL_FIXED + (size_t)m->inline_len)
 		return rdmig_seterr(err, -EPROTO,
 				    "FINAL: %zu bytes for a VM state of %u bytes, expected %zu",
-				    len, m->state_len, RDMIG_FINAL_FIXED + (size_t)m->state_len);
+				    len, m->state_len, RDMIG_FINAL_FIXED + (size_t)m->inline_len);
 	m->state = b + RDMIG_FINAL_FIXED;
+	return 0;
+}
+
+size_t rdmig_msg_state_encode(uint8_t *b, uint32_t offset, const uint8_t *data, size_t n)
+{
+	rdmig_put_be32(b, offset);
+	rdmig_put_be32(b + 4, 0);
+	memcpy(b + RDMIG_STATE_FIXED, data, n);
+	return RDMIG_STATE_FIXED + n;
+}
+
+int rdmig_msg_state_decode(const uint8_t *b, size_t len, uint32_t have, uint32_t total,
+			   const uint8_t **data, size_t *n, struct rdmig_err *err)
+{
+	uint32_t off;
+
+	if (len <= RDMIG_STATE_FIXED)
+		return rdmig_seterr(err, -EPROTO, "STATE: %zu bytes, expected more than %d", len,
+				    RDMIG_STATE_FIXED);
+	off = rdmig_get_be32(b);
+	*n = len - RDMIG_STATE_FIXED;
+	if (rdmig_get_be32(b + 4))
+		return rdmig_seterr(err, -EPROTO, "STATE: reserved bytes are not zero");
+	if (off != have)
+		return rdmig_seterr(err, -EPROTO, "STATE at offset %u, expected %u (contiguous)",
+				    off, have);
+	if (have > total || *n > total - have)
+		return rdmig_seterr(
+		    err, -EPROTO, "STATE: %zu bytes at offset %u overrun the %u announced in FINAL",
+		    *n, off, total);
+	*data = b + RDMIG_STATE_FIXED;
 	return 0;
 }
 

@@ -42,6 +42,7 @@ enum rdmig_emsg {
 	RDMIG_EMSG_RESOLVE,	   /* src -> dst, new connection: the source's decision */
 	RDMIG_EMSG_RESOLVED,	   /* dst -> src: what the destination did with it */
 	RDMIG_EMSG_ROUND_VERIFIED, /* dst -> src: every round up to this one is checked */
+	RDMIG_EMSG_STATE,	   /* src -> dst: more of the VM's state, after FINAL */
 };
 
 /* A migration's id: 128 random bits, chosen by the source, in SETUP. */
@@ -69,14 +70,32 @@ struct rdmig_msg_setup {
 /* Largest SETUP message: 64 fixed bytes, 12 per region, the config blob. */
 #define RDMIG_SETUP_MAX_LEN (64 + 12 * RDMIG_MIG_MAX_REGIONS + RDMIG_VM_CONFIG_MAX)
 
-/* FINAL: rounds (be32), state length (be32), final fence (be64), the state blob. */
-#define RDMIG_FINAL_FIXED 16
+/*
+ * FINAL: rounds (be32), the state's whole length (be32), final fence (be64),
+ * then the state's first min(length, RDMIG_FINAL_INLINE) bytes; STATE
+ * messages carry the rest, in order.
+ */
+#define RDMIG_FINAL_FIXED  16
+#define RDMIG_FINAL_INLINE (RDMIG_CTRL_MAX_PAYLOAD - RDMIG_FINAL_FIXED)
 struct rdmig_msg_final {
 	uint32_t rounds;
-	uint32_t state_len; /* at most RDMIG_VM_STATE_MAX */
+	uint32_t state_len; /* the whole state, at most RDMIG_VM_STATE_MAX */
 	uint64_t final_seq;
-	const uint8_t *state; /* encode: state_len bytes; decode: points into the message */
+	/* encode: the whole state; decode: the inline part, pointing into the message */
+	const uint8_t *state;
+	uint32_t inline_len; /* decode: bytes of the state FINAL itself carries */
 };
+
+/*
+ * STATE: offset (be32), 4 zero bytes, then 1 .. RDMIG_STATE_CHUNK bytes of
+ * the state at that offset. The decoder wants the offset where the state
+ * received so far (`have` bytes) ends, and no byte past `total`.
+ */
+#define RDMIG_STATE_FIXED 8
+#define RDMIG_STATE_CHUNK (RDMIG_CTRL_MAX_PAYLOAD - RDMIG_STATE_FIXED)
+size_t rdmig_msg_state_encode(uint8_t *buf, uint32_t offset, const uint8_t *data, size_t n);
+int rdmig_msg_state_decode(const uint8_t *buf, size_t len, uint32_t have, uint32_t total,
+			   const uint8_t **data, size_t *n, struct rdmig_err *err);
 
 /*
  * MANIFEST: round (be32), groups (be32), then per group region (be32),
@@ -157,7 +176,7 @@ int rdmig_msg_setup_decode(const uint8_t *buf, size_t len, uint64_t max_ram,
 			   struct rdmig_msg_setup *m, struct rdmig_err *err);
 
 size_t rdmig_msg_final_encode(uint8_t *buf, const struct rdmig_msg_final *m);
-/* buf: RDMIG_FINAL_FIXED + state_len bytes. */
+/* buf: RDMIG_CTRL_MAX_PAYLOAD bytes; the state beyond RDMIG_FINAL_INLINE is left to STATE. */
 int rdmig_msg_final_decode(const uint8_t *buf, size_t len, struct rdmig_msg_final *m,
 			   struct rdmig_err *err);
 

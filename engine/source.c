@@ -14,7 +14,7 @@
  * everything that differs from what the destination already has.
  *
  * Invariant for the hand-over: `go` is set before GO is sent, and once it
- * is set the guest is never resumed here (migrate.h).
+ * is set the guest is never resumed here (rdmig/migrate.h).
  */
 #include <assert.h>
 #include <errno.h>
@@ -991,7 +991,7 @@ static int await_go_ack(struct mig_src *m, struct rdmig_err *err)
 }
 
 /*
- * The two-step hand-over, from FINAL on (migrate.h). Returns 0 once GO_ACK
+ * The two-step hand-over, from FINAL on (rdmig/migrate.h). Returns 0 once GO_ACK
  * came; any error before `go` is an abort, after it a cut hand-over.
  */
 static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rdmig_err *err)
@@ -1004,14 +1004,24 @@ static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct
 
 	if (rdmig_mig_test_fault(o, m->c, RDMIG_STEP_FINAL, "source"))
 		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of FINAL");
-	buf = malloc(RDMIG_FINAL_FIXED + (size_t)fin->state_len);
+	buf = malloc(RDMIG_CTRL_MAX_PAYLOAD);
 	if (!buf)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
 	len = rdmig_msg_final_encode(buf, fin);
-	/* Unverified, FINAL closes the hand-over: VERIFIED may follow it. */
+	/* Unverified, FINAL (with the rest of the state) closes the hand-over. */
 	if (!summing(m))
 		m->manifest_sent = true;
 	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_FINAL, buf, len, err);
+	/* A state longer than FINAL holds follows in order, before the manifest. */
+	for (uint32_t off = RDMIG_FINAL_INLINE; !ret && off < fin->state_len;) {
+		size_t n = fin->state_len - off;
+
+		if (n > RDMIG_STATE_CHUNK)
+			n = RDMIG_STATE_CHUNK;
+		len = rdmig_msg_state_encode(buf, off, fin->state + off, n);
+		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_STATE, buf, len, err);
+		off += (uint32_t)n;
+	}
 	free(buf);
 	if (ret)
 		return ret;

@@ -25,6 +25,7 @@
 #define PAGES	(RAM / RDMIG_PAGE_SIZE)
 #define MAGIC	0x454d4244u /* "EMBD": the config blob says what kind of VM this is */
 #define WAIT_MS 10000
+#define DEV	100000 /* "device state": more than one control message carries */
 
 struct vm {
 	unsigned char *ram;
@@ -32,9 +33,10 @@ struct vm {
 	pthread_t writer;
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	bool paused, quit;    /* the writer checks them under lock before each write */
-	uint64_t rng, writes; /* the "vCPU state": travels in the state blob */
-	bool started;	      /* destination: start() came */
+	bool paused, quit;	/* the writer checks them under lock before each write */
+	uint64_t rng, writes;	/* the "vCPU state": travels in the state blob */
+	unsigned char dev[DEV]; /* and so does this */
+	bool started;		/* destination: start() came */
 };
 
 static unsigned char *ram_new(void)
@@ -116,9 +118,11 @@ static int vm_save(void *ctx, void *buf, size_t cap, size_t *len, struct rdmig_e
 	struct vm *v = ctx;
 	uint64_t st[2] = {v->rng, v->writes};
 
-	(void)cap, (void)err;
+	if (cap < sizeof(st) + DEV)
+		return rdmig_seterr(err, -EOVERFLOW, "the state needs %zu bytes", sizeof(st) + DEV);
 	memcpy(buf, st, sizeof(st));
-	*len = sizeof(st);
+	memcpy((unsigned char *)buf + sizeof(st), v->dev, DEV);
+	*len = sizeof(st) + DEV;
 	return 0;
 }
 
@@ -144,10 +148,11 @@ static int dst_start(void *ctx, const void *state, size_t len, struct rdmig_err 
 	struct vm *v = ctx;
 	uint64_t st[2];
 
-	if (len != sizeof(st))
+	if (len != sizeof(st) + DEV)
 		return rdmig_seterr(err, -EPROTO, "state of %zu bytes, expected %zu", len,
-				    sizeof(st));
+				    sizeof(st) + DEV);
 	memcpy(st, state, sizeof(st));
+	memcpy(v->dev, (const unsigned char *)state + sizeof(st), DEV);
 	v->rng = st[0], v->writes = st[1], v->started = true;
 	return 0; /* a real VMM would now run its vCPUs from here */
 }
@@ -220,6 +225,8 @@ int main(int argc, char **argv)
 		cfg.host = argv[2];
 	pthread_mutex_init(&src.lock, NULL);
 	pthread_cond_init(&src.cv, NULL);
+	for (unsigned i = 0; i < DEV; i++)
+		src.dev[i] = (unsigned char)(i * 7 + i / 251);
 	src.ram = ram_new();
 	if (!src.ram || pthread_create(&src.writer, NULL, writer_main, &src)) {
 		fprintf(stderr, "embed: cannot set up the source VM\n");
@@ -245,7 +252,8 @@ int main(int argc, char **argv)
 			ret = d.ret, err = d.err;
 	}
 	/* Success leaves the source paused at switchover: its RAM is what went. */
-	if (!ret && (!d.vm.started || d.vm.writes != src.writes || d.vm.rng != src.rng))
+	if (!ret && (!d.vm.started || d.vm.writes != src.writes || d.vm.rng != src.rng ||
+		     memcmp(d.vm.dev, src.dev, DEV)))
 		ret = rdmig_seterr(&err, -EIO, "the destination did not get the writer's state");
 	if (!ret && memcmp(src.ram, d.vm.ram, RAM))
 		ret = rdmig_seterr(&err, -EIO, "the destination's RAM differs from the source's");

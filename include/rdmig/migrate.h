@@ -70,9 +70,9 @@ struct rdmig_guest_cfg; /* rdmig/guest.h */
 #define RDMIG_PAGE_SIZE 4096u
 /* At most this many RAM regions per VM. */
 #define RDMIG_MIG_MAX_REGIONS 8
-/* The VM's config blob (SETUP) and state blob (FINAL) are at most this long. */
+/* The VM's config blob (SETUP) and state blob (FINAL and STATE) are at most this long. */
 #define RDMIG_VM_CONFIG_MAX 4096u
-#define RDMIG_VM_STATE_MAX  (RDMIG_CTRL_MAX_PAYLOAD - 16u)
+#define RDMIG_VM_STATE_MAX  (16u << 20)
 
 /* Where the source finds the pages written between two rounds. */
 enum rdmig_dirty_kind {
@@ -381,7 +381,8 @@ struct rdmig_vm_ops {
 	/*
 	 * Optional: after pause at switchover, write the device/vCPU state to
 	 * buf (cap = RDMIG_VM_STATE_MAX bytes), its length to *len. It travels
-	 * in FINAL and reaches the destination's start(). NULL: no state.
+	 * in the downtime (FINAL, then STATE messages of 64 KiB) and reaches
+	 * the destination's start(). NULL: no state.
 	 */
 	int (*save_state)(void *ctx, void *buf, size_t cap, size_t *len, struct rdmig_err *err);
 };

@@ -53,9 +53,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	case 1:
-		if (!rdmig_msg_final_decode(p, n, &fin, &e))
+		if (data[0] & 0x80) {
+			const uint8_t *d;
+			size_t k;
+
+			/* A STATE 100 bytes into a 70000-byte state. */
+			if (!rdmig_msg_state_decode(p, n, 100, 70000, &d, &k, &e))
+				must(k >= 1 && k <= 69900 && d == p + RDMIG_STATE_FIXED &&
+				     RDMIG_STATE_FIXED + k == n);
+		} else if (!rdmig_msg_final_decode(p, n, &fin, &e))
 			must(fin.state_len <= RDMIG_VM_STATE_MAX &&
-			     RDMIG_FINAL_FIXED + (size_t)fin.state_len == n &&
+			     fin.inline_len <= fin.state_len &&
+			     RDMIG_FINAL_FIXED + (size_t)fin.inline_len == n &&
 			     fin.state == p + RDMIG_FINAL_FIXED);
 		break;
 	case 2:

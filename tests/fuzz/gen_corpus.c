@@ -122,6 +122,8 @@ int main(int argc, char **argv)
 	put("fuzz_engine_proto", "setup", 0, b, n);
 	n = rdmig_msg_final_encode(b, &fin);
 	put("fuzz_engine_proto", "final", 1, b, n);
+	n = rdmig_msg_state_encode(b, 100, state, sizeof(state));
+	put("fuzz_engine_proto", "state", 0x88, b, n); /* 0x88 % 9 == 1 */
 	{
 		struct rdmig_manifest_out mo;
 		struct rdmig_msg_verified ver = {.pages = 42, .fence_us = 1, .verify_us = 3};

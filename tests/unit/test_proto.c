@@ -89,9 +89,21 @@ static void test_setup_bad_fields(void **state)
 	s = good_setup();
 	s.nregions = 0;
 	expect_setup_error(&s, "0 regions");
-	s = good_setup();
-	s.config_len = RDMIG_VM_CONFIG_MAX + 1;
-	expect_setup_error(&s, "at most 4096");
+	{
+		/* A config length past the limit, with that many bytes behind it. */
+		static uint8_t big[RDMIG_SETUP_MAX_LEN + 1];
+		struct rdmig_msg_setup out;
+		struct rdmig_err err = RDMIG_ERR_INIT;
+		size_t n;
+
+		s = good_setup();
+		s.config_len = 0;
+		n = rdmig_msg_setup_encode(big, &s);
+		rdmig_put_be32(big + 12, RDMIG_VM_CONFIG_MAX + 1);
+		assert_true(rdmig_msg_setup_decode(big, n + RDMIG_VM_CONFIG_MAX + 1, 1ull << 30,
+						   &out, &err) < 0);
+		assert_non_null(strstr(err.msg, "at most 4096"));
+	}
 	s = good_setup();
 	s.region_len[1] = 4097;
 	expect_setup_error(&s, "not a positive multiple");
@@ -355,6 +367,73 @@ static void test_round_and_verified(void **state)
 	assert_true(rdmig_msg_verified_decode(buf, n, &w, &err) < 0);
 }
 
+/*
+ * A state longer than one message: FINAL carries its start, STATE messages
+ * the rest, contiguous; reassembled it is byte for byte what was sent.
+ */
+static void test_final_state_chunks(void **state)
+{
+	size_t total = RDMIG_FINAL_INLINE + RDMIG_STATE_CHUNK + 1000;
+	uint8_t *blob = malloc(total), *got = calloc(1, total);
+	uint8_t *buf = malloc(RDMIG_CTRL_MAX_PAYLOAD);
+	struct rdmig_msg_final f = {.rounds = 2,
+				    .state_len = (uint32_t)total,
+				    .final_seq = 1ull << 63 | 2,
+				    .state = blob},
+			       g;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	const uint8_t *data;
+	uint32_t have, chunks = 0;
+	size_t n, k;
+
+	(void)state;
+	assert_non_null(blob);
+	for (size_t i = 0; i < total; i++)
+		blob[i] = (uint8_t)(i * 31 + i / 977);
+	n = rdmig_msg_final_encode(buf, &f);
+	assert_int_equal(n, RDMIG_CTRL_MAX_PAYLOAD);
+	assert_int_equal(rdmig_msg_final_decode(buf, n, &g, &err), 0);
+	assert_int_equal(g.state_len, total);
+	assert_int_equal(g.inline_len, RDMIG_FINAL_INLINE);
+	memcpy(got, g.state, g.inline_len);
+	have = g.inline_len;
+	while (have < total) {
+		k = total - have < RDMIG_STATE_CHUNK ? total - have : RDMIG_STATE_CHUNK;
+		n = rdmig_msg_state_encode(buf, have, blob + have, k);
+		assert_int_equal(
+		    rdmig_msg_state_decode(buf, n, have, (uint32_t)total, &data, &k, &err), 0);
+		memcpy(got + have, data, k);
+		have += (uint32_t)k;
+		chunks++;
+	}
+	assert_int_equal(chunks, 2);
+	assert_memory_equal(got, blob, total);
+
+	/* Out of order, past the end, empty, reserved bytes set: refused. */
+	n = rdmig_msg_state_encode(buf, RDMIG_FINAL_INLINE, blob, 100);
+	assert_true(rdmig_msg_state_decode(buf, n, RDMIG_FINAL_INLINE + 1, (uint32_t)total, &data,
+					   &k, &err) < 0);
+	assert_non_null(strstr(err.msg, "contiguous"));
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_state_decode(buf, n, RDMIG_FINAL_INLINE, RDMIG_FINAL_INLINE + 99,
+					   &data, &k, &err) < 0);
+	assert_non_null(strstr(err.msg, "overrun"));
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_state_decode(buf, RDMIG_STATE_FIXED, RDMIG_FINAL_INLINE,
+					   (uint32_t)total, &data, &k, &err) < 0);
+	rdmig_put_be32(buf + 4, 1);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_state_decode(buf, n, RDMIG_FINAL_INLINE, (uint32_t)total, &data, &k,
+					   &err) < 0);
+	assert_non_null(strstr(err.msg, "reserved"));
+	/* FINAL must carry exactly the inline part of what it announces. */
+	n = rdmig_msg_final_encode(buf, &f);
+	assert_true(rdmig_msg_final_decode(buf, n - 1, &g, &err) < 0);
+	free(buf);
+	free(got);
+	free(blob);
+}
+
 static void test_final_and_cancel(void **state)
 {
 	static const uint8_t blob[5] = {11, 0, 99, 0, 5};
@@ -397,11 +476,17 @@ static void test_final_and_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_setup_round_trip),  cmocka_unit_test(test_setup_bad_fields),
-	    cmocka_unit_test(test_manifest_bounds),   cmocka_unit_test(test_final_and_cancel),
-	    cmocka_unit_test(test_setup_old_version), cmocka_unit_test(test_guest_config),
-	    cmocka_unit_test(test_id_messages),	      cmocka_unit_test(test_resolve),
-	    cmocka_unit_test(test_manifest_full),     cmocka_unit_test(test_round_and_verified),
+	    cmocka_unit_test(test_setup_round_trip),
+	    cmocka_unit_test(test_setup_bad_fields),
+	    cmocka_unit_test(test_manifest_bounds),
+	    cmocka_unit_test(test_final_and_cancel),
+	    cmocka_unit_test(test_setup_old_version),
+	    cmocka_unit_test(test_guest_config),
+	    cmocka_unit_test(test_final_state_chunks),
+	    cmocka_unit_test(test_id_messages),
+	    cmocka_unit_test(test_resolve),
+	    cmocka_unit_test(test_manifest_full),
+	    cmocka_unit_test(test_round_and_verified),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
