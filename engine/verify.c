@@ -117,6 +117,12 @@ static void suspect_add(struct rdmig_vfy *v, uint32_t region, uint64_t p)
 	v->suspects[v->nsuspects++] = (uint64_t)region << 48 | p;
 }
 
+/* The round whose fences must have landed on every channel before job j runs. */
+static uint32_t job_gate(const struct vfy_job *j)
+{
+	return j->round ? j->round : 1;
+}
+
 /*
  * Check the copies of one job. A page whose last announced round is no
  * longer this one is skipped: its newer copy has a job of its own.
@@ -195,8 +201,14 @@ static void *checker_main(void *arg)
 		struct vfy_job j;
 		uint32_t ack;
 
-		/* Jobs run in order; one waits for its round's fence on every channel. */
-		while (!v->quit && (v->next == v->njobs || v->jobs[v->next].round > v->landed_min))
+		/*
+		 * Jobs run in order; one waits for its round's fence on every
+		 * channel. The zero pages' jobs (round 0) wait for the bulk
+		 * round's: checked earlier, a page damaged as that round lands
+		 * would pass, and nothing would check it again.
+		 */
+		while (!v->quit &&
+		       (v->next == v->njobs || job_gate(&v->jobs[v->next]) > v->landed_min))
 			pthread_cond_wait(&v->cv, &v->lock);
 		if (v->quit)
 			break;
