@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migrate.h"
+#include "rdmig/migrate.h"
 
 struct rdmig_conv_obs {
 	uint64_t sent_bytes;  /* bytes the last round wrote */

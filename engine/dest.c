@@ -13,9 +13,10 @@
  * pages, and any copy that did not match in the background) done, so no
  * leaked key can change a page after its last check.
  *
+ * The RAM is the VMM's (rdmig_vm_dest_ops.prepare), registered in place.
  * The guest runs here only on the source's GO. Before VERIFIED is sent any
  * failure discards; once it is sent ("prepared") this side neither runs
- * nor discards on its own (migrate.h): a cut hand-over is settled
+ * nor discards on its own (rdmig/migrate.h): a cut hand-over is settled
  * (engine/settle.c) or ends unknown, never running here.
  */
 #include <errno.h>
@@ -29,7 +30,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "memfit.h"
 #include "mig_common.h"
 #include "proto.h"
 #include "bytes.h"
@@ -56,15 +56,19 @@ struct receiver {
 struct mig_dst {
 	struct rdmig_conn *c;
 	const struct rdmig_mig_opts *o;
-	struct rdmig_guest *g;
+	const struct rdmig_vm_dest *vd;
+	bool have_vm; /* prepare() succeeded: discard() is owed unless the VM runs */
+	struct rdmig_vm_region reg[RDMIG_MIG_MAX_REGIONS]; /* the VMM's RAM */
 	struct rdmig_msg_setup setup;
-	uint64_t region_pages[RDMIG_GUEST_MAX_REGIONS];
+	uint64_t region_pages[RDMIG_MIG_MAX_REGIONS];
 	struct rdmig_vfy *vfy;
 	uint32_t ended_round;	/* the last MANIFEST_END's round */
 	uint64_t checked_final; /* pages the verifier had checked when FINAL came */
 	struct receiver rx[RDMIG_MAX_CHANNELS];
 	unsigned nrx;
 	struct rdmig_msg_final fin;
+	uint8_t *state;	     /* the VM's state, kept for start() (fin.state points here) */
+	uint32_t state_have; /* bytes of it received (FINAL, then STATE) */
 	bool have_final;
 	bool prepared; /* VERIFIED sent (or tried): no discarding on our own */
 	bool running;  /* the guest runs here: GO came */
@@ -91,14 +95,14 @@ static void test_corrupt(struct receiver *r)
 {
 	static const uint8_t mark[8] = {0xba, 0xdc, 0x0f, 0xfe, 0xe0, 0xdd, 0xf0, 0x0d};
 	int64_t p = r->m->o->test_corrupt_page;
-	const struct rdmig_guest_region *gr;
+	const struct rdmig_vm_region *gr;
 
 	if (p < 0 || (uint64_t)p >= r->m->region_pages[0] ||
 	    rdmig_stripe_chan((uint64_t)p * RDMIG_PAGE_SIZE, r->m->setup.channels) != r->chan)
 		return;
-	gr = rdmig_guest_region(r->m->g, 0);
+	gr = &r->m->reg[0];
 	log_warn("test: corrupting page %" PRId64 " before verification", p);
-	memcpy(gr->addr + (uint64_t)p * RDMIG_PAGE_SIZE + 120, mark, sizeof(mark));
+	memcpy((uint8_t *)gr->addr + (uint64_t)p * RDMIG_PAGE_SIZE + 120, mark, sizeof(mark));
 }
 
 static void *receiver_main(void *arg)
@@ -142,7 +146,7 @@ static void *receiver_main(void *arg)
  * that places (not off, not one node) and this host has that node. Binding
  * is an optimisation: a failure is a warning, never the migration.
  */
-static void bind_region(struct mig_dst *m, unsigned r, const struct rdmig_guest_region *gr)
+static void bind_region(struct mig_dst *m, unsigned r, const struct rdmig_vm_region *gr)
 {
 	const struct rdmig_numa_plan *p = m->o->plan;
 	struct rdmig_err berr = RDMIG_ERR_INIT;
@@ -240,12 +244,12 @@ static void *prepare_main(void *arg)
 		if (r >= m->setup.nregions)
 			break;
 		{
-			const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+			const struct rdmig_vm_region *gr = &m->reg[r];
 			uint64_t len =
 			    gr->len - off < PREPARE_CHUNK ? gr->len - off : PREPARE_CHUNK;
 
 			/* Older kernels: touch one byte per page (still zero, still parallel). */
-			if (madvise(gr->addr + off, len, MADV_POPULATE_WRITE))
+			if (madvise((uint8_t *)gr->addr + off, len, MADV_POPULATE_WRITE))
 				for (uint64_t o = 0; o < len; o += RDMIG_PAGE_SIZE)
 					((volatile uint8_t *)gr->addr)[off + o] = 0;
 		}
@@ -278,11 +282,43 @@ static void prepare_ram(struct mig_dst *m)
 		pthread_join(p[i].th, NULL);
 }
 
+/* Ask the VMM for RAM of the source's layout and check what it gives. */
+static int vm_prepare(struct mig_dst *m, struct rdmig_err *err)
+{
+	struct rdmig_vm_layout lay = {.nregions = m->setup.nregions};
+	int ret;
+
+	for (unsigned r = 0; r < lay.nregions; r++) {
+		lay.len[r] = m->setup.region_len[r];
+		lay.node[r] = m->setup.region_node[r];
+	}
+	ret = m->vd->ops->prepare(m->vd->ctx, m->setup.config, m->setup.config_len, &lay, m->reg,
+				  err);
+	if (ret > 0)
+		ret = -EIO; /* a callback bug must not look like success */
+	if (ret) {
+		rdmig_seterr(err, ret, "failed without a message");
+		rdmig_err_prefix(err, "the VMM cannot take the VM");
+		return ret;
+	}
+	m->have_vm = true;
+	for (unsigned r = 0; r < lay.nregions; r++) {
+		const struct rdmig_vm_region *vr = &m->reg[r];
+
+		if (!vr->addr || (uintptr_t)vr->addr % RDMIG_PAGE_SIZE || vr->len != lay.len[r])
+			return rdmig_seterr(err, -EINVAL,
+					    "the VMM gave region %u as %p, %" PRIu64
+					    " bytes: expected page-aligned memory of %" PRIu64
+					    " bytes",
+					    r, vr->addr, vr->len, lay.len[r]);
+	}
+	return 0;
+}
+
 static int setup(struct mig_dst *m, struct rdmig_err *err)
 {
-	struct rdmig_guest_cfg gc = {0};
 	struct rdmig_vfy_cfg vc = {0};
-	uint8_t buf[256];
+	uint8_t buf[RDMIG_SETUP_MAX_LEN];
 	uint16_t type;
 	uint64_t t;
 	size_t len;
@@ -304,34 +340,12 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	if (m->setup.channels != rdmig_conn_channels(m->c))
 		return rdmig_seterr(err, -EPROTO, "SETUP says %u channels, connection has %u",
 				    m->setup.channels, rdmig_conn_channels(m->c));
-	for (unsigned r = 0; r < m->setup.nregions; r++)
-		gc.ram_size += m->setup.region_len[r];
-	gc.nregions = m->setup.nregions;
-	gc.vcpus = m->setup.vcpus;
-	gc.workload = (enum rdmig_workload)m->setup.workload;
-	gc.seed = m->setup.seed;
-	gc.dirty_rate = m->setup.dirty_rate;
-	gc.hugepages = m->o->hugepages;
-	/* Refuse here, named, rather than be OOM-killed once pages arrive. */
-	ret = rdmig_mem_fit(gc.ram_size, err);
-	if (ret) {
-		rdmig_err_prefix(err, "cannot hold the guest");
+	ret = vm_prepare(m, err);
+	if (ret)
 		return ret;
-	}
-	ret = rdmig_guest_create(&gc, &m->g, err);
-	if (ret) {
-		rdmig_err_prefix(err, "cannot hold the guest");
-		return ret;
-	}
-	/* The guest is split the same way on both sides; check, never assume. */
 	for (unsigned r = 0; r < m->setup.nregions; r++) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		const struct rdmig_vm_region *gr = &m->reg[r];
 
-		if (gr->len != m->setup.region_len[r])
-			return rdmig_seterr(err, -EPROTO,
-					    "guest layout mismatch: region %u is %" PRIu64
-					    " bytes here, %" PRIu64 " at the source",
-					    r, gr->len, m->setup.region_len[r]);
 		m->region_pages[r] = gr->len / RDMIG_PAGE_SIZE;
 		/* Before registration: an RDMA registration faults the pages in. */
 		bind_region(m, r, gr);
@@ -349,11 +363,15 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	m->st.setup.prepare_ms = ms_since(t);
 	t = rdmig_now_ns();
 	for (unsigned r = 0; r < m->setup.nregions; r++) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		const struct rdmig_vm_region *gr = &m->reg[r];
+		char name[32];
 		uint32_t id;
 
-		ret =
-		    rdmig_reg(m->c, gr->name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
+		if (gr->name)
+			snprintf(name, sizeof(name), "%s", gr->name);
+		else
+			snprintf(name, sizeof(name), "ram%u", r);
+		ret = rdmig_reg(m->c, name, gr->addr, gr->len, RDMIG_REG_REMOTE_WRITE, &id, err);
 		if (ret)
 			return ret;
 	}
@@ -469,6 +487,12 @@ static int source_cancelled(const uint8_t *buf, size_t len, struct rdmig_err *er
 	return ret ? ret : rdmig_seterr(err, code, "source cancelled: %s", why);
 }
 
+/* FINAL came, and as many STATE bytes as it announced. */
+static bool state_complete(const struct mig_dst *m)
+{
+	return m->have_final && m->state_have == m->fin.state_len;
+}
+
 /* One message of the follow loop; 1 when MANIFEST_END closed the manifest. */
 static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size_t len,
 		      struct rdmig_err *err)
@@ -483,9 +507,19 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 	case RDMIG_EMSG_CANCEL:
 		return source_cancelled(buf, len, err);
 	case RDMIG_EMSG_FINAL:
-		ret = rdmig_msg_final_decode(buf, len, m->setup.vcpus, &m->fin, err);
+		ret = rdmig_msg_final_decode(buf, len, &m->fin, err);
 		if (ret)
 			return ret;
+		/* buf is reused for the next message: the state waits for GO in its own copy. */
+		if (m->fin.state_len) {
+			m->state = malloc(m->fin.state_len);
+			if (!m->state)
+				return rdmig_seterr(err, -ENOMEM,
+						    "out of memory for the VM's state");
+			memcpy(m->state, m->fin.state, m->fin.inline_len);
+		}
+		m->state_have = m->fin.inline_len;
+		m->fin.state = m->state;
 		if (!(m->fin.final_seq & RDMIG_SEQ_FINAL))
 			return rdmig_seterr(err, -EPROTO, "FINAL without the final fence mark");
 		/* Verifying, the final round's manifest follows FINAL; else FINAL closes. */
@@ -500,8 +534,26 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 		set_state(m, RDMIG_MIG_FINAL_COPY);
 		if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_FINAL, "destination"))
 			return rdmig_seterr(err, -ECONNABORTED, "test: dropped at FINAL");
-		return verifying ? 0 : 1;
+		return verifying || !state_complete(m) ? 0 : 1;
+	case RDMIG_EMSG_STATE: {
+		const uint8_t *data;
+		size_t n;
+
+		if (!m->have_final || state_complete(m))
+			return rdmig_seterr(err, -EPROTO, "STATE %s",
+					    m->have_final ? "after the whole state came"
+							  : "before FINAL");
+		ret = rdmig_msg_state_decode(buf, len, m->state_have, m->fin.state_len, &data, &n,
+					     err);
+		if (ret)
+			return ret;
+		memcpy(m->state + m->state_have, data, n);
+		m->state_have += (uint32_t)n;
+		return verifying || !state_complete(m) ? 0 : 1;
+	}
 	case RDMIG_EMSG_MANIFEST:
+		if (m->have_final && !state_complete(m))
+			return rdmig_seterr(err, -EPROTO, "MANIFEST before the whole VM state");
 		ret = rdmig_msg_manifest_decode(buf, len, m->region_pages, m->setup.nregions, &mf,
 						err);
 		if (ret)
@@ -513,6 +565,8 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 					    mf.round, m->ended_round);
 		return rdmig_vfy_manifest(m->vfy, &mf, err);
 	case RDMIG_EMSG_MANIFEST_END:
+		if (m->have_final && !state_complete(m))
+			return rdmig_seterr(err, -EPROTO, "MANIFEST_END before the whole VM state");
 		ret = rdmig_msg_round_decode(buf, len, "MANIFEST_END", &round, &total, err);
 		if (ret)
 			return ret;
@@ -616,14 +670,12 @@ static void commit(void *ctx)
 	if (m->running)
 		return;
 	m->running = true;
-	if (o->dump_ram && rdmig_guest_dump(m->g, o->dump_ram, &e))
+	if (o->dump_ram && rdmig_mig_dump(m->reg, m->setup.nregions, o->dump_ram, &e))
 		log_err("%s", rdmig_err_str(&e));
-	if (o->test_dest_ram)
-		o->test_dest_ram(m->g, o->ev_ctx);
-	/* The guest resumes where the source's vCPUs stopped. */
+	/* The guest resumes where the source stopped it. */
 	rdmig_err_clear(&e);
-	if (m->setup.vcpus && rdmig_guest_start(m->g, m->fin.vcpu, &e))
-		log_err("migration %s: GO, but the guest does not resume: %s", m->ids,
+	if (m->vd->ops->start(m->vd->ctx, m->fin.state, m->fin.state_len, &e))
+		log_err("migration %s: GO, but the VM does not resume: %s", m->ids,
 			rdmig_err_str(&e));
 	set_state(m, RDMIG_MIG_COMMIT);
 }
@@ -804,12 +856,16 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 	return 0;
 }
 
-int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
-		   struct rdmig_mig_stats *stats, struct rdmig_err *err)
+int rdmig_migrate_dest(struct rdmig_conn *c, const struct rdmig_vm_dest *dest,
+		       const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+		       struct rdmig_err *err)
 {
 	struct mig_dst *m;
 	int ret;
 
+	if (!dest || !dest->ops || !dest->ops->prepare || !dest->ops->start || !dest->ops->discard)
+		return rdmig_seterr(err, -EINVAL,
+				    "the destination VM needs ops with prepare, start and discard");
 	/* The engine's own limits too, for callers that did not ask first. */
 	ret = rdmig_mig_opts_check(opts, rdmig_conn_backend(c), NULL, err);
 	if (ret)
@@ -818,6 +874,7 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	if (!m)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
 	m->c = c;
+	m->vd = dest;
 	m->o = opts;
 	m->t0 = rdmig_now_ns();
 	ret = run(m, err);
@@ -842,16 +899,6 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 				rdmig_err_str(err));
 		rdmig_err_clear(err);
 		ret = 0;
-		if (opts->keep_guest) {
-			*opts->keep_guest = m->g;
-			m->g = NULL;
-		} else if (m->setup.vcpus) {
-			if (opts->resume_ns)
-				usleep((useconds_t)(opts->resume_ns / 1000));
-			m->st.guest_work = rdmig_guest_work(m->g);
-			rdmig_guest_pause(m->g);
-			rdmig_guest_stop(m->g);
-		}
 		m->st.state = RDMIG_MIG_COMPLETED;
 	} else if (ret == RDMIG_MIG_EUNKNOWN) {
 		m->st.state = RDMIG_MIG_UNKNOWN;
@@ -862,7 +909,9 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	rdmig_mig_emit(opts, RDMIG_EV_STATE, &m->st);
 	if (stats)
 		*stats = m->st;
-	rdmig_guest_destroy(m->g);
+	if (m->have_vm && !m->running)
+		dest->ops->discard(dest->ctx);
+	free(m->state);
 	free(m);
 	return ret;
 }

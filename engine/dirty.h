@@ -103,9 +103,6 @@ void rdmig_dirty_destroy(struct rdmig_dirty *d);
  * skipped (and soft-dirty returned) while a soft-dirty tracker runs.
  */
 enum rdmig_dirty_kind rdmig_dirty_best(bool have_vmm_log);
-/* Parse "auto|uffd-wp|soft-dirty|vmm-bitmap|none"; auto -> *is_auto. */
-int rdmig_dirty_parse(const char *s, enum rdmig_dirty_kind *out, bool *is_auto,
-		      struct rdmig_err *err);
 
 /* -EALREADY if started; a failed start may be retried. */
 int rdmig_dirty_start(struct rdmig_dirty *d, struct rdmig_err *err);

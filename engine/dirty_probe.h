@@ -17,41 +17,14 @@
 #include <stdint.h>
 
 #include "rdmig/err.h"
+#include "rdmig/migrate.h"
 #include "uffd_compat.h"
 
-/* Dirty-page sources, in the engine's order of preference (best last). */
-enum rdmig_dirty_kind {
-	RDMIG_DIRTY_NONE = 0,	/* nothing: only a cold (stop-and-copy) migration */
-	RDMIG_DIRTY_VMM_LOG,	/* the embedding VMM hands over its dirty bitmap */
-	RDMIG_DIRTY_SOFT_DIRTY, /* clear_refs + /proc/self/pagemap bit 55 */
-	RDMIG_DIRTY_UFFD_WP,	/* userfaultfd async write-protect + PAGEMAP_SCAN */
-};
-
-/* "none", "vmm-bitmap", "soft-dirty", "uffd-wp". */
-const char *rdmig_dirty_kind_name(enum rdmig_dirty_kind kind);
-
 /*
- * The source the engine picks from probe results (0 = works) and whether the
- * caller (a library user) supplies its VMM's dirty log.
+ * Public (rdmig/migrate.h): enum rdmig_dirty_kind (best last),
+ * rdmig_dirty_kind_name(), rdmig_dirty_pick(), rdmig_probe_uffd_wp_async()
+ * and rdmig_probe_soft_dirty().
  */
-enum rdmig_dirty_kind rdmig_dirty_pick(int uffd_wp_rc, int soft_dirty_rc, bool have_vmm_log);
-
-/*
- * Full round trip of userfaultfd async write-protect: UFFDIO_API with
- * UFFD_FEATURE_WP_ASYNC, register a scratch mapping in WP mode,
- * write-protect it, write one populated and one never-touched page, and
- * check that PAGEMAP_SCAN reports exactly the written page each time and
- * re-protects it. Returns 0 when all of it works.
- */
-int rdmig_probe_uffd_wp_async(struct rdmig_err *err);
-
-/*
- * Soft-dirty round trip: clear_refs 4, check bit 55 is clear on a present
- * page, write it, check bit 55 is set. Side effect: clears the soft-dirty
- * bits of the whole process, so never call it while soft-dirty tracking is
- * in use.
- */
-int rdmig_probe_soft_dirty(struct rdmig_err *err);
 
 /*
  * Open a userfaultfd (O_CLOEXEC | O_NONBLOCK). Without permission for a

@@ -3,8 +3,8 @@
 #include "guest_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
+
+#include "mig_common.h"
 
 int rdmig_guest_prefill(struct rdmig_guest *g, unsigned percent, uint64_t seed,
 			struct rdmig_err *err)
@@ -40,34 +40,11 @@ int rdmig_guest_prefill(struct rdmig_guest *g, unsigned percent, uint64_t seed,
 
 int rdmig_guest_dump(const struct rdmig_guest *g, const char *path, struct rdmig_err *err)
 {
-	int fd, ret = 0;
+	struct rdmig_vm_region r[RDMIG_GUEST_MAX_REGIONS];
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return rdmig_seterr_errno(err, rdmig_neg_errno(), "dump guest RAM to %s: open",
-					  path);
-	for (unsigned r = 0; r < g->cfg.nregions && !ret; r++) {
-		const uint8_t *p = g->regions[r].addr;
-		uint64_t left = g->regions[r].len;
-
-		while (left) {
-			size_t chunk = left > (1u << 30) ? (1u << 30) : (size_t)left;
-			ssize_t n = write(fd, p, chunk);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				ret = rdmig_seterr_errno(err, n < 0 ? rdmig_neg_errno() : -EIO,
-							 "dump guest RAM to %s: write of %s", path,
-							 g->regions[r].name);
-				break;
-			}
-			p += n;
-			left -= (uint64_t)n;
-		}
-	}
-	if (close(fd) && !ret)
-		ret =
-		    rdmig_seterr_errno(err, rdmig_neg_errno(), "dump guest RAM to %s: close", path);
-	return ret;
+	for (unsigned i = 0; i < g->cfg.nregions; i++)
+		r[i] = (struct rdmig_vm_region){.name = g->regions[i].name,
+						.addr = g->regions[i].addr,
+						.len = g->regions[i].len};
+	return rdmig_mig_dump(r, g->cfg.nregions, path, err);
 }

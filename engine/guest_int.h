@@ -33,9 +33,13 @@
 #ifndef RDMIG_GUEST_INT_H
 #define RDMIG_GUEST_INT_H
 
-#include "guest.h"
+#include "plan.h"
+#include "rdmig/guest.h"
 
 #define RDMIG_GUEST_BATCH 64u /* writes between control/clock checks */
+
+/* The config blob (guest_vm.c): vCPUs, workload (be32), seed, dirty rate (be64). */
+#define RDMIG_GUEST_VM_CONFIG 24
 
 #define RDMIG_GUEST_CTL_PAUSE 1
 #define RDMIG_GUEST_CTL_STOP  2
@@ -67,10 +71,20 @@ struct rdmig_guest {
 	unsigned nexited;     /* under lock */
 	atomic_bool running;
 	atomic_uint throttle;
-	struct rdmig_cpuset vcpu_cpus; /* cfg.vcpu_cpus points here (or is NULL) */
+	struct rdmig_cpuset vcpu_cpus;		  /* cfg.vcpu_cpus points here (or is NULL) */
+	uint8_t vm_config[RDMIG_GUEST_VM_CONFIG]; /* rdmig_guest_vm()'s config blob */
 
 	struct rdmig_guest_vcpu vcpu[RDMIG_GUEST_MAX_VCPUS];
 };
+
+/*
+ * The config blob (RDMIG_GUEST_VM_CONFIG bytes) of rdmig_guest_vm(), and
+ * its check on the destination: vCPU count and workload in range; the
+ * other fields of *gc are zero.
+ */
+void rdmig_guest_config_encode(const struct rdmig_guest_cfg *gc, uint8_t *out);
+int rdmig_guest_config_decode(const void *config, size_t len, struct rdmig_guest_cfg *gc,
+			      struct rdmig_err *err);
 
 /* A pause or stop request is waiting for the vCPUs (relaxed: see the note at the top). */
 static inline int rdmig_guest_ctl_pending(struct rdmig_guest *g)

@@ -2,6 +2,7 @@
 #include "mig_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/random.h>
@@ -205,4 +206,39 @@ void rdmig_mig_emit(const struct rdmig_mig_opts *o, enum rdmig_event_type type,
 
 	if (o->on_event)
 		o->on_event(&ev, o->ev_ctx);
+}
+
+int rdmig_mig_dump(const struct rdmig_vm_region *regs, unsigned n, const char *path,
+		   struct rdmig_err *err)
+{
+	int fd, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return rdmig_seterr_errno(err, rdmig_neg_errno(), "dump guest RAM to %s: open",
+					  path);
+	for (unsigned r = 0; r < n && !ret; r++) {
+		const uint8_t *p = regs[r].addr;
+		uint64_t left = regs[r].len;
+
+		while (left) {
+			size_t chunk = left > (1u << 30) ? (1u << 30) : (size_t)left;
+			ssize_t k = write(fd, p, chunk);
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				ret = rdmig_seterr_errno(err, k < 0 ? rdmig_neg_errno() : -EIO,
+							 "dump guest RAM to %s: write of region %u",
+							 path, r);
+				break;
+			}
+			p += k;
+			left -= (uint64_t)k;
+		}
+	}
+	if (close(fd) && !ret)
+		ret =
+		    rdmig_seterr_errno(err, rdmig_neg_errno(), "dump guest RAM to %s: close", path);
+	return ret;
 }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "clock.h"
-#include "migrate.h"
+#include "rdmig/migrate.h"
 #include "proto.h"
 
 /* A fence sequence number with this bit set closes the migration's last round. */
@@ -44,6 +44,10 @@ bool rdmig_mig_test_fault(const struct rdmig_mig_opts *o, struct rdmig_conn *c,
 
 /* A fresh random migration id (RDMIG_MIG_ID_LEN bytes, never all zero). */
 int rdmig_mig_new_id(uint8_t *id, struct rdmig_err *err);
+
+/* Write the regions' bytes, in order, to the file at `path` (--dump-ram, for cmp). */
+int rdmig_mig_dump(const struct rdmig_vm_region *regs, unsigned n, const char *path,
+		   struct rdmig_err *err);
 
 void rdmig_mig_emit(const struct rdmig_mig_opts *o, enum rdmig_event_type type,
 		    const struct rdmig_mig_stats *st);

@@ -8,7 +8,8 @@
 #include <errno.h>
 
 #include "dirty.h"
-#include "migrate.h"
+#include "rdmig/guest.h"
+#include "rdmig/migrate.h"
 
 /* The dirty-page source a migration with these options would start. */
 static enum rdmig_dirty_kind dirty_kind(const struct rdmig_mig_opts *o)

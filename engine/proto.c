@@ -8,7 +8,8 @@
 #include "bytes.h"
 #include "rdmig/transport.h"
 
-#define SETUP_FIXED  64 /* 40 bytes of fields, the 16-byte migration id, verify, reserved */
+#define SETUP_FIXED  64 /* fields, the 16-byte migration id, verify, reserved */
+#define SETUP_CONFIG 12 /* be32 length of the config blob that follows the regions */
 #define SETUP_ID     40
 #define SETUP_VERIFY 56
 #define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */
@@ -19,6 +20,15 @@ static bool id_is_zero(const uint8_t *id)
 
 	for (unsigned i = 0; i < RDMIG_MIG_ID_LEN; i++)
 		acc |= id[i];
+	return !acc;
+}
+
+static bool all_zero(const uint8_t *b, size_t n)
+{
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		acc |= b[i];
 	return !acc;
 }
 
@@ -35,28 +45,29 @@ void rdmig_mig_id_str(const uint8_t *id, char *out)
 
 size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 {
+	size_t regions = SETUP_FIXED + SETUP_REGION * (size_t)m->nregions;
+
+	memset(b, 0, SETUP_FIXED);
 	rdmig_put_be32(b, m->version);
 	rdmig_put_be32(b + 4, m->page_size);
 	rdmig_put_be32(b + 8, m->nregions);
-	rdmig_put_be32(b + 12, m->vcpus);
-	rdmig_put_be32(b + 16, m->workload);
+	rdmig_put_be32(b + SETUP_CONFIG, m->config_len);
 	rdmig_put_be32(b + 20, m->channels);
-	rdmig_put_be64(b + 24, m->seed);
-	rdmig_put_be64(b + 32, m->dirty_rate);
 	memcpy(b + SETUP_ID, m->id, RDMIG_MIG_ID_LEN);
 	rdmig_put_be32(b + SETUP_VERIFY, m->verify + 1);
-	rdmig_put_be32(b + SETUP_VERIFY + 4, 0);
 	for (uint32_t i = 0; i < m->nregions; i++) {
 		rdmig_put_be64(b + SETUP_FIXED + SETUP_REGION * i, m->region_len[i]);
 		rdmig_put_be32(b + SETUP_FIXED + SETUP_REGION * i + 8, (uint32_t)m->region_node[i]);
 	}
-	return SETUP_FIXED + SETUP_REGION * (size_t)m->nregions;
+	memcpy(b + regions, m->config, m->config_len);
+	return regions + m->config_len;
 }
 
 int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 			   struct rdmig_msg_setup *m, struct rdmig_err *err)
 {
 	uint64_t total = 0;
+	size_t regions;
 
 	if (len < SETUP_ID)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes, expected at least %d", len,
@@ -65,11 +76,8 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	m->version = rdmig_get_be32(b);
 	m->page_size = rdmig_get_be32(b + 4);
 	m->nregions = rdmig_get_be32(b + 8);
-	m->vcpus = rdmig_get_be32(b + 12);
-	m->workload = rdmig_get_be32(b + 16);
+	m->config_len = rdmig_get_be32(b + SETUP_CONFIG);
 	m->channels = rdmig_get_be32(b + 20);
-	m->seed = rdmig_get_be64(b + 24);
-	m->dirty_rate = rdmig_get_be64(b + 32);
 	/* The version before the length: an older source's SETUP is shorter. */
 	if (m->version != RDMIG_ENGINE_VERSION)
 		return rdmig_seterr(err, -EPROTO,
@@ -79,6 +87,8 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	if (len < SETUP_FIXED)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes, expected at least %d", len,
 				    SETUP_FIXED);
+	if (!all_zero(b + 16, 4) || !all_zero(b + 24, 16) || !all_zero(b + SETUP_VERIFY + 4, 4))
+		return rdmig_seterr(err, -EPROTO, "SETUP: reserved bytes are not zero");
 	memcpy(m->id, b + SETUP_ID, RDMIG_MIG_ID_LEN);
 	if (id_is_zero(m->id))
 		return rdmig_seterr(err, -EPROTO, "SETUP: migration id is all zero");
@@ -88,23 +98,21 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 		    err, -EPROTO, "SETUP: verify mode %u, expected 1 (rounds), 2 (full) or 3 (off)",
 		    m->verify);
 	m->verify--;
-	if (rdmig_get_be32(b + SETUP_VERIFY + 4))
-		return rdmig_seterr(err, -EPROTO, "SETUP: reserved bytes are not zero");
 	if (m->page_size != RDMIG_PAGE_SIZE)
 		return rdmig_seterr(err, -EPROTO, "SETUP: page size %u, this destination uses %u",
 				    m->page_size, RDMIG_PAGE_SIZE);
-	if (m->nregions < 1 || m->nregions > RDMIG_GUEST_MAX_REGIONS)
+	if (m->nregions < 1 || m->nregions > RDMIG_MIG_MAX_REGIONS)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %u regions, expected 1 to %d",
-				    m->nregions, RDMIG_GUEST_MAX_REGIONS);
-	if (len != SETUP_FIXED + SETUP_REGION * (size_t)m->nregions)
-		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes for %u regions, expected %zu",
-				    len, m->nregions,
-				    SETUP_FIXED + SETUP_REGION * (size_t)m->nregions);
-	if (m->vcpus > RDMIG_GUEST_MAX_VCPUS)
-		return rdmig_seterr(err, -EPROTO, "SETUP: %u vCPUs, at most %d", m->vcpus,
-				    RDMIG_GUEST_MAX_VCPUS);
-	if (m->workload > RDMIG_WL_HOTSET)
-		return rdmig_seterr(err, -EPROTO, "SETUP: unknown workload %u", m->workload);
+				    m->nregions, RDMIG_MIG_MAX_REGIONS);
+	if (m->config_len > RDMIG_VM_CONFIG_MAX)
+		return rdmig_seterr(err, -EPROTO, "SETUP: VM config of %u bytes, at most %u",
+				    m->config_len, RDMIG_VM_CONFIG_MAX);
+	regions = SETUP_FIXED + SETUP_REGION * (size_t)m->nregions;
+	if (len != regions + m->config_len)
+		return rdmig_seterr(err, -EPROTO,
+				    "SETUP: %zu bytes for %u regions and %u bytes of VM config, "
+				    "expected %zu",
+				    len, m->nregions, m->config_len, regions + m->config_len);
 	if (m->channels < 1 || m->channels > RDMIG_MAX_CHANNELS)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %u channels", m->channels);
 	for (uint32_t i = 0; i < m->nregions; i++) {
@@ -127,48 +135,77 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 					    (unsigned long long)max_ram);
 		total += m->region_len[i];
 	}
+	memcpy(m->config, b + regions, m->config_len);
 	return 0;
 }
 
-#define FINAL_FIXED 16
+static uint32_t final_inline(uint32_t state_len)
+{
+	return state_len < RDMIG_FINAL_INLINE ? state_len : RDMIG_FINAL_INLINE;
+}
 
 size_t rdmig_msg_final_encode(uint8_t *b, const struct rdmig_msg_final *m)
 {
-	rdmig_put_be32(b, m->rounds);
-	rdmig_put_be32(b + 4, m->vcpus);
-	rdmig_put_be64(b + 8, m->final_seq);
-	for (uint32_t i = 0; i < m->vcpus; i++) {
-		uint8_t *p = b + FINAL_FIXED + 32 * i;
+	uint32_t n = final_inline(m->state_len);
 
-		rdmig_put_be64(p, m->vcpu[i].pos);
-		rdmig_put_be64(p + 8, m->vcpu[i].rng);
-		rdmig_put_be64(p + 16, m->vcpu[i].work);
-		rdmig_put_be64(p + 24, 0);
-	}
-	return FINAL_FIXED + 32 * (size_t)m->vcpus;
+	rdmig_put_be32(b, m->rounds);
+	rdmig_put_be32(b + 4, m->state_len);
+	rdmig_put_be64(b + 8, m->final_seq);
+	if (n)
+		memcpy(b + RDMIG_FINAL_FIXED, m->state, n);
+	return RDMIG_FINAL_FIXED + (size_t)n;
 }
 
-int rdmig_msg_final_decode(const uint8_t *b, size_t len, uint32_t vcpus, struct rdmig_msg_final *m,
+int rdmig_msg_final_decode(const uint8_t *b, size_t len, struct rdmig_msg_final *m,
 			   struct rdmig_err *err)
 {
-	if (len < FINAL_FIXED)
-		return rdmig_seterr(err, -EPROTO, "FINAL: %zu bytes", len);
+	if (len < RDMIG_FINAL_FIXED)
+		return rdmig_seterr(err, -EPROTO, "FINAL: %zu bytes, expected at least %d", len,
+				    RDMIG_FINAL_FIXED);
 	memset(m, 0, sizeof(*m));
 	m->rounds = rdmig_get_be32(b);
-	m->vcpus = rdmig_get_be32(b + 4);
+	m->state_len = rdmig_get_be32(b + 4);
 	m->final_seq = rdmig_get_be64(b + 8);
-	if (m->vcpus != vcpus)
-		return rdmig_seterr(err, -EPROTO, "FINAL: %u vCPU states for a %u-vCPU guest",
-				    m->vcpus, vcpus);
-	if (len != FINAL_FIXED + 32 * (size_t)m->vcpus)
-		return rdmig_seterr(err, -EPROTO, "FINAL: %zu bytes for %u vCPUs", len, m->vcpus);
-	for (uint32_t i = 0; i < m->vcpus; i++) {
-		const uint8_t *p = b + FINAL_FIXED + 32 * i;
+	if (m->state_len > RDMIG_VM_STATE_MAX)
+		return rdmig_seterr(err, -EPROTO, "FINAL: VM state of %u bytes, at most %u",
+				    m->state_len, RDMIG_VM_STATE_MAX);
+	m->inline_len = final_inline(m->state_len);
+	if (len != RDMIG_FINAL_FIXED + (size_t)m->inline_len)
+		return rdmig_seterr(err, -EPROTO,
+				    "FINAL: %zu bytes for a VM state of %u bytes, expected %zu",
+				    len, m->state_len, RDMIG_FINAL_FIXED + (size_t)m->inline_len);
+	m->state = b + RDMIG_FINAL_FIXED;
+	return 0;
+}
 
-		m->vcpu[i].pos = rdmig_get_be64(p);
-		m->vcpu[i].rng = rdmig_get_be64(p + 8);
-		m->vcpu[i].work = rdmig_get_be64(p + 16);
-	}
+size_t rdmig_msg_state_encode(uint8_t *b, uint32_t offset, const uint8_t *data, size_t n)
+{
+	rdmig_put_be32(b, offset);
+	rdmig_put_be32(b + 4, 0);
+	memcpy(b + RDMIG_STATE_FIXED, data, n);
+	return RDMIG_STATE_FIXED + n;
+}
+
+int rdmig_msg_state_decode(const uint8_t *b, size_t len, uint32_t have, uint32_t total,
+			   const uint8_t **data, size_t *n, struct rdmig_err *err)
+{
+	uint32_t off;
+
+	if (len <= RDMIG_STATE_FIXED)
+		return rdmig_seterr(err, -EPROTO, "STATE: %zu bytes, expected more than %d", len,
+				    RDMIG_STATE_FIXED);
+	off = rdmig_get_be32(b);
+	*n = len - RDMIG_STATE_FIXED;
+	if (rdmig_get_be32(b + 4))
+		return rdmig_seterr(err, -EPROTO, "STATE: reserved bytes are not zero");
+	if (off != have)
+		return rdmig_seterr(err, -EPROTO, "STATE at offset %u, expected %u (contiguous)",
+				    off, have);
+	if (have > total || *n > total - have)
+		return rdmig_seterr(
+		    err, -EPROTO, "STATE: %zu bytes at offset %u overrun the %u announced in FINAL",
+		    *n, off, total);
+	*data = b + RDMIG_STATE_FIXED;
 	return 0;
 }
 

@@ -12,22 +12,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guest.h"
 #include "rdmig/err.h"
+#include "rdmig/migrate.h"
 #include "rdmig/transport.h"
 
 /*
  * 2: SETUP carries the migration id; the two-step hand-over (VERIFIED, GO, GO_ACK, DONE).
  * 3: verification per round (SETUP's verify mode, MANIFEST per round, ROUND_VERIFIED),
  *    VERIFIED carries the destination's switchover timings.
+ * 4: the VM is the embedder's: SETUP carries an opaque config blob instead of
+ *    the synthetic guest's vCPUs, workload, seed and rate; FINAL an opaque
+ *    state blob instead of the vCPU states.
  */
-#define RDMIG_ENGINE_VERSION 3
+#define RDMIG_ENGINE_VERSION 4
 
 enum rdmig_emsg {
-	RDMIG_EMSG_SETUP = 0x200,  /* src -> dst: guest layout, workload, migration id */
+	RDMIG_EMSG_SETUP = 0x200,  /* src -> dst: RAM layout, VM config, migration id */
 	RDMIG_EMSG_SETUP_OK,	   /* dst -> src: allocated, registered, exposed */
 	RDMIG_EMSG_ROUND,	   /* reserved (version 1: round progress, never sent) */
-	RDMIG_EMSG_FINAL,	   /* src -> dst: last round sent; vCPU states */
+	RDMIG_EMSG_FINAL,	   /* src -> dst: last round sent; the VM's state */
 	RDMIG_EMSG_MANIFEST,	   /* src -> dst: checksums of pages one round sent */
 	RDMIG_EMSG_MANIFEST_END,   /* src -> dst: a round's checksums are all sent */
 	RDMIG_EMSG_VERIFIED,	   /* dst -> src: remote access revoked, every page verified */
@@ -39,6 +42,7 @@ enum rdmig_emsg {
 	RDMIG_EMSG_RESOLVE,	   /* src -> dst, new connection: the source's decision */
 	RDMIG_EMSG_RESOLVED,	   /* dst -> src: what the destination did with it */
 	RDMIG_EMSG_ROUND_VERIFIED, /* dst -> src: every round up to this one is checked */
+	RDMIG_EMSG_STATE,	   /* src -> dst: more of the VM's state, after FINAL */
 };
 
 /* A migration's id: 128 random bits, chosen by the source, in SETUP. */
@@ -51,29 +55,47 @@ struct rdmig_msg_setup {
 	uint32_t version;
 	uint32_t page_size;
 	uint32_t nregions;
-	uint32_t vcpus;
-	uint32_t workload;
 	uint32_t channels;
-	uint64_t seed;
-	uint64_t dirty_rate;
-	uint64_t region_len[RDMIG_GUEST_MAX_REGIONS];
+	uint64_t region_len[RDMIG_MIG_MAX_REGIONS];
 	/* NUMA node holding most of each region at the source, -1 unknown (0..1023). */
-	int32_t region_node[RDMIG_GUEST_MAX_REGIONS];
+	int32_t region_node[RDMIG_MIG_MAX_REGIONS];
 	uint8_t id[RDMIG_MIG_ID_LEN]; /* never all zero */
 	uint32_t verify;	      /* enum rdmig_verify_mode; on the wire + 1 (0 refused) */
+	uint32_t config_len;	      /* the VM's config blob, opaque to the engine */
+	uint8_t config[RDMIG_VM_CONFIG_MAX];
 };
 
 /* Highest NUMA node number SETUP accepts (the kernel's MAX_NUMNODES limit). */
 #define RDMIG_SETUP_MAX_NODE 1023
-/* Largest SETUP message: 64 fixed bytes + 12 per region. */
-#define RDMIG_SETUP_MAX_LEN (64 + 12 * RDMIG_GUEST_MAX_REGIONS)
+/* Largest SETUP message: 64 fixed bytes, 12 per region, the config blob. */
+#define RDMIG_SETUP_MAX_LEN (64 + 12 * RDMIG_MIG_MAX_REGIONS + RDMIG_VM_CONFIG_MAX)
 
+/*
+ * FINAL: rounds (be32), the state's whole length (be32), final fence (be64),
+ * then the state's first min(length, RDMIG_FINAL_INLINE) bytes; STATE
+ * messages carry the rest, in order.
+ */
+#define RDMIG_FINAL_FIXED  16
+#define RDMIG_FINAL_INLINE (RDMIG_CTRL_MAX_PAYLOAD - RDMIG_FINAL_FIXED)
 struct rdmig_msg_final {
 	uint32_t rounds;
-	uint32_t vcpus;
+	uint32_t state_len; /* the whole state, at most RDMIG_VM_STATE_MAX */
 	uint64_t final_seq;
-	struct rdmig_vcpu_state vcpu[RDMIG_GUEST_MAX_VCPUS];
+	/* encode: the whole state; decode: the inline part, pointing into the message */
+	const uint8_t *state;
+	uint32_t inline_len; /* decode: bytes of the state FINAL itself carries */
 };
+
+/*
+ * STATE: offset (be32), 4 zero bytes, then 1 .. RDMIG_STATE_CHUNK bytes of
+ * the state at that offset. The decoder wants the offset where the state
+ * received so far (`have` bytes) ends, and no byte past `total`.
+ */
+#define RDMIG_STATE_FIXED 8
+#define RDMIG_STATE_CHUNK (RDMIG_CTRL_MAX_PAYLOAD - RDMIG_STATE_FIXED)
+size_t rdmig_msg_state_encode(uint8_t *buf, uint32_t offset, const uint8_t *data, size_t n);
+int rdmig_msg_state_decode(const uint8_t *buf, size_t len, uint32_t have, uint32_t total,
+			   const uint8_t **data, size_t *n, struct rdmig_err *err);
 
 /*
  * MANIFEST: round (be32), groups (be32), then per group region (be32),
@@ -154,8 +176,9 @@ int rdmig_msg_setup_decode(const uint8_t *buf, size_t len, uint64_t max_ram,
 			   struct rdmig_msg_setup *m, struct rdmig_err *err);
 
 size_t rdmig_msg_final_encode(uint8_t *buf, const struct rdmig_msg_final *m);
-int rdmig_msg_final_decode(const uint8_t *buf, size_t len, uint32_t vcpus,
-			   struct rdmig_msg_final *m, struct rdmig_err *err);
+/* buf: RDMIG_CTRL_MAX_PAYLOAD bytes; the state beyond RDMIG_FINAL_INLINE is left to STATE. */
+int rdmig_msg_final_decode(const uint8_t *buf, size_t len, struct rdmig_msg_final *m,
+			   struct rdmig_err *err);
 
 size_t rdmig_msg_verify_fail_encode(uint8_t *buf, const struct rdmig_msg_verify_fail *m);
 int rdmig_msg_verify_fail_decode(const uint8_t *buf, size_t len, struct rdmig_msg_verify_fail *m,

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migrate.h"
+#include "rdmig/migrate.h"
 #include "proto.h"
 
 /*

@@ -14,8 +14,9 @@
  * everything that differs from what the destination already has.
  *
  * Invariant for the hand-over: `go` is set before GO is sent, and once it
- * is set the guest is never resumed here (migrate.h).
+ * is set the guest is never resumed here (rdmig/migrate.h).
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -86,9 +87,9 @@ struct worker {
 
 struct mig_src {
 	struct rdmig_conn *c;
-	struct rdmig_guest *g;
+	const struct rdmig_vm *vm;
 	const struct rdmig_mig_opts *o;
-	struct src_region reg[RDMIG_GUEST_MAX_REGIONS];
+	struct src_region reg[RDMIG_MIG_MAX_REGIONS];
 	unsigned nreg;
 	int8_t lreg_idx[RDMIG_MAX_REGIONS]; /* transport region id -> reg[] index */
 	uint64_t ram, pages;
@@ -121,7 +122,7 @@ struct mig_src {
 	bool hook_paused; /* the soft-dirty harvest hook stopped it for a moment */
 	uint64_t t0;
 	uint64_t t_pause; /* switchover: the guest stopped here */
-	uint64_t work0;
+	uint8_t *state;	  /* the VM's state blob for FINAL, RDMIG_VM_STATE_MAX bytes */
 };
 
 static bool cancelled(const struct mig_src *m)
@@ -674,27 +675,58 @@ static double estimate_fixed_s(const struct mig_src *m)
 	return ((double)t / 1e9) * ((double)m->ram / (double)n) + 0.01;
 }
 
+/* The VM may not throttle (no op): then the policy only predicts. */
+static void set_throttle(struct mig_src *m, unsigned permille)
+{
+	if (m->vm->ops->throttle)
+		m->vm->ops->throttle(m->vm->ctx, permille);
+}
+
 /* ---- setup ------------------------------------------------------------- */
+
+/* The VMM's description, checked before anything is registered or sent. */
+static int vm_check(const struct rdmig_vm *vm, struct rdmig_err *err)
+{
+	if (!vm || !vm->ops || !vm->ops->pause || !vm->ops->resume)
+		return rdmig_seterr(err, -EINVAL, "the VM needs ops with pause and resume");
+	if (vm->nregions < 1 || vm->nregions > RDMIG_MIG_MAX_REGIONS)
+		return rdmig_seterr(err, -EINVAL, "the VM has %u RAM regions, expected 1 to %d",
+				    vm->nregions, RDMIG_MIG_MAX_REGIONS);
+	if (vm->config_len > RDMIG_VM_CONFIG_MAX || (vm->config_len && !vm->config))
+		return rdmig_seterr(err, -EINVAL,
+				    "the VM's config blob is %zu bytes, at most %u (and not NULL)",
+				    vm->config_len, RDMIG_VM_CONFIG_MAX);
+	for (unsigned r = 0; r < vm->nregions; r++) {
+		const struct rdmig_vm_region *vr = &vm->regions[r];
+
+		if (!vr->addr || (uintptr_t)vr->addr % RDMIG_PAGE_SIZE || !vr->len ||
+		    vr->len % RDMIG_PAGE_SIZE)
+			return rdmig_seterr(err, -EINVAL,
+					    "VM RAM region %u (%p, %" PRIu64
+					    " bytes) is not page-aligned memory of whole pages",
+					    r, vr->addr, vr->len);
+	}
+	return 0;
+}
 
 static int setup(struct mig_src *m, struct rdmig_err *err)
 {
-	const struct rdmig_guest_cfg *gc = rdmig_guest_cfg(m->g);
 	struct rdmig_msg_setup s = {0};
+	static_assert(RDMIG_SETUP_MAX_LEN <= RDMIG_CTRL_MAX_PAYLOAD, "SETUP fits one message");
 	uint8_t buf[RDMIG_SETUP_MAX_LEN + 300]; /* SETUP out; SETUP_OK or CANCEL back */
 	uint16_t type;
 	uint64_t t;
 	size_t len;
 	int ret;
 
-	m->nreg = rdmig_guest_nregions(m->g);
+	m->nreg = m->vm->nregions;
 	s.version = RDMIG_ENGINE_VERSION;
 	s.page_size = RDMIG_PAGE_SIZE;
 	s.nregions = m->nreg;
-	s.vcpus = gc->vcpus;
-	s.workload = gc->workload;
 	s.channels = rdmig_conn_channels(m->c);
-	s.seed = gc->seed;
-	s.dirty_rate = gc->dirty_rate;
+	s.config_len = (uint32_t)m->vm->config_len;
+	if (s.config_len)
+		memcpy(s.config, m->vm->config, s.config_len);
 	ret = rdmig_mig_new_id(m->id, err);
 	if (ret)
 		return ret;
@@ -704,12 +736,14 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 	rdmig_mig_id_str(m->id, m->ids);
 	snprintf(m->st.migration_id, sizeof(m->st.migration_id), "%s", m->ids);
 	for (unsigned r = 0; r < m->nreg; r++) {
-		const struct rdmig_guest_region *gr = rdmig_guest_region(m->g, r);
+		const struct rdmig_vm_region *gr = &m->vm->regions[r];
 		struct src_region *sr = &m->reg[r];
+		char name[32];
 
 		s.region_len[r] = gr->len;
 		/* Where the region lives now, so the destination can put it there too. */
-		s.region_node[r] = rdmig_numa_region_node(gr->addr, gr->len, 256, NULL);
+		s.region_node[r] =
+		    gr->node >= 0 ? gr->node : rdmig_numa_region_node(gr->addr, gr->len, 256, NULL);
 		if (s.region_node[r] > RDMIG_SETUP_MAX_NODE)
 			s.region_node[r] = -1;
 		sr->addr = gr->addr;
@@ -724,7 +758,11 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 		m->ram += gr->len;
 		m->pages += sr->pages;
 		t = rdmig_now_ns();
-		ret = rdmig_reg(m->c, gr->name, gr->addr, gr->len, 0, &sr->lreg, err);
+		if (gr->name)
+			snprintf(name, sizeof(name), "%s", gr->name);
+		else
+			snprintf(name, sizeof(name), "ram%u", r);
+		ret = rdmig_reg(m->c, name, gr->addr, gr->len, 0, &sr->lreg, err);
 		m->st.setup.register_ms += ms_since(t);
 		if (ret)
 			return ret;
@@ -785,30 +823,40 @@ static int pause_writers(void *ctx, bool pause, struct rdmig_err *err)
 {
 	struct mig_src *m = ctx;
 
-	(void)err;
-	if (pause) {
-		m->hook_paused = rdmig_guest_running(m->g);
-		if (m->hook_paused)
-			rdmig_guest_pause(m->g);
-	} else if (m->hook_paused) {
+	if (pause && !m->paused && m->vm->running) {
+		int ret = m->vm->ops->pause(m->vm->ctx, err);
+
+		if (ret)
+			return ret;
+		m->hook_paused = true;
+	} else if (!pause && m->hook_paused) {
 		m->hook_paused = false;
-		rdmig_guest_resume(m->g);
+		m->vm->ops->resume(m->vm->ctx);
 	}
 	return 0;
 }
 
 static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 {
-	struct rdmig_dirty_region dr[RDMIG_GUEST_MAX_REGIONS];
+	struct rdmig_dirty_region dr[RDMIG_MIG_MAX_REGIONS];
+	bool vmm_log = m->vm->ops->dirty_log != NULL, huge = false;
 	enum rdmig_dirty_kind kind;
 
+	for (unsigned r = 0; r < m->nreg; r++)
+		huge |= m->vm->regions[r].hugepages;
+	/* A VMM that logs its own writes (KVM) is the only one that sees them all. */
 	if (m->o->cold)
 		kind = RDMIG_DIRTY_NONE;
 	else if (m->o->dirty_auto)
-		kind = rdmig_dirty_best(false);
+		kind = vmm_log ? RDMIG_DIRTY_VMM_LOG : rdmig_dirty_best(false);
 	else
 		kind = m->o->dirty_source;
-	if (kind == RDMIG_DIRTY_NONE && !m->o->cold && rdmig_guest_running(m->g))
+	if (vmm_log && kind != RDMIG_DIRTY_VMM_LOG && kind != RDMIG_DIRTY_NONE)
+		return rdmig_seterr(err, -EINVAL,
+				    "the VM has its own dirty log: --dirty-source %s would miss "
+				    "the writes only it sees (use auto or vmm-bitmap)",
+				    rdmig_dirty_kind_name(kind));
+	if (kind == RDMIG_DIRTY_NONE && !m->o->cold && m->vm->running)
 		return rdmig_seterr(err, -ENOTSUP,
 				    "no dirty-page tracking on this kernel for a running guest: "
 				    "use --cold (stop the guest and copy once), or a kernel with "
@@ -824,7 +872,7 @@ static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 				    "with userfaultfd write-protect (Linux 6.7+), the tcp backend, "
 				    "or --cold");
 	/* soft-dirty sees a transparent huge page as one unit: 2 MiB per write. */
-	if (kind == RDMIG_DIRTY_SOFT_DIRTY && rdmig_guest_cfg(m->g)->hugepages)
+	if (kind == RDMIG_DIRTY_SOFT_DIRTY && huge)
 		return rdmig_seterr(err, -ENOTSUP,
 				    "soft-dirty tracking cannot be used with huge pages (it "
 				    "tracks a 2 MiB page as one unit, so the guest would never "
@@ -841,6 +889,8 @@ static int dirty_start(struct mig_src *m, struct rdmig_err *err)
 		return ret;
 	m->dirty->pause_writers = pause_writers;
 	m->dirty->pause_ctx = m;
+	m->dirty->vmm_harvest = m->vm->ops->dirty_log;
+	m->dirty->vmm_ctx = m->vm->ctx;
 	return rdmig_dirty_start(m->dirty, err);
 }
 
@@ -941,7 +991,7 @@ static int await_go_ack(struct mig_src *m, struct rdmig_err *err)
 }
 
 /*
- * The two-step hand-over, from FINAL on (migrate.h). Returns 0 once GO_ACK
+ * The two-step hand-over, from FINAL on (rdmig/migrate.h). Returns 0 once GO_ACK
  * came; any error before `go` is an abort, after it a cut hand-over.
  */
 static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rdmig_err *err)
@@ -954,14 +1004,24 @@ static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct
 
 	if (rdmig_mig_test_fault(o, m->c, RDMIG_STEP_FINAL, "source"))
 		return rdmig_seterr(err, -ECONNABORTED, "test: dropped instead of FINAL");
-	buf = malloc(16 + 32 * RDMIG_GUEST_MAX_VCPUS);
+	buf = malloc(RDMIG_CTRL_MAX_PAYLOAD);
 	if (!buf)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
 	len = rdmig_msg_final_encode(buf, fin);
-	/* Unverified, FINAL closes the hand-over: VERIFIED may follow it. */
+	/* Unverified, FINAL (with the rest of the state) closes the hand-over. */
 	if (!summing(m))
 		m->manifest_sent = true;
 	ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_FINAL, buf, len, err);
+	/* A state longer than FINAL holds follows in order, before the manifest. */
+	for (uint32_t off = RDMIG_FINAL_INLINE; !ret && off < fin->state_len;) {
+		size_t n = fin->state_len - off;
+
+		if (n > RDMIG_STATE_CHUNK)
+			n = RDMIG_STATE_CHUNK;
+		len = rdmig_msg_state_encode(buf, off, fin->state + off, n);
+		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_STATE, buf, len, err);
+		off += (uint32_t)n;
+	}
 	free(buf);
 	if (ret)
 		return ret;
@@ -998,7 +1058,7 @@ static int handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct
 		struct rdmig_err derr = RDMIG_ERR_INIT;
 
 		/* Paused since the final harvest: this is what the destination holds. */
-		if (rdmig_guest_dump(m->g, o->dump_ram, &derr))
+		if (rdmig_mig_dump(m->vm->regions, m->nreg, o->dump_ram, &derr))
 			log_err("%s", rdmig_err_str(&derr));
 	}
 	set_state(m, RDMIG_MIG_COMMIT);
@@ -1040,8 +1100,10 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 		return ret;
 	if (cancelled(m))
 		return rdmig_seterr(err, -ECANCELED, "migration cancelled");
-	if (o->cold && rdmig_guest_running(m->g)) {
-		rdmig_guest_pause(m->g);
+	if (o->cold && m->vm->running) {
+		ret = m->vm->ops->pause(m->vm->ctx, err);
+		if (ret)
+			return ret;
 		m->paused = true;
 	}
 	ret = dirty_start(m, err);
@@ -1148,7 +1210,7 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 				m->st.throttle = cv.throttle;
 				if (cv.throttle > m->st.max_throttle)
 					m->st.max_throttle = cv.throttle;
-				rdmig_guest_set_throttle(m->g, cv.throttle);
+				set_throttle(m, cv.throttle);
 			}
 			m->st.round++;
 			t_round = rdmig_now_ns();
@@ -1162,10 +1224,12 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	set_state(m, RDMIG_MIG_SWITCHOVER);
 	m->t_pause = rdmig_now_ns();
 	if (!m->paused) {
-		rdmig_guest_pause(m->g);
+		ret = m->vm->ops->pause(m->vm->ctx, err);
+		if (ret)
+			return ret;
 		m->paused = true;
 	}
-	rdmig_guest_set_throttle(m->g, 0);
+	set_throttle(m, 0);
 	m->st.throttle = 0;
 	ret = rdmig_dirty_harvest(m->dirty, err);
 	if (ret)
@@ -1182,9 +1246,25 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	m->st.down.final_copy_ms = ms_since(t_round);
 	m->st.down.final_pages = round_bytes / RDMIG_PAGE_SIZE;
 	fin.rounds = m->st.round;
-	fin.vcpus = rdmig_guest_cfg(m->g)->vcpus;
 	fin.final_seq = RDMIG_SEQ_FINAL | m->st.round;
-	rdmig_guest_save_vcpus(m->g, fin.vcpu);
+	if (m->vm->ops->save_state) {
+		size_t slen = 0;
+
+		m->state = malloc(RDMIG_VM_STATE_MAX);
+		if (!m->state)
+			return rdmig_seterr(err, -ENOMEM, "out of memory for the VM's state");
+		ret = m->vm->ops->save_state(m->vm->ctx, m->state, RDMIG_VM_STATE_MAX, &slen, err);
+		if (!ret && slen > RDMIG_VM_STATE_MAX)
+			ret = rdmig_seterr(err, -EOVERFLOW,
+					   "the VM saved %zu bytes of state, at most %u", slen,
+					   RDMIG_VM_STATE_MAX);
+		if (ret) {
+			rdmig_err_prefix(err, "saving the VM's state");
+			return ret;
+		}
+		fin.state = m->state;
+		fin.state_len = (uint32_t)slen;
+	}
 	ret = handover(m, &fin, err);
 	if (ret)
 		return ret;
@@ -1196,13 +1276,14 @@ static void teardown(struct mig_src *m)
 	workers_stop(m);
 	if (m->dirty)
 		rdmig_dirty_destroy(m->dirty);
-	for (unsigned r = 0; r < RDMIG_GUEST_MAX_REGIONS; r++) {
+	for (unsigned r = 0; r < RDMIG_MIG_MAX_REGIONS; r++) {
 		free(m->reg[r].bitmap);
 		free(m->reg[r].sums);
 	}
 	free(m->plan);
 	free(m->mbuf);
 	free(m->defer);
+	free(m->state);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cv);
 }
@@ -1273,26 +1354,27 @@ static void settle_aborted(struct mig_src *m)
 			 m->ids, rdmig_err_str(&e));
 }
 
-int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
-		     const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
-		     struct rdmig_err *err)
+int rdmig_migrate_source(struct rdmig_conn *c, const struct rdmig_vm *vm,
+			 const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+			 struct rdmig_err *err)
 {
 	struct mig_src *m;
 	int ret;
 
 	/* The engine's own limits too, for callers that did not ask first. */
 	ret = rdmig_mig_opts_check(opts, rdmig_conn_backend(c), NULL, err);
+	if (!ret)
+		ret = vm_check(vm, err);
 	if (ret)
 		return ret;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rdmig_seterr(err, -ENOMEM, "out of memory");
 	m->c = c;
-	m->g = guest;
+	m->vm = vm;
 	m->o = opts;
 	m->nw = rdmig_conn_channels(c);
 	m->t0 = rdmig_now_ns();
-	m->work0 = rdmig_guest_work(guest);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cv, NULL);
 
@@ -1329,9 +1411,9 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 		ret = settle_go(m, err);
 	if (ret && !m->go) {
 		/* The source guest carries on as if nothing happened. */
-		rdmig_guest_set_throttle(guest, 0);
+		set_throttle(m, 0);
 		if (m->paused)
-			rdmig_guest_resume(guest);
+			vm->ops->resume(vm->ctx);
 		m->st.throttle = 0;
 		m->st.state = ret == -ECANCELED ? RDMIG_MIG_CANCELLED : RDMIG_MIG_FAILED;
 		if (m->manifest_sent && !m->dst_gave_up)
@@ -1343,10 +1425,8 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 		/* Set at GO_ACK; a settled hand-over ends when the destination said it runs. */
 		if (!m->st.downtime_ms)
 			m->st.downtime_ms = ms_since(m->t_pause);
-		rdmig_guest_stop(guest);
 		m->st.state = RDMIG_MIG_COMPLETED;
 	}
-	m->st.guest_work = rdmig_guest_work(guest) - m->work0;
 	m->st.bytes_sent = atomic_load(&m->sent_bytes);
 	m->st.pages_sent = atomic_load(&m->sent_pages);
 	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;

@@ -55,7 +55,7 @@ struct vfy_thread {
 
 struct rdmig_vfy {
 	struct rdmig_vfy_cfg cfg;
-	struct vfy_region reg[RDMIG_GUEST_MAX_REGIONS];
+	struct vfy_region reg[RDMIG_MIG_MAX_REGIONS];
 	uint64_t zero_sum;
 	uint64_t overhead;
 
@@ -115,6 +115,12 @@ static void suspect_add(struct rdmig_vfy *v, uint32_t region, uint64_t p)
 		v->suspects_cap = cap;
 	}
 	v->suspects[v->nsuspects++] = (uint64_t)region << 48 | p;
+}
+
+/* The round whose fences must have landed on every channel before job j runs. */
+static uint32_t job_gate(const struct vfy_job *j)
+{
+	return j->round ? j->round : 1;
 }
 
 /*
@@ -195,8 +201,14 @@ static void *checker_main(void *arg)
 		struct vfy_job j;
 		uint32_t ack;
 
-		/* Jobs run in order; one waits for its round's fence on every channel. */
-		while (!v->quit && (v->next == v->njobs || v->jobs[v->next].round > v->landed_min))
+		/*
+		 * Jobs run in order; one waits for its round's fence on every
+		 * channel. The zero pages' jobs (round 0) wait for the bulk
+		 * round's: checked earlier, a page damaged as that round lands
+		 * would pass, and nothing would check it again.
+		 */
+		while (!v->quit &&
+		       (v->next == v->njobs || job_gate(&v->jobs[v->next]) > v->landed_min))
 			pthread_cond_wait(&v->cv, &v->lock);
 		if (v->quit)
 			break;
@@ -302,7 +314,7 @@ void rdmig_vfy_destroy(struct rdmig_vfy *v)
 	pthread_mutex_unlock(&v->lock);
 	for (unsigned i = 0; i < v->started; i++)
 		pthread_join(v->t[i].th, NULL);
-	for (unsigned r = 0; r < RDMIG_GUEST_MAX_REGIONS; r++) {
+	for (unsigned r = 0; r < RDMIG_MIG_MAX_REGIONS; r++) {
 		free(v->reg[r].want);
 		free(v->reg[r].ok);
 		free(v->reg[r].sum);

@@ -25,8 +25,7 @@
 
 #include <stdint.h>
 
-#include "guest.h"
-#include "migrate.h"
+#include "rdmig/migrate.h"
 #include "proto.h"
 
 struct rdmig_vfy;
@@ -34,8 +33,8 @@ struct rdmig_vfy;
 struct rdmig_vfy_cfg {
 	enum rdmig_verify_mode mode;
 	unsigned nregions;
-	uint8_t *addr[RDMIG_GUEST_MAX_REGIONS];
-	uint64_t pages[RDMIG_GUEST_MAX_REGIONS];
+	uint8_t *addr[RDMIG_MIG_MAX_REGIONS];
+	uint64_t pages[RDMIG_MIG_MAX_REGIONS];
 	unsigned channels; /* whose fences a round waits for */
 	unsigned threads;  /* background checkers (rounds mode), >= 1 */
 	/*

@@ -1,95 +1,217 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Embedding librdmig: one process plays both hosts. A destination thread
- * registers a buffer for remote writes and exposes it; the source writes its
- * own buffer into it with one one-sided write and a fence; then the bytes
- * are compared. Usage: embed [tcp|rdma [ADDRESS]] (default: tcp 127.0.0.1;
- * rdma needs an address of an RDMA device). No key: loopback testing only.
+ * Embedding librdmig's engine: a toy VMM migrates its "guest" to a second
+ * instance of itself over loopback. The guest is a memfd mapping the VMM
+ * owns and a writer thread that keeps dirtying pages; the VMM keeps its own
+ * dirty bitmap (as it would with KVM_GET_DIRTY_LOG) and hands it to rdmig
+ * through dirty_log. The destination provides its own memfd RAM, which
+ * rdmig writes in place. At the end the two RAMs and the writer's state
+ * must be identical. Usage: embed [tcp|rdma [ADDRESS]] (default tcp
+ * 127.0.0.1). No key: loopback testing only.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <rdmig/rdmig.h>
 
-#define LEN	   (4u << 20)
-#define WAIT_MS	   10000
-#define MSG_LANDED 1 /* our own control message: destination has the bytes */
+#define RAM	(16u << 20)
+#define PAGES	(RAM / RDMIG_PAGE_SIZE)
+#define MAGIC	0x454d4244u /* "EMBD": the config blob says what kind of VM this is */
+#define WAIT_MS 10000
+#define DEV	100000 /* "device state": more than one control message carries */
+
+struct vm {
+	unsigned char *ram;
+	_Atomic uint64_t dirty[PAGES / 64]; /* our own log: bit = page written */
+	pthread_t writer;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	bool paused, quit;	/* the writer checks them under lock before each write */
+	uint64_t rng, writes;	/* the "vCPU state": travels in the state blob */
+	unsigned char dev[DEV]; /* and so does this */
+	bool started;		/* destination: start() came */
+};
+
+static unsigned char *ram_new(void)
+{
+	int fd = memfd_create("embed-ram", MFD_CLOEXEC);
+	void *p = MAP_FAILED;
+
+	if (fd >= 0 && !ftruncate(fd, RAM))
+		p = mmap(NULL, RAM, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (fd >= 0)
+		close(fd); /* the mapping keeps the memory */
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* The guest writes RAM while rdmig reads it: that race is the point of live migration. */
+__attribute__((no_sanitize("thread"))) static void guest_write(struct vm *v, uint64_t page)
+{
+	*(volatile uint64_t *)(void *)(v->ram + page * RDMIG_PAGE_SIZE) = v->writes;
+}
+
+static void *writer_main(void *arg)
+{
+	struct vm *v = arg;
+	struct timespec nap = {0, 100000}; /* ~40 MB/s of dirty pages: converges on loopback */
+
+	for (;;) {
+		pthread_mutex_lock(&v->lock);
+		while (v->paused && !v->quit)
+			pthread_cond_wait(&v->cv, &v->lock);
+		if (v->quit) {
+			pthread_mutex_unlock(&v->lock);
+			return NULL;
+		}
+		v->rng ^= v->rng << 13, v->rng ^= v->rng >> 7, v->rng ^= v->rng << 17;
+		uint64_t page = v->rng % PAGES;
+		v->writes++;
+		guest_write(v, page);
+		/* Logged after the write: a harvest in between reports it next time. */
+		atomic_fetch_or(&v->dirty[page / 64], 1ull << (page % 64));
+		pthread_mutex_unlock(&v->lock);
+		nanosleep(&nap, NULL);
+	}
+}
+
+static int vm_pause(void *ctx, struct rdmig_err *err)
+{
+	struct vm *v = ctx;
+
+	(void)err;
+	/* The writer writes under the lock: once we hold it, no write follows. */
+	pthread_mutex_lock(&v->lock);
+	v->paused = true;
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+static void vm_resume(void *ctx)
+{
+	struct vm *v = ctx;
+
+	pthread_mutex_lock(&v->lock);
+	v->paused = false;
+	pthread_cond_broadcast(&v->cv);
+	pthread_mutex_unlock(&v->lock);
+}
+
+static int vm_dirty_log(void *ctx, unsigned region, uint64_t *bitmap, struct rdmig_err *err)
+{
+	struct vm *v = ctx;
+
+	(void)region, (void)err; /* one region */
+	for (unsigned w = 0; w < PAGES / 64; w++)
+		bitmap[w] |= atomic_exchange(&v->dirty[w], 0); /* get and re-arm, per page */
+	return 0;
+}
+
+static int vm_save(void *ctx, void *buf, size_t cap, size_t *len, struct rdmig_err *err)
+{
+	struct vm *v = ctx;
+	uint64_t st[2] = {v->rng, v->writes};
+
+	if (cap < sizeof(st) + DEV)
+		return rdmig_seterr(err, -EOVERFLOW, "the state needs %zu bytes", sizeof(st) + DEV);
+	memcpy(buf, st, sizeof(st));
+	memcpy((unsigned char *)buf + sizeof(st), v->dev, DEV);
+	*len = sizeof(st) + DEV;
+	return 0;
+}
+
+static int dst_prepare(void *ctx, const void *config, size_t config_len,
+		       const struct rdmig_vm_layout *lay, struct rdmig_vm_region *regions,
+		       struct rdmig_err *err)
+{
+	struct vm *v = ctx;
+	uint32_t magic;
+
+	if (config_len != sizeof(magic) || (memcpy(&magic, config, 4), magic != MAGIC) ||
+	    lay->nregions != 1 || lay->len[0] != RAM)
+		return rdmig_seterr(err, -EINVAL, "not an embed VM of %u bytes", RAM);
+	v->ram = ram_new();
+	if (!v->ram)
+		return rdmig_seterr_errno(err, -errno, "cannot map %u bytes of RAM", RAM);
+	regions[0] = (struct rdmig_vm_region){.name = "ram", .addr = v->ram, .len = RAM};
+	return 0;
+}
+
+static int dst_start(void *ctx, const void *state, size_t len, struct rdmig_err *err)
+{
+	struct vm *v = ctx;
+	uint64_t st[2];
+
+	if (len != sizeof(st) + DEV)
+		return rdmig_seterr(err, -EPROTO, "state of %zu bytes, expected %zu", len,
+				    sizeof(st) + DEV);
+	memcpy(st, state, sizeof(st));
+	memcpy(v->dev, (const unsigned char *)state + sizeof(st), DEV);
+	v->rng = st[0], v->writes = st[1], v->started = true;
+	return 0; /* a real VMM would now run its vCPUs from here */
+}
+
+static void dst_discard(void *ctx)
+{
+	struct vm *v = ctx;
+
+	if (v->ram)
+		munmap(v->ram, RAM);
+	v->ram = NULL;
+}
 
 struct dest {
 	struct rdmig_listener *l;
-	unsigned char *buf;
+	struct vm vm;
 	int ret;
 	struct rdmig_err err;
 };
 
-static void *dest_run(void *arg)
+static void *dest_main(void *arg)
 {
+	static const struct rdmig_vm_dest_ops ops = {dst_prepare, dst_start, dst_discard};
 	struct dest *d = arg;
+	struct rdmig_vm_dest vd = {.ops = &ops, .ctx = &d->vm};
+	struct rdmig_mig_opts o;
 	struct rdmig_conn *c = NULL;
-	struct rdmig_fence f;
-	uint32_t id;
 
+	rdmig_mig_opts_defaults(&o);
 	d->ret = rdmig_accept(d->l, WAIT_MS, &c, &d->err);
 	if (!d->ret)
-		d->ret = rdmig_reg(c, "ram", d->buf, LEN, RDMIG_REG_REMOTE_WRITE, &id, &d->err);
-	if (!d->ret)
-		d->ret = rdmig_expose(c, &d->err);
-	/* On tcp, waiting for the fence is also what receives the writes. */
-	if (!d->ret)
-		d->ret = rdmig_wait_fence(c, 0, WAIT_MS, &f, &d->err);
-	if (!d->ret && f.bytes != LEN)
-		d->ret = rdmig_seterr(&d->err, -EPROTO, "fence covers %llu bytes, not %u",
-				      (unsigned long long)f.bytes, LEN);
-	if (!d->ret)
-		d->ret = rdmig_ctrl_send(c, MSG_LANDED, NULL, 0, &d->err);
+		d->ret = rdmig_migrate_dest(c, &vd, &o, NULL, &d->err);
 	rdmig_conn_destroy(c);
 	return NULL;
 }
 
-static int source_run(const struct rdmig_xport_cfg *cfg, unsigned char *buf, struct rdmig_err *err)
-{
-	struct rdmig_run run = {.len = LEN};
-	struct rdmig_conn *c = NULL;
-	uint16_t type;
-	char ack[16];
-	size_t len;
-	int ret;
-
-	ret = rdmig_connect(cfg, &c, err);
-	if (!ret)
-		ret = rdmig_recv_layout(c, WAIT_MS, err);
-	if (!ret && (rdmig_remote_count(c) != 1 || rdmig_remote_get(c, 0)->len != LEN))
-		ret = rdmig_seterr(err, -EPROTO, "destination exposed an unexpected layout");
-	if (!ret)
-		ret = rdmig_reg(c, "ram", buf, LEN, 0, &run.lreg, err);
-	if (!ret) {
-		run.rreg = rdmig_remote_get(c, 0)->id;
-		ret = rdmig_write(c, 0, &run, 1, err);
-	}
-	if (!ret)
-		ret = rdmig_fence(c, 0, 1, err);
-	/* Keep the connection until the destination says the bytes landed. */
-	if (!ret)
-		ret = rdmig_ctrl_recv(c, &type, ack, sizeof(ack), &len, WAIT_MS, err);
-	if (!ret && type != MSG_LANDED)
-		ret = rdmig_seterr(err, -EPROTO, "unexpected control message %u", type);
-	rdmig_conn_destroy(c);
-	return ret;
-}
-
 int main(int argc, char **argv)
 {
+	static const struct rdmig_vm_ops ops = {.pause = vm_pause,
+						.resume = vm_resume,
+						.dirty_log = vm_dirty_log,
+						.save_state = vm_save};
+	static struct vm src = {.rng = 88172645463325252ull}; /* large: the bitmap */
+	static struct dest d = {.err = RDMIG_ERR_INIT};
+	static const uint32_t magic = MAGIC;
 	struct rdmig_xport_cfg cfg = {.backend = RDMIG_BACKEND_TCP, .host = "127.0.0.1"};
+	struct rdmig_vm vm = {.nregions = 1,
+			      .config = &magic,
+			      .config_len = sizeof(magic),
+			      .running = true,
+			      .ops = &ops,
+			      .ctx = &src};
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	struct dest d = {.err = RDMIG_ERR_INIT};
-	unsigned char *src = NULL;
+	struct rdmig_mig_stats st = {0};
+	struct rdmig_mig_opts o;
+	struct rdmig_conn *c = NULL;
 	pthread_t t;
 	int ret;
 
-	/* A librdmig.so other than the one these headers came with: stop. */
 	if (strcmp(rdmig_version(), RDMIG_VERSION_STRING)) {
 		fprintf(stderr, "embed: built with rdmig %s headers, running with librdmig %s\n",
 			RDMIG_VERSION_STRING, rdmig_version());
@@ -101,40 +223,53 @@ int main(int argc, char **argv)
 	}
 	if (argc > 2)
 		cfg.host = argv[2];
-	src = malloc(LEN);
-	d.buf = calloc(1, LEN);
-	if (!src || !d.buf) {
-		ret = rdmig_seterr(&err, -ENOMEM, "cannot allocate two buffers of %u bytes", LEN);
-		goto out;
+	pthread_mutex_init(&src.lock, NULL);
+	pthread_cond_init(&src.cv, NULL);
+	for (unsigned i = 0; i < DEV; i++)
+		src.dev[i] = (unsigned char)(i * 7 + i / 251);
+	src.ram = ram_new();
+	if (!src.ram || pthread_create(&src.writer, NULL, writer_main, &src)) {
+		fprintf(stderr, "embed: cannot set up the source VM\n");
+		return 1;
 	}
-	srandom(1);
-	for (size_t i = 0; i < LEN; i++)
-		src[i] = (unsigned char)random();
-
+	vm.regions[0] =
+	    (struct rdmig_vm_region){.name = "ram", .addr = src.ram, .len = RAM, .node = -1};
 	ret = rdmig_listen(&cfg, &d.l, &err); /* port 0: an ephemeral one */
-	if (ret)
-		goto out;
-	cfg.port = rdmig_listener_port(d.l);
-	if (pthread_create(&t, NULL, dest_run, &d)) {
-		ret = rdmig_seterr(&err, -EAGAIN, "cannot start the destination thread");
-		goto out;
+	if (!ret) {
+		cfg.port = rdmig_listener_port(d.l);
+		ret = pthread_create(&t, NULL, dest_main, &d)
+			  ? rdmig_seterr(&err, -EAGAIN, "thread")
+			  : 0;
 	}
-	ret = source_run(&cfg, src, &err);
-	pthread_join(t, NULL);
-	if (!ret && d.ret) {
-		ret = d.ret;
-		err = d.err;
+	if (!ret) {
+		rdmig_mig_opts_defaults(&o);
+		ret = rdmig_connect(&cfg, &c, &err);
+		if (!ret)
+			ret = rdmig_migrate_source(c, &vm, &o, &st, &err);
+		rdmig_conn_destroy(c);
+		pthread_join(t, NULL);
+		if (!ret && d.ret)
+			ret = d.ret, err = d.err;
 	}
-	if (!ret && memcmp(src, d.buf, LEN))
-		ret = rdmig_seterr(&err, -EIO, "the destination's bytes differ from the source's");
-out:
+	/* Success leaves the source paused at switchover: its RAM is what went. */
+	if (!ret && (!d.vm.started || d.vm.writes != src.writes || d.vm.rng != src.rng ||
+		     memcmp(d.vm.dev, src.dev, DEV)))
+		ret = rdmig_seterr(&err, -EIO, "the destination did not get the writer's state");
+	if (!ret && memcmp(src.ram, d.vm.ram, RAM))
+		ret = rdmig_seterr(&err, -EIO, "the destination's RAM differs from the source's");
 	rdmig_listener_destroy(d.l);
-	if (ret)
+	pthread_mutex_lock(&src.lock);
+	src.quit = true;
+	pthread_cond_broadcast(&src.cv);
+	pthread_mutex_unlock(&src.lock);
+	pthread_join(src.writer, NULL);
+	if (ret) {
 		fprintf(stderr, "embed: %s\n", rdmig_err_str(&err));
-	else
-		printf("embed: librdmig %s: %u bytes written over %s, fenced, identical\n",
-		       rdmig_version(), LEN, rdmig_backend_name(cfg.backend));
-	free(d.buf);
-	free(src);
-	return ret ? 1 : 0;
+		return 1;
+	}
+	printf("embed: librdmig %s: %u bytes migrated over %s in %u rounds, %llu guest writes, "
+	       "identical\n",
+	       rdmig_version(), RAM, rdmig_backend_name(cfg.backend), st.round,
+	       (unsigned long long)src.writes);
+	return 0;
 }

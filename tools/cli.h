@@ -3,7 +3,7 @@
  * What the rdmig tool's commands share. Each command takes argc/argv
  * starting at its own name (getopt_long friendly) and returns the process
  * exit status: 0 success, 1 failure, 2 bad usage, and for listen and
- * migrate 3 when a migration's outcome is unknown (engine/migrate.h).
+ * migrate 3 when a migration's outcome is unknown (include/rdmig/migrate.h).
  */
 #ifndef RDMIG_CLI_H
 #define RDMIG_CLI_H

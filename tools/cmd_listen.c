@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mig.h"
+#include "rdmig/guest.h"
 #include "units.h"
 
 enum {

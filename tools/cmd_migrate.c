@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "dirty.h"
-#include "guest.h"
+#include "rdmig/migrate.h"
+#include "rdmig/guest.h"
 #include "log.h"
 #include "mig.h"
 #include "units.h"

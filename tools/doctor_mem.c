@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "dirty_probe.h"
+#include "rdmig/migrate.h"
 #include "doctor.h"
 #include "fileutil.h"
 #include "topo.h"

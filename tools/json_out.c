@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "migrate.h"
+#include "rdmig/migrate.h"
 
 json_t *cli_jstr(const char *s)
 {

@@ -13,7 +13,7 @@
 
 #include "auth.h"
 #include "cli.h"
-#include "migrate.h"
+#include "rdmig/migrate.h"
 #include "plan.h"
 
 /* ---- output (tools/mig_report.c) ----------------------------------------- */

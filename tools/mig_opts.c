@@ -42,7 +42,7 @@ static const struct option shared_opts[] = {
     {"hugepages", no_argument, NULL, OPT_HUGEPAGES},
     {"commit-timeout", required_argument, NULL, OPT_COMMIT_TIMEOUT},
     {"commit-grace", required_argument, NULL, OPT_COMMIT_GRACE},
-    /* Tests only, not in --help: fail the hand-over at STEP (engine/migrate.h). */
+    /* Tests only, not in --help: fail the hand-over at STEP (include/rdmig/migrate.h). */
     {"test-fault", required_argument, NULL, OPT_TEST_FAULT},
     {"help", no_argument, NULL, 'h'},
 };

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dirty.h"
+#include "rdmig/migrate.h"
 #include "mig.h"
 #include "units.h"
 

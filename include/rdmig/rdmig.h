@@ -8,6 +8,9 @@
  *   rdmig/err.h        the error convention every call follows
  *   rdmig/transport.h  connections, regions, one-sided writes, fences,
  *                      control messages, byte streams (rdma and tcp)
+ *   rdmig/migrate.h    the migration engine: a VMM's RAM, dirty log,
+ *                      pause/resume and state, migrated live
+ *   rdmig/guest.h      the synthetic test/demo guest and its adapter
  */
 #ifndef RDMIG_RDMIG_H
 #define RDMIG_RDMIG_H
@@ -15,5 +18,7 @@
 #include "rdmig/version.h"
 #include "rdmig/err.h"
 #include "rdmig/transport.h"
+#include "rdmig/migrate.h"
+#include "rdmig/guest.h"
 
 #endif

@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #include "fault_check.h"
-#include "guest.h"
+#include "rdmig/guest.h"
 #include "incr_check.h"
 #include "th_check.h"
 #include "th_guest.h"

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migrate.h"
+#include "rdmig/guest.h"
 #include "rdmig/transport.h"
 #include "th_peer.h"
 #include "th_res.h"

@@ -44,7 +44,7 @@
 #include "clock.h"
 #include "fault_check.h"
 #include "fileutil.h"
-#include "guest.h"
+#include "rdmig/guest.h"
 #include "incr_check.h"
 #include "th_check.h"
 #include "th_guest.h"

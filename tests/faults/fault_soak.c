@@ -19,7 +19,7 @@
 
 #include "clock.h"
 #include "fault_check.h"
-#include "guest.h"
+#include "rdmig/guest.h"
 #include "th_check.h"
 #include "th_guest.h"
 #include "th_tmp.h"

@@ -45,15 +45,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!rdmig_msg_setup_decode(p, n, 1ull << 30, &s, &e)) {
 			uint64_t total = 0;
 
-			must(s.nregions >= 1 && s.nregions <= RDMIG_GUEST_MAX_REGIONS);
+			must(s.nregions >= 1 && s.nregions <= RDMIG_MIG_MAX_REGIONS);
+			must(s.config_len <= RDMIG_VM_CONFIG_MAX);
 			for (uint32_t i = 0; i < s.nregions; i++)
 				total += s.region_len[i];
 			must(total <= 1ull << 30);
 		}
 		break;
 	case 1:
-		if (!rdmig_msg_final_decode(p, n, 4, &fin, &e))
-			must(fin.vcpus == 4);
+		if (data[0] & 0x80) {
+			const uint8_t *d;
+			size_t k;
+
+			/* A STATE 100 bytes into a 70000-byte state. */
+			if (!rdmig_msg_state_decode(p, n, 100, 70000, &d, &k, &e))
+				must(k >= 1 && k <= 69900 && d == p + RDMIG_STATE_FIXED &&
+				     RDMIG_STATE_FIXED + k == n);
+		} else if (!rdmig_msg_final_decode(p, n, &fin, &e))
+			must(fin.state_len <= RDMIG_VM_STATE_MAX &&
+			     fin.inline_len <= fin.state_len &&
+			     RDMIG_FINAL_FIXED + (size_t)fin.inline_len == n &&
+			     fin.state == p + RDMIG_FINAL_FIXED);
 		break;
 	case 2:
 		if (!rdmig_msg_manifest_decode(p, n, region_pages, 3, &m, &e)) {

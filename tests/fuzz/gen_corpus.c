@@ -69,18 +69,19 @@ int main(int argc, char **argv)
 	    .version = RDMIG_ENGINE_VERSION,
 	    .page_size = 4096,
 	    .nregions = 2,
-	    .vcpus = 2,
-	    .workload = 0,
 	    .channels = 2,
-	    .seed = 1,
 	    .region_len = {1 << 20, 1 << 16},
+	    .config_len = 24,
+	    .config = {0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1},
 	    .id = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}};
 	struct rdmig_msg_resolve rs = {
 	    .id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 	    .value = RDMIG_DECIDED_GO};
 	struct rdmig_msg_verify_fail vf = {
 	    .region = 0, .page = 3, .expected = 1, .found = 2, .mismatches = 1};
-	static struct rdmig_msg_final fin = {.rounds = 3, .vcpus = 4, .final_seq = 9};
+	static const uint8_t state[64] = {0, 0, 0, 0, 0, 0, 0, 7};
+	static struct rdmig_msg_final fin = {
+	    .rounds = 3, .state_len = sizeof(state), .final_seq = 9, .state = state};
 	uint64_t sums[4] = {1, 2, 3, 4};
 	size_t n;
 
@@ -121,6 +122,8 @@ int main(int argc, char **argv)
 	put("fuzz_engine_proto", "setup", 0, b, n);
 	n = rdmig_msg_final_encode(b, &fin);
 	put("fuzz_engine_proto", "final", 1, b, n);
+	n = rdmig_msg_state_encode(b, 100, state, sizeof(state));
+	put("fuzz_engine_proto", "state", 0x88, b, n); /* 0x88 % 9 == 1 */
 	{
 		struct rdmig_manifest_out mo;
 		struct rdmig_msg_verified ver = {.pages = 42, .fence_us = 1, .verify_us = 3};

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "guest.h"
+#include "rdmig/guest.h"
 #include "rdmig/err.h"
 
 /* A paused or stopped guest, page by page over its regions in order. */

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "guest.h"
+#include "rdmig/guest.h"
 #include "incr_check.h"
 #include "qemu_harness.h"
 

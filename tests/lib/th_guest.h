@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "migrate.h"
+#include "rdmig/guest.h"
 #include "rdmig/transport.h"
 
 /*

@@ -26,8 +26,8 @@
 
 #include "clock.h"
 #include "dirty.h"
-#include "guest.h"
-#include "migrate.h"
+#include "rdmig/guest.h"
+#include "rdmig/guest.h"
 #include "plan.h"
 #include "rdmig/transport.h"
 #include "th_check.h"

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guest.h"
+#include "rdmig/guest.h"
 #include "incr_check.h"
-#include "migrate.h"
+#include "rdmig/guest.h"
 #include "rdmig/transport.h"
 #include "th_check.h"
 #include "th_guest.h"

@@ -27,7 +27,8 @@
 #include <sched.h>
 
 #include "clock.h"
-#include "guest.h"
+#include "plan.h"
+#include "rdmig/guest.h"
 #include "incr_check.h"
 #include "th_res.h"
 #include "th_unit.h"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "migrate.h"
+#include "guest_int.h"
 #include "proto.h"
 #include "wire.h"
 
@@ -19,13 +19,13 @@ static struct rdmig_msg_setup good_setup(void)
 	struct rdmig_msg_setup s = {.version = RDMIG_ENGINE_VERSION,
 				    .page_size = RDMIG_PAGE_SIZE,
 				    .nregions = 2,
-				    .vcpus = 4,
-				    .workload = RDMIG_WL_INCR,
 				    .channels = 4,
-				    .seed = 42,
-				    .dirty_rate = 1 << 20,
 				    .verify = RDMIG_VERIFY_FULL};
+	struct rdmig_guest_cfg gc = {
+	    .vcpus = 4, .workload = RDMIG_WL_INCR, .seed = 42, .dirty_rate = 1 << 20};
 
+	rdmig_guest_config_encode(&gc, s.config);
+	s.config_len = RDMIG_GUEST_VM_CONFIG;
 	s.region_len[0] = 1 << 20;
 	s.region_len[1] = 2 << 20;
 	s.region_node[0] = -1; /* unknown */
@@ -37,7 +37,7 @@ static struct rdmig_msg_setup good_setup(void)
 
 static void expect_setup_error(const struct rdmig_msg_setup *s, const char *needle)
 {
-	uint8_t buf[256];
+	static uint8_t buf[RDMIG_SETUP_MAX_LEN + 64];
 	struct rdmig_msg_setup out;
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	size_t n = rdmig_msg_setup_encode(buf, s);
@@ -51,12 +51,19 @@ static void test_setup_round_trip(void **state)
 {
 	struct rdmig_msg_setup s = good_setup(), out;
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	uint8_t buf[256];
+	static uint8_t buf[RDMIG_SETUP_MAX_LEN];
 	size_t n = rdmig_msg_setup_encode(buf, &s);
+	struct rdmig_guest_cfg gc;
 
 	(void)state;
 	assert_int_equal(rdmig_msg_setup_decode(buf, n, 1ull << 30, &out, &err), 0);
 	assert_memory_equal(&s, &out, sizeof(s));
+	/* The synthetic guest's config travels through untouched. */
+	assert_int_equal(rdmig_guest_config_decode(out.config, out.config_len, &gc, &err), 0);
+	assert_int_equal(gc.vcpus, 4);
+	assert_int_equal(gc.workload, RDMIG_WL_INCR);
+	assert_int_equal(gc.seed, 42);
+	assert_int_equal(gc.dirty_rate, 1 << 20);
 	/* Every truncation is rejected, never read past. */
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *copy = malloc(i ? i : 1);
@@ -82,12 +89,21 @@ static void test_setup_bad_fields(void **state)
 	s = good_setup();
 	s.nregions = 0;
 	expect_setup_error(&s, "0 regions");
-	s = good_setup();
-	s.vcpus = 1000;
-	expect_setup_error(&s, "1000 vCPUs");
-	s = good_setup();
-	s.workload = 17;
-	expect_setup_error(&s, "unknown workload");
+	{
+		/* A config length past the limit, with that many bytes behind it. */
+		static uint8_t big[RDMIG_SETUP_MAX_LEN + 1];
+		struct rdmig_msg_setup out;
+		struct rdmig_err err = RDMIG_ERR_INIT;
+		size_t n;
+
+		s = good_setup();
+		s.config_len = 0;
+		n = rdmig_msg_setup_encode(big, &s);
+		rdmig_put_be32(big + 12, RDMIG_VM_CONFIG_MAX + 1);
+		assert_true(rdmig_msg_setup_decode(big, n + RDMIG_VM_CONFIG_MAX + 1, 1ull << 30,
+						   &out, &err) < 0);
+		assert_non_null(strstr(err.msg, "at most 4096"));
+	}
 	s = good_setup();
 	s.region_len[1] = 4097;
 	expect_setup_error(&s, "not a positive multiple");
@@ -119,19 +135,51 @@ static void test_setup_old_version(void **state)
 {
 	struct rdmig_msg_setup s = good_setup(), out;
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	uint8_t buf[256];
+	static uint8_t buf[RDMIG_SETUP_MAX_LEN];
 
 	(void)state;
 	s.version = 1;
 	rdmig_msg_setup_encode(buf, &s);
 	assert_true(rdmig_msg_setup_decode(buf, 40 + 12 * 2, 1ull << 30, &out, &err) < 0);
-	assert_non_null(strstr(err.msg, "version 1, this destination version 3"));
+	assert_non_null(strstr(err.msg, "version 1, this destination version 4"));
 	/* Version 2: 56 fixed bytes, no verify mode. */
 	s.version = 2;
 	rdmig_msg_setup_encode(buf, &s);
 	rdmig_err_clear(&err);
 	assert_true(rdmig_msg_setup_decode(buf, 56 + 12 * 2, 1ull << 30, &out, &err) < 0);
-	assert_non_null(strstr(err.msg, "version 2, this destination version 3"));
+	assert_non_null(strstr(err.msg, "version 2, this destination version 4"));
+	/* Version 3: the synthetic guest's fields where the config length is now. */
+	s.version = 3;
+	rdmig_msg_setup_encode(buf, &s);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_setup_decode(buf, 64 + 12 * 2, 1ull << 30, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "version 3, this destination version 4"));
+}
+
+/* The synthetic guest's config blob: checked by the destination before it builds the guest. */
+static void test_guest_config(void **state)
+{
+	struct rdmig_guest_cfg gc = {.vcpus = 4, .workload = RDMIG_WL_HOTSET}, out;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint8_t b[RDMIG_GUEST_VM_CONFIG];
+
+	(void)state;
+	rdmig_guest_config_encode(&gc, b);
+	assert_int_equal(rdmig_guest_config_decode(b, sizeof(b), &out, &err), 0);
+	assert_int_equal(out.workload, RDMIG_WL_HOTSET);
+	assert_true(rdmig_guest_config_decode(b, sizeof(b) - 1, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "config of 23 bytes"));
+	gc.vcpus = 1000;
+	rdmig_guest_config_encode(&gc, b);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_guest_config_decode(b, sizeof(b), &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "1000 vCPUs"));
+	gc.vcpus = 4;
+	gc.workload = (enum rdmig_workload)17;
+	rdmig_guest_config_encode(&gc, b);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_guest_config_decode(b, sizeof(b), &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "unknown workload"));
 }
 
 static void test_id_messages(void **state)
@@ -319,9 +367,81 @@ static void test_round_and_verified(void **state)
 	assert_true(rdmig_msg_verified_decode(buf, n, &w, &err) < 0);
 }
 
+/*
+ * A state longer than one message: FINAL carries its start, STATE messages
+ * the rest, contiguous; reassembled it is byte for byte what was sent.
+ */
+static void test_final_state_chunks(void **state)
+{
+	size_t total = RDMIG_FINAL_INLINE + RDMIG_STATE_CHUNK + 1000;
+	uint8_t *blob = malloc(total), *got = calloc(1, total);
+	uint8_t *buf = malloc(RDMIG_CTRL_MAX_PAYLOAD);
+	struct rdmig_msg_final f = {.rounds = 2,
+				    .state_len = (uint32_t)total,
+				    .final_seq = 1ull << 63 | 2,
+				    .state = blob},
+			       g;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	const uint8_t *data;
+	uint32_t have, chunks = 0;
+	size_t n, k;
+
+	(void)state;
+	assert_non_null(blob);
+	for (size_t i = 0; i < total; i++)
+		blob[i] = (uint8_t)(i * 31 + i / 977);
+	n = rdmig_msg_final_encode(buf, &f);
+	assert_int_equal(n, RDMIG_CTRL_MAX_PAYLOAD);
+	assert_int_equal(rdmig_msg_final_decode(buf, n, &g, &err), 0);
+	assert_int_equal(g.state_len, total);
+	assert_int_equal(g.inline_len, RDMIG_FINAL_INLINE);
+	memcpy(got, g.state, g.inline_len);
+	have = g.inline_len;
+	while (have < total) {
+		k = total - have < RDMIG_STATE_CHUNK ? total - have : RDMIG_STATE_CHUNK;
+		n = rdmig_msg_state_encode(buf, have, blob + have, k);
+		assert_int_equal(
+		    rdmig_msg_state_decode(buf, n, have, (uint32_t)total, &data, &k, &err), 0);
+		memcpy(got + have, data, k);
+		have += (uint32_t)k;
+		chunks++;
+	}
+	assert_int_equal(chunks, 2);
+	assert_memory_equal(got, blob, total);
+
+	/* Out of order, past the end, empty, reserved bytes set: refused. */
+	n = rdmig_msg_state_encode(buf, RDMIG_FINAL_INLINE, blob, 100);
+	assert_true(rdmig_msg_state_decode(buf, n, RDMIG_FINAL_INLINE + 1, (uint32_t)total, &data,
+					   &k, &err) < 0);
+	assert_non_null(strstr(err.msg, "contiguous"));
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_state_decode(buf, n, RDMIG_FINAL_INLINE, RDMIG_FINAL_INLINE + 99,
+					   &data, &k, &err) < 0);
+	assert_non_null(strstr(err.msg, "overrun"));
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_state_decode(buf, RDMIG_STATE_FIXED, RDMIG_FINAL_INLINE,
+					   (uint32_t)total, &data, &k, &err) < 0);
+	rdmig_put_be32(buf + 4, 1);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_state_decode(buf, n, RDMIG_FINAL_INLINE, (uint32_t)total, &data, &k,
+					   &err) < 0);
+	assert_non_null(strstr(err.msg, "reserved"));
+	/* FINAL must carry exactly the inline part of what it announces. */
+	n = rdmig_msg_final_encode(buf, &f);
+	assert_true(rdmig_msg_final_decode(buf, n - 1, &g, &err) < 0);
+	free(buf);
+	free(got);
+	free(blob);
+}
+
 static void test_final_and_cancel(void **state)
 {
-	struct rdmig_msg_final f = {.rounds = 7, .vcpus = 2, .final_seq = 1ull << 63 | 7}, g;
+	static const uint8_t blob[5] = {11, 0, 99, 0, 5};
+	struct rdmig_msg_final f = {.rounds = 7,
+				    .state_len = sizeof(blob),
+				    .final_seq = 1ull << 63 | 7,
+				    .state = blob},
+			       g;
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	uint8_t buf[512];
 	char why[64];
@@ -329,15 +449,20 @@ static void test_final_and_cancel(void **state)
 	int code;
 
 	(void)state;
-	f.vcpu[0].pos = 11;
-	f.vcpu[1].rng = 99;
-	f.vcpu[1].work = 5;
 	n = rdmig_msg_final_encode(buf, &f);
-	assert_int_equal(rdmig_msg_final_decode(buf, n, 2, &g, &err), 0);
-	assert_int_equal(g.vcpu[0].pos, 11);
-	assert_int_equal(g.vcpu[1].rng, 99);
+	assert_int_equal(n, RDMIG_FINAL_FIXED + sizeof(blob));
+	assert_int_equal(rdmig_msg_final_decode(buf, n, &g, &err), 0);
+	assert_int_equal(g.rounds, 7);
+	assert_int_equal(g.state_len, sizeof(blob));
+	assert_memory_equal(g.state, blob, sizeof(blob));
 	assert_int_equal(g.final_seq, f.final_seq);
-	assert_true(rdmig_msg_final_decode(buf, n, 3, &g, &err) < 0); /* vCPU count mismatch */
+	/* The announced length must be what follows: shorter, longer, too long. */
+	assert_true(rdmig_msg_final_decode(buf, n - 1, &g, &err) < 0);
+	assert_true(rdmig_msg_final_decode(buf, n + 1, &g, &err) < 0);
+	rdmig_put_be32(buf + 4, RDMIG_VM_STATE_MAX + 1);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_final_decode(buf, n, &g, &err) < 0);
+	assert_non_null(strstr(err.msg, "at most"));
 
 	n = rdmig_msg_cancel_encode(buf, -EPIPE, "peer\ngone");
 	assert_int_equal(rdmig_msg_cancel_decode(buf, n, &code, why, sizeof(why), &err), 0);
@@ -356,6 +481,8 @@ int main(void)
 	    cmocka_unit_test(test_manifest_bounds),
 	    cmocka_unit_test(test_final_and_cancel),
 	    cmocka_unit_test(test_setup_old_version),
+	    cmocka_unit_test(test_guest_config),
+	    cmocka_unit_test(test_final_state_chunks),
 	    cmocka_unit_test(test_id_messages),
 	    cmocka_unit_test(test_resolve),
 	    cmocka_unit_test(test_manifest_full),

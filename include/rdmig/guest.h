@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Synthetic guest: RAM regions written by N vCPU threads, for the tool, the
- * tests and the benchmarks.
+ * The synthetic test and demo guest: RAM regions written by N vCPU
+ * threads, for the rdmig tool, the tests and the benchmarks. Not a VM: a
+ * real VMM uses rdmig/migrate.h directly (docs/embedding.md); this guest is
+ * one user of that API, through rdmig_guest_vm() and the rdmig_mig_source /
+ * rdmig_mig_dest wrappers below.
  *
  * Workloads:
  *   incr    increment byte 0 of every 4 KiB page in turn, forever (QEMU's
@@ -28,12 +31,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "plan.h"
 #include "rdmig/err.h"
+#include "rdmig/migrate.h"
+
+#pragma GCC visibility push(default)
+
+struct rdmig_cpuset; /* made by the rdmig tool's NUMA planner */
 
 #define RDMIG_GUEST_MAX_VCPUS	64
-#define RDMIG_GUEST_MAX_REGIONS 8
-#define RDMIG_PAGE_SIZE		4096u
+#define RDMIG_GUEST_MAX_REGIONS RDMIG_MIG_MAX_REGIONS
 
 enum rdmig_workload {
 	RDMIG_WL_IDLE = 0,
@@ -144,5 +150,34 @@ int rdmig_guest_prefill(struct rdmig_guest *g, unsigned percent, uint64_t seed,
 
 /* Write RAM (all regions in order) to a file, for --dump-ram and cmp. */
 int rdmig_guest_dump(const struct rdmig_guest *g, const char *path, struct rdmig_err *err);
+
+/* ---- the guest as an rdmig_vm (engine/guest_vm.c) ---------------------- */
+
+/*
+ * Describe `g` to the engine: its regions, its config (vCPUs, workload,
+ * seed, rate: what a destination needs to rebuild it) and its vCPU states
+ * as the state blob. `vm` refers to g, which must outlive it.
+ */
+void rdmig_guest_vm(struct rdmig_guest *g, struct rdmig_vm *vm);
+
+/*
+ * rdmig_migrate_source() of rdmig_guest_vm(guest); on success the vCPU
+ * threads are joined (the guest runs on the destination now), and
+ * stats->guest_work counts the work done during the migration.
+ */
+int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
+		     const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+		     struct rdmig_err *err);
+
+/*
+ * rdmig_migrate_dest() into a synthetic guest created from the source's
+ * config (opts.hugepages backs it with huge pages): on GO its vCPUs resume
+ * where the source's stopped; then it runs for opts.resume_ns and is freed,
+ * or goes to *opts.keep_guest.
+ */
+int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
+		   struct rdmig_mig_stats *stats, struct rdmig_err *err);
+
+#pragma GCC visibility pop
 
 #endif

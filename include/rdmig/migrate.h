@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Live pre-copy migration of a guest over an rdmig transport connection.
+ * The migration engine: live pre-copy of a VM's RAM over an rdmig
+ * connection, RAM registered in place and written one-sidedly into the
+ * destination's RAM (docs/embedding.md shows a VMM using it).
  *
- * Source:      rdmig_mig_source(conn, guest, opts, ...)
- * Destination: rdmig_mig_dest(conn, opts, ...)
+ * Source:      rdmig_migrate_source(conn, vm, opts, ...): the VMM describes
+ *              its RAM regions, its dirty log (or none: rdmig tracks the
+ *              writes itself), pause/resume/throttle, and its state blob.
+ * Destination: rdmig_migrate_dest(conn, dest, opts, ...): the VMM provides
+ *              RAM for the source's layout (prepare), takes the state blob
+ *              and runs the VM on GO (start), or drops it (discard).
+ * rdmig/guest.h wraps both for the synthetic test guest (rdmig_mig_source,
+ * rdmig_mig_dest).
  *
  * States (both sides report every change as an event):
  *   setup -> bulk -> dirty rounds -> switchover -> final copy -> verify ->
@@ -33,11 +41,11 @@
  * RDMIG_MIG_UNKNOWN and return RDMIG_MIG_EUNKNOWN; neither runs the guest
  * (rdmig_mig_unknown_advice() says what the operator does).
  *
- * The source's main thread runs the state machine; one worker thread per
- * data channel writes that channel's share of each round and fences it.
- * opts.cancel may be set from any thread (or a signal handler); it is
- * honoured until the source decides GO, and on the destination until it
- * sends VERIFIED.
+ * The source's main thread runs the state machine and calls every VM op;
+ * one worker thread per data channel writes that channel's share of each
+ * round and fences it. opts.cancel may be set from any thread (or a signal
+ * handler); it is honoured until the source decides GO, and on the
+ * destination until it sends VERIFIED.
  */
 #ifndef RDMIG_MIGRATE_H
 #define RDMIG_MIGRATE_H
@@ -47,12 +55,46 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dirty_probe.h"
-#include "guest.h"
+#include <stddef.h>
+
 #include "rdmig/err.h"
 #include "rdmig/transport.h"
 
-struct rdmig_numa_plan; /* numa/plan.h */
+#pragma GCC visibility push(default)
+
+struct rdmig_numa_plan; /* rdmig_mig_opts.plan, made by the rdmig tool's planner */
+struct rdmig_guest;	/* rdmig/guest.h: the synthetic guest */
+struct rdmig_guest_cfg; /* rdmig/guest.h */
+
+/* The page size rdmig copies, tracks and verifies by. */
+#define RDMIG_PAGE_SIZE 4096u
+/* At most this many RAM regions per VM. */
+#define RDMIG_MIG_MAX_REGIONS 8
+/* The VM's config blob (SETUP) and state blob (FINAL and STATE) are at most this long. */
+#define RDMIG_VM_CONFIG_MAX 4096u
+#define RDMIG_VM_STATE_MAX  (16u << 20)
+
+/* Where the source finds the pages written between two rounds. */
+enum rdmig_dirty_kind {
+	RDMIG_DIRTY_NONE = 0,	/* nothing: only a cold (stop-and-copy) migration */
+	RDMIG_DIRTY_VMM_LOG,	/* the VMM's own log (rdmig_vm_ops.dirty_log) */
+	RDMIG_DIRTY_SOFT_DIRTY, /* clear_refs + /proc/self/pagemap bit 55 */
+	RDMIG_DIRTY_UFFD_WP,	/* userfaultfd async write-protect + PAGEMAP_SCAN */
+};
+const char *rdmig_dirty_kind_name(enum rdmig_dirty_kind kind);
+/* Parse "auto|uffd-wp|soft-dirty|vmm-bitmap|none"; auto -> *is_auto. */
+int rdmig_dirty_parse(const char *s, enum rdmig_dirty_kind *out, bool *is_auto,
+		      struct rdmig_err *err);
+/*
+ * Whether this kernel offers rdmig's own trackers: a full round trip of
+ * userfaultfd async write-protect with PAGEMAP_SCAN, and of soft-dirty
+ * (which clears every soft-dirty bit of the process: never while a
+ * soft-dirty migration runs). 0 when it works, else why not.
+ */
+int rdmig_probe_uffd_wp_async(struct rdmig_err *err);
+int rdmig_probe_soft_dirty(struct rdmig_err *err);
+/* The source the engine picks from those results and whether the VMM logs its own writes. */
+enum rdmig_dirty_kind rdmig_dirty_pick(int uffd_wp_rc, int soft_dirty_rc, bool have_vmm_log);
 
 enum rdmig_mig_state {
 	RDMIG_MIG_SETUP = 0,
@@ -222,8 +264,9 @@ struct rdmig_mig_opts {
 	unsigned min_rounds;	      /* do not switch over before this many rounds (bulk = 1) */
 	unsigned max_rounds;  /* 0: unlimited; reached: fail (the guest does not converge) */
 	const char *dump_ram; /* source: RAM at switchover; dest: RAM as committed */
-	uint64_t resume_ns;   /* dest: run the resumed guest this long (default 500 ms) */
-	uint64_t max_ram;     /* dest: refuse guests larger than this (default 64 GiB) */
+	/* rdmig_mig_dest (synthetic guest): run the resumed guest this long (default 500 ms) */
+	uint64_t resume_ns;
+	uint64_t max_ram; /* dest: refuse guests larger than this (default 64 GiB) */
 	/*
 	 * Hand-over deadlines. commit_timeout_ns: how long either side waits for
 	 * the next hand-over message (FINAL once the final fences are in, each
@@ -252,7 +295,7 @@ struct rdmig_mig_opts {
 	/* Testing hook: fail the hand-over at this step (RDMIG_STEP_NONE: off). */
 	enum rdmig_handover_step test_fault_step;
 	enum rdmig_fault_action test_fault_action;
-	/* Testing hook: destination, on GO, before the guest starts (ctx: ev_ctx). */
+	/* rdmig_mig_dest's testing hook: on GO, before the guest starts (ctx: ev_ctx). */
 	void (*test_dest_ram)(const struct rdmig_guest *g, void *ctx);
 	/*
 	 * NUMA placement (numa/plan.h), owned by the caller, NULL: none. Worker /
@@ -261,15 +304,15 @@ struct rdmig_mig_opts {
 	 */
 	const struct rdmig_numa_plan *plan;
 	/*
-	 * Destination: back the received guest RAM with transparent huge pages
-	 * (rdmig_guest_cfg.hugepages), set before the RAM is bound and
-	 * registered. Local only: nothing on the wire.
+	 * rdmig_mig_dest (synthetic guest): back the received guest RAM with
+	 * transparent huge pages (rdmig_guest_cfg.hugepages), set before the RAM
+	 * is bound and registered. Local only: nothing on the wire.
 	 */
 	bool hugepages;
 	/*
-	 * Destination: on commit, hand the resumed, running guest to the caller
-	 * here (who destroys it, or migrates it on) instead of running it for
-	 * resume_ns and freeing it. Untouched on failure.
+	 * rdmig_mig_dest (synthetic guest): on commit, hand the resumed, running
+	 * guest to the caller here (who destroys it, or migrates it on) instead
+	 * of running it for resume_ns and freeing it. Untouched on failure.
 	 */
 	struct rdmig_guest **keep_guest;
 };
@@ -286,27 +329,140 @@ void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o);
 int rdmig_mig_opts_check(const struct rdmig_mig_opts *o, enum rdmig_backend backend,
 			 const struct rdmig_guest_cfg *gc, struct rdmig_err *err);
 
-/*
- * Migrate `guest` (running or not) to the peer of `c`. On success the guest
- * is stopped here (it runs on the destination now) and 0 is returned. On
- * failure or cancel before GO the guest keeps running, its memory
- * untouched, remote access is revoked, and a negative errno with the cause
- * is returned. RDMIG_MIG_EUNKNOWN: decided GO but the destination never
- * confirmed; the guest stays paused here and must not be resumed before an
- * operator knows the destination does not run it. `stats` (may be NULL)
- * receives the final figures either way.
- */
-int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
-		     const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
-		     struct rdmig_err *err);
+/* ---- the VM, as the VMM hands it to rdmig ------------------------------ */
 
 /*
- * Receive a migration on `c`: allocate the guest the source describes,
- * expose it, receive, revoke remote access, verify every page, and run the
- * guest once the source says GO. On failure, cancel or an unknown outcome
- * (RDMIG_MIG_EUNKNOWN) the guest never ran here and nothing is kept.
+ * One region of guest RAM: the VMM's own mapping, which rdmig registers in
+ * place (zero-copy) and never unmaps. The region array is read once, at
+ * the start of a migration; the memory must stay mapped until it returns.
  */
-int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
-		   struct rdmig_mig_stats *stats, struct rdmig_err *err);
+struct rdmig_vm_region {
+	const char *name; /* shown in logs; NULL: "ramN" */
+	void *addr;	  /* page-aligned */
+	uint64_t len;	  /* a positive multiple of RDMIG_PAGE_SIZE */
+	/*
+	 * Source: the NUMA node holding it, -1: rdmig asks the kernel. On the
+	 * destination, prepare() receives the source's node per region.
+	 */
+	int node;
+	/* Backed by transparent huge pages: soft-dirty tracking is refused for it. */
+	bool hugepages;
+};
+
+/*
+ * What the source's main thread calls. Each op that returns int returns 0
+ * or a negative errno and fills err; rdmig then fails the migration (before
+ * GO: the VM resumes and keeps running at the source).
+ */
+struct rdmig_vm_ops {
+	/*
+	 * Stop the guest: after it returns, nothing writes guest RAM until
+	 * resume. Called at switchover, around soft-dirty harvests and for a
+	 * cold migration; a no-op on a guest that does not run.
+	 */
+	int (*pause)(void *ctx, struct rdmig_err *err);
+	/* Let the guest run again after pause. Must not fail. */
+	void (*resume)(void *ctx);
+	/*
+	 * Optional: slow the guest's writers to (1000 - permille) / 1000 of
+	 * their speed; 0 lifts it. NULL: rdmig cannot throttle this VM.
+	 */
+	void (*throttle)(void *ctx, unsigned permille);
+	/*
+	 * Optional: the VMM's dirty log (as KVM_GET_DIRTY_LOG gives it). OR
+	 * into `bitmap` (bit i = page i of region `region`, RDMIG_PAGE_SIZE
+	 * granule) every page written since the previous call, and re-arm the
+	 * log atomically per page, so a later write is reported later. The
+	 * first call reports writes since the migration started. NULL: rdmig
+	 * tracks the writes itself (userfaultfd write-protect or soft-dirty,
+	 * opts.dirty_source), which sees only writes by this process's CPUs.
+	 */
+	int (*dirty_log)(void *ctx, unsigned region, uint64_t *bitmap, struct rdmig_err *err);
+	/*
+	 * Optional: after pause at switchover, write the device/vCPU state to
+	 * buf (cap = RDMIG_VM_STATE_MAX bytes), its length to *len. It travels
+	 * in the downtime (FINAL, then STATE messages of 64 KiB) and reaches
+	 * the destination's start(). NULL: no state.
+	 */
+	int (*save_state)(void *ctx, void *buf, size_t cap, size_t *len, struct rdmig_err *err);
+};
+
+struct rdmig_vm {
+	struct rdmig_vm_region regions[RDMIG_MIG_MAX_REGIONS];
+	unsigned nregions; /* 1 .. RDMIG_MIG_MAX_REGIONS */
+	/*
+	 * What the destination's VMM needs to build a compatible VM (machine
+	 * type, vCPU count, ...), opaque to rdmig, at most RDMIG_VM_CONFIG_MAX
+	 * bytes; carried in SETUP and handed to the destination's prepare().
+	 */
+	const void *config;
+	size_t config_len;
+	/* The guest runs now (false: rdmig may copy it without dirty tracking). */
+	bool running;
+	const struct rdmig_vm_ops *ops;
+	void *ctx; /* passed to every op */
+};
+
+/* The source's RAM layout, as the destination's prepare() receives it. */
+struct rdmig_vm_layout {
+	unsigned nregions;
+	uint64_t len[RDMIG_MIG_MAX_REGIONS];
+	int node[RDMIG_MIG_MAX_REGIONS]; /* the source's node, -1 unknown */
+};
+
+/* What the destination's thread calls; `ctx` is rdmig_vm_dest.ctx. */
+struct rdmig_vm_dest_ops {
+	/*
+	 * Check `config` (config_len bytes, the source's rdmig_vm.config) and
+	 * provide RAM for `layout`: fill regions[r] (r < layout->nregions) with
+	 * zeroed, page-aligned mappings of exactly layout->len[r] bytes that
+	 * rdmig registers in place. Refusing (a negative errno, with err) fails
+	 * the migration, and the source hears why.
+	 */
+	int (*prepare)(void *ctx, const void *config, size_t config_len,
+		       const struct rdmig_vm_layout *layout, struct rdmig_vm_region *regions,
+		       struct rdmig_err *err);
+	/*
+	 * GO came: the RAM is complete and verified. Load `state` (the source's
+	 * save_state output) and run the VM. Irrevocable: the source never
+	 * resumes its copy, so an error here is only logged.
+	 */
+	int (*start)(void *ctx, const void *state, size_t state_len, struct rdmig_err *err);
+	/* The migration failed or was cancelled after prepare: the VM never ran; drop it. */
+	void (*discard)(void *ctx);
+};
+
+struct rdmig_vm_dest {
+	const struct rdmig_vm_dest_ops *ops;
+	void *ctx;
+};
+
+/*
+ * Migrate `vm` (running or not) to the peer of `c`. On success the guest
+ * is paused here (it runs on the destination now; the VMM tears its copy
+ * down) and 0 is returned. On failure or cancel before GO the guest is
+ * resumed if rdmig paused it, its memory untouched, remote access is
+ * revoked, and a negative errno with the cause is returned.
+ * RDMIG_MIG_EUNKNOWN: decided GO but the destination never confirmed; the
+ * guest stays paused here and must not be resumed before an operator knows
+ * the destination does not run it. `stats` (may be NULL) receives the
+ * final figures either way.
+ */
+int rdmig_migrate_source(struct rdmig_conn *c, const struct rdmig_vm *vm,
+			 const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+			 struct rdmig_err *err);
+
+/*
+ * Receive a migration on `c` into RAM `dest` provides: prepare, expose,
+ * receive, revoke remote access, verify every page, and start the VM once
+ * the source says GO; 0 then, and the VM runs (the VMM's from here on). On
+ * failure, cancel or an unknown outcome (RDMIG_MIG_EUNKNOWN) the VM never
+ * ran here and discard() was called if prepare() had succeeded.
+ */
+int rdmig_migrate_dest(struct rdmig_conn *c, const struct rdmig_vm_dest *dest,
+		       const struct rdmig_mig_opts *opts, struct rdmig_mig_stats *stats,
+		       struct rdmig_err *err);
+
+#pragma GCC visibility pop
 
 #endif
