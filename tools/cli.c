@@ -6,8 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "cli.h"
+
+/* What a tool says when it runs without a key. */
+#define NO_KEY_WARNING                                                                             \
+	"rdmig: warning: no --key-file: the peer is not authenticated (fine for local testing "    \
+	"only)"
 
 volatile sig_atomic_t cli_cancel;
 
@@ -117,7 +122,7 @@ int cli_key_setup(const char *cmd, const char *key_file, struct rdmig_xport_cfg 
 				       "--tls needs a pre-shared key: pass --key-file PATH (or "
 				       "set $RDMIG_KEY_FILE) on both sides");
 	if (ret > 0) {
-		fprintf(stderr, "%s\n", RDMIG_AUTH_NO_KEY_WARNING);
+		fprintf(stderr, "%s\n", NO_KEY_WARNING);
 		return RDMIG_EXIT_OK;
 	}
 	key = keep_key(key);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "bw.h"
 #include "topo.h"
 #include "units.h"

@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "cli.h"
 #include "log.h"
 #include "orchestrate.h"

@@ -11,7 +11,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "cli.h"
 #include "rdmig/migrate.h"
 #include "plan.h"

@@ -26,7 +26,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include "auth.h"
+#include "auth_wire.h"
 #include "xport.h"
 
 #define AUTH_LABEL "rdmig-auth-v1"

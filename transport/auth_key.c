@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Pre-shared key files: where the key comes from, the exact rules a file
- * must meet (auth.h), and keeping the bytes out of places they could leak
+ * must meet (rdmig/auth.h), and keeping the bytes out of places they could leak
  * to (swap, core dumps, freed memory). No libcrypto here, so that the rules
  * can be fuzzed on their own.
  */
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "auth_wire.h"
 #include "log.h"
 
 const char *rdmig_auth_key_path(const char *opt)

@@ -18,6 +18,7 @@
 #include "rdmig/version.h"
 #include "rdmig/err.h"
 #include "rdmig/transport.h"
+#include "rdmig/auth.h"
 #include "rdmig/migrate.h"
 #include "rdmig/guest.h"
 

@@ -21,7 +21,7 @@
 
 #include <jansson.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "clock.h"
 #include "log.h"
 #include "qemu_harness.h"

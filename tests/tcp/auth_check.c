@@ -27,7 +27,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "auth_wire.h"
 #include "bytes.h"
 #include "clock.h"
 #include "rdmig/transport.h"

@@ -22,7 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "clock.h"
 #include "rdmig/transport.h"
 #include "th_check.h"

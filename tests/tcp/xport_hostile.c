@@ -43,7 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "rdmig/auth.h"
 #include "bytes.h"
 #include "clock.h"
 #include "th_check.h"
