@@ -7,7 +7,9 @@
  * through dirty_log. The destination provides its own memfd RAM, which
  * rdmig writes in place. At the end the two RAMs and the writer's state
  * must be identical. Usage: embed [tcp|rdma [ADDRESS]] (default tcp
- * 127.0.0.1). No key: loopback testing only.
+ * 127.0.0.1). Both ends authenticate with the pre-shared key in the file
+ * $RDMIG_KEY_FILE names (rdmig/auth.h); without one they do not, which is
+ * for loopback testing only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -209,6 +211,7 @@ int main(int argc, char **argv)
 	struct rdmig_mig_stats st = {0};
 	struct rdmig_mig_opts o;
 	struct rdmig_conn *c = NULL;
+	struct rdmig_auth_key *key = NULL;
 	pthread_t t;
 	int ret;
 
@@ -223,6 +226,16 @@ int main(int argc, char **argv)
 	}
 	if (argc > 2)
 		cfg.host = argv[2];
+	/* The same key on both ends; both are this process here. */
+	ret = rdmig_auth_key_new(NULL, &key, &err);
+	if (ret < 0) {
+		fprintf(stderr, "embed: %s\n", rdmig_err_str(&err));
+		return 1;
+	}
+	if (key) {
+		cfg.auth = rdmig_auth_psk;
+		cfg.auth_ctx = key;
+	}
 	pthread_mutex_init(&src.lock, NULL);
 	pthread_cond_init(&src.cv, NULL);
 	for (unsigned i = 0; i < DEV; i++)
@@ -263,13 +276,15 @@ int main(int argc, char **argv)
 	pthread_cond_broadcast(&src.cv);
 	pthread_mutex_unlock(&src.lock);
 	pthread_join(src.writer, NULL);
+	rdmig_auth_key_free(key);
 	if (ret) {
 		fprintf(stderr, "embed: %s\n", rdmig_err_str(&err));
 		return 1;
 	}
-	printf("embed: librdmig %s: %u bytes migrated over %s in %u rounds, %llu guest writes, "
+	printf("embed: librdmig %s: %u bytes migrated over %s (%s) in %u rounds, %llu guest writes, "
 	       "identical\n",
-	       rdmig_version(), RAM, rdmig_backend_name(cfg.backend), st.round,
+	       rdmig_version(), RAM, rdmig_backend_name(cfg.backend),
+	       key ? "key-authenticated" : "unauthenticated", st.round,
 	       (unsigned long long)src.writes);
 	return 0;
 }

@@ -30,15 +30,25 @@ run_embed() {
 	else
 		bad "$what: linked statically yet needs $needed"
 	fi
-	if out=$("$bin" 2>&1) && grep -q '^embed: librdmig .* identical$' <<<"$out"; then
+	if out=$(env -u RDMIG_KEY_FILE "$bin" 2>&1) &&
+		grep -q '^embed: librdmig .*(unauthenticated).* identical$' <<<"$out"; then
 		ok "$what runs: $out"
 	else
 		bad "$what fails: $out"
+	fi
+	# The public key API (rdmig/auth.h): both ends prove the key first.
+	if out=$(RDMIG_KEY_FILE=$key "$bin" 2>&1) &&
+		grep -q '^embed: librdmig .*(key-authenticated).* identical$' <<<"$out"; then
+		ok "$what runs with a key: $out"
+	else
+		bad "$what fails with a key: $out"
 	fi
 }
 
 rm -rf -- "$work"
 mkdir -p "$work/make"
+key=$work/key
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$key")
 
 # pkg-config, through the example's Makefile.
 for target in embed embed-static; do
