@@ -281,10 +281,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "embed: %s\n", rdmig_err_str(&err));
 		return 1;
 	}
-	printf("embed: librdmig %s: %u bytes migrated over %s (%s) in %u rounds, %llu guest writes, "
-	       "identical\n",
-	       rdmig_version(), RAM, rdmig_backend_name(cfg.backend),
-	       key ? "key-authenticated" : "unauthenticated", st.round,
-	       (unsigned long long)src.writes);
+	printf(
+	    "embed: librdmig %s: %u bytes migrated over %s (%s) in %u rounds, %llu guest writes, "
+	    "identical\n",
+	    rdmig_version(), RAM, rdmig_backend_name(cfg.backend),
+	    key ? "key-authenticated" : "unauthenticated", st.round,
+	    (unsigned long long)src.writes);
 	return 0;
 }
