@@ -37,15 +37,6 @@
 /* Shortest interval between two harvests. */
 #define MIN_ROUND_NS (5 * 1000000ull)
 
-/* Update progress figures and tell the caller, about five times a second. */
-void src_progress(struct mig_src *m)
-{
-	m->st.bytes_sent = atomic_load(&m->sent_bytes);
-	m->st.pages_sent = atomic_load(&m->sent_pages);
-	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;
-	rdmig_mig_emit(m->o, RDMIG_EV_PROGRESS, &m->st);
-}
-
 void src_set_state(struct mig_src *m, enum rdmig_mig_state s)
 {
 	m->st.state = s;

@@ -120,9 +120,9 @@ static inline double ms_since(uint64_t t)
 
 /* source.c */
 void src_set_state(struct mig_src *m, enum rdmig_mig_state s);
-void src_progress(struct mig_src *m);
 
 /* source_send.c */
+void src_progress(struct mig_src *m);
 uint64_t src_count_bits(const struct mig_src *m);
 int src_manifest_flush(struct mig_src *m, struct rdmig_err *err);
 int src_plan_bulk(struct mig_src *m, struct rdmig_err *err);

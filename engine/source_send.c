@@ -29,6 +29,15 @@
 /* Runs handed to one rdmig_write call. */
 #define WRITE_BATCH 32
 
+/* Update progress figures and tell the caller, about five times a second. */
+void src_progress(struct mig_src *m)
+{
+	m->st.bytes_sent = atomic_load(&m->sent_bytes);
+	m->st.pages_sent = atomic_load(&m->sent_pages);
+	m->st.total_ms = (double)(rdmig_now_ns() - m->t0) / 1e6;
+	rdmig_mig_emit(m->o, RDMIG_EV_PROGRESS, &m->st);
+}
+
 /* Sleep as needed so this worker stays within its share of --max-bandwidth. */
 static void rate_limit(struct worker *w)
 {
