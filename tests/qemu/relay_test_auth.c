@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * QEMU tier, relay_test (relay_test.c has the overview): authentication
- * on every relay path, the source relay's socket permissions, and control
- * sessions that go silent.
+ * on every relay path, the source relay's socket (its permissions, and more
+ * connections than one stream set holds), and control sessions that go
+ * silent.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -232,6 +233,102 @@ int test_auth_sink(void)
 	}
 	rc = 0;
 out:
+	qh_sink_stop(&sk);
+	return rc;
+}
+
+/* Connect to the source relay's socket; -1 (having failed the test) if it cannot. */
+static int sock_connect(const char *sock)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || !sun_of(&sa, sock) || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		if (fd >= 0)
+			close(fd);
+		return FAIL("connect to %s: %s", sock, strerror(errno));
+	}
+	return fd;
+}
+
+/*
+ * `rdmig qemu src --streams 2` taking 5 connections that are all open at
+ * once, as QEMU's multifd channels are: the source relay must open another
+ * stream set whenever one is full (3 sets of 2 channels), and every
+ * connection must reach the destination's incoming socket with all its
+ * bytes, its end of stream passed back.
+ */
+int test_fallback(void)
+{
+	enum { CONNS = 5 };
+	static const char *const two[] = {"--streams", "2", NULL};
+	static struct qh_proc relay, src;
+	static char chunk[64 * 1024];
+	const size_t n = 256 << 10;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct timeval tv = {.tv_sec = 20};
+	int fds[CONNS], rc = -1, i;
+	char path[QH_PATH], sock[QH_PATH];
+	struct qh_sink sk;
+	unsigned port;
+
+	for (i = 0; i < CONNS; i++)
+		fds[i] = -1;
+	snprintf(path, sizeof(path), "%s/sink-fallback.in", qh_tmp());
+	snprintf(sock, sizeof(sock), "%s/src-fallback.sock", qh_tmp());
+	if (qh_sink_start(&sk, path, &err))
+		return FAIL("%s", err.msg);
+	setenv("RDMIG_LOG", "info", 1);
+	rc = qh_relay_dst_spawn(&relay, "relay-fallback", &g_relay, path, NULL, NULL, &port, &err);
+	unsetenv("RDMIG_LOG");
+	if (rc || qh_relay_src_start(&src, "src-fallback", &g_relay, port, sock, two, &err)) {
+		rc = FAIL("%s", err.msg);
+		goto out;
+	}
+	rc = -1;
+	memset(chunk, 0xa5, sizeof(chunk));
+	for (i = 0; i < CONNS; i++) {
+		size_t left = n;
+
+		fds[i] = sock_connect(sock);
+		if (fds[i] < 0)
+			goto out;
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (send(fds[i], "QEVM", 4, MSG_NOSIGNAL) != 4) {
+			FAIL("connection %d: send: %s", i, strerror(errno));
+			goto out;
+		}
+		while (left) {
+			ssize_t w = send(fds[i], chunk, left < sizeof(chunk) ? left : sizeof(chunk),
+					 MSG_NOSIGNAL);
+
+			if (w <= 0) {
+				FAIL("connection %d: send: %s", i, strerror(errno));
+				goto out;
+			}
+			left -= (size_t)w;
+		}
+	}
+	printf("  %d connections open at once, %zu bytes each\n", CONNS, n + 4);
+	if (sink_saw(&sk, CONNS, CONNS * (uint64_t)(n + 4)))
+		goto out;
+	/* End of stream each way: the sink closes, the relay passes it back. */
+	for (i = 0; i < CONNS; i++) {
+		shutdown(fds[i], SHUT_WR);
+		if (recv(fds[i], chunk, sizeof(chunk), 0) != 0) {
+			FAIL("connection %d: no end of stream from the source relay", i);
+			goto out;
+		}
+	}
+	if (expect_log_count(&relay, "stream set ", " open: 2 channels", 3) ||
+	    expect_log_count(&relay, "with 2 data channels", "authenticating", 3) ||
+	    expect_log_count(&relay, ", channel ", "): open", CONNS) || qh_exited(&src))
+		goto out;
+	rc = 0;
+out:
+	for (i = 0; i < CONNS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	qh_sink_stop(&sk);
 	return rc;
 }
