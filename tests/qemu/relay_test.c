@@ -25,6 +25,10 @@
  *   fallback     `rdmig qemu src --streams 2` fed 5 connections at once (more
  *                than one stream set holds): 3 sets on the destination relay,
  *                every connection and every byte reaches its incoming socket
+ *   set_break    `rdmig qemu src --streams 4` with one connection: the
+ *                destination relay killed, the source relay shuts that
+ *                connection down, and the next one takes a new set to a relay
+ *                restarted on the same address
  *   socket_perms `rdmig qemu src --socket-mode/--socket-group` give the socket
  *                that mode and group (stat), other users cannot connect, bad
  *                values are usage errors
@@ -571,6 +575,7 @@ static const struct qh_test tests[] = {{"plain", test_plain},
 				       {"auth_sink", test_auth_sink},
 				       {"auth_qemu", test_auth_qemu},
 				       {"fallback", test_fallback},
+				       {"set_break", test_set_break},
 				       {"socket_perms", test_socket_perms},
 				       {"idle_control", test_idle_control},
 				       {"dst_fails", test_dst_fails},

@@ -62,6 +62,7 @@ int make_key(const char *path);
 int test_auth_sink(void);
 int test_auth_qemu(void);
 int test_fallback(void);
+int test_set_break(void);
 int test_socket_perms(void);
 int test_idle_control(void);
 

@@ -237,6 +237,24 @@ out:
 	return rc;
 }
 
+/* Send "QEVM" and `n` more bytes on `fd`; -1 (having failed the test) if it cannot. */
+static int feed(int fd, size_t n, const char *what)
+{
+	static char chunk[64 * 1024];
+
+	memset(chunk, 0xa5, sizeof(chunk));
+	if (send(fd, "QEVM", 4, MSG_NOSIGNAL) != 4)
+		return FAIL("%s: send: %s", what, strerror(errno));
+	while (n) {
+		ssize_t w = send(fd, chunk, n < sizeof(chunk) ? n : sizeof(chunk), MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return FAIL("%s: send: %s", what, strerror(errno));
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 /* Connect to the source relay's socket; -1 (having failed the test) if it cannot. */
 static int sock_connect(const char *sock)
 {
@@ -286,28 +304,11 @@ int test_fallback(void)
 		goto out;
 	}
 	rc = -1;
-	memset(chunk, 0xa5, sizeof(chunk));
 	for (i = 0; i < CONNS; i++) {
-		size_t left = n;
-
 		fds[i] = sock_connect(sock);
-		if (fds[i] < 0)
+		if (fds[i] < 0 || feed(fds[i], n, "a connection"))
 			goto out;
 		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (send(fds[i], "QEVM", 4, MSG_NOSIGNAL) != 4) {
-			FAIL("connection %d: send: %s", i, strerror(errno));
-			goto out;
-		}
-		while (left) {
-			ssize_t w = send(fds[i], chunk, left < sizeof(chunk) ? left : sizeof(chunk),
-					 MSG_NOSIGNAL);
-
-			if (w <= 0) {
-				FAIL("connection %d: send: %s", i, strerror(errno));
-				goto out;
-			}
-			left -= (size_t)w;
-		}
 	}
 	printf("  %d connections open at once, %zu bytes each\n", CONNS, n + 4);
 	if (sink_saw(&sk, CONNS, CONNS * (uint64_t)(n + 4)))
@@ -329,6 +330,73 @@ out:
 	for (i = 0; i < CONNS; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
+	qh_sink_stop(&sk);
+	return rc;
+}
+
+/*
+ * A stream set that breaks with channels to spare: `rdmig qemu src --streams
+ * 4` carries one connection, the destination relay is killed, and the
+ * source relay must shut that connection down (as QEMU needs to notice) and
+ * carry the next connection on a new set to the relay restarted on the same
+ * address, never on a channel of the broken one.
+ */
+int test_set_break(void)
+{
+	static const char *const four[] = {"--streams", "4", NULL};
+	static struct qh_proc relay, relay2, src;
+	const size_t n = 64 << 10;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct timeval tv = {.tv_sec = 20};
+	char path[QH_PATH], sock[QH_PATH], listen[300], buf[256];
+	const char *const same_port[] = {"--listen", listen, NULL};
+	int a = -1, b = -1, rc = -1;
+	unsigned port, port2;
+	struct qh_sink sk;
+	ssize_t r;
+
+	snprintf(path, sizeof(path), "%s/sink-break.in", qh_tmp());
+	snprintf(sock, sizeof(sock), "%s/src-break.sock", qh_tmp());
+	if (qh_sink_start(&sk, path, &err))
+		return FAIL("%s", err.msg);
+	if (qh_relay_dst_spawn(&relay, "relay-break", &g_relay, path, NULL, NULL, &port, &err) ||
+	    qh_relay_src_start(&src, "src-break", &g_relay, port, sock, four, &err)) {
+		FAIL("%s", err.msg);
+		goto out;
+	}
+	a = sock_connect(sock);
+	if (a < 0 || feed(a, n, "first connection") || sink_saw(&sk, 1, n + 4))
+		goto out;
+	qh_kill(&relay);
+	printf("  killed the destination relay with 1 of 4 channels in use\n");
+	setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r = recv(a, buf, sizeof(buf), 0);
+	if (r > 0 || (r < 0 && errno == EAGAIN)) {
+		FAIL("the source relay did not shut the broken set's connection down");
+		goto out;
+	}
+	printf("  the source relay shut its connection down\n");
+	snprintf(listen, sizeof(listen), "%s:%u", g_relay.host, port);
+	setenv("RDMIG_LOG", "info", 1);
+	rc = qh_relay_dst_spawn(&relay2, "relay-break2", &g_relay, path, NULL, same_port, &port2,
+				&err);
+	unsetenv("RDMIG_LOG");
+	if (rc || port2 != port) {
+		rc = rc ? FAIL("%s", err.msg) : FAIL("restarted on port %u, not %u", port2, port);
+		goto out;
+	}
+	rc = -1;
+	b = sock_connect(sock);
+	if (b < 0 || feed(b, n, "second connection") || sink_saw(&sk, 2, 2 * (n + 4)) ||
+	    expect_log_count(&relay2, "stream set 1 open: ", "4 channels", 1) ||
+	    expect_log_count(&relay2, "(set 1, channel 0)", "): open", 1))
+		goto out;
+	rc = 0;
+out:
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
 	qh_sink_stop(&sk);
 	return rc;
 }
