@@ -123,18 +123,16 @@ static long long int_below(json_t *msg, const char *key, long long max)
 	return json_integer_value(v);
 }
 
-int relay_hello(struct rdmig_conn *c, enum relay_kind kind, struct rdmig_err *err)
+/* Send `msg` (reference stolen) as a message of `type` and wait for the verdict. */
+static int relay_ask(struct rdmig_conn *c, uint16_t type, json_t *msg, struct rdmig_err *err)
 {
-	json_t *hello, *reply = NULL;
+	json_t *reply = NULL;
 	int ret;
 
-	if (kind == RELAY_SET)
-		hello = json_pack("{s:s, s:i, s:i}", "kind", "set", "version", RDMIG_RELAY_VERSION,
-				  "channels", (int)rdmig_conn_channels(c));
-	else
-		hello = json_pack("{s:s, s:i}", "kind", "control", "version", RDMIG_RELAY_VERSION);
-	ret = rdmig_relay_send_json(c, RDMIG_RELAY_MSG_HELLO, hello, err);
-	json_decref(hello);
+	if (!msg)
+		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
+	ret = rdmig_relay_send_json(c, type, msg, err);
+	json_decref(msg);
 	if (!ret)
 		ret = rdmig_relay_recv_json(c, RDMIG_RELAY_MSG_REPLY, &reply,
 					    RELAY_HELLO_TIMEOUT_MS, err);
@@ -142,6 +140,19 @@ int relay_hello(struct rdmig_conn *c, enum relay_kind kind, struct rdmig_err *er
 		ret = relay_check_reply(reply, err);
 	json_decref(reply);
 	return ret;
+}
+
+int relay_hello(struct rdmig_conn *c, enum relay_kind kind, struct rdmig_err *err)
+{
+	if (kind == RELAY_SET)
+		return relay_ask(c, RDMIG_RELAY_MSG_HELLO,
+				 json_pack("{s:s, s:i, s:i}", "kind", "set", "version",
+					   RDMIG_RELAY_VERSION, "channels",
+					   (int)rdmig_conn_channels(c)),
+				 err);
+	return relay_ask(c, RDMIG_RELAY_MSG_HELLO,
+			 json_pack("{s:s, s:i}", "kind", "control", "version", RDMIG_RELAY_VERSION),
+			 err);
 }
 
 int relay_hello_recv(struct rdmig_conn *c, enum relay_kind *kind, bool *refused,
@@ -180,21 +191,9 @@ int relay_hello_recv(struct rdmig_conn *c, enum relay_kind *kind, bool *refused,
 
 int relay_stream_open(struct rdmig_conn *c, unsigned chan, unsigned index, struct rdmig_err *err)
 {
-	json_t *msg = json_pack("{s:i, s:i}", "channel", (int)chan, "index", (int)index);
-	json_t *reply = NULL;
-	int ret;
-
-	if (!msg)
-		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
-	ret = rdmig_relay_send_json(c, RDMIG_RELAY_MSG_STREAM, msg, err);
-	json_decref(msg);
-	if (!ret)
-		ret = rdmig_relay_recv_json(c, RDMIG_RELAY_MSG_REPLY, &reply,
-					    RELAY_HELLO_TIMEOUT_MS, err);
-	if (!ret)
-		ret = relay_check_reply(reply, err);
-	json_decref(reply);
-	return ret;
+	return relay_ask(c, RDMIG_RELAY_MSG_STREAM,
+			 json_pack("{s:i, s:I}", "channel", (int)chan, "index", (json_int_t)index),
+			 err);
 }
 
 int relay_stream_recv(struct rdmig_conn *c, unsigned *chan, unsigned *index, int timeout_ms,

@@ -314,24 +314,25 @@ bool rdmig_relay_src_error(struct rdmig_relay_src *r, struct rdmig_err *out)
 	return true;
 }
 
-unsigned rdmig_relay_src_streams(struct rdmig_relay_src *r)
+/* One of the owner's counters, read under its lock. */
+static unsigned owner_count(struct rdmig_relay_src *r, const unsigned *counter)
 {
 	unsigned n;
 
 	pthread_mutex_lock(&r->owner.lock);
-	n = r->owner.opened;
+	n = *counter;
 	pthread_mutex_unlock(&r->owner.lock);
 	return n;
 }
 
+unsigned rdmig_relay_src_streams(struct rdmig_relay_src *r)
+{
+	return owner_count(r, &r->owner.opened);
+}
+
 unsigned rdmig_relay_src_sets(struct rdmig_relay_src *r)
 {
-	unsigned n;
-
-	pthread_mutex_lock(&r->owner.lock);
-	n = r->owner.sets;
-	pthread_mutex_unlock(&r->owner.lock);
-	return n;
+	return owner_count(r, &r->owner.sets);
 }
 
 void rdmig_relay_src_bytes(struct rdmig_relay_src *r, uint64_t *up, uint64_t *down)
