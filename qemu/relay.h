@@ -14,8 +14,9 @@
  * have ended, the next QEMU connection opens a new set, so a count that is
  * too small (or unknown: 1) costs handshakes, never a migration.
  *
- * Destination side: an rdmig listener. A stream connection is joined to a
- * fresh connection to the destination QEMU's incoming unix socket; a control
+ * Destination side: an rdmig listener taking sets of up to
+ * RDMIG_MAX_CHANNELS channels. Each stream announced on a set is joined to
+ * a fresh connection to the destination QEMU's incoming unix socket; a control
  * connection (from `rdmig qemu migrate`) drives the destination QEMU through
  * the relay's own QMP socket, so no QMP socket crosses hosts.
  *
