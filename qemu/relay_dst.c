@@ -2,9 +2,9 @@
 /*
  * Destination relay: an rdmig listener. On a stream set, each stream the
  * source announces is joined to a fresh connection to the destination
- * QEMU's incoming socket; a control
- * session is served by the QMP proxy below, a fixed list of operations on
- * the destination QEMU (never raw QMP from the network).
+ * QEMU's incoming socket; a control session is served by the QMP proxy
+ * below, a fixed list of operations on the destination QEMU (never raw QMP
+ * from the network).
  *
  * Every connection here has passed the listener's authentication (the
  * transport hands out no other), so the incoming socket is opened, and a
@@ -612,7 +612,7 @@ _Static_assert(RDMIG_MAX_CHANNELS <= 64, "dst_set() keeps a set's channels in 64
 static void dst_stream(struct dst *d, struct relay_set *s, unsigned chan, unsigned index)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	char name[48];
+	char name[RELAY_NAME_MAX];
 	int fd;
 
 	snprintf(name, sizeof(name), "dst stream %u (set %u, channel %u)", index, s->id, chan);

@@ -23,6 +23,9 @@
 
 #include "relay.h"
 
+/* A stream's name in logs: "src stream INDEX (set ID, channel CHAN)". */
+#define RELAY_NAME_MAX 64
+
 /* A peer that has connected must say what it is (HELLO) within this. */
 #define RELAY_HELLO_TIMEOUT_MS 15000
 

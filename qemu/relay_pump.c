@@ -34,7 +34,7 @@ struct relay_pipe {
 	unsigned chan;
 	int fd;
 	atomic_int threads;
-	char name[48];
+	char name[RELAY_NAME_MAX];
 };
 
 /*

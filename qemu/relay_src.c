@@ -76,7 +76,7 @@ static int src_open_stream(struct rdmig_relay_src *r, struct relay_set **cur, in
 {
 	struct relay_set *s;
 	unsigned chan;
-	char name[48];
+	char name[RELAY_NAME_MAX];
 	int ret;
 
 	if (!set_open_for_more(*cur)) {
