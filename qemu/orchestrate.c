@@ -377,13 +377,27 @@ static int open_sock_dir(struct orch *m, unsigned mode, struct rdmig_err *err)
 	return 0;
 }
 
+/*
+ * The connections QEMU opens for this migration, one stream set for all:
+ * the main channel (with its return path), each multifd channel, and the
+ * post-copy preempt channel where it is on (configure() has decided that).
+ */
+static unsigned relay_streams(const struct orch *m)
+{
+	unsigned n = 1 + m->o->multifd + (m->o->postcopy && m->res->preempt);
+
+	/* Past one connection's channels the source relay opens a second set. */
+	return n < RDMIG_MAX_CHANNELS ? n : RDMIG_MAX_CHANNELS;
+}
+
 static int start_relay(struct orch *m, struct rdmig_err *err)
 {
 	struct rdmig_relay_src_cfg cfg = {.xport = m->o->xport,
 					  .path = m->sock_path,
 					  .mode = m->o->socket_mode,
 					  .set_group = m->o->socket_set_group,
-					  .gid = m->o->socket_gid};
+					  .gid = m->o->socket_gid,
+					  .streams = relay_streams(m)};
 	unsigned mode = cfg.mode ? cfg.mode : RDMIG_RELAY_SOCK_MODE_DEFAULT;
 	int rc;
 
@@ -859,6 +873,7 @@ int rdmig_qemu_migrate(const struct rdmig_qemu_migrate_opts *o,
 		uint64_t down;
 
 		res->streams = rdmig_relay_src_streams(m.relay);
+		res->sets = rdmig_relay_src_sets(m.relay);
 		rdmig_relay_src_bytes(m.relay, &res->relayed, &down);
 		rdmig_relay_src_stop(m.relay, rc ? 0 : 2000);
 	}

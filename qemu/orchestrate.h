@@ -51,6 +51,7 @@ struct rdmig_qemu_migrate_result {
 	uint64_t relayed;     /* bytes the relay carried to the destination */
 	double mbps;	      /* QEMU's last ram.mbps */
 	unsigned streams;     /* QEMU connections carried */
+	unsigned sets;	      /* rdmig connections (stream sets) that carried them */
 	unsigned passes;      /* dirty-sync-count */
 	char src_version[32], dst_version[32];
 	char src_status[32];	    /* source VM run state at the end */

@@ -3,13 +3,20 @@
  * QEMU migration relay: carries QEMU's own migration streams over rdmig.
  *
  * Source side: a unix socket that QEMU's `migrate unix:PATH` connects to.
- * Every connection QEMU opens (the main channel with its return path, each
- * multifd channel) becomes its own rdmig connection with one data channel
- * used as a full-duplex byte stream, so multifd channels land on separate
- * queue pairs (rdma) or sockets (tcp).
+ * The connections QEMU opens for one migration (the main channel with its
+ * return path, each multifd channel, the post-copy preempt channel) share
+ * one rdmig connection, a stream set: it is connected and authenticated
+ * once, and each QEMU connection takes the next free data channel of it as
+ * a full-duplex byte stream, so multifd channels still land on separate
+ * queue pairs (rdma) or sockets (tcp). The set has as many channels as the
+ * source relay was told QEMU opens (cfg.streams; `rdmig qemu migrate` knows
+ * it); once every channel is taken, or the set broke, or all its streams
+ * have ended, the next QEMU connection opens a new set, so a count that is
+ * too small (or unknown: 1) costs handshakes, never a migration.
  *
- * Destination side: an rdmig listener. A stream connection is joined to a
- * fresh connection to the destination QEMU's incoming unix socket; a control
+ * Destination side: an rdmig listener taking sets of up to
+ * RDMIG_MAX_CHANNELS channels. Each stream announced on a set is joined to
+ * a fresh connection to the destination QEMU's incoming unix socket; a control
  * connection (from `rdmig qemu migrate`) drives the destination QEMU through
  * the relay's own QMP socket, so no QMP socket crosses hosts.
  *
@@ -18,17 +25,21 @@
  * proved the key, so nothing reaches the destination QEMU's incoming socket
  * and no control operation runs for a peer that did not (docs/security.md).
  *
- * Connections are told apart by a HELLO control message (JSON). Streams are
- * opened strictly one after the other in the order QEMU connected: the
- * source relay waits for the destination's answer (its QEMU connection is
- * open) before taking the next one, because QEMU before 8.0 takes the first
- * incoming connection as the main channel.
+ * Connections are told apart by a HELLO control message (JSON): a stream
+ * set names its channel count, a control session is driven by requests.
+ * On a set, each stream is announced by a STREAM message naming its data
+ * channel and its index in the order QEMU connected. Streams are opened
+ * strictly one after the other: the source relay waits for the
+ * destination's answer (its QEMU connection is open) before taking the
+ * next one, because QEMU before 8.0 takes the first incoming connection as
+ * the main channel. docs/protocol.md documents the messages.
  *
  * Each stream is moved by two threads (unix -> rdmig, rdmig -> unix), at
  * most RDMIG_RELAY_BUF bytes a step, through the transport's descriptor
- * calls (no buffer of the relay's). End of stream is passed on as a half-close; an error in
- * either direction aborts the rdmig connection and shuts the unix socket down
- * both ways, so both QEMUs see it.
+ * calls (no buffer of the relay's). End of stream is passed on as a
+ * half-close; an error in either direction of any stream aborts the set's
+ * rdmig connection and shuts every unix socket of the set down both ways,
+ * so both QEMUs see it (post-copy recovery re-opens all of them anyway).
  */
 #ifndef RDMIG_QEMU_RELAY_H
 #define RDMIG_QEMU_RELAY_H
@@ -43,11 +54,14 @@
 #include "rdmig/transport.h"
 
 /* Application control message types on relay connections (JSON payloads). */
-#define RDMIG_RELAY_MSG_HELLO 0x300 /* {"kind": "stream"|"control", "version": 1} */
-#define RDMIG_RELAY_MSG_REQ   0x301 /* control request {"op": ...} */
-#define RDMIG_RELAY_MSG_REPLY 0x302 /* {"ok": true, ...} or {"ok": false, "error": "..."} */
+/* {"kind": "set", "version": 2, "channels": N} or {"kind": "control", "version": 2} */
+#define RDMIG_RELAY_MSG_HELLO  0x300
+#define RDMIG_RELAY_MSG_REQ    0x301 /* control request {"op": ...} */
+#define RDMIG_RELAY_MSG_REPLY  0x302 /* {"ok": true, ...} or {"ok": false, "error": "..."} */
+#define RDMIG_RELAY_MSG_STREAM 0x303 /* on a set: {"channel": C, "index": I} */
 
-#define RDMIG_RELAY_VERSION 1
+/* 2: stream sets (version 1 had one rdmig connection per stream). */
+#define RDMIG_RELAY_VERSION 2
 
 /* Most bytes one direction of one stream moves in one step. */
 #define RDMIG_RELAY_BUF (256u * 1024)
@@ -66,13 +80,20 @@ struct rdmig_relay_src_cfg {
 	unsigned mode;		      /* permission bits, 0: RDMIG_RELAY_SOCK_MODE_DEFAULT */
 	bool set_group;		      /* give the socket group `gid` (else the creator's) */
 	unsigned gid;
+	/*
+	 * Data channels of a stream set: the connections QEMU opens for one
+	 * migration (multifd channels + 1, or 1; +1 for postcopy-preempt),
+	 * 1..RDMIG_MAX_CHANNELS; 0: 1, one set per QEMU connection.
+	 */
+	unsigned streams;
 };
 
 /*
  * Bind and listen on the unix socket cfg->path (an existing socket file is
  * replaced, any other file is refused), with exactly cfg->mode and group,
  * and serve it from a thread: each accepted connection is carried to the
- * destination relay described by cfg->xport (channels is forced to 1). The
+ * destination relay described by cfg->xport, on a data channel of the
+ * current stream set (cfg->xport.channels is replaced by cfg->streams). The
  * socket never exists with wider permissions than asked for. cfg->xport's
  * auth context and TLS key must outlive the relay.
  */
@@ -93,6 +114,9 @@ bool rdmig_relay_src_error(struct rdmig_relay_src *r, struct rdmig_err *out);
 
 /* Streams opened so far (QEMU connections carried). */
 unsigned rdmig_relay_src_streams(struct rdmig_relay_src *r);
+
+/* Stream sets opened so far (rdmig connections, each one handshake). */
+unsigned rdmig_relay_src_sets(struct rdmig_relay_src *r);
 
 /* Bytes moved so far: source QEMU -> destination and back. */
 void rdmig_relay_src_bytes(struct rdmig_relay_src *r, uint64_t *up, uint64_t *down);

@@ -19,7 +19,7 @@ int rdmig_relay_ctrl_open(const struct rdmig_xport_cfg *xcfg, struct rdmig_conn 
 	ret = rdmig_connect(&cfg, &c, err);
 	if (ret)
 		return ret;
-	ret = relay_hello(c, RELAY_CONTROL, 0, err);
+	ret = relay_hello(c, RELAY_CONTROL, err);
 	if (ret) {
 		rdmig_conn_destroy(c);
 		return ret;

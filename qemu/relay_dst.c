@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Destination relay: an rdmig listener. A stream connection is joined to a
- * fresh connection to the destination QEMU's incoming socket; a control
- * session is served by the QMP proxy below, a fixed list of operations on
- * the destination QEMU (never raw QMP from the network).
+ * Destination relay: an rdmig listener. On a stream set, each stream the
+ * source announces is joined to a fresh connection to the destination
+ * QEMU's incoming socket; a control session is served by the QMP proxy
+ * below, a fixed list of operations on the destination QEMU (never raw QMP
+ * from the network).
  *
  * Every connection here has passed the listener's authentication (the
  * transport hands out no other), so the incoming socket is opened, and a
@@ -40,11 +41,12 @@ struct ctl {
 
 struct dst {
 	const struct rdmig_relay_dst_cfg *cfg;
+	volatile sig_atomic_t *stop;
 	struct relay_owner owner;
 	pthread_mutex_t slot_lock;
 	pthread_cond_t slot_cond; /* CLOCK_MONOTONIC; signalled when the holder leaves */
 	struct ctl *holder;	  /* the session holding the QMP socket, under slot_lock */
-	atomic_int sessions;	  /* control + hello threads still running */
+	atomic_int sessions;	  /* control, set and hello threads still running */
 	atomic_int control_done;  /* a control session has ended (cfg->once) */
 	atomic_uint next_id;
 };
@@ -601,28 +603,79 @@ static int unix_connect(const char *path, struct rdmig_err *err)
 	return fd;
 }
 
+_Static_assert(RDMIG_MAX_CHANNELS <= 64, "dst_set() keeps a set's channels in 64 bits");
+
+/* How often a set session waiting for its next stream looks at the stop flag. */
+#define SET_POLL_MS 1000
+
 /* A stream: open the destination QEMU's incoming socket, say so, and pump. */
-static void dst_stream(struct dst *d, struct rdmig_conn *c, unsigned index)
+static void dst_stream(struct dst *d, struct relay_set *s, unsigned chan, unsigned index)
 {
 	struct rdmig_err err = RDMIG_ERR_INIT;
-	char name[48];
+	char name[RELAY_NAME_MAX];
 	int fd;
 
-	snprintf(name, sizeof(name), "dst stream %u", index);
+	snprintf(name, sizeof(name), "dst stream %u (set %u, channel %u)", index, s->id, chan);
 	fd = unix_connect(d->cfg->incoming_path, &err);
 	if (fd < 0) {
 		rdmig_err_prefix(&err, "destination relay: destination QEMU's incoming socket");
 		log_warn("%s", err.msg);
-		relay_send_reply(c, relay_reply_err(err.msg), NULL);
-		rdmig_conn_destroy(c);
+		relay_send_reply(s->conn, relay_reply_err(err.msg), NULL);
 		return;
 	}
-	if (relay_send_reply(c, relay_reply_ok(), &err)) {
+	if (relay_send_reply(s->conn, relay_reply_ok(), &err)) {
 		close(fd);
-		rdmig_conn_destroy(c);
+		relay_set_fail(s, &err);
 		return;
 	}
-	relay_pipe_start(&d->owner, c, fd, name, &err);
+	relay_pipe_start(s, chan, fd, name, &err);
+}
+
+/*
+ * A stream set: bind each stream the source announces to its channel, until
+ * the source closes the set (its streams go on until they end), breaks the
+ * protocol (the set fails), or the relay stops. Takes `c`.
+ */
+static void dst_set(struct dst *d, struct rdmig_conn *c)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint64_t taken = 0; /* channels bound, RDMIG_MAX_CHANNELS bits */
+	struct relay_set *s;
+
+	if (relay_set_new(&d->owner, c, &s, &err)) {
+		log_warn("%s", err.msg);
+		return;
+	}
+	if (relay_send_reply(s->conn, relay_reply_ok(), &err)) {
+		log_warn("stream set %u: %s", s->id, err.msg);
+		relay_set_put(s);
+		return;
+	}
+	log_info("stream set %u open: %u channels", s->id, s->nchan);
+	while (!*d->stop) {
+		unsigned chan, index;
+		int ret = relay_stream_recv(s->conn, &chan, &index, SET_POLL_MS, &err);
+
+		if (ret == -ETIMEDOUT) {
+			rdmig_err_clear(&err);
+			continue;
+		}
+		if (!ret && (taken >> chan) & 1)
+			ret = rdmig_seterr(&err, -EPROTO,
+					   "destination relay: stream %u announced on channel %u, "
+					   "which another stream of the set has",
+					   index, chan);
+		if (ret == -EPROTO) {
+			rdmig_err_prefix(&err, "stream set %u", s->id);
+			relay_set_fail(s, &err);
+		}
+		if (ret)
+			break;
+		taken |= 1ull << chan;
+		dst_stream(d, s, chan, index);
+	}
+	log_info("stream set %u: no more streams (%u open)", s->id, atomic_load(&s->live));
+	relay_set_put(s);
 }
 
 static void *dst_session(void *arg)
@@ -632,12 +685,11 @@ static void *dst_session(void *arg)
 	struct rdmig_conn *c = s->c;
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	enum relay_kind kind;
-	unsigned index;
 	bool refused;
 	int ret;
 
 	free(s);
-	ret = relay_hello_recv(c, &kind, &index, &refused, &err);
+	ret = relay_hello_recv(c, &kind, &refused, &err);
 	if (ret && refused) {
 		/* Tell a peer of another version or kind why before hanging up. */
 		log_warn("relay: refusing a connection: %s", err.msg);
@@ -647,8 +699,8 @@ static void *dst_session(void *arg)
 	} else if (kind == RELAY_CONTROL) {
 		dst_control_session(d, c);
 	} else {
-		dst_stream(d, c, index);
-		c = NULL; /* the pipe owns it now, or it is gone */
+		dst_set(d, c);
+		c = NULL; /* the set's pipes own it now, or it is gone */
 	}
 	rdmig_conn_destroy(c);
 	atomic_fetch_sub(&d->sessions, 1);
@@ -660,11 +712,12 @@ int rdmig_relay_dst_run(const struct rdmig_relay_dst_cfg *cfg, volatile sig_atom
 {
 	struct rdmig_listener *l = NULL;
 	struct rdmig_xport_cfg xcfg = cfg->xport;
-	struct dst d = {.cfg = cfg};
+	struct dst d = {.cfg = cfg, .stop = stop};
 	pthread_condattr_t ca;
 	int ret;
 
-	xcfg.channels = 1;
+	/* A stream set has as many channels as its source relay was told QEMU opens. */
+	xcfg.channels = RDMIG_MAX_CHANNELS;
 	ret = rdmig_listen(&xcfg, &l, err);
 	if (ret)
 		return ret;

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Pipes: one QEMU connection (a unix socket) joined to one rdmig stream.
+ * Stream sets and pipes: one QEMU connection (a unix socket) joined to one
+ * data channel of a set's rdmig connection.
  *
  * Each pipe is moved by two detached threads, one per direction, each
  * moving at most RDMIG_RELAY_BUF bytes a step through the transport's
  * descriptor calls (rdmig_stream_send_fd/recv_fd: spliced on tcp, straight
  * into and out of registered memory on rdma, never through a buffer of the
- * relay's), so a slow side stalls its peer instead of growing a queue. End of stream is passed on
- * as a half-close; an error in either direction aborts the rdmig connection and shuts the unix
- * socket down both ways, so both QEMUs see it. Ownership and locking: struct relay_owner
- * (relay_int.h).
+ * relay's), so a slow side stalls its peer instead of growing a queue. End
+ * of stream is passed on as a half-close; an error in either direction
+ * fails the whole set: its rdmig connection is aborted and every unix
+ * socket of the set shut down both ways, so both QEMUs see it on every
+ * channel at once. Ownership and locking: struct relay_owner and struct
+ * relay_set (relay_int.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,11 +29,12 @@
 struct relay_pipe {
 	struct relay_pipe *next;
 	struct relay_owner *owner;
-	struct rdmig_conn *conn;
+	struct relay_set *set;
+	struct rdmig_conn *conn; /* the set's */
+	unsigned chan;
 	int fd;
 	atomic_int threads;
-	atomic_int failed;
-	char name[48];
+	char name[RELAY_NAME_MAX];
 };
 
 /*
@@ -64,15 +68,59 @@ void relay_owner_error(struct relay_owner *o, const struct rdmig_err *e)
 		log_warn("%s", e->msg);
 }
 
-/* Abort both directions: the rdmig peer and the local QEMU both see it. */
-static void pipe_fail(struct relay_pipe *p, const struct rdmig_err *e)
+int relay_set_new(struct relay_owner *o, struct rdmig_conn *conn, struct relay_set **out,
+		  struct rdmig_err *err)
 {
-	if (atomic_exchange(&p->failed, 1))
+	struct relay_set *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s) {
+		rdmig_conn_destroy(conn);
+		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
+	}
+	s->owner = o;
+	s->conn = conn;
+	s->nchan = rdmig_conn_channels(conn);
+	atomic_init(&s->refs, 1);
+	pthread_mutex_lock(&o->lock);
+	s->id = ++o->sets;
+	pthread_mutex_unlock(&o->lock);
+	*out = s;
+	return 0;
+}
+
+void relay_set_put(struct relay_set *s)
+{
+	if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
-	if (!p->owner->stopping)
-		relay_owner_error(p->owner, e);
-	rdmig_conn_abort(p->conn, e->code ? e->code : -EIO, e->msg);
-	shutdown(p->fd, SHUT_RDWR);
+	rdmig_conn_destroy(s->conn);
+	free(s);
+}
+
+/*
+ * Under o->lock: abort the connection, so the peer relay sees every stream
+ * of the set fail, and shut every local socket of the set down, so QEMU
+ * does too and each pipe's threads wake up.
+ */
+static void set_fail_locked(struct relay_set *s, const struct rdmig_err *e)
+{
+	struct relay_owner *o = s->owner;
+
+	if (atomic_exchange(&s->failed, 1))
+		return;
+	if (!o->stopping)
+		relay_owner_error(o, e);
+	rdmig_conn_abort(s->conn, e->code ? e->code : -EIO, e->msg);
+	for (struct relay_pipe *p = o->pipes; p; p = p->next)
+		if (p->set == s)
+			shutdown(p->fd, SHUT_RDWR);
+}
+
+void relay_set_fail(struct relay_set *s, const struct rdmig_err *e)
+{
+	pthread_mutex_lock(&s->owner->lock);
+	set_fail_locked(s, e);
+	pthread_mutex_unlock(&s->owner->lock);
 }
 
 static void pipe_put(struct relay_pipe *p)
@@ -89,8 +137,9 @@ static void pipe_put(struct relay_pipe *p)
 		}
 	pthread_mutex_unlock(&o->lock);
 	log_info("%s: closed", p->name);
-	rdmig_conn_destroy(p->conn);
 	close(p->fd);
+	atomic_fetch_sub(&p->set->live, 1);
+	relay_set_put(p->set);
 	free(p);
 	pthread_mutex_lock(&o->lock);
 	o->live--;
@@ -101,14 +150,14 @@ static void pipe_put(struct relay_pipe *p)
 /* unix -> rdmig: the transport reads QEMU's socket itself (no buffer of ours). */
 static int step_up(struct relay_pipe *p, struct rdmig_err *err)
 {
-	ssize_t n = rdmig_stream_send_fd(p->conn, 0, p->fd, RDMIG_RELAY_BUF, err);
+	ssize_t n = rdmig_stream_send_fd(p->conn, p->chan, p->fd, RDMIG_RELAY_BUF, err);
 
 	if (n < 0) {
 		rdmig_err_prefix(err, "%s", p->name);
 		return -EIO;
 	}
 	if (n == 0) {
-		if (!p->failed && rdmig_stream_shutdown(p->conn, 0, err))
+		if (!p->set->failed && rdmig_stream_shutdown(p->conn, p->chan, err))
 			return -EIO;
 		rdmig_err_clear(err);
 		return 0;
@@ -120,7 +169,7 @@ static int step_up(struct relay_pipe *p, struct rdmig_err *err)
 /* rdmig -> unix: the transport writes into QEMU's socket itself. */
 static int step_down(struct relay_pipe *p, struct rdmig_err *err)
 {
-	ssize_t n = rdmig_stream_recv_fd(p->conn, 0, p->fd, RDMIG_RELAY_BUF, -1, err);
+	ssize_t n = rdmig_stream_recv_fd(p->conn, p->chan, p->fd, RDMIG_RELAY_BUF, -1, err);
 
 	if (n < 0) {
 		rdmig_err_prefix(err, "%s", p->name);
@@ -141,7 +190,7 @@ static void pipe_run(struct relay_pipe *p, pipe_step_fn step)
 	while (step(p, &err) > 0)
 		;
 	if (err.code)
-		pipe_fail(p, &err);
+		relay_set_fail(p->set, &err);
 	pipe_put(p);
 }
 
@@ -157,24 +206,28 @@ static void *pipe_down(void *arg)
 	return NULL;
 }
 
-int relay_pipe_start(struct relay_owner *o, struct rdmig_conn *conn, int fd, const char *name,
+int relay_pipe_start(struct relay_set *s, unsigned chan, int fd, const char *name,
 		     struct rdmig_err *err)
 {
+	struct relay_owner *o = s->owner;
 	struct relay_pipe *p = calloc(1, sizeof(*p));
 	pthread_attr_t attr;
 	pthread_t t;
 	int ret;
 
 	if (!p) {
-		rdmig_conn_destroy(conn);
 		close(fd);
 		return rdmig_seterr(err, -ENOMEM, "relay: out of memory");
 	}
 	p->owner = o;
-	p->conn = conn;
+	p->set = s;
+	p->conn = s->conn;
+	p->chan = chan;
 	p->fd = fd;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	atomic_init(&p->threads, 2);
+	atomic_fetch_add(&s->refs, 1);
+	atomic_fetch_add(&s->live, 1);
 	pthread_mutex_lock(&o->lock);
 	p->next = o->pipes;
 	o->pipes = p;
@@ -187,7 +240,7 @@ int relay_pipe_start(struct relay_owner *o, struct rdmig_conn *conn, int fd, con
 	ret = -pthread_create(&t, &attr, pipe_up, p);
 	if (ret) {
 		rdmig_seterr_errno(err, ret, "%s: thread", name);
-		pipe_fail(p, err);
+		relay_set_fail(s, err);
 		atomic_store(&p->threads, 1); /* only this call's put is left */
 		pipe_put(p);
 		pthread_attr_destroy(&attr);
@@ -197,7 +250,7 @@ int relay_pipe_start(struct relay_owner *o, struct rdmig_conn *conn, int fd, con
 	pthread_attr_destroy(&attr);
 	if (ret) {
 		rdmig_seterr_errno(err, ret, "%s: thread", name);
-		pipe_fail(p, err);
+		relay_set_fail(s, err);
 		pipe_put(p); /* pipe_up exits after the fail and puts the last reference */
 		return ret;
 	}
@@ -242,7 +295,7 @@ void relay_owner_stop(struct relay_owner *o)
 	pthread_mutex_lock(&o->lock);
 	o->stopping = true;
 	for (struct relay_pipe *p = o->pipes; p; p = p->next)
-		pipe_fail(p, &e);
+		set_fail_locked(p->set, &e);
 	while (o->live)
 		pthread_cond_wait(&o->cond, &o->lock);
 	pthread_mutex_unlock(&o->lock);

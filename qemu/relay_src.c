@@ -2,7 +2,9 @@
 /*
  * Source relay: the unix socket QEMU's `migrate unix:PATH` connects to.
  * One accept thread turns every QEMU connection into a stream to the
- * destination relay, strictly one after the other (relay.h says why).
+ * destination relay, strictly one after the other (relay.h says why), on
+ * the next free channel of the current stream set. That thread alone
+ * opens, binds and retires sets; the pipes on a set keep it alive after.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,52 +25,98 @@ struct rdmig_relay_src {
 	struct rdmig_xport_cfg xcfg;
 	char host[256];
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	unsigned streams; /* channels of each set */
 	int lfd;
 	int wake; /* eventfd: stop */
 	pthread_t thread;
 	bool thread_started;
 };
 
-/* One QEMU connection: open the rdmig stream and wait for the destination's go. */
-static int src_open_stream(struct rdmig_relay_src *r, int fd, unsigned idx, struct rdmig_err *err)
+/* How often the accept thread looks whether an idle set can go. */
+#define IDLE_CHECK_MS 1000
+
+/* Connect a new set and have the destination relay take it. */
+static int src_set_open(struct rdmig_relay_src *r, struct relay_set **out, struct rdmig_err *err)
 {
 	struct rdmig_conn *c = NULL;
-	char name[48];
 	int ret;
 
+	*out = NULL;
 	ret = rdmig_connect(&r->xcfg, &c, err);
 	if (ret) {
-		rdmig_err_prefix(err, "stream %u: destination relay %s:%u", idx, r->host,
-				 r->xcfg.port);
-		goto out_close;
+		rdmig_err_prefix(err, "destination relay %s:%u", r->host, r->xcfg.port);
+		return ret;
 	}
-	ret = relay_hello(c, RELAY_STREAM, idx, err);
+	ret = relay_hello(c, RELAY_SET, err);
 	if (ret) {
-		rdmig_err_prefix(err, "stream %u", idx);
-		goto out_destroy;
+		rdmig_conn_destroy(c);
+		return ret;
 	}
-	snprintf(name, sizeof(name), "src stream %u", idx);
-	return relay_pipe_start(&r->owner, c, fd, name, err);
-
-out_destroy:
-	rdmig_conn_destroy(c);
-out_close:
-	close(fd);
+	ret = relay_set_new(&r->owner, c, out, err);
+	if (!ret)
+		log_info("stream set %u: %u channels to %s:%u", (*out)->id, (*out)->nchan, r->host,
+			 r->xcfg.port);
 	return ret;
+}
+
+/*
+ * A set takes no more streams once every channel is taken, it broke, or
+ * every stream on it has ended (that migration is over: the next one gets
+ * a fresh set rather than the leftovers of an old one).
+ */
+static bool set_open_for_more(struct relay_set *s)
+{
+	return s && !atomic_load(&s->failed) && !rdmig_conn_failed(s->conn, NULL) &&
+	       s->used < s->nchan && !(s->used && !atomic_load(&s->live));
+}
+
+/* One QEMU connection: a channel of the current set, and the destination's go. */
+static int src_open_stream(struct rdmig_relay_src *r, struct relay_set **cur, int fd, unsigned idx,
+			   struct rdmig_err *err)
+{
+	struct relay_set *s;
+	unsigned chan;
+	char name[RELAY_NAME_MAX];
+	int ret;
+
+	if (!set_open_for_more(*cur)) {
+		relay_set_put(*cur);
+		ret = src_set_open(r, cur, err);
+		if (ret) {
+			rdmig_err_prefix(err, "stream %u", idx);
+			close(fd);
+			return ret;
+		}
+	}
+	s = *cur;
+	chan = s->used++;
+	ret = relay_stream_open(s->conn, chan, idx, err);
+	if (ret) {
+		rdmig_err_prefix(err, "stream %u (set %u, channel %u)", idx, s->id, chan);
+		/* A refusal leaves the set usable; anything else, its control channel is lost. */
+		if (ret != -EREMOTEIO)
+			relay_set_fail(s, err);
+		close(fd);
+		return ret;
+	}
+	snprintf(name, sizeof(name), "src stream %u (set %u, channel %u)", idx, s->id, chan);
+	return relay_pipe_start(s, chan, fd, name, err);
 }
 
 static void *src_accept_thread(void *arg)
 {
 	struct rdmig_relay_src *r = arg;
+	struct relay_set *cur = NULL;
 	unsigned idx = 0;
 
 	for (;;) {
 		struct pollfd pf[2] = {{.fd = r->lfd, .events = POLLIN},
 				       {.fd = r->wake, .events = POLLIN}};
 		struct rdmig_err err = RDMIG_ERR_INIT;
-		int fd;
+		int fd, n;
 
-		if (poll(pf, 2, -1) < 0) {
+		n = poll(pf, 2, cur ? IDLE_CHECK_MS : -1);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			rdmig_seterr_errno(&err, rdmig_neg_errno(), "relay: poll");
@@ -77,6 +125,14 @@ static void *src_accept_thread(void *arg)
 		}
 		if (pf[1].revents)
 			break;
+		if (n == 0) {
+			/* Nothing more will ever use a used-up set: close it, the peer's too. */
+			if (!set_open_for_more(cur)) {
+				relay_set_put(cur);
+				cur = NULL;
+			}
+			continue;
+		}
 		fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
@@ -86,9 +142,10 @@ static void *src_accept_thread(void *arg)
 			break;
 		}
 		/* Serial on purpose: the destination sees QEMU's connections in order. */
-		if (src_open_stream(r, fd, idx++, &err))
+		if (src_open_stream(r, &cur, fd, idx++, &err))
 			relay_owner_error(&r->owner, &err);
 	}
+	relay_set_put(cur);
 	return NULL;
 }
 
@@ -167,6 +224,11 @@ int rdmig_relay_src_start(const struct rdmig_relay_src_cfg *cfg, struct rdmig_re
 				    cfg->path, sizeof(r->path) - 1);
 	if (!xcfg->host || !*xcfg->host || !xcfg->port)
 		return rdmig_seterr(err, -EINVAL, "relay: destination address and port needed");
+	if (cfg->streams > RDMIG_MAX_CHANNELS)
+		return rdmig_seterr(err, -EINVAL,
+				    "relay: %u streams per connection: at most %u (the data "
+				    "channels of one rdmig connection)",
+				    cfg->streams, RDMIG_MAX_CHANNELS);
 	ret = rdmig_relay_sock_mode_check(mode, err);
 	if (ret)
 		return ret;
@@ -181,7 +243,8 @@ int rdmig_relay_src_start(const struct rdmig_relay_src_cfg *cfg, struct rdmig_re
 	r->xcfg = *xcfg;
 	snprintf(r->host, sizeof(r->host), "%s", xcfg->host);
 	r->xcfg.host = r->host;
-	r->xcfg.channels = 1;
+	r->streams = cfg->streams ? cfg->streams : 1;
+	r->xcfg.channels = r->streams;
 	snprintf(r->path, sizeof(r->path), "%s", cfg->path);
 
 	r->wake = eventfd(0, EFD_CLOEXEC);
@@ -251,14 +314,25 @@ bool rdmig_relay_src_error(struct rdmig_relay_src *r, struct rdmig_err *out)
 	return true;
 }
 
-unsigned rdmig_relay_src_streams(struct rdmig_relay_src *r)
+/* One of the owner's counters, read under its lock. */
+static unsigned owner_count(struct rdmig_relay_src *r, const unsigned *counter)
 {
 	unsigned n;
 
 	pthread_mutex_lock(&r->owner.lock);
-	n = r->owner.opened;
+	n = *counter;
 	pthread_mutex_unlock(&r->owner.lock);
 	return n;
+}
+
+unsigned rdmig_relay_src_streams(struct rdmig_relay_src *r)
+{
+	return owner_count(r, &r->owner.opened);
+}
+
+unsigned rdmig_relay_src_sets(struct rdmig_relay_src *r)
+{
+	return owner_count(r, &r->owner.sets);
 }
 
 void rdmig_relay_src_bytes(struct rdmig_relay_src *r, uint64_t *up, uint64_t *down)

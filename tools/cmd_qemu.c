@@ -148,17 +148,26 @@ static void usage_src(FILE *f)
 {
 	fprintf(f,
 		"Usage: rdmig qemu src --connect ADDR[:PORT] --socket PATH [--backend rdma|tcp]\n"
-		"         [--key-file PATH] [--tls] [--socket-mode MODE] [--socket-group GROUP]\n"
+		"         [--streams N] [--key-file PATH] [--tls] [--socket-mode MODE]\n"
+		"         [--socket-group GROUP]\n"
 		"\n"
 		"Serve the unix socket PATH for the source QEMU (`migrate unix:PATH`); every\n"
 		"connection QEMU opens (main channel, return path, each multifd channel) is\n"
-		"carried as its own rdmig stream to `rdmig qemu dst` at ADDR (default port %d).\n"
-		"Runs until SIGINT/SIGTERM. `rdmig qemu migrate` starts one of these itself.\n"
+		"carried as an rdmig stream to `rdmig qemu dst` at ADDR (default port %d),\n"
+		"on a channel of one rdmig connection (a stream set) opened and authenticated\n"
+		"once for N of them. Runs until SIGINT/SIGTERM. `rdmig qemu migrate` starts\n"
+		"one of these itself.\n"
 		"\n"
 		"  -c, --connect ADDR[:PORT]  destination relay\n"
 		"  -s, --socket PATH          unix socket to serve\n"
-		"  -b, --backend B            rdma or tcp (default tcp)\n" KEY_HELP SOCKET_HELP,
-		RDMIG_DEFAULT_PORT);
+		"  -b, --backend B            rdma or tcp (default tcp)\n"
+		"  -n, --streams N            connections QEMU opens per migration, carried by\n"
+		"                             one rdmig connection (1..%d, default 1): multifd\n"
+		"                             channels + 1 with multifd, else 1; +1 with\n"
+		"                             postcopy-preempt. More connections than N open\n"
+		"                             another rdmig connection: it still works\n" KEY_HELP
+		    SOCKET_HELP,
+		RDMIG_DEFAULT_PORT, RDMIG_MAX_CHANNELS);
 }
 
 static int qemu_src(int argc, char **argv)
@@ -167,6 +176,7 @@ static int qemu_src(int argc, char **argv)
 	    {"connect", required_argument, NULL, 'c'},
 	    {"socket", required_argument, NULL, 's'},
 	    {"backend", required_argument, NULL, 'b'},
+	    {"streams", required_argument, NULL, 'n'},
 	    {"key-file", required_argument, NULL, OPT_KEY_FILE},
 	    {"tls", no_argument, NULL, OPT_TLS},
 	    {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
@@ -179,10 +189,11 @@ static int qemu_src(int argc, char **argv)
 	const char *peer = NULL;
 	struct qemu_sec sec = {0};
 	char host[256];
+	uint64_t v;
 	int opt, rc;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "c:s:b:h", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:s:b:n:h", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			peer = optarg;
@@ -193,6 +204,11 @@ static int qemu_src(int argc, char **argv)
 		case 'b':
 			if (rdmig_backend_parse(optarg, &cfg.xport.backend, &err))
 				return cli_usage_error("qemu src", "%s", err.msg);
+			break;
+		case 'n':
+			if (rdmig_parse_uint(optarg, 1, RDMIG_MAX_CHANNELS, &v, &err))
+				return cli_usage_error("qemu src", "--streams: %s", err.msg);
+			cfg.streams = (unsigned)v;
 			break;
 		case 'h':
 			usage_src(stdout);
@@ -224,9 +240,11 @@ static int qemu_src(int argc, char **argv)
 		rdmig_auth_key_wipe(&sec.key);
 		return RDMIG_EXIT_FAIL;
 	}
-	fprintf(stderr, "rdmig qemu src: serving %s -> %s port %u over %s%s\n", cfg.path, host,
-		cfg.xport.port, rdmig_backend_name(cfg.xport.backend),
-		cfg.xport.tls ? " (TLS)" : "");
+	fprintf(stderr,
+		"rdmig qemu src: serving %s -> %s port %u over %s%s, %u stream(s) per rdmig "
+		"connection\n",
+		cfg.path, host, cfg.xport.port, rdmig_backend_name(cfg.xport.backend),
+		cfg.xport.tls ? " (TLS)" : "", cfg.streams ? cfg.streams : 1);
 	while (!cli_cancel)
 		pause();
 	rdmig_relay_src_stop(r, 0);
@@ -432,6 +450,7 @@ static void print_json(const struct rdmig_qemu_migrate_opts *o,
 	/* QEMU reports Mbit/s (10^6). */
 	cli_jset(j, "avg_gbps", cli_jreal(r->mbps / 1000, 4));
 	cli_jset(j, "streams", json_integer(r->streams));
+	cli_jset(j, "relay_connections", json_integer(r->sets));
 	cli_jset(j, "passes", json_integer(r->passes));
 	cli_jset(j, "migration", cli_jstr(r->mig_status));
 	cli_jset(j, "src_status", cli_jstr(r->src_status));
@@ -614,10 +633,10 @@ static int qemu_migrate(int argc, char **argv)
 	else
 		fprintf(stderr,
 			"rdmig qemu migrate: completed in %" PRId64 " ms (downtime %" PRId64
-			" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s)%s; destination "
-			"%s\n",
+			" ms), %.1f MiB sent in %u pass(es) over %u %s stream(s) on %u "
+			"connection(s)%s; destination %s\n",
 			res.total_ms, res.downtime_ms, res.transferred / 1048576.0, res.passes,
-			res.streams, rdmig_backend_name(o.xport.backend),
+			res.streams, rdmig_backend_name(o.xport.backend), res.sets,
 			res.postcopy ? (res.recoveries ? ", through post-copy (recovered)"
 						       : ", through post-copy")
 				     : "",

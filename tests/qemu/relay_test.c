@@ -3,7 +3,9 @@
  * QEMU tier: stock QEMU migrating through the rdmig relay (`rdmig qemu ...`).
  *
  *   plain        one stream, destination -incoming unix:PATH, integrity check
- *   multifd      --multifd 4 (5 streams), destination -incoming defer, integrity
+ *   multifd      --multifd 4 (5 streams), destination -incoming defer, integrity;
+ *                the 5 streams share one rdmig connection: one handshake of 5
+ *                channels on the destination relay, not five
  *   kill_relay   the destination relay is killed mid-migration: the orchestrator
  *                fails with a clear message, the source keeps running, and a
  *                second migration to a fresh destination passes the integrity check
@@ -20,6 +22,13 @@
  *                migrate` and an unkeyed source relay are refused, the
  *                destination stays in inmigrate; then a keyed migration
  *                through that relay passes the integrity check
+ *   fallback     `rdmig qemu src --streams 2` fed 5 connections at once (more
+ *                than one stream set holds): 3 sets on the destination relay,
+ *                every connection and every byte reaches its incoming socket
+ *   set_break    `rdmig qemu src --streams 4` with one connection: the
+ *                destination relay killed, the source relay shuts that
+ *                connection down, and the next one takes a new set to a relay
+ *                restarted on the same address
  *   socket_perms `rdmig qemu src --socket-mode/--socket-group` give the socket
  *                that mode and group (stat), other users cannot connect, bad
  *                values are usage errors
@@ -326,6 +335,54 @@ int log_mentions(struct qh_proc *p, const char *want)
 	return 0;
 }
 
+/* Lines of `p`'s log (stderr) that contain both `a` and `b`; -1 if unreadable. */
+int log_count(struct qh_proc *p, const char *a, const char *b)
+{
+	char *log = qh_read_text(p->log);
+	int n = 0;
+
+	if (!log)
+		return -1;
+	for (char *line = log, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (strstr(line, a) && strstr(line, b))
+			n++;
+	}
+	free(log);
+	return n;
+}
+
+/*
+ * A destination relay whose log says what it opened (RDMIG_LOG=info): its
+ * stream sets ("stream set N open: C channels") and the transport's
+ * handshakes ("... with C data channels ...: authenticating").
+ */
+int relay_start_verbose(struct qh_proc *p, const char *name, struct qh_vm *vm, unsigned *port)
+{
+	int rc;
+
+	setenv("RDMIG_LOG", "info", 1);
+	rc = relay_start(p, name, vm, true, port);
+	unsetenv("RDMIG_LOG");
+	return rc;
+}
+
+/* `p`'s log has exactly `want` lines with both `a` and `b`. */
+int expect_log_count(struct qh_proc *p, const char *a, const char *b, int want)
+{
+	int n = log_count(p, a, b);
+
+	if (n != want) {
+		qh_show_log(p);
+		return FAIL("%s's log has %d line(s) with \"%s\" and \"%s\", expected %d", p->name,
+			    n, a, b, want);
+	}
+	printf("  %s: %d line(s) with \"%s\" and \"%s\"\n", p->name, n, a, b);
+	return 0;
+}
+
 /* A relay variant of g_relay with another key file (NULL: none). */
 struct qh_relay keyed(const char *key_file)
 {
@@ -366,11 +423,25 @@ static int test_multifd(void)
 	    "--multifd", "4", "--max-bandwidth", "0", "--downtime-limit", "2s", NULL};
 	static struct qh_vm src, dst;
 	static struct qh_proc relay;
+	json_t *j = NULL;
 	unsigned port;
+	int rc;
 
-	if (pair_start(&src, &dst, QH_INCOMING_DEFER, &relay, &port))
+	if (vm_start(&src, "src", QH_SOURCE) || vm_start(&dst, "dst", QH_INCOMING_DEFER) ||
+	    relay_start_verbose(&relay, "relay", &dst, &port) || expect_guest_running(&src))
 		return -1;
-	return migrate_ok(&src, &dst, port, extra, 5);
+	rc = migrate_run(&src, &dst, port, extra, 5, &j);
+	if (!rc && json_integer_value(json_object_get(j, "relay_connections")) != 1)
+		rc = FAIL("the source relay opened %lld rdmig connections, expected 1",
+			  json_integer_value(json_object_get(j, "relay_connections")));
+	json_decref(j);
+	/* The destination's own count: one set of 5 channels, five streams on it. */
+	if (rc || expect_log_count(&relay, "stream set ", " open: ", 1) ||
+	    expect_log_count(&relay, "stream set 1 open: ", "5 channels", 1) ||
+	    expect_log_count(&relay, "with 5 data channels", "authenticating", 1) ||
+	    expect_log_count(&relay, "(set 1, channel", "): open", 5))
+		return -1;
+	return 0;
 }
 
 /* Under way: QEMU's query-migrate says active with more than 2 MiB sent. */
@@ -503,6 +574,8 @@ static const struct qh_test tests[] = {{"plain", test_plain},
 				       {"bad_input", test_bad_input},
 				       {"auth_sink", test_auth_sink},
 				       {"auth_qemu", test_auth_qemu},
+				       {"fallback", test_fallback},
+				       {"set_break", test_set_break},
 				       {"socket_perms", test_socket_perms},
 				       {"idle_control", test_idle_control},
 				       {"dst_fails", test_dst_fails},

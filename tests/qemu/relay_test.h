@@ -48,6 +48,9 @@ int migrate_fails_as(const struct qh_relay *r, const char *qmp, unsigned port,
 json_t *summary_of(struct qh_proc *m);
 int expect_jstr(json_t *j, const char *key, const char *want);
 int log_mentions(struct qh_proc *p, const char *want);
+int log_count(struct qh_proc *p, const char *a, const char *b);
+int expect_log_count(struct qh_proc *p, const char *a, const char *b, int want);
+int relay_start_verbose(struct qh_proc *p, const char *name, struct qh_vm *vm, unsigned *port);
 struct qh_relay keyed(const char *key_file);
 
 /* ---- relay_test.c */
@@ -58,6 +61,8 @@ int pair_start(struct qh_vm *src, struct qh_vm *dst, enum qh_incoming incoming,
 int make_key(const char *path);
 int test_auth_sink(void);
 int test_auth_qemu(void);
+int test_fallback(void);
+int test_set_break(void);
 int test_socket_perms(void);
 int test_idle_control(void);
 

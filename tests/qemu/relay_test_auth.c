@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * QEMU tier, relay_test (relay_test.c has the overview): authentication
- * on every relay path, the source relay's socket permissions, and control
- * sessions that go silent.
+ * on every relay path, the source relay's socket (its permissions, and more
+ * connections than one stream set holds), and control sessions that go
+ * silent.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -232,6 +233,170 @@ int test_auth_sink(void)
 	}
 	rc = 0;
 out:
+	qh_sink_stop(&sk);
+	return rc;
+}
+
+/* Send "QEVM" and `n` more bytes on `fd`; -1 (having failed the test) if it cannot. */
+static int feed(int fd, size_t n, const char *what)
+{
+	static char chunk[64 * 1024];
+
+	memset(chunk, 0xa5, sizeof(chunk));
+	if (send(fd, "QEVM", 4, MSG_NOSIGNAL) != 4)
+		return FAIL("%s: send: %s", what, strerror(errno));
+	while (n) {
+		ssize_t w = send(fd, chunk, n < sizeof(chunk) ? n : sizeof(chunk), MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return FAIL("%s: send: %s", what, strerror(errno));
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Connect to the source relay's socket; -1 (having failed the test) if it cannot. */
+static int sock_connect(const char *sock)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || !sun_of(&sa, sock) || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		if (fd >= 0)
+			close(fd);
+		return FAIL("connect to %s: %s", sock, strerror(errno));
+	}
+	return fd;
+}
+
+/*
+ * `rdmig qemu src --streams 2` taking 5 connections that are all open at
+ * once, as QEMU's multifd channels are: the source relay must open another
+ * stream set whenever one is full (3 sets of 2 channels), and every
+ * connection must reach the destination's incoming socket with all its
+ * bytes, its end of stream passed back.
+ */
+int test_fallback(void)
+{
+	enum { CONNS = 5 };
+	static const char *const two[] = {"--streams", "2", NULL};
+	static struct qh_proc relay, src;
+	static char chunk[64 * 1024];
+	const size_t n = 256 << 10;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct timeval tv = {.tv_sec = 20};
+	int fds[CONNS], rc = -1, i;
+	char path[QH_PATH], sock[QH_PATH];
+	struct qh_sink sk;
+	unsigned port;
+
+	for (i = 0; i < CONNS; i++)
+		fds[i] = -1;
+	snprintf(path, sizeof(path), "%s/sink-fallback.in", qh_tmp());
+	snprintf(sock, sizeof(sock), "%s/src-fallback.sock", qh_tmp());
+	if (qh_sink_start(&sk, path, &err))
+		return FAIL("%s", err.msg);
+	setenv("RDMIG_LOG", "info", 1);
+	rc = qh_relay_dst_spawn(&relay, "relay-fallback", &g_relay, path, NULL, NULL, &port, &err);
+	unsetenv("RDMIG_LOG");
+	if (rc || qh_relay_src_start(&src, "src-fallback", &g_relay, port, sock, two, &err)) {
+		rc = FAIL("%s", err.msg);
+		goto out;
+	}
+	rc = -1;
+	for (i = 0; i < CONNS; i++) {
+		fds[i] = sock_connect(sock);
+		if (fds[i] < 0 || feed(fds[i], n, "a connection"))
+			goto out;
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	printf("  %d connections open at once, %zu bytes each\n", CONNS, n + 4);
+	if (sink_saw(&sk, CONNS, CONNS * (uint64_t)(n + 4)))
+		goto out;
+	/* End of stream each way: the sink closes, the relay passes it back. */
+	for (i = 0; i < CONNS; i++) {
+		shutdown(fds[i], SHUT_WR);
+		if (recv(fds[i], chunk, sizeof(chunk), 0) != 0) {
+			FAIL("connection %d: no end of stream from the source relay", i);
+			goto out;
+		}
+	}
+	if (expect_log_count(&relay, "stream set ", " open: 2 channels", 3) ||
+	    expect_log_count(&relay, "with 2 data channels", "authenticating", 3) ||
+	    expect_log_count(&relay, ", channel ", "): open", CONNS) || qh_exited(&src))
+		goto out;
+	rc = 0;
+out:
+	for (i = 0; i < CONNS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	qh_sink_stop(&sk);
+	return rc;
+}
+
+/*
+ * A stream set that breaks with channels to spare: `rdmig qemu src --streams
+ * 4` carries one connection, the destination relay is killed, and the
+ * source relay must shut that connection down (as QEMU needs to notice) and
+ * carry the next connection on a new set to the relay restarted on the same
+ * address, never on a channel of the broken one.
+ */
+int test_set_break(void)
+{
+	static const char *const four[] = {"--streams", "4", NULL};
+	static struct qh_proc relay, relay2, src;
+	const size_t n = 64 << 10;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	struct timeval tv = {.tv_sec = 20};
+	char path[QH_PATH], sock[QH_PATH], listen[300], buf[256];
+	const char *const same_port[] = {"--listen", listen, NULL};
+	int a = -1, b = -1, rc = -1;
+	unsigned port, port2;
+	struct qh_sink sk;
+	ssize_t r;
+
+	snprintf(path, sizeof(path), "%s/sink-break.in", qh_tmp());
+	snprintf(sock, sizeof(sock), "%s/src-break.sock", qh_tmp());
+	if (qh_sink_start(&sk, path, &err))
+		return FAIL("%s", err.msg);
+	if (qh_relay_dst_spawn(&relay, "relay-break", &g_relay, path, NULL, NULL, &port, &err) ||
+	    qh_relay_src_start(&src, "src-break", &g_relay, port, sock, four, &err)) {
+		FAIL("%s", err.msg);
+		goto out;
+	}
+	a = sock_connect(sock);
+	if (a < 0 || feed(a, n, "first connection") || sink_saw(&sk, 1, n + 4))
+		goto out;
+	qh_kill(&relay);
+	printf("  killed the destination relay with 1 of 4 channels in use\n");
+	setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r = recv(a, buf, sizeof(buf), 0);
+	if (r > 0 || (r < 0 && errno == EAGAIN)) {
+		FAIL("the source relay did not shut the broken set's connection down");
+		goto out;
+	}
+	printf("  the source relay shut its connection down\n");
+	snprintf(listen, sizeof(listen), "%s:%u", g_relay.host, port);
+	setenv("RDMIG_LOG", "info", 1);
+	rc = qh_relay_dst_spawn(&relay2, "relay-break2", &g_relay, path, NULL, same_port, &port2,
+				&err);
+	unsetenv("RDMIG_LOG");
+	if (rc || port2 != port) {
+		rc = rc ? FAIL("%s", err.msg) : FAIL("restarted on port %u, not %u", port2, port);
+		goto out;
+	}
+	rc = -1;
+	b = sock_connect(sock);
+	if (b < 0 || feed(b, n, "second connection") || sink_saw(&sk, 2, 2 * (n + 4)) ||
+	    expect_log_count(&relay2, "stream set 1 open: ", "4 channels", 1) ||
+	    expect_log_count(&relay2, "(set 1, channel 0)", "): open", 1))
+		goto out;
+	rc = 0;
+out:
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
 	qh_sink_stop(&sk);
 	return rc;
 }
