@@ -247,13 +247,17 @@ expect "destination domain state: running (virsh domstate: $st)" [ "$st" = runni
 expect "guest persistent on the destination" persistent dst
 expect "guest runs on the destination (its counter moves)" lv_guest_runs dst
 want=$((LV_PARALLEL + 1))
-ns=$(grep -c 'src stream [0-9]*: open' "$LV_DIR/src/relay.log")
-nd=$(grep -c 'dst stream [0-9]*: open' "$LV_DIR/dst/relay.log")
+ns=$(grep -c 'src stream [0-9]* (set [0-9]*, channel [0-9]*): open' "$LV_DIR/src/relay.log")
+nd=$(grep -c 'dst stream [0-9]* (set [0-9]*, channel [0-9]*): open' "$LV_DIR/dst/relay.log")
 if [ "$nd" -eq "$want" ] && [ "$ns" -ge "$want" ]; then
 	pass "$nd streams through the relays (main channel + $LV_PARALLEL multifd)"
 else
 	fail "streams: source relay opened $ns, destination relay $nd, expected $want"
 fi
+# --streams $want: every connection of this migration on one rdmig
+# connection, one handshake (the destination relay's log is this run's).
+sets=$(grep -c "stream set [0-9]* open: $want channels" "$LV_DIR/dst/relay.log")
+expect "one stream set of $want channels on the destination relay (got $sets)" [ "$sets" -eq 1 ]
 
 step "memory: guest paused on the destination, range dumped and checked"
 lv_virsh dst suspend "$LV_DOM" >/dev/null || fail "virsh suspend on the destination"

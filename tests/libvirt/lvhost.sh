@@ -323,10 +323,12 @@ lv_relay_dst() {
 
 # lv_relay_src NAME RDMIG: `rdmig qemu src` on host NAME at $LV_SOCK, carrying
 # every connection of the source QEMU to the destination relay, once QEMU
-# may connect to it.
+# may connect to it. As docs/integration.md says: one stream set of the
+# main channel + $LV_PARALLEL multifd channels per migration.
 lv_relay_src() {
 	lv_relay "$1" lv_src_ready "$2" qemu src --connect "$LV_NET.2:$LV_RELAY_PORT" \
-		--socket "$LV_SOCK" --key-file "$LV_DIR/relay.key" "${LV_RELAY_SOCK_OPTS[@]}"
+		--socket "$LV_SOCK" --key-file "$LV_DIR/relay.key" --streams $((LV_PARALLEL + 1)) \
+		"${LV_RELAY_SOCK_OPTS[@]}"
 }
 
 # lv_relay_stop NAME [SIGNAL]: stop the relay of host NAME with SIGNAL (TERM),
