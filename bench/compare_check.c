@@ -9,8 +9,8 @@
  * idle, throttle, qemu, qemu_written and not_run as arrays, a tcp row in
  * raw_limits and idle, the three write-heavy runs (baseline, adaptive, step)
  * completed with numeric total_ms, downtime_ms and guest_work, every QEMU
- * row with a status, every written-guest row saying whether it was checked,
- * and that OUT/results.md exists, every .json file in OUT/raw parses and so
+ * row with a status, every written-guest row saying whether it was checked
+ * and how busy the host's CPUs were while it ran, and that OUT/results.md exists, every .json file in OUT/raw parses and so
  * does every line starting with '{' of every .jsonl file there.
  * Never looks at the figures: speed depends on the machine.
  * Exit status: 0 pass, 1 fail, 2 usage.
@@ -138,7 +138,8 @@ int main(int argc, char **argv)
 	if ((a = array(root, "qemu_written")))
 		json_array_foreach(a, i, row) CHECK(
 		    json_is_string(json_object_get(row, "status")) && has_number(row, "total_ms") &&
-			json_is_boolean(json_object_get(row, "checked")),
+			json_is_boolean(json_object_get(row, "checked")) &&
+			has_number(json_object_get(row, "cpu"), "host_busy"),
 		    "qemu_written[%zu] incomplete", i);
 	array(root, "not_run");
 	json_decref(root);

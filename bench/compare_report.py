@@ -181,6 +181,19 @@ for v in qv:
               f"{f((r.get('transferred') or 0) / 2**20)} | {f(r.get('mbps'))} | {pv or '-'} | "
               f"{'-' if rt is None else rt} | {'-' if tgt is None else op + ' ' + str(tgt)} |")
 
+def busy_pct(r):
+    """qemu_migrate's host_busy as a percentage, or '-'."""
+    b = (r.get("cpu") or {}).get("host_busy")
+    return "-" if b is None or b < 0 else f"{b * 100:.0f} %"
+
+
+def relay_cpu(r):
+    """The two relays' CPU ms over the migration (relay mode), or '-'."""
+    c = r.get("cpu") or {}
+    v = [c.get("src_relay_ms"), c.get("dst_relay_ms")]
+    return "-" if None in v or min(v) < 0 else f(sum(v), 0)
+
+
 # ---- 5. QEMU, the written guest ----
 wv = ["wg-qemu-tcp-1", "wg-relay-tcp-1", "wg-qemu-tcp-4", "wg-relay-tcp-4",
       "wg-qemu-rdma-1", "wg-relay-rdma-1"]
@@ -193,10 +206,13 @@ if w:
     md.append("A guest whose every dword of RAM was written once (tests/qemu/guest.S built with "
               "FILL), then idle; the migration starts once the fill is done, and every dword of "
               "the destination is compared afterwards (checked). Figures from the source QEMU's "
-              "query-migrate. Ratio: total time over QEMU's own transport's, in this run.\n")
+              "query-migrate. Ratio: total time over QEMU's own transport's, in this run. "
+              "Host busy: the share of all CPUs busy while the migration ran (100 %: "
+              "CPU-bound); relays' CPU: the two rdmig processes' CPU time over it.\n")
     md.append("| variant | status | MiB written | checked | total ms | downtime ms | "
-              "MiB transferred | Mb/s | peer | total / peer's | target | met |")
-    md.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+              "MiB transferred | Mb/s | host busy | relays' CPU ms | peer | total / peer's | "
+              "target | met |")
+    md.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for v in wv:
     if v not in w:
         continue
@@ -212,8 +228,8 @@ for v in wv:
     md.append(f"| {v} | {r.get('status')} | {r.get('fill_mib', '-')} | "
               f"{'yes' if r.get('checked') else 'NO'} | {f(r.get('total_ms'), 0)} | "
               f"{f(r.get('downtime_ms'), 0)} | {f((r.get('transferred') or 0) / 2**20)} | "
-              f"{f(r.get('mbps'))} | {pv or '-'} | {'-' if rt is None else rt} | "
-              f"{'-' if tgt is None else '<= ' + str(tgt)} | "
+              f"{f(r.get('mbps'))} | {busy_pct(r)} | {relay_cpu(r)} | {pv or '-'} | "
+              f"{'-' if rt is None else rt} | {'-' if tgt is None else '<= ' + str(tgt)} | "
               f"{'-' if met is None else ('yes' if met else 'NO')} |")
 
 if res["not_run"]:

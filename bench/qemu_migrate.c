@@ -19,7 +19,10 @@
  * (`t_ms transferred_bytes mbps status`). The result is one JSON object on
  * stdout, taken from the source's final query-migrate (the same figures for
  * every variant): total_ms, downtime_ms, setup_ms, transferred, mbps, plus
- * the relay's own JSON result in "rdmig" for the relay mode.
+ * the relay's own JSON result in "rdmig" for the relay mode, and "cpu": the
+ * CPU time each process spent and how busy the whole host was while the
+ * migration ran (a ratio against QEMU's own transport means little unless
+ * it says whether both runs had CPU to spare).
  *
  * --fill MIB: IMG is the written guest (guest.S built with FILL, MIB of RAM
  * written once, then idle). The migration starts once the guest has written
@@ -111,6 +114,92 @@ static bool on_poll(json_t *info, void *arg)
 	return false;
 }
 
+/*
+ * CPU accounting. A process's user + system time comes from /proc/PID/stat,
+ * which stays readable until the process is reaped, so an orchestrator that
+ * has just exited still counts. The host's share of busy CPU comes from
+ * /proc/stat's first line: busy = user + nice + system + irq + softirq +
+ * steal, out of that plus idle and iowait (guest time is inside user).
+ */
+static double proc_cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	size_t n;
+	FILE *f;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* The command name may hold spaces and ')': the fields start after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int host_cpu(unsigned long long *busy, unsigned long long *all)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8)
+		return -1;
+	*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+	*all = *busy + v[3] + v[4];
+	return 0;
+}
+
+struct cpu_mark {
+	double t;
+	unsigned long long busy, all;
+	double ms[4]; /* source QEMU, destination QEMU, source relay, destination relay */
+};
+
+static void cpu_mark(struct cpu_mark *m, const pid_t pids[4])
+{
+	m->t = rdmig_now_s();
+	if (host_cpu(&m->busy, &m->all))
+		m->busy = m->all = 0;
+	for (int i = 0; i < 4; i++)
+		m->ms[i] = proc_cpu_ms(pids[i]);
+}
+
+/*
+ * The "cpu" object: wall time from the start of the migration to its end,
+ * the host's busy share over it (1.0: every CPU busy) and each process's CPU
+ * time over it; the relays are `rdmig qemu migrate`, which holds the source
+ * relay, and `rdmig qemu dst`, present in relay mode only. -1: not readable.
+ */
+static json_t *cpu_json(const struct cpu_mark *a, const struct cpu_mark *b, bool relays)
+{
+	static const char *const names[4] = {"src_qemu_ms", "dst_qemu_ms", "src_relay_ms",
+					     "dst_relay_ms"};
+	double busy =
+	    b->all > a->all ? (double)(b->busy - a->busy) / (double)(b->all - a->all) : -1;
+	json_t *j = json_pack("{s:f, s:f, s:i}", "wall_ms", (b->t - a->t) * 1e3, "host_busy", busy,
+			      "ncpu", (int)sysconf(_SC_NPROCESSORS_ONLN));
+
+	for (int i = 0; j && i < (relays ? 4 : 2); i++)
+		json_object_set_new(
+		    j, names[i],
+		    json_real(a->ms[i] < 0 || b->ms[i] < 0 ? -1 : b->ms[i] - a->ms[i]));
+	return j;
+}
+
 /* Start `rdmig qemu dst` for `dst` and `rdmig qemu migrate` from `src`. */
 static int start_relay(struct qh_proc *relay, struct qh_proc *orch, const struct qh_relay *r,
 		       struct qh_vm *src, struct qh_vm *dst, unsigned multifd, unsigned downtime)
@@ -170,7 +259,9 @@ int main(int argc, char **argv)
 	struct rdmig_err err = RDMIG_ERR_INIT;
 	struct poll_ctx pc = {0};
 	char disk[QH_PATH], uri[QH_PATH], status[64] = "";
-	json_t *last = NULL, *fin = NULL, *rj = NULL, *res;
+	json_t *last = NULL, *fin = NULL, *rj = NULL, *res, *cpu;
+	struct cpu_mark c0, c1;
+	pid_t pids[4];
 	int opt, ret, rc = 1;
 
 	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -274,10 +365,17 @@ int main(int argc, char **argv)
 	if (samples && !(pc.samples = fopen(samples, "w")))
 		return die("%s: %s", samples, strerror(errno)), 1;
 	pc.t0 = rdmig_now_s();
+	pids[0] = src.p.pid;
+	pids[1] = dst.p.pid;
+	pids[2] = orch.pid;
+	pids[3] = relay.pid;
+	cpu_mark(&c0, pids);
 	if (pc.samples)
 		fprintf(pc.samples, "0 0 0 start\n");
 	ret =
 	    qh_poll_migrate(&src, (int)poll_ms, (int)(timeout_s * 1000), on_poll, &pc, &last, &err);
+	cpu_mark(&c1, pids);
+	cpu = cpu_json(&c0, &c1, pc.orch != NULL);
 	if (last)
 		snprintf(status, sizeof(status), "%s", qh_mig_status(last));
 	if (ret == -ETIMEDOUT) {
@@ -337,6 +435,10 @@ int main(int argc, char **argv)
 			json_object_set_new(res, "fill_mib", json_integer(fill_mib));
 			json_object_set_new(res, "checked", json_boolean(checked));
 		}
+		if (res && cpu)
+			json_object_set_new(res, "cpu", cpu);
+		else
+			json_decref(cpu);
 		if (res && rj)
 			json_object_set_new(res, "rdmig", rj);
 		else
