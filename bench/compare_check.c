@@ -10,7 +10,8 @@
  * raw_limits and idle, the three write-heavy runs (baseline, adaptive, step)
  * completed with numeric total_ms, downtime_ms and guest_work, every QEMU
  * row with a status, every written-guest row saying whether it was checked
- * and how busy the host's CPUs were while it ran, and that OUT/results.md exists, every .json file in OUT/raw parses and so
+ * and how busy the host's CPUs were while it ran, and that OUT/results.md
+ * exists, every .json file in OUT/raw parses and so
  * does every line starting with '{' of every .jsonl file there.
  * Never looks at the figures: speed depends on the machine.
  * Exit status: 0 pass, 1 fail, 2 usage.
