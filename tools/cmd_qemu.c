@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* rdmig qemu src|dst|migrate: QEMU's migration carried over rdmig (qemu/relay.h). */
+/* rdmig qemu src|dst|migrate: QEMU's migration carried over rdmig (qemu/include/relay.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>

@@ -298,7 +298,7 @@ struct rdmig_mig_opts {
 	/* rdmig_mig_dest's testing hook: on GO, before the guest starts (ctx: ev_ctx). */
 	void (*test_dest_ram)(const struct rdmig_guest *g, void *ctx);
 	/*
-	 * NUMA placement (numa/plan.h), owned by the caller, NULL: none. Worker /
+	 * NUMA placement (numa/include/plan.h), owned by the caller, NULL: none. Worker /
 	 * receiver i pins itself to plan worker i; the destination binds region r
 	 * to the plan's region_node[r] before registering it.
 	 */
