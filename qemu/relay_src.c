@@ -25,7 +25,6 @@ struct rdmig_relay_src {
 	struct rdmig_xport_cfg xcfg;
 	char host[256];
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	unsigned streams; /* channels of each set */
 	int lfd;
 	int wake; /* eventfd: stop */
 	pthread_t thread;
@@ -243,8 +242,7 @@ int rdmig_relay_src_start(const struct rdmig_relay_src_cfg *cfg, struct rdmig_re
 	r->xcfg = *xcfg;
 	snprintf(r->host, sizeof(r->host), "%s", xcfg->host);
 	r->xcfg.host = r->host;
-	r->streams = cfg->streams ? cfg->streams : 1;
-	r->xcfg.channels = r->streams;
+	r->xcfg.channels = cfg->streams ? cfg->streams : 1; /* each set's channels */
 	snprintf(r->path, sizeof(r->path), "%s", cfg->path);
 
 	r->wake = eventfd(0, EFD_CLOEXEC);
