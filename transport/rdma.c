@@ -362,14 +362,29 @@ int rd_hello_accept(struct rd_chan *ch, const struct rdmig_wire_hello *h, struct
 	return 0;
 }
 
-void rd_rdma_conn_param(struct rdma_conn_param *p, const void *pdata, uint8_t len)
+static uint8_t min_u8(int dev, uint8_t peer)
+{
+	int v = dev < RD_MAX_RD_ATOM ? dev : RD_MAX_RD_ATOM;
+
+	if (v < 0)
+		v = 0;
+	return (uint8_t)(v < peer ? v : peer);
+}
+
+void rd_rdma_conn_param(struct rdma_conn_param *p, const struct rd_conn *rc, uint8_t peer_resp,
+			uint8_t peer_init, const void *pdata, uint8_t len)
 {
 	memset(p, 0, sizeof(*p));
 	p->private_data = pdata;
 	p->private_data_len = len;
-	/* Writes and sends only: no RDMA READ resources either way. */
-	p->responder_resources = 0;
-	p->initiator_depth = 0;
+	/*
+	 * Post-copy reads the peer's memory (rdmig_read), either way. The CM
+	 * grants the queue pair remote read access only with responder
+	 * resources; the peer's memory stays closed unless it registers a
+	 * region for reading and exposes it.
+	 */
+	p->responder_resources = min_u8(rc->dattr.max_qp_rd_atom, peer_resp);
+	p->initiator_depth = min_u8(rc->dattr.max_qp_init_rd_atom, peer_init);
 	p->flow_control = 1;
 	p->retry_count = 7;
 	/*
@@ -391,14 +406,18 @@ static int rd_reg(struct rdmig_conn *c, struct rdmig_region *r, struct rdmig_err
 	if (!rc->pd)
 		return rdmig_seterr(err, -ENOTCONN, "region '%s': connection not set up", r->name);
 	/*
-	 * Destination memory may be written by the peer, never read. Source
-	 * memory is only read by the device, but LOCAL_WRITE makes the kernel
+	 * Destination memory may be written by the peer; source memory is read
+	 * by the peer only in post-copy, when registered for it. Source memory
+	 * is otherwise only read by the local device, but LOCAL_WRITE makes the kernel
 	 * pin writable pages (breaking copy-on-write and zero-page sharing), so
 	 * later writes by the guest land in the very pages the device reads.
 	 */
 	access = IBV_ACCESS_LOCAL_WRITE;
 	if (r->flags & RDMIG_REG_REMOTE_WRITE)
 		access |= IBV_ACCESS_REMOTE_WRITE;
+	/* Post-copy source: the destination fetches the pages it still lacks. */
+	if (r->flags & RDMIG_REG_REMOTE_READ)
+		access |= IBV_ACCESS_REMOTE_READ;
 	mr = ibv_reg_mr(rc->pd, r->addr, r->len, access);
 	if (!mr) {
 		int ret = rdmig_neg_errno();
@@ -410,9 +429,10 @@ static int rd_reg(struct rdmig_conn *c, struct rdmig_region *r, struct rdmig_err
 	}
 	r->handle = mr;
 	r->rkey = mr->rkey;
-	log_debug("rdma: region '%s' %llu bytes at %p: lkey 0x%x rkey 0x%x%s", r->name,
+	log_debug("rdma: region '%s' %llu bytes at %p: lkey 0x%x rkey 0x%x%s%s", r->name,
 		  (unsigned long long)r->len, r->addr, mr->lkey, mr->rkey,
-		  (access & IBV_ACCESS_REMOTE_WRITE) ? " (remote write)" : "");
+		  (access & IBV_ACCESS_REMOTE_WRITE) ? " (remote write)" : "",
+		  (access & IBV_ACCESS_REMOTE_READ) ? " (remote read)" : "");
 	return 0;
 }
 
@@ -590,6 +610,7 @@ const struct rdmig_xport_ops rdmig_rdma_ops = {
     .write = rd_write,
     .fence = rd_fence,
     .wait_fence = rd_wait_fence,
+    .read = rd_read,
     .stream_send = rd_stream_send,
     .stream_recv = rd_stream_recv,
     .stream_shutdown = rd_stream_shutdown,

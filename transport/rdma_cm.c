@@ -199,7 +199,8 @@ static int connect_event(struct rd_conn *rc, const struct rdma_cm_event *ev, uns
 			return ret;
 		rd_hello_make(ch, &h);
 		rdmig_wire_cm_encode(pdata, RDMIG_MSG_HELLO, &h);
-		rd_rdma_conn_param(&p, pdata, sizeof(pdata));
+		rd_rdma_conn_param(&p, rc, RDMA_MAX_RESP_RES, RDMA_MAX_INIT_DEPTH, pdata,
+				   sizeof(pdata));
 		if (rdma_connect(ev->id, &p))
 			return rdmig_seterr_errno(err, rdmig_neg_errno(), "%s: rdma_connect",
 						  ch->name);
@@ -475,7 +476,7 @@ static struct rd_pending *pending_new(struct rd_listener *rl, const char *addr)
 
 /* A connect request (its event already acknowledged): validate and group it. */
 static void connect_request(struct rd_listener *rl, struct rdma_cm_id *id, const uint8_t *pdata,
-			    unsigned plen)
+			    unsigned plen, const struct rdma_conn_param *req)
 {
 	struct rdmig_err e = RDMIG_ERR_INIT;
 	struct rd_pending *g = NULL;
@@ -534,6 +535,8 @@ static void connect_request(struct rd_listener *rl, struct rdma_cm_id *id, const
 	}
 	g->id[slot] = id;
 	g->hello[slot] = h;
+	g->resp[slot] = req->responder_resources;
+	g->init[slot] = req->initiator_depth;
 	g->have++;
 	id->context = NULL;
 }
@@ -579,11 +582,14 @@ static int listener_events(struct rd_listener *rl, struct rdmig_err *err)
 	while (!rdma_get_cm_event(rl->ec, &ev)) {
 		enum rdma_cm_event_type type = ev->event;
 		struct rdma_cm_id *id = ev->id;
+		struct rdma_conn_param req = {0};
 		uint8_t pdata[256];
 		unsigned plen = 0;
 		struct rd_pending *g;
 
 		if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+			req = ev->param.conn;
+			req.private_data = NULL;
 			plen = ev->param.conn.private_data_len;
 			if (plen > sizeof(pdata))
 				plen = sizeof(pdata);
@@ -593,7 +599,7 @@ static int listener_events(struct rd_listener *rl, struct rdmig_err *err)
 		/* Acknowledge first: rdma_destroy_id() waits for it. */
 		rdma_ack_cm_event(ev);
 		if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
-			connect_request(rl, id, pdata, plen);
+			connect_request(rl, id, pdata, plen, &req);
 			continue;
 		}
 		if (id == rl->id) {
@@ -678,7 +684,7 @@ static int accept_group(struct rd_listener *rl, struct rd_pending *g, struct rd_
 			goto out_reject;
 		rd_hello_make(ch, &h);
 		rdmig_wire_cm_encode(pdata, RDMIG_MSG_HELLO_ACK, &h);
-		rd_rdma_conn_param(&p, pdata, sizeof(pdata));
+		rd_rdma_conn_param(&p, rc, grp.resp[i], grp.init[i], pdata, sizeof(pdata));
 		if (rdma_accept(ch->id, &p)) {
 			ret =
 			    rdmig_seterr_errno(err, rdmig_neg_errno(), "%s: rdma_accept", ch->name);

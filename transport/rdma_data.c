@@ -2,9 +2,11 @@
 /*
  * rdma backend, data operations: send queue accounting and posting, receive
  * reposting, control messages (SEND / RECV on the control QP), one-sided
- * page writes (RDMA WRITE, gathered and merged), fences and waiting for them.
+ * page writes (RDMA WRITE, gathered and merged), fences and waiting for them,
+ * and one-sided page reads (RDMA READ, merged and scattered) for post-copy.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -252,9 +254,9 @@ out_unlock:
 
 /* ---- page writes and fences -------------------------------------------- */
 
-/* Post wr[0..n-1] as one chain (tx_lock held). */
-static int post_batch(struct rd_chan *ch, struct ibv_send_wr *wr, unsigned n, unsigned *nsge,
-		      struct rdmig_err *err)
+/* Post wr[0..n-1] as one chain (tx_lock held); `last` forces a signal on the final WR. */
+static int post_batch(struct rd_chan *ch, struct ibv_send_wr *wr, unsigned n, enum rd_kind kind,
+		      bool last, unsigned *nsge, struct rdmig_err *err)
 {
 	int ret = rd_sq_reserve(ch, n, -1, err);
 
@@ -262,30 +264,34 @@ static int post_batch(struct rd_chan *ch, struct ibv_send_wr *wr, unsigned n, un
 		return ret;
 	for (unsigned i = 0; i < n; i++) {
 		wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
-		rd_wr_prep(ch, &wr[i], RD_K_WRITE, false);
+		rd_wr_prep(ch, &wr[i], kind, last && i + 1 == n);
 		*nsge += (unsigned)wr[i].num_sge;
 	}
 	return rd_post_chain(ch, wr, err);
 }
 
-int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
-	     struct rdmig_err *err)
+/*
+ * Post runs as RDMA WRITEs or READs (tx_lock held). Runs contiguous on the
+ * remote side share one WR: merged into its last SGE when contiguous
+ * locally too, else gathered (writes) or scattered (reads) over up to
+ * max_sge SGEs. `signal_last` signals the final WR of the call.
+ */
+static int post_runs(struct rd_chan *ch, const struct rdmig_run *runs, size_t n,
+		     enum ibv_wr_opcode opcode, enum rd_kind kind, unsigned max_sge,
+		     bool signal_last, struct rdmig_err *err)
 {
-	struct rd_conn *rc = to_rd(c);
-	struct rd_chan *ch = rd_data(rc, chan);
+	struct rd_conn *rc = ch->rc;
+	struct rdmig_conn *c = &rc->base;
 	struct ibv_send_wr wr[RD_POST_BATCH];
 	struct ibv_sge sge[RD_POST_BATCH][RD_MAX_SGE];
 	unsigned batch = ch->depth < RD_POST_BATCH ? ch->depth : RD_POST_BATCH;
 	const uint64_t max_wr = rc->max_wr_bytes;
+	const char *op = kind == RD_K_READ ? "read" : "write";
 	unsigned nwr = 0, posted = 0, nsge = 0;
 	bool open = false; /* wr[nwr - 1] may still grow */
 	uint64_t cur_len = 0;
 	int ret = 0;
 
-	pthread_mutex_lock(&ch->tx_lock);
-	ret = rd_check(rc, err);
-	if (ret)
-		goto out_unlock;
 	for (size_t i = 0; i < n; i++) {
 		const struct rdmig_region *l = rdmig_region_get(c, runs[i].lreg);
 		const struct rdmig_remote *rr = rdmig_remote_find(c, runs[i].rreg);
@@ -294,7 +300,7 @@ int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, 
 		uint32_t rkey;
 
 		if (!mr || !rr) {
-			ret = rdmig_seterr(err, -EINVAL, "write: region %u/%u not registered",
+			ret = rdmig_seterr(err, -EINVAL, "%s: region %u/%u not registered", op,
 					   runs[i].lreg, runs[i].rreg);
 			goto out_post;
 		}
@@ -313,7 +319,7 @@ int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, 
 				take = left < max_wr - cur_len ? left : max_wr - cur_len;
 				if (last->lkey == mr->lkey && last->addr + last->length == laddr) {
 					last->length += (uint32_t)take;
-				} else if ((unsigned)w->num_sge < ch->max_sge) {
+				} else if ((unsigned)w->num_sge < max_sge) {
 					w->sg_list[w->num_sge++] =
 					    (struct ibv_sge){.addr = laddr,
 							     .length = (uint32_t)take,
@@ -325,9 +331,9 @@ int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, 
 				cur_len += take;
 			} else {
 				if (nwr == batch) {
-					ret = post_batch(ch, wr, nwr, &nsge, err);
+					ret = post_batch(ch, wr, nwr, kind, false, &nsge, err);
 					if (ret)
-						goto out_unlock;
+						return ret;
 					posted += nwr;
 					nwr = 0;
 				}
@@ -338,7 +344,7 @@ int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, 
 				w->sg_list[0] = (struct ibv_sge){
 				    .addr = laddr, .length = (uint32_t)take, .lkey = mr->lkey};
 				w->num_sge = 1;
-				w->opcode = IBV_WR_RDMA_WRITE;
+				w->opcode = opcode;
 				w->wr.rdma.remote_addr = raddr;
 				w->wr.rdma.rkey = rkey;
 				nwr++;
@@ -351,15 +357,93 @@ int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, 
 		}
 	}
 out_post:
+	/* What was built before a bad run still goes: writes have always done so. */
 	if (nwr) {
-		int r2 = post_batch(ch, wr, nwr, &nsge, err);
+		int r2 = post_batch(ch, wr, nwr, kind, signal_last, &nsge, err);
 
 		if (!ret)
 			ret = r2;
 		posted += nwr;
 	}
-	log_debug("rdma: %s: %zu runs posted as %u RDMA WRITEs with %u SGEs", ch->name, n, posted,
-		  nsge);
+	log_debug("rdma: %s: %zu runs posted as %u %s with %u SGEs", ch->name, n, posted,
+		  rd_kind_name(kind), nsge);
+	return ret;
+}
+
+int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	     struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	struct rd_chan *ch = rd_data(rc, chan);
+	int ret;
+
+	pthread_mutex_lock(&ch->tx_lock);
+	ret = rd_check(rc, err);
+	if (!ret)
+		ret =
+		    post_runs(ch, runs, n, IBV_WR_RDMA_WRITE, RD_K_WRITE, ch->max_sge, false, err);
+	pthread_mutex_unlock(&ch->tx_lock);
+	return ret;
+}
+
+/*
+ * Wait for the completion of the signaled READ `seq` (tx_lock held): poll
+ * the send CQ here first, for RD_READ_SPIN_NS, then sleep until the
+ * progress thread, woken by the completion channel, reaps it and
+ * broadcasts. Either way no timer stands between the data and the caller.
+ */
+static int read_wait(struct rd_chan *ch, uint64_t seq, struct rdmig_err *err)
+{
+	uint64_t spin_end = rdmig_now_ns() + RD_READ_SPIN_NS;
+	int ret;
+
+	for (;;) {
+		rd_reap_send(ch);
+		if (ch->done_seq >= seq)
+			return 0;
+		ret = rd_check(ch->rc, err);
+		if (ret)
+			return ret;
+		if (rdmig_now_ns() < spin_end) {
+			/* The progress thread takes this lock to reap this CQ too. */
+			pthread_mutex_unlock(&ch->tx_lock);
+			sched_yield();
+			pthread_mutex_lock(&ch->tx_lock);
+			continue;
+		}
+		rd_cond_wait(&ch->tx_cond, &ch->tx_lock, -1);
+	}
+}
+
+int rd_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	    struct rdmig_err *err)
+{
+	struct rd_conn *rc = to_rd(c);
+	struct rd_chan *ch = rd_data(rc, chan);
+	unsigned max_sge = ch->max_sge;
+	uint64_t before;
+	int ret;
+
+	/* A READ scatters into at most max_sge_rd local SGEs, which may be fewer. */
+	if (rc->dattr.max_sge_rd > 0 && (unsigned)rc->dattr.max_sge_rd < max_sge)
+		max_sge = (unsigned)rc->dattr.max_sge_rd;
+	pthread_mutex_lock(&ch->tx_lock);
+	ret = rd_check(rc, err);
+	if (ret)
+		goto out_unlock;
+	before = ch->post_seq;
+	ret = post_runs(ch, runs, n, IBV_WR_RDMA_READ, RD_K_READ, max_sge, true, err);
+	/*
+	 * Even after a failed post, wait for what went out: the caller may
+	 * reuse its buffers as soon as this returns. RC completes in order, so
+	 * the last signaled WR retires every READ before it.
+	 */
+	if (ch->post_seq != before) {
+		int r2 = read_wait(ch, ch->post_seq, err);
+
+		if (!ret)
+			ret = r2;
+	}
 out_unlock:
 	pthread_mutex_unlock(&ch->tx_lock);
 	return ret;

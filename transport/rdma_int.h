@@ -56,7 +56,15 @@
 #define RD_DEFAULT_INLINE 64
 #define RD_MAX_SGE	  16
 #define RD_POST_BATCH	  16 /* work requests per ibv_post_send call */
-#define RD_WAIT_SLICE_MS  100
+#define RD_MAX_RD_ATOM	  16 /* RDMA READs in flight per queue pair, each way */
+/*
+ * A reader polls the send CQ itself this long before it sleeps until the
+ * progress thread reaps the completion: a post-copy page fault waits on it,
+ * and a wake-up through the completion channel and the progress thread
+ * costs more than a 4 KiB read on hardware.
+ */
+#define RD_READ_SPIN_NS	 (50 * 1000)
+#define RD_WAIT_SLICE_MS 100
 /*
  * Largest single RDMA WRITE: bigger runs are split. Large messages on the
  * software device (rxe) under emulation retransmit whole messages on a
@@ -77,6 +85,7 @@ enum rd_kind {
 	RD_K_STREAM,
 	RD_K_CTRL,
 	RD_K_KEEPALIVE,
+	RD_K_READ,
 };
 #define RD_SEQ_MASK ((1ULL << 56) - 1)
 
@@ -215,6 +224,8 @@ struct rd_pending {
 	char peer[64];				       /* address and port, for messages */
 	struct rdma_cm_id *id[RDMIG_MAX_CHANNELS + 1]; /* [0] control, [1 + i] data i */
 	struct rdmig_wire_hello hello[RDMIG_MAX_CHANNELS + 1];
+	/* Each request's RDMA READ resources, as this side must see them (rdma_accept(3)). */
+	uint8_t resp[RDMIG_MAX_CHANNELS + 1], init[RDMIG_MAX_CHANNELS + 1];
 };
 
 /* Only the listener thread (accept.c) touches it, from listen to close. */
@@ -282,7 +293,15 @@ void rd_hello_make(struct rd_chan *ch, struct rdmig_wire_hello *h);
 int rd_hello_check(const struct rdmig_wire_hello *h, enum rdmig_role role, struct rdmig_err *err);
 /* Check the peer's HELLO for a channel (also token, index, count) and remember it. */
 int rd_hello_accept(struct rd_chan *ch, const struct rdmig_wire_hello *h, struct rdmig_err *err);
-void rd_rdma_conn_param(struct rdma_conn_param *p, const void *pdata, uint8_t len);
+/*
+ * Connection parameters of a channel. RDMA READ resources both ways: what
+ * the device allows, at most RD_MAX_RD_ATOM, and on the accepting side at
+ * most what the connect request reported (peer_resp: the connector's
+ * initiator depth; peer_init: its responder resources); the connector
+ * passes RDMA_MAX_RESP_RES / RDMA_MAX_INIT_DEPTH, "no bound".
+ */
+void rd_rdma_conn_param(struct rdma_conn_param *p, const struct rd_conn *rc, uint8_t peer_resp,
+			uint8_t peer_init, const void *pdata, uint8_t len);
 /* Receive buffer and memory helpers. */
 int rd_buf_alloc(struct rd_conn *rc, size_t len, int access, uint8_t **buf, struct ibv_mr **mr,
 		 const char *what, struct rdmig_err *err);
@@ -316,6 +335,8 @@ int rd_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
 	     struct rdmig_err *err);
 int rd_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rdmig_fence *f,
 		  struct rdmig_err *err);
+int rd_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	    struct rdmig_err *err);
 
 /* ---- rdma_cm.c ---- */
 int rd_connect(struct rdmig_conn *c, struct rdmig_err *err);

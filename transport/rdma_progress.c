@@ -149,6 +149,8 @@ const char *rd_kind_name(enum rd_kind k)
 		return "SEND of a control message";
 	case RD_K_KEEPALIVE:
 		return "SEND of KEEPALIVE";
+	case RD_K_READ:
+		return "RDMA READ";
 	}
 	return "work request";
 }
@@ -181,6 +183,19 @@ static void rd_wc_error(struct rd_chan *ch, const struct ibv_wc *wc, bool recv)
 		/* The queue pair went to the error state: the peer disconnected. */
 		rd_peer_gone(rc, false, "peer closed the connection (queue pair of %s flushed)",
 			     ch->name);
+		return;
+	}
+	/* Say who refused: the reader's user must know it was the peer's memory. */
+	if (!recv && (enum rd_kind)(wc->wr_id >> 56) == RD_K_READ &&
+	    (wc->status == IBV_WC_REM_ACCESS_ERR || wc->status == IBV_WC_REM_INV_REQ_ERR)) {
+		rd_fail(rc, NULL, -EACCES,
+			"the peer refused an RDMA READ on %s: %s (%s) (wc status %d, vendor "
+			"error 0x%x)",
+			ch->name, ibv_wc_status_str(wc->status),
+			wc->status == IBV_WC_REM_ACCESS_ERR
+			    ? "its region was revoked or is not exposed for reading"
+			    : "it grants no RDMA READ resources: an rdmig without post-copy reads?",
+			wc->status, wc->vendor_err);
 		return;
 	}
 	rd_fail(rc, NULL, wc_status_errno(wc->status),

@@ -467,6 +467,22 @@ static int tcp_ctrl_recv(struct rdmig_conn *c, void *buf, size_t cap, size_t *le
 	return ret;
 }
 
+/*
+ * A socket has no one-sided reads: serving one would need a thread of the
+ * peer's to answer, which is what the engine's request/reply stream does.
+ */
+static int tcp_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+		    struct rdmig_err *err)
+{
+	(void)c;
+	(void)runs;
+	(void)n;
+	return rdmig_seterr(err, -EOPNOTSUPP,
+			    "read on data channel %u: the tcp backend has no one-sided reads; "
+			    "fetch pages over a request/reply stream, or use the rdma backend",
+			    chan);
+}
+
 const struct rdmig_xport_ops rdmig_tcp_ops = {
     .name = "tcp",
     .conn_size = sizeof(struct tcp_conn),
@@ -486,6 +502,7 @@ const struct rdmig_xport_ops rdmig_tcp_ops = {
     .write = tcp_write,
     .fence = tcp_fence,
     .wait_fence = tcp_wait_fence,
+    .read = tcp_read,
     .stream_send = tcp_stream_send,
     .stream_recv = tcp_stream_recv,
     .stream_shutdown = tcp_stream_shutdown,

@@ -353,6 +353,9 @@ int rdmig_memlock_check(uint64_t already, uint64_t bytes, struct rdmig_err *err)
 
 /* ---- regions ----------------------------------------------------------- */
 
+/* A region with either flag is reachable by the peer and goes into the layout. */
+#define REMOTE_ACCESS (RDMIG_REG_REMOTE_WRITE | RDMIG_REG_REMOTE_READ)
+
 struct rdmig_region *rdmig_region_get(struct rdmig_conn *c, uint32_t id)
 {
 	if (id >= RDMIG_MAX_REGIONS || !c->regions[id].used)
@@ -377,7 +380,7 @@ int rdmig_reg(struct rdmig_conn *c, const char *name, void *addr, uint64_t len, 
 	CHECK_ALIVE(c, err);
 	if (!addr || !len)
 		return rdmig_seterr(err, -EINVAL, "region '%s': empty region", name ? name : "");
-	if (flags & ~RDMIG_REG_REMOTE_WRITE)
+	if (flags & ~(RDMIG_REG_REMOTE_WRITE | RDMIG_REG_REMOTE_READ))
 		return rdmig_seterr(err, -EINVAL, "region '%s': unknown flags 0x%x",
 				    name ? name : "", flags);
 	if (name && strlen(name) >= RDMIG_REGION_NAME_MAX)
@@ -419,7 +422,7 @@ int rdmig_reg(struct rdmig_conn *c, const char *name, void *addr, uint64_t len, 
 	if (c->cfg.backend == RDMIG_BACKEND_RDMA)
 		c->pinned_bytes += len;
 	atomic_fetch_add(&c->st_regs_total, 1);
-	if (flags & RDMIG_REG_REMOTE_WRITE)
+	if (flags & REMOTE_ACCESS)
 		atomic_fetch_add(&c->st_regions_remote, 1);
 	*id = r->id;
 out_unlock:
@@ -438,7 +441,7 @@ void rdmig_revoke(struct rdmig_conn *c)
 		if (!r->used)
 			continue;
 		c->ops->dereg(c, r);
-		if (r->flags & RDMIG_REG_REMOTE_WRITE)
+		if (r->flags & REMOTE_ACCESS)
 			atomic_fetch_sub(&c->st_regions_remote, 1);
 		if (c->cfg.backend == RDMIG_BACKEND_RDMA)
 			c->pinned_bytes -= r->len;
@@ -488,6 +491,7 @@ static int store_layout(struct rdmig_conn *c, const uint8_t *p, size_t len, stru
 
 		r->pub.id = regs[i].id;
 		r->pub.len = regs[i].len;
+		r->pub.flags = regs[i].flags;
 		memcpy(r->pub.name, regs[i].name, sizeof(r->pub.name));
 		r->addr = regs[i].addr;
 		r->rkey = regs[i].rkey;
@@ -667,7 +671,7 @@ int rdmig_expose(struct rdmig_conn *c, struct rdmig_err *err)
 	int ret;
 
 	CHECK_ALIVE(c, err);
-	/* The destination alone decides exposure, and only to an authenticated peer. */
+	/* The exposing side alone decides exposure, and only to an authenticated peer. */
 	if (c->cfg.auth && !c->authenticated)
 		return rdmig_seterr(err, -EACCES,
 				    "refusing to expose regions: peer not authenticated");
@@ -675,7 +679,7 @@ int rdmig_expose(struct rdmig_conn *c, struct rdmig_err *err)
 	for (unsigned i = 0; i < RDMIG_MAX_REGIONS; i++) {
 		const struct rdmig_region *r = &c->regions[i];
 
-		if (!r->used || !(r->flags & RDMIG_REG_REMOTE_WRITE))
+		if (!r->used || !(r->flags & REMOTE_ACCESS))
 			continue;
 		memset(&regs[n], 0, sizeof(regs[n]));
 		regs[n].id = r->id;
@@ -724,41 +728,67 @@ const struct rdmig_remote_region *rdmig_remote_get(const struct rdmig_conn *c, u
 
 /* ---- data plane -------------------------------------------------------- */
 
-int rdmig_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
-		struct rdmig_err *err)
+/*
+ * Every run of a write or read against both regions before anything is
+ * posted: a bad run must not leave half of a call on the wire. `need` is
+ * the access the peer's layout must grant (a layout may now hold regions
+ * exposed for reading only, or for writing only).
+ */
+static int check_runs(struct rdmig_conn *c, const char *op, unsigned need,
+		      const struct rdmig_run *runs, size_t n, uint64_t *bytes,
+		      struct rdmig_err *err)
 {
-	uint64_t bytes = 0;
-	int ret;
-
-	CHECK_ALIVE(c, err);
-	ret = check_chan(c, chan, err);
-	if (ret)
-		return ret;
+	*bytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct rdmig_run *r = &runs[i];
 		const struct rdmig_region *l = rdmig_region_get(c, r->lreg);
 		const struct rdmig_remote *rr = rdmig_remote_find(c, r->rreg);
 
 		if (!l)
-			return rdmig_seterr(err, -EINVAL, "write: unknown local region %u",
+			return rdmig_seterr(err, -EINVAL, "%s: unknown local region %u", op,
 					    r->lreg);
 		if (!rr)
-			return rdmig_seterr(err, -EINVAL, "write: unknown remote region %u",
-					    r->rreg);
+			return rdmig_seterr(
+			    err, -EINVAL, "%s: unknown remote region %u (not in the peer's layout)",
+			    op, r->rreg);
+		if (!(rr->pub.flags & need))
+			return rdmig_seterr(err, -EACCES,
+					    "%s: the peer did not expose region '%s' (%u) for %s "
+					    "(its layout flags 0x%x)",
+					    op, rr->pub.name, r->rreg,
+					    need == RDMIG_REG_REMOTE_READ ? "reading" : "writing",
+					    rr->pub.flags);
 		if (!r->len || r->loff > l->len || r->len > l->len - r->loff)
 			return rdmig_seterr(err, -ERANGE,
-					    "write: local range 0x%llx+%llu outside region '%s' "
+					    "%s: local range 0x%llx+%llu outside region '%s' "
 					    "(%llu bytes)",
-					    (unsigned long long)r->loff, (unsigned long long)r->len,
-					    l->name, (unsigned long long)l->len);
+					    op, (unsigned long long)r->loff,
+					    (unsigned long long)r->len, l->name,
+					    (unsigned long long)l->len);
 		if (r->roff > rr->pub.len || r->len > rr->pub.len - r->roff)
 			return rdmig_seterr(err, -ERANGE,
-					    "write: remote range 0x%llx+%llu outside region '%s' "
+					    "%s: remote range 0x%llx+%llu outside region '%s' "
 					    "(%llu bytes)",
-					    (unsigned long long)r->roff, (unsigned long long)r->len,
-					    rr->pub.name, (unsigned long long)rr->pub.len);
-		bytes += r->len;
+					    op, (unsigned long long)r->roff,
+					    (unsigned long long)r->len, rr->pub.name,
+					    (unsigned long long)rr->pub.len);
+		*bytes += r->len;
 	}
+	return 0;
+}
+
+int rdmig_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+		struct rdmig_err *err)
+{
+	uint64_t bytes;
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (!ret)
+		ret = check_runs(c, "write", RDMIG_REG_REMOTE_WRITE, runs, n, &bytes, err);
+	if (ret)
+		return ret;
 	ret = c->ops->write(c, chan, runs, n, err);
 	if (ret)
 		return ret;
@@ -768,6 +798,26 @@ int rdmig_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *run
 	if (!c->ops->counts_wire)
 		atomic_fetch_add(&c->st_bytes_on_wire, bytes);
 	atomic_fetch_add(&c->st_writes_posted, n);
+	return 0;
+}
+
+int rdmig_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	       struct rdmig_err *err)
+{
+	uint64_t bytes;
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (!ret)
+		ret = check_runs(c, "read", RDMIG_REG_REMOTE_READ, runs, n, &bytes, err);
+	if (ret)
+		return ret;
+	ret = c->ops->read(c, chan, runs, n, err);
+	if (ret)
+		return ret;
+	atomic_fetch_add(&c->st_bytes_read, bytes);
+	atomic_fetch_add(&c->st_reads_posted, n);
 	return 0;
 }
 
@@ -918,6 +968,8 @@ void rdmig_xport_stats(const struct rdmig_conn *cc, struct rdmig_xport_stats *o)
 	o->ctrl_sent = atomic_load(&c->st_ctrl_sent);
 	o->ctrl_received = atomic_load(&c->st_ctrl_received);
 	o->rings_remote = atomic_load(&c->st_rings_remote);
+	o->bytes_read = atomic_load(&c->st_bytes_read);
+	o->reads_posted = atomic_load(&c->st_reads_posted);
 }
 
 void rdmig_hello_fill(struct rdmig_conn *c, struct rdmig_wire_hello *h, uint16_t chan_index,

@@ -24,7 +24,7 @@
 #define HDR_F_KNOWN RDMIG_HDR_F_ZSTD
 
 /* LAYOUT flag bits this version understands. */
-#define LAYOUT_F_KNOWN RDMIG_REG_REMOTE_WRITE
+#define LAYOUT_F_KNOWN (RDMIG_REG_REMOTE_WRITE | RDMIG_REG_REMOTE_READ)
 
 /* Largest errno a peer may report in an ERROR message (Linux MAX_ERRNO). */
 #define WIRE_MAX_ERRNO 4095

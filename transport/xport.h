@@ -74,6 +74,7 @@ struct rdmig_conn {
 	_Atomic uint64_t st_fences_sent, st_fences_received, st_ctrl_sent, st_ctrl_received;
 	_Atomic uint64_t st_bytes_on_wire; /* see ops->counts_wire */
 	_Atomic uint64_t st_rings_remote;  /* rdma stream rings registered for remote write */
+	_Atomic uint64_t st_bytes_read, st_reads_posted;
 
 	struct rdmig_err_slot fail; /* first fatal error of the connection */
 };
@@ -232,6 +233,12 @@ struct rdmig_xport_ops {
 		     struct rdmig_err *err);
 	int (*wait_fence)(struct rdmig_conn *c, unsigned chan, int timeout_ms,
 			  struct rdmig_fence *f, struct rdmig_err *err);
+	/*
+	 * One-sided reads of runs (validated: the remote regions allow reading)
+	 * into local memory; returns once every byte has landed, or fails.
+	 */
+	int (*read)(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+		    struct rdmig_err *err);
 
 	int (*stream_send)(struct rdmig_conn *c, unsigned chan, const void *buf, size_t len,
 			   struct rdmig_err *err);

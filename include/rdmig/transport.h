@@ -181,6 +181,7 @@ void rdmig_conn_abort(struct rdmig_conn *c, int code, const char *why);
 /* ---- Regions ---------------------------------------------------------- */
 
 #define RDMIG_REG_REMOTE_WRITE 0x1 /* destination guest RAM: peer may write */
+#define RDMIG_REG_REMOTE_READ  0x2 /* source guest RAM in post-copy: peer may read */
 
 /*
  * Register `len` bytes at `addr`. On rdma this pins the memory; the memlock
@@ -191,22 +192,26 @@ int rdmig_reg(struct rdmig_conn *c, const char *name, void *addr, uint64_t len, 
 	      uint32_t *id, struct rdmig_err *err);
 
 /*
- * Destination: send the layout of every RDMIG_REG_REMOTE_WRITE region (id,
- * name, length, remote key) to the peer. Refused unless the auth hook has
- * succeeded or the connection was configured without one.
+ * Send the layout of every region registered with RDMIG_REG_REMOTE_WRITE or
+ * RDMIG_REG_REMOTE_READ (id, name, length, remote key, and in the flags the
+ * access the peer has) to the peer. Either side of a connection may expose:
+ * the destination its guest RAM for writes, a post-copy source its guest
+ * RAM for reads. Refused unless the auth hook has succeeded or the
+ * connection was configured without one.
  */
 int rdmig_expose(struct rdmig_conn *c, struct rdmig_err *err);
 
-/* Destination: deregister every region; old remote keys stop working. */
+/* Deregister every region; old remote keys stop working. */
 void rdmig_revoke(struct rdmig_conn *c);
 
 struct rdmig_remote_region {
 	uint32_t id;
 	uint64_t len;
 	char name[RDMIG_REGION_NAME_MAX];
+	uint32_t flags; /* RDMIG_REG_REMOTE_*: the access this side has */
 };
 
-/* Source: wait for the destination's layout. */
+/* Wait for the peer's layout (the source, before writing). */
 int rdmig_recv_layout(struct rdmig_conn *c, int timeout_ms, struct rdmig_err *err);
 unsigned rdmig_remote_count(const struct rdmig_conn *c);
 const struct rdmig_remote_region *rdmig_remote_get(const struct rdmig_conn *c, unsigned i);
@@ -253,6 +258,23 @@ int rdmig_fence(struct rdmig_conn *c, unsigned chan, uint64_t seq, struct rdmig_
  */
 int rdmig_wait_fence(struct rdmig_conn *c, unsigned chan, int timeout_ms, struct rdmig_fence *f,
 		     struct rdmig_err *err);
+
+/* ---- One-sided page reads (post-copy) ---------------------------------- */
+
+/*
+ * One-sided reads on data channel `chan`: for each run, `len` bytes of the
+ * peer's region rreg at roff into local region lreg at loff. Returns when
+ * every byte has landed in local memory, or with the connection's error.
+ * The remote region must be in the peer's layout with RDMIG_REG_REMOTE_READ
+ * and the ranges inside both regions (checked before anything is posted).
+ * One thread per channel at a time; other channels may read concurrently.
+ * rdma: RDMA READs, merged and scattered like writes; a read the peer
+ * refuses (region revoked or not exposed for reading) fails the connection.
+ * tcp: -EOPNOTSUPP, tcp has no one-sided reads (the engine asks over a
+ * request/reply stream there).
+ */
+int rdmig_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
+	       struct rdmig_err *err);
 
 /* ---- Control messages -------------------------------------------------- */
 
@@ -315,7 +337,7 @@ ssize_t rdmig_stream_recv_fd(struct rdmig_conn *c, unsigned chan, int fd, size_t
 /* ---- Counters ---------------------------------------------------------- */
 
 struct rdmig_xport_stats {
-	uint64_t regions_remote; /* regions registered for remote write now */
+	uint64_t regions_remote; /* regions registered for remote write or read now */
 	uint64_t rkeys_sent;	 /* remote keys that left this host */
 	uint64_t regs_total;	 /* registrations ever made */
 	uint64_t deregs_total;	 /* deregistrations ever made */
@@ -328,6 +350,8 @@ struct rdmig_xport_stats {
 	uint64_t ctrl_sent;
 	uint64_t ctrl_received;
 	uint64_t rings_remote; /* rdma stream rings registered for remote write now */
+	uint64_t bytes_read;   /* one-sided payload bytes read into this side (post-copy) */
+	uint64_t reads_posted; /* runs read */
 };
 
 void rdmig_xport_stats(const struct rdmig_conn *c, struct rdmig_xport_stats *out);

@@ -11,12 +11,13 @@
  *   xport_check fence     --backend B [--size 64M] [--channels 4] [--rounds 8]
  *   xport_check stream    --backend B [--size 32M] [--channels 2] [--fd]
  *                         (--fd: through rdmig_stream_send_fd/recv_fd)
+ *   xport_check read      --backend B [--size 8M] [--channels 2]  (xport_read.c)
  *   xport_check malformed [--backend tcp]
  *   xport_check hostile   --backend B [--host H]   (xport_hostile.c)
  *   xport_check last-words --backend B [--host H]  (what a closed peer said still comes)
  *   xport_check hostile-client --backend B --host H --port P
  *
- * transfer, fence and stream run in two processes: this one is the
+ * transfer, fence, stream, last-words and read run in two processes: this one is the
  * destination (listens on HOST, port 0, and passes the port over the peer
  * channel), the source is this program again (tests/lib/th_peer.h, exec'd:
  * verbs state must not cross a fork), which gets the same seed. Both print
@@ -204,6 +205,11 @@ static bool role_stream(struct rdmig_conn *c, bool destination)
 	return stream_run(c, destination);
 }
 
+static bool role_read(struct rdmig_conn *c, bool destination)
+{
+	return read_run(c, destination);
+}
+
 /*
  * last-words: the source sends three control messages and closes. The
  * destination first learns that the peer is gone (a fence wait on a data
@@ -264,7 +270,7 @@ static int usage(const char *msg)
 	if (msg)
 		fprintf(stderr, "xport_check: %s\n", msg);
 	fprintf(stderr,
-		"usage: xport_check transfer|fence|stream|last-words|malformed|hostile|\n"
+		"usage: xport_check transfer|fence|stream|last-words|read|malformed|hostile|\n"
 		"                   hostile-client\n"
 		"         --backend tcp|rdma [--host ADDR] [--port P] [--size N] [--channels N]\n"
 		"         [--rounds N] [--seed S] [--compress LEVEL] [--tls] [--fd]\n");
@@ -366,6 +372,11 @@ int main(int argc, char **argv)
 	} else if (!strcmp(g_opt.mode, "stream")) {
 		g_opt.size = g_opt.size ? g_opt.size : 32ULL << 20;
 		g_opt.channels = g_opt.channels ? g_opt.channels : 2;
+	} else if (!strcmp(g_opt.mode, "read")) {
+		g_opt.size = g_opt.size ? g_opt.size : 8ULL << 20;
+		g_opt.channels = g_opt.channels ? g_opt.channels : 2;
+		if (g_opt.size < (4u << 20))
+			return usage("read needs --size of at least 4M");
 	} else if (!strcmp(g_opt.mode, "last-words")) {
 		g_opt.channels = g_opt.channels ? g_opt.channels : 1;
 	} else if (!strcmp(g_opt.mode, "hostile-client")) {
@@ -390,6 +401,8 @@ int main(int argc, char **argv)
 		ret = two_process(role_stream);
 	else if (!strcmp(g_opt.mode, "last-words"))
 		ret = two_process(role_last_words);
+	else if (!strcmp(g_opt.mode, "read"))
+		ret = two_process(role_read);
 	else if (!strcmp(g_opt.mode, "hostile"))
 		ret = run_hostile();
 	else if (!strcmp(g_opt.mode, "hostile-client"))

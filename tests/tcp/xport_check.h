@@ -4,6 +4,7 @@
  *   xport_check.c      options, the two-process driver, what every mode uses
  *   xport_transfer.c   transfer and fence
  *   xport_stream.c     stream
+ *   xport_read.c       read (one-sided reads, post-copy)
  *   xport_malformed.c  malformed peers (tcp only): a raw peer by hand, fake
  *                      listeners, bad frames
  *   xport_tcp.c        tcp behaviours beyond bad frames: a receive resumed
@@ -31,6 +32,7 @@ enum {
 	MSG_VERDICT = 2, /* destination -> source: 1 byte, 1 = pass */
 	MSG_ACK = 3,	 /* fence: destination -> source: chan, round, ok */
 	MSG_DONE = 4,	 /* barrier before teardown */
+	MSG_REVOKE = 5,	 /* read: reader -> exposer: revoke your regions (answered by MSG_ACK) */
 };
 
 struct opts {
@@ -70,6 +72,7 @@ bool src_transfer(struct rdmig_conn *c, uint64_t size, uint64_t seed);
 bool dst_transfer(struct rdmig_conn *c, uint64_t size, uint64_t seed);
 bool fence_run(struct rdmig_conn *c, bool source);
 bool stream_run(struct rdmig_conn *c, bool server);
+bool read_run(struct rdmig_conn *c, bool server);
 int run_malformed(void);
 
 /* ---- the raw peer (xport_malformed.c), for xport_tcp.c ---------------------- */
