@@ -34,6 +34,7 @@
 #include "proto.h"
 #include "bytes.h"
 #include "plan.h"
+#include "postcopy.h"
 #include "settle.h"
 #include "verify.h"
 
@@ -72,6 +73,10 @@ struct mig_dst {
 	bool have_final;
 	bool prepared; /* VERIFIED sent (or tried): no discarding on our own */
 	bool running;  /* the guest runs here: GO came */
+	struct rdmig_pcd *pcd; /* the source may switch to post-copy */
+	bool pc;	       /* it did: the set came, the guest starts with pages missing */
+	bool pc_start_failed;
+	bool pc_lost; /* the post-copy did not finish: the guest here is incomplete */
 	char ids[RDMIG_MIG_ID_STR];
 	struct rdmig_mig_stats st;
 	uint64_t t0;
@@ -387,6 +392,21 @@ static int setup(struct mig_dst *m, struct rdmig_err *err)
 	if (ret)
 		return ret;
 	m->st.setup.overhead_bytes = rdmig_vfy_overhead(m->vfy);
+	if (m->setup.flags & RDMIG_SETUP_F_POSTCOPY) {
+		struct rdmig_pcd_cfg pc = {.o = m->o,
+					   .id = m->setup.id,
+					   .nregions = m->setup.nregions,
+					   .channels = m->setup.channels};
+
+		for (unsigned r = 0; r < pc.nregions; r++) {
+			pc.addr[r] = m->reg[r].addr;
+			pc.pages[r] = m->region_pages[r];
+		}
+		/* Refused now, with the reason, rather than at the switch. */
+		ret = rdmig_pcd_create(&pc, &m->pcd, err);
+		if (ret)
+			return ret;
+	}
 	ret = rdmig_expose(m->c, err);
 	if (ret)
 		return ret;
@@ -506,6 +526,28 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 	switch (type) {
 	case RDMIG_EMSG_CANCEL:
 		return source_cancelled(buf, len, err);
+	case RDMIG_EMSG_PC_SET:
+	case RDMIG_EMSG_PC_SET_END:
+		if (!m->pcd || m->have_final)
+			return rdmig_seterr(err, -EPROTO, "%s %s",
+					    type == RDMIG_EMSG_PC_SET ? "PC_SET" : "PC_SET_END",
+					    m->pcd ? "after FINAL" : "without post-copy in SETUP");
+		if (type == RDMIG_EMSG_PC_SET_END) {
+			ret = rdmig_msg_round_decode(buf, len, "PC_SET_END", &round, &total, err);
+			if (!ret && round != m->ended_round + 1)
+				ret = rdmig_seterr(err, -EPROTO,
+						   "PC_SET_END for round %u after MANIFEST_END of "
+						   "round %u",
+						   round, m->ended_round);
+			return ret ? ret : rdmig_pcd_set_end(m->pcd, total, err);
+		}
+		ret = rdmig_msg_manifest_decode(buf, len, m->region_pages, m->setup.nregions, &mf,
+						err);
+		if (!ret && mf.round != m->ended_round + 1)
+			ret = rdmig_seterr(err, -EPROTO,
+					   "PC_SET for round %u after MANIFEST_END of round %u",
+					   mf.round, m->ended_round);
+		return ret ? ret : rdmig_pcd_set(m->pcd, &mf, err);
 	case RDMIG_EMSG_FINAL:
 		ret = rdmig_msg_final_decode(buf, len, &m->fin, err);
 		if (ret)
@@ -522,6 +564,11 @@ static int follow_msg(struct mig_dst *m, uint16_t type, const uint8_t *buf, size
 		m->fin.state = m->state;
 		if (!(m->fin.final_seq & RDMIG_SEQ_FINAL))
 			return rdmig_seterr(err, -EPROTO, "FINAL without the final fence mark");
+		if (rdmig_pcd_switching(m->pcd) && !rdmig_pcd_set_complete(m->pcd))
+			return rdmig_seterr(err, -EPROTO, "FINAL before PC_SET_END");
+		m->pc = rdmig_pcd_set_complete(m->pcd);
+		for (unsigned r = 0; m->pc && r < m->setup.nregions; r++)
+			rdmig_vfy_except(m->vfy, r, rdmig_pcd_missing(m->pcd, r));
 		/* Verifying, the final round's manifest follows FINAL; else FINAL closes. */
 		if (verifying && m->fin.rounds != m->ended_round + 1)
 			return rdmig_seterr(err, -EPROTO,
@@ -670,7 +717,17 @@ static void commit(void *ctx)
 	if (m->running)
 		return;
 	m->running = true;
-	if (o->dump_ram && rdmig_mig_dump(m->reg, m->setup.nregions, o->dump_ram, &e))
+	/*
+	 * Post-copy: pages are missing until fetched, so the faults must be
+	 * served before anything touches the RAM, and a dump of the RAM as
+	 * committed cannot be had (the synthetic guest dumps after its run).
+	 */
+	if (m->pc && rdmig_pcd_start(m->pcd, m->c, &e)) {
+		log_err("migration %s: post-copy does not start: %s", m->ids, rdmig_err_str(&e));
+		m->pc_start_failed = true;
+		rdmig_err_clear(&e);
+	}
+	if (!m->pc && o->dump_ram && rdmig_mig_dump(m->reg, m->setup.nregions, o->dump_ram, &e))
 		log_err("%s", rdmig_err_str(&e));
 	/* The guest resumes where the source stopped it. */
 	rdmig_err_clear(&e);
@@ -795,6 +852,33 @@ static int settle(struct mig_dst *m, struct rdmig_err *err)
 			    m->ids, rdmig_err_str(&e));
 }
 
+/*
+ * GO came and the guest runs with pages missing: GO_ACK, then every page
+ * fetched (rdmig_pcd_finish: PC_DONE, DONE). A failure from here loses
+ * the guest here; the source keeps its complete copy.
+ */
+static int postcopy(struct mig_dst *m, struct rdmig_err *err)
+{
+	uint8_t buf[RDMIG_MIG_ID_LEN];
+	int ret;
+
+	if (m->pc_start_failed) {
+		m->pc_lost = true;
+		return rdmig_seterr(err, RDMIG_MIG_EPCLOST, "post-copy did not start here");
+	}
+	if (!rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_GO_ACK, "destination"))
+		rdmig_ctrl_send(m->c, RDMIG_EMSG_GO_ACK, buf, rdmig_msg_id_encode(buf, m->setup.id),
+				NULL);
+	set_state(m, RDMIG_MIG_POSTCOPY);
+	ret = rdmig_pcd_finish(m->pcd, &m->st, err);
+	if (ret) {
+		m->pc_lost = true;
+		return ret;
+	}
+	set_state(m, RDMIG_MIG_COMMIT);
+	return 0;
+}
+
 static uint32_t us(double ms)
 {
 	return ms * 1e3 > (double)UINT32_MAX ? UINT32_MAX : (uint32_t)(ms * 1e3);
@@ -828,6 +912,12 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 	ret = verify(m, err);
 	if (ret)
 		return ret;
+	/* Post-copy: the stale copies go and the faults are armed before the guest can run. */
+	if (m->pc) {
+		ret = rdmig_pcd_arm(m->pcd, err);
+		if (ret)
+			return ret;
+	}
 	m->st.down.verify_ms = ms_since(t);
 	m->st.down.verify_pages = rdmig_vfy_checked(m->vfy) - m->checked_final;
 	if (rdmig_mig_test_fault(m->o, m->c, RDMIG_STEP_VERIFIED, "destination"))
@@ -852,6 +942,8 @@ static int run(struct mig_dst *m, struct rdmig_err *err)
 		return ret;
 	if (ret)
 		return settle(m, err);
+	if (m->pc)
+		return postcopy(m, err);
 	acknowledge(m);
 	return 0;
 }
@@ -893,7 +985,26 @@ int rdmig_migrate_dest(struct rdmig_conn *c, const struct rdmig_vm_dest *dest,
 	/* The checkers read guest RAM: stopped before it goes. */
 	rdmig_vfy_destroy(m->vfy);
 	m->vfy = NULL;
-	if (m->running) {
+	/*
+	 * After the regions are revoked (the staging buffer is one); closing
+	 * the userfaultfd releases a guest that waits on a page that never came.
+	 */
+	rdmig_pcd_destroy(m->pcd);
+	m->pcd = NULL;
+	if (m->pc_lost) {
+		log_err("migration %s: %s: the guest here is incomplete and is dropped; the "
+			"source holds the whole guest, paused",
+			m->ids, rdmig_err_str(err));
+		m->running = false;
+		m->st.state = RDMIG_MIG_FAILED;
+		if (ret != RDMIG_MIG_EPCLOST) {
+			char why[RDMIG_ERR_MSG_MAX];
+
+			snprintf(why, sizeof(why), "%s", rdmig_err_str(err));
+			rdmig_err_clear(err);
+			ret = rdmig_seterr(err, RDMIG_MIG_EPCLOST, "post-copy failed: %s", why);
+		}
+	} else if (m->running) {
 		if (ret)
 			log_err("migration %s: the guest runs here, although: %s", m->ids,
 				rdmig_err_str(err));

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bytes.h"
+#include "log.h"
 #include "memfit.h"
 
 #define VCPU_STATE_LEN 32
@@ -241,6 +242,16 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 			st.guest_work = rdmig_guest_work(d.g);
 			rdmig_guest_pause(d.g);
 			rdmig_guest_stop(d.g);
+		}
+		/*
+		 * Post-copy: the RAM was never whole before the guest ran, so the
+		 * dump is of the guest as it stopped here (every page placed).
+		 */
+		if (d.g && st.postcopy && opts->dump_ram) {
+			struct rdmig_err derr = RDMIG_ERR_INIT;
+
+			if (rdmig_guest_dump(d.g, opts->dump_ram, &derr))
+				log_err("%s", rdmig_err_str(&derr));
 		}
 	}
 	/* Failed: discard() freed it already. */

@@ -2,6 +2,7 @@
 #include "mig_common.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -10,12 +11,14 @@
 #include <xxhash.h>
 
 #include "log.h"
+#include "units.h"
 
 static const char *const state_names[] = {
     [RDMIG_MIG_SETUP] = "setup",	   [RDMIG_MIG_BULK] = "bulk",
     [RDMIG_MIG_DIRTY] = "dirty-rounds",	   [RDMIG_MIG_SWITCHOVER] = "switchover",
     [RDMIG_MIG_FINAL_COPY] = "final-copy", [RDMIG_MIG_VERIFY] = "verify",
     [RDMIG_MIG_PREPARED] = "prepared",	   [RDMIG_MIG_COMMIT] = "commit",
+    [RDMIG_MIG_POSTCOPY] = "postcopy",
     [RDMIG_MIG_SETTLING] = "settling",	   [RDMIG_MIG_COMPLETED] = "completed",
     [RDMIG_MIG_FAILED] = "failed",	   [RDMIG_MIG_CANCELLED] = "cancelled",
     [RDMIG_MIG_UNKNOWN] = "unknown",
@@ -62,6 +65,36 @@ void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o)
 	o->commit_timeout_ns = 30 * 1000000000ull;
 	o->commit_grace_ns = 60 * 1000000000ull;
 	o->test_corrupt_page = -1;
+	o->postcopy_recover_ns = 60 * 1000000000ull;
+}
+
+int rdmig_postcopy_parse(const char *s, enum rdmig_postcopy_mode *mode, unsigned *rounds,
+			 uint64_t *after_ns, struct rdmig_err *err)
+{
+	char *end;
+	unsigned long v;
+
+	if (s && !strcmp(s, "auto")) {
+		*mode = RDMIG_POSTCOPY_AUTO;
+		return 0;
+	}
+	errno = 0;
+	v = s && *s >= '0' && *s <= '9' ? strtoul(s, &end, 10) : 0;
+	/* A bare number counts rounds; with a unit it is a time. */
+	if (s && v && !errno && !*end && v <= 1000000) {
+		*mode = RDMIG_POSTCOPY_ROUNDS;
+		*rounds = (unsigned)v;
+		return 0;
+	}
+	if (s && v && !errno && !rdmig_parse_duration(s, 1000000000ull, after_ns, NULL) &&
+	    *after_ns) {
+		*mode = RDMIG_POSTCOPY_TIME;
+		return 0;
+	}
+	return rdmig_seterr(err, -EINVAL,
+			    "invalid post-copy switch '%s': expected auto, a number of rounds "
+			    "(1 = right after the bulk round) or a time such as 2s or 500ms",
+			    s ? s : "");
 }
 
 static const char *const verify_names[] = {"rounds", "full", "off"};

@@ -13,6 +13,7 @@
 #define SETUP_ID     40
 #define SETUP_VERIFY 56
 #define SETUP_REGION 12 /* be64 length, be32 signed NUMA node */
+#define SETUP_FLAGS  16
 
 static bool id_is_zero(const uint8_t *id)
 {
@@ -53,6 +54,7 @@ size_t rdmig_msg_setup_encode(uint8_t *b, const struct rdmig_msg_setup *m)
 	rdmig_put_be32(b + 8, m->nregions);
 	rdmig_put_be32(b + SETUP_CONFIG, m->config_len);
 	rdmig_put_be32(b + 20, m->channels);
+	rdmig_put_be32(b + SETUP_FLAGS, m->flags);
 	memcpy(b + SETUP_ID, m->id, RDMIG_MIG_ID_LEN);
 	rdmig_put_be32(b + SETUP_VERIFY, m->verify + 1);
 	for (uint32_t i = 0; i < m->nregions; i++) {
@@ -87,7 +89,10 @@ int rdmig_msg_setup_decode(const uint8_t *b, size_t len, uint64_t max_ram,
 	if (len < SETUP_FIXED)
 		return rdmig_seterr(err, -EPROTO, "SETUP: %zu bytes, expected at least %d", len,
 				    SETUP_FIXED);
-	if (!all_zero(b + 16, 4) || !all_zero(b + 24, 16) || !all_zero(b + SETUP_VERIFY + 4, 4))
+	m->flags = rdmig_get_be32(b + SETUP_FLAGS);
+	if (m->flags & ~RDMIG_SETUP_F_KNOWN)
+		return rdmig_seterr(err, -EPROTO, "SETUP: unknown flags 0x%x", m->flags);
+	if (!all_zero(b + 24, 16) || !all_zero(b + SETUP_VERIFY + 4, 4))
 		return rdmig_seterr(err, -EPROTO, "SETUP: reserved bytes are not zero");
 	memcpy(m->id, b + SETUP_ID, RDMIG_MIG_ID_LEN);
 	if (id_is_zero(m->id))
@@ -454,5 +459,42 @@ int rdmig_msg_cancel_decode(const uint8_t *b, size_t len, int *code, char *why, 
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
 			why[i] = '?';
+	return 0;
+}
+
+size_t rdmig_msg_pc_done_encode(uint8_t *b, const uint8_t *id, const struct rdmig_msg_pc_done *m)
+{
+	memcpy(b, id, RDMIG_MIG_ID_LEN);
+	rdmig_put_be64(b + 16, m->pages);
+	rdmig_put_be64(b + 24, m->demand);
+	rdmig_put_be64(b + 32, m->bytes);
+	rdmig_put_be32(b + 40, m->p50_us);
+	rdmig_put_be32(b + 44, m->p99_us);
+	rdmig_put_be32(b + 48, m->max_us);
+	rdmig_put_be32(b + 52, m->recoveries);
+	return RDMIG_PC_DONE_LEN;
+}
+
+int rdmig_msg_pc_done_decode(const uint8_t *b, size_t len, const uint8_t *want,
+			     struct rdmig_msg_pc_done *m, struct rdmig_err *err)
+{
+	if (len != RDMIG_PC_DONE_LEN)
+		return rdmig_seterr(err, -EPROTO, "PC_DONE: %zu bytes, expected %d", len,
+				    RDMIG_PC_DONE_LEN);
+	if (memcmp(b, want, RDMIG_MIG_ID_LEN))
+		return rdmig_seterr(err, -EPROTO, "PC_DONE for another migration");
+	m->pages = rdmig_get_be64(b + 16);
+	m->demand = rdmig_get_be64(b + 24);
+	m->bytes = rdmig_get_be64(b + 32);
+	m->p50_us = rdmig_get_be32(b + 40);
+	m->p99_us = rdmig_get_be32(b + 44);
+	m->max_us = rdmig_get_be32(b + 48);
+	m->recoveries = rdmig_get_be32(b + 52);
+	if (m->demand > m->pages || m->p50_us > m->p99_us || m->p99_us > m->max_us)
+		return rdmig_seterr(err, -EPROTO,
+				    "PC_DONE: inconsistent figures (%llu of %llu on demand, "
+				    "p50 %u us, p99 %u us, max %u us)",
+				    (unsigned long long)m->demand, (unsigned long long)m->pages,
+				    m->p50_us, m->p99_us, m->max_us);
 	return 0;
 }

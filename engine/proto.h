@@ -23,8 +23,10 @@
  * 4: the VM is the embedder's: SETUP carries an opaque config blob instead of
  *    the synthetic guest's vCPUs, workload, seed and rate; FINAL an opaque
  *    state blob instead of the vCPU states.
+ * 5: post-copy: SETUP's flags (POSTCOPY), PC_SET and PC_SET_END before FINAL,
+ *    PC_DONE and DONE after GO_ACK, PC_RESUME / PC_RESUMED on a new connection.
  */
-#define RDMIG_ENGINE_VERSION 4
+#define RDMIG_ENGINE_VERSION 5
 
 enum rdmig_emsg {
 	RDMIG_EMSG_SETUP = 0x200,  /* src -> dst: RAM layout, VM config, migration id */
@@ -43,7 +45,16 @@ enum rdmig_emsg {
 	RDMIG_EMSG_RESOLVED,	   /* dst -> src: what the destination did with it */
 	RDMIG_EMSG_ROUND_VERIFIED, /* dst -> src: every round up to this one is checked */
 	RDMIG_EMSG_STATE,	   /* src -> dst: more of the VM's state, after FINAL */
+	RDMIG_EMSG_PC_SET,	   /* src -> dst: pages post-copy fetches, with their checksums */
+	RDMIG_EMSG_PC_SET_END,	   /* src -> dst: the set is complete (page count) */
+	RDMIG_EMSG_PC_DONE,	   /* dst -> src: every page placed; the figures */
+	RDMIG_EMSG_PC_RESUME,	   /* src -> dst, new connection: carry on with post-copy */
+	RDMIG_EMSG_PC_RESUMED,	   /* dst -> src: go on (the source exposes its RAM again) */
 };
+
+/* SETUP flags. */
+#define RDMIG_SETUP_F_POSTCOPY 0x1u /* the source may switch to post-copy */
+#define RDMIG_SETUP_F_KNOWN    RDMIG_SETUP_F_POSTCOPY
 
 /* A migration's id: 128 random bits, chosen by the source, in SETUP. */
 #define RDMIG_MIG_ID_LEN 16
@@ -61,6 +72,7 @@ struct rdmig_msg_setup {
 	int32_t region_node[RDMIG_MIG_MAX_REGIONS];
 	uint8_t id[RDMIG_MIG_ID_LEN]; /* never all zero */
 	uint32_t verify;	      /* enum rdmig_verify_mode; on the wire + 1 (0 refused) */
+	uint32_t flags;		      /* RDMIG_SETUP_F_* */
 	uint32_t config_len;	      /* the VM's config blob, opaque to the engine */
 	uint8_t config[RDMIG_VM_CONFIG_MAX];
 };
@@ -216,6 +228,25 @@ size_t rdmig_msg_resolve_encode(uint8_t *buf, const struct rdmig_msg_resolve *m)
 /* `type` is RDMIG_EMSG_RESOLVE or RDMIG_EMSG_RESOLVED: which values are valid. */
 int rdmig_msg_resolve_decode(const uint8_t *buf, size_t len, uint16_t type,
 			     struct rdmig_msg_resolve *m, struct rdmig_err *err);
+
+/*
+ * PC_SET is laid out as MANIFEST (the round is the final round, whose own
+ * MANIFEST_END follows FINAL) and decoded by the same function; PC_SET_END
+ * as MANIFEST_END (the set's page count). PC_RESUME and PC_RESUMED carry
+ * the migration id alone, like GO.
+ *
+ * PC_DONE: id (16 bytes), pages placed, of them on demand, bytes fetched
+ * (be64 each), fetch latency p50, p99 and max in microseconds, recoveries
+ * (be32 each).
+ */
+#define RDMIG_PC_DONE_LEN 56
+struct rdmig_msg_pc_done {
+	uint64_t pages, demand, bytes;
+	uint32_t p50_us, p99_us, max_us, recoveries;
+};
+size_t rdmig_msg_pc_done_encode(uint8_t *buf, const uint8_t *id, const struct rdmig_msg_pc_done *m);
+int rdmig_msg_pc_done_decode(const uint8_t *buf, size_t len, const uint8_t *want,
+			     struct rdmig_msg_pc_done *m, struct rdmig_err *err);
 
 /* CANCEL: 4-byte negative errno + message text (at most 256 bytes). */
 size_t rdmig_msg_cancel_encode(uint8_t *buf, int code, const char *why);

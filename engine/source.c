@@ -129,6 +129,7 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 		return ret;
 	memcpy(s.id, m->id, RDMIG_MIG_ID_LEN);
 	s.verify = m->o->verify;
+	s.flags = m->o->postcopy ? RDMIG_SETUP_F_POSTCOPY : 0;
 	m->st.verify = m->o->verify;
 	rdmig_mig_id_str(m->id, m->ids);
 	snprintf(m->st.migration_id, sizeof(m->st.migration_id), "%s", m->ids);
@@ -159,7 +160,12 @@ static int setup(struct mig_src *m, struct rdmig_err *err)
 			snprintf(name, sizeof(name), "%s", gr->name);
 		else
 			snprintf(name, sizeof(name), "ram%u", r);
-		ret = rdmig_reg(m->c, name, gr->addr, gr->len, 0, &sr->lreg, err);
+		/*
+		 * Post-copy: readable by the peer, so that the switch costs no
+		 * registration; the keys leave only at the switch (src_pc_announce).
+		 */
+		ret = rdmig_reg(m->c, name, gr->addr, gr->len,
+				m->o->postcopy ? RDMIG_REG_REMOTE_READ : 0, &sr->lreg, err);
 		m->st.setup.register_ms += ms_since(t);
 		if (ret)
 			return ret;
@@ -297,6 +303,7 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	struct rdmig_conv cv;
 	uint64_t round_bytes, t_round, t_harvest, t_min = 0, min_dirty = UINT64_MAX, dirty;
 	struct rdmig_msg_final fin = {0};
+	bool pc_broken = false;
 	int ret;
 
 	src_set_state(m, RDMIG_MIG_SETUP);
@@ -370,6 +377,25 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 			if (ret)
 				return ret;
 			/*
+			 * Post-copy when the option says so, even where pre-copy would
+			 * converge now: the user asked for it (auto only fires when it
+			 * would not).
+			 */
+			if (src_pc_due(m, &cv) && m->st.round >= o->min_rounds) {
+				/*
+				 * The destination checks the rounds it has in the
+				 * background; another round would only add to them, so
+				 * wait for it (the guest runs meanwhile).
+				 */
+				ret = src_pc_wait_dst(m, err);
+				if (ret)
+					return ret;
+				m->pc = true;
+				log_info("migration %s: switching to post-copy after round %u",
+					 m->ids, m->st.round);
+				break;
+			}
+			/*
 			 * Rounds mode: switch over only once the destination has
 			 * checked what it holds, so that the downtime checks the
 			 * final round alone. Waiting here costs the guest nothing;
@@ -386,6 +412,7 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 			}
 			if (cv.switch_now && m->st.round >= o->min_rounds && src_dst_caught_up(m))
 				break;
+
 			if (cancelled(m))
 				return rdmig_seterr(err, -ECANCELED, "migration cancelled");
 			if (dirty < min_dirty) {
@@ -412,6 +439,9 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 						    m->st.round, cv.predicted_s * 1e3,
 						    (double)o->downtime_limit_ns / 1e6);
 
+			/* auto: a throttle above its bound means switching, never throttling. */
+			if (o->postcopy == RDMIG_POSTCOPY_AUTO && cv.throttle > RDMIG_POSTCOPY_AUTO_THROTTLE)
+				cv.throttle = RDMIG_POSTCOPY_AUTO_THROTTLE;
 			if (cv.throttle != m->st.throttle) {
 				m->st.throttle = cv.throttle;
 				if (cv.throttle > m->st.max_throttle)
@@ -441,6 +471,12 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 	if (ret)
 		return ret;
 	m->st.down.harvest_ms = ms_since(m->t_pause);
+	/* Post-copy: what is dirty now is fetched by the destination later; nothing goes now. */
+	if (m->pc) {
+		ret = src_pc_prepare(m, err);
+		if (ret)
+			return ret;
+	}
 	src_set_state(m, RDMIG_MIG_FINAL_COPY);
 	m->st.round++;
 	t_round = rdmig_now_ns();
@@ -471,9 +507,16 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 		fin.state = m->state;
 		fin.state_len = (uint32_t)slen;
 	}
-	ret = src_handover(m, &fin, err);
+	if (m->pc) {
+		ret = src_pc_announce(m, m->st.round, err);
+		if (ret)
+			return ret;
+	}
+	ret = src_handover(m, &fin, &pc_broken, err);
 	if (ret)
 		return ret;
+	if (m->pc)
+		return src_pc_serve(m, pc_broken, err);
 	return 0;
 }
 
@@ -485,6 +528,7 @@ static void teardown(struct mig_src *m)
 	for (unsigned r = 0; r < RDMIG_MIG_MAX_REGIONS; r++) {
 		free(m->reg[r].bitmap);
 		free(m->reg[r].sums);
+		free(m->reg[r].pc);
 	}
 	free(m->plan);
 	free(m->mbuf);
@@ -547,8 +591,12 @@ int rdmig_migrate_source(struct rdmig_conn *c, const struct rdmig_vm *vm,
 	teardown(m);
 	/* Local registrations go either way; the guest keeps its memory. */
 	rdmig_revoke(c);
-	if (ret && m->go)
+	if (ret && m->go && m->pc_phase) {
+		/* Post-copy lost: paused here, complete, for the operator (rdmig/migrate.h). */
+		m->st.state = RDMIG_MIG_UNKNOWN;
+	} else if (ret && m->go) {
 		ret = src_settle_go(m, err);
+	}
 	if (ret && !m->go) {
 		/* The source guest carries on as if nothing happened. */
 		set_throttle(m, 0);
@@ -559,7 +607,7 @@ int rdmig_migrate_source(struct rdmig_conn *c, const struct rdmig_vm *vm,
 		if (m->manifest_sent && !m->dst_gave_up)
 			src_settle_aborted(m);
 	} else if (ret) {
-		/* Decided GO, not confirmed: paused here, for an operator to decide. */
+		/* Decided GO, not confirmed (or post-copy lost): paused here, for an operator. */
 		m->st.state = RDMIG_MIG_UNKNOWN;
 	} else {
 		/* Set at GO_ACK; a settled hand-over ends when the destination said it runs. */

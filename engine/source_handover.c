@@ -96,6 +96,26 @@ bool src_dst_caught_up(const struct mig_src *m)
 	return m->o->verify != RDMIG_VERIFY_ROUNDS || m->dst_round >= m->ended_round;
 }
 
+int src_pc_wait_dst(struct mig_src *m, struct rdmig_err *err)
+{
+	uint64_t deadline = rdmig_now_ns() + m->o->commit_timeout_ns;
+
+	while (!src_dst_caught_up(m)) {
+		int ret = src_poll_dst(m, RDMIG_POLL_MS, err);
+
+		if (ret)
+			return ret;
+		if (cancelled(m))
+			return rdmig_seterr(err, -ECANCELED, "migration cancelled");
+		if (rdmig_now_ns() > deadline)
+			return rdmig_seterr(err, -ETIMEDOUT,
+					    "the destination did not check the rounds it holds "
+					    "within %.0f s (--commit-timeout)",
+					    (double)m->o->commit_timeout_ns / 1e9);
+	}
+	return 0;
+}
+
 /*
  * Wait for VERIFIED until `deadline`. The source has not decided yet, so a
  * cancel still counts; the destination's CANCEL or VERIFY_FAIL end it.
@@ -170,7 +190,8 @@ static int await_go_ack(struct mig_src *m, struct rdmig_err *err)
  * The two-step hand-over, from FINAL on (rdmig/migrate.h). Returns 0 once GO_ACK
  * came; any error before `go` is an abort, after it a cut hand-over.
  */
-int src_handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rdmig_err *err)
+int src_handover(struct mig_src *m, const struct rdmig_msg_final *fin, bool *pc_broken,
+		 struct rdmig_err *err)
 {
 	const struct rdmig_mig_opts *o = m->o;
 	uint64_t deadline, t = rdmig_now_ns();
@@ -247,11 +268,19 @@ int src_handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rd
 			return ret;
 	}
 	ret = await_go_ack(m, err);
+	if (ret && m->pc) {
+		/* The destination may run the guest: post-copy's recovery finds out. */
+		*pc_broken = true;
+		return 0;
+	}
 	if (ret)
 		return ret;
 	/* The guest runs at the destination: the downtime ends here, not after our cleanup. */
 	m->st.down.commit_ms = ms_since(t);
 	m->st.downtime_ms = ms_since(m->t_pause);
+	/* Post-copy: DONE waits for the destination's PC_DONE. */
+	if (m->pc)
+		return 0;
 	if (!rdmig_mig_test_fault(o, m->c, RDMIG_STEP_GO_ACK, "source")) {
 		uint8_t b[RDMIG_MIG_ID_LEN];
 

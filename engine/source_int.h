@@ -42,6 +42,7 @@ struct src_region {
 	 * holds.
 	 */
 	uint64_t *sums;
+	uint64_t *pc; /* post-copy: the pages the destination lacks at the switch */
 };
 
 struct mig_src;
@@ -101,6 +102,9 @@ struct mig_src {
 	uint64_t t0;
 	uint64_t t_pause; /* switchover: the guest stopped here */
 	uint8_t *state;	  /* the VM's state blob for FINAL, RDMIG_VM_STATE_MAX bytes */
+	bool pc;	  /* this migration switches to post-copy */
+	bool pc_phase;	  /* GO went: the destination runs the guest, its pages follow */
+	uint64_t pc_pages;
 };
 
 static inline bool cancelled(const struct mig_src *m)
@@ -130,9 +134,24 @@ int src_send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, struct 
 int src_workers_start(struct mig_src *m, struct rdmig_err *err);
 void src_workers_stop(struct mig_src *m);
 
+/* source_postcopy.c */
+struct rdmig_conv;
+bool src_pc_due(const struct mig_src *m, const struct rdmig_conv *cv);
+int src_pc_prepare(struct mig_src *m, struct rdmig_err *err);
+int src_pc_announce(struct mig_src *m, uint32_t round, struct rdmig_err *err);
+/* After GO (broken: GO_ACK did not come, the cause in err): until PC_DONE. */
+int src_pc_serve(struct mig_src *m, bool broken, struct rdmig_err *err);
+
 /* source_handover.c */
 bool src_dst_caught_up(const struct mig_src *m);
-int src_handover(struct mig_src *m, const struct rdmig_msg_final *fin, struct rdmig_err *err);
+/* Before the switch to post-copy: until the destination has checked every round sent. */
+int src_pc_wait_dst(struct mig_src *m, struct rdmig_err *err);
+/*
+ * From FINAL to GO_ACK (and DONE, unless post-copy goes on). In post-copy,
+ * *pc_broken says GO went but GO_ACK did not come (the cause in err).
+ */
+int src_handover(struct mig_src *m, const struct rdmig_msg_final *fin, bool *pc_broken,
+		 struct rdmig_err *err);
 int src_poll_dst(struct mig_src *m, int timeout_ms, struct rdmig_err *err);
 void src_probe_dst(struct mig_src *m);
 void src_settle_aborted(struct mig_src *m);

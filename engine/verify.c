@@ -73,6 +73,7 @@ struct rdmig_vfy {
 	uint64_t *suspects; /* region << 48 | page */
 	size_t nsuspects, suspects_cap;
 	bool lost;	 /* a suspect could not be recorded: finish checks every page */
+	const uint64_t *except[RDMIG_MIG_MAX_REGIONS]; /* post-copy's pages: not checked here */
 	bool finishing;	 /* no acknowledgement may follow VERIFIED */
 	unsigned acking; /* checkers sending an acknowledgement now */
 	_Atomic uint64_t checked;
@@ -101,6 +102,12 @@ static bool page_verified(const struct vfy_region *r, uint64_t p)
 }
 
 /* Called with lock held. Out of memory, the final pass checks every page instead. */
+/* A page post-copy replaces: its copy here is stale by design, and checked when fetched. */
+static bool excepted(const struct rdmig_vfy *v, unsigned r, uint64_t p)
+{
+	return v->except[r] && (v->except[r][p / 64] >> (p % 64) & 1);
+}
+
 static void suspect_add(struct rdmig_vfy *v, uint32_t region, uint64_t p)
 {
 	if (v->nsuspects == v->suspects_cap) {
@@ -472,6 +479,12 @@ static uint64_t expected_sum(const struct rdmig_vfy *v, const struct vfy_region 
 	return atomic_load(&r->want[p]) ? atomic_load(&r->sum[p]) : v->zero_sum;
 }
 
+void rdmig_vfy_except(struct rdmig_vfy *v, unsigned region, const uint64_t *bitmap)
+{
+	if (v && region < v->cfg.nregions)
+		v->except[region] = bitmap;
+}
+
 int rdmig_vfy_finish(struct rdmig_vfy *v, struct rdmig_msg_verify_fail *f, uint64_t *verified,
 		     struct rdmig_err *err)
 {
@@ -508,7 +521,8 @@ int rdmig_vfy_finish(struct rdmig_vfy *v, struct rdmig_msg_verify_fail *f, uint6
 			uint64_t p = v->suspects[i] & ((1ull << 48) - 1), want, h;
 			struct vfy_region *vr = &v->reg[r];
 
-			if ((i && v->suspects[i - 1] == v->suspects[i]) || page_verified(vr, p))
+			if ((i && v->suspects[i - 1] == v->suspects[i]) || page_verified(vr, p) ||
+			    excepted(v, r, p))
 				continue;
 			want = expected_sum(v, vr, p);
 			h = page_hash(vr, p);
@@ -538,8 +552,12 @@ static void check_all(struct rdmig_vfy *v, struct rdmig_msg_verify_fail *f)
 		const struct vfy_region *vr = &v->reg[r];
 
 		for (uint64_t p = 0; p < vr->pages; p++) {
-			uint64_t want = expected_sum(v, vr, p), h = page_hash(vr, p);
+			uint64_t want, h;
 
+			if (excepted(v, r, p))
+				continue;
+			want = expected_sum(v, vr, p);
+			h = page_hash(vr, p);
 			if (h != want)
 				record_bad(f, r, p, want, h);
 		}

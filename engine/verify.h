@@ -67,6 +67,12 @@ void rdmig_vfy_fence(struct rdmig_vfy *v, unsigned chan, uint32_t round);
 uint64_t rdmig_vfy_checked(struct rdmig_vfy *v);
 
 /*
+ * Post-copy: the pages set in `bitmap` (bit p = page p of `region`) are not
+ * checked by _finish: post-copy drops their copies here and checks each one
+ * it fetches. The bitmap must outlive _finish.
+ */
+void rdmig_vfy_except(struct rdmig_vfy *v, unsigned region, const uint64_t *bitmap);
+/*
  * Every final fence is in and remote access is revoked: finish the checks
  * (wait for the queued ones, re-check suspects; full mode: every page).
  * 0 when every page's last copy matched (*verified: pages of the guest), or

@@ -48,6 +48,9 @@ static void listen_usage(FILE *out)
 		"                          source (1s to 3600s, default 30s)\n"
 		"      --commit-grace T    a cut hand-over: wait this long for the source to\n"
 		"                          settle it, then report 'unknown' (default 60s)\n"
+		"      --postcopy-recover T  a post-copy whose link broke: wait this long for\n"
+		"                          the source to reconnect (default 60s, 0: none); the\n"
+		"                          guest waits meanwhile, and is lost after it\n"
 		"      --json              events and the summary as JSON lines on stdout\n"
 		"                          (docs/json.md)\n"
 		"      --peer-timeout TIME fail when the source is silent this long (rdma\n"
@@ -187,7 +190,8 @@ static int serve(struct mig_cli *m, struct rdmig_listener *l, struct rdmig_conn 
 		memset(st, 0, sizeof(*st));
 		n++;
 		ret = rdmig_mig_dest(*c, &m->mo, st, err);
-		if (!ret || ret == RDMIG_MIG_EUNKNOWN || cli_cancel)
+		/* A lost post-copy ends here too: the operator decides at the source. */
+		if (!ret || ret == RDMIG_MIG_EUNKNOWN || ret == RDMIG_MIG_EPCLOST || cli_cancel)
 			return ret;
 		report_discarded(m, ret, st, n, rdmig_err_str(err));
 		rdmig_conn_destroy(*c);

@@ -4,6 +4,7 @@
  * whose vCPUs write its RAM and migrates it, running, to rdmig listen.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -30,6 +31,8 @@ enum {
 	OPT_COMPRESS,
 	OPT_VCPU_CPUS,
 	OPT_VERIFY,
+	OPT_POSTCOPY,
+	OPT_POSTCOPY_AFTER,
 };
 
 static const struct option migrate_opts[] = {
@@ -54,6 +57,8 @@ static const struct option migrate_opts[] = {
     {"progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT},
     {"compress", required_argument, NULL, OPT_COMPRESS},
     {"verify", required_argument, NULL, OPT_VERIFY},
+    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
+    {"postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER},
     {0},
 };
 
@@ -103,6 +108,17 @@ static void migrate_usage(FILE *out)
 	    "                            destination (1s to 3600s, default 30s)\n"
 	    "      --commit-grace T      a cut hand-over: try this long to reach the\n"
 	    "                            destination again and settle it (default 60s)\n"
+	    "      --postcopy            switch to post-copy (default: after the bulk\n"
+	    "                            round): the guest moves to the destination at once\n"
+	    "                            and the pages it still lacks follow, on demand\n"
+	    "                            first. Until the last page is there, the guest is\n"
+	    "                            lost if this process or host dies\n"
+	    "      --postcopy-after W    when: N rounds, a time (2s), or auto (when pre-copy\n"
+	    "                            would need more than 20%% throttle to converge);\n"
+	    "                            implies --postcopy\n"
+	    "      --postcopy-recover T  a post-copy whose link broke: reconnect for this\n"
+	    "                            long (default 60s, 0: none); the guest is lost at\n"
+	    "                            the destination past it, and waits here, paused\n"
 	    "Transport:\n"
 	    "  -b, --backend B           rdma, tcp or auto (default: rdma if this host has an\n"
 	    "                            RDMA device, the options allow it and it connects,\n"
@@ -238,6 +254,17 @@ static int migration_opt(struct mig_cli *m, int opt, const char *arg, struct rdm
 	case OPT_COLD:
 		mo->cold = true;
 		return 0;
+	case OPT_POSTCOPY:
+		if (mo->postcopy == RDMIG_POSTCOPY_OFF) {
+			mo->postcopy = RDMIG_POSTCOPY_ROUNDS;
+			mo->postcopy_rounds = 1;
+		}
+		return 0;
+	case OPT_POSTCOPY_AFTER:
+		if (rdmig_postcopy_parse(arg, &mo->postcopy, &mo->postcopy_rounds,
+					 &mo->postcopy_after_ns, err))
+			return cli_usage_error("migrate", "--postcopy-after: %s", err->msg);
+		return 0;
 	case OPT_MIN_ROUNDS:
 		if (rdmig_parse_uint(arg, 0, 100000, &v, err))
 			return cli_usage_error("migrate", "--min-rounds: %s", err->msg);
@@ -351,6 +378,51 @@ out:
 	return ret;
 }
 
+static volatile sig_atomic_t resume_here;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	resume_here = 1;
+}
+
+/*
+ * Post-copy lost: the guest is paused here, whole as of the switch, and
+ * the destination may or may not still run what it had. Only the operator
+ * can know; wait for their word. SIGUSR1: resume it here (exit 1: the
+ * migration failed, the guest runs here); Ctrl-C or SIGTERM: leave it
+ * (exit 3).
+ */
+static int pc_lost(struct mig_cli *m, struct rdmig_guest *g)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	struct rdmig_err err = RDMIG_ERR_INIT;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	fprintf(stderr,
+		"rdmig migrate: the guest is paused here with all of its RAM and state as of the "
+		"switch to post-copy. If the destination is gone (its rdmig listen exited or its "
+		"host is down), resume the guest here: kill -USR1 %d. Never resume it while the "
+		"destination may still run it. Ctrl-C or kill -TERM %d leaves it paused and "
+		"exits.\n",
+		(int)getpid(), (int)getpid());
+	while (!resume_here && !cli_cancel)
+		pause();
+	if (!resume_here)
+		return RDMIG_EXIT_UNKNOWN;
+	log_warn("post-copy lost: resuming the guest here, as asked");
+	rdmig_guest_resume(g);
+	/* The synthetic guest runs a moment, then its RAM shows it went on from where it was. */
+	usleep((useconds_t)(m->mo.resume_ns / 1000));
+	rdmig_guest_pause(g);
+	fprintf(stderr, "rdmig migrate: the guest resumed here and ran for %.0f ms\n",
+		(double)m->mo.resume_ns / 1e6);
+	if (m->mo.dump_ram && rdmig_guest_dump(g, m->mo.dump_ram, &err))
+		fprintf(stderr, "rdmig migrate: %s\n", rdmig_err_str(&err));
+	return RDMIG_EXIT_FAIL;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	struct src_args a = {
@@ -382,9 +454,20 @@ int cmd_migrate(int argc, char **argv)
 	a.gc.hugepages = m.hugepages;
 	m.cfg.host = host;
 	m.cfg.port = port;
+	if (m.mo.postcopy && m.mo.cold) {
+		ret = cli_usage_error("migrate", "--cold copies the guest in one pass while it is "
+						 "stopped: post-copy has nothing to do; drop one of them");
+		goto out_fini;
+	}
 	ret = mig_cli_setup(&m, &a.gc);
 	if (ret)
 		goto out_fini;
+	if (m.mo.postcopy)
+		log_warn("post-copy: once the guest runs at the destination, its pages not yet "
+			 "fetched exist only here: if this process or host dies before post-copy "
+			 "ends, the guest is lost; a broken link waits up to %.0f s "
+			 "(--postcopy-recover) for the destination again",
+			 (double)m.mo.postcopy_recover_ns / 1e9);
 
 	ret = start_guest(&a, &m.mo, &g, &err);
 	if (ret == RDMIG_EXIT_USAGE)
@@ -415,7 +498,9 @@ int cmd_migrate(int argc, char **argv)
 			g && rdmig_guest_running(g) ? " (the guest is still running here)" : "");
 	if (ret == RDMIG_MIG_EUNKNOWN)
 		fprintf(stderr, "rdmig migrate: %s\n", rdmig_mig_unknown_advice(true));
-	if (ret == RDMIG_MIG_EUNKNOWN)
+	if (ret == RDMIG_MIG_EPCLOST)
+		ret = pc_lost(&m, g);
+	else if (ret == RDMIG_MIG_EUNKNOWN)
 		ret = RDMIG_EXIT_UNKNOWN;
 	else
 		ret = ret ? RDMIG_EXIT_FAIL : RDMIG_EXIT_OK;

@@ -58,6 +58,8 @@ const char *cli_status_name(int ret)
 {
 	if (ret == RDMIG_MIG_EUNKNOWN)
 		return "unknown";
+	if (ret == RDMIG_MIG_EPCLOST)
+		return "postcopy-lost";
 	return ret == 0 ? "completed" : ret == -ECANCELED ? "cancelled" : "failed";
 }
 

@@ -26,6 +26,8 @@ enum {
 	OPT_COMMIT_TIMEOUT,
 	OPT_COMMIT_GRACE,
 	OPT_TEST_FAULT,
+	OPT_PC_RECOVER,
+	OPT_TEST_PC_PACE,
 };
 
 /* Both ends take these; the commands add their own (tools/cmd_listen.c, cmd_migrate.c). */
@@ -44,6 +46,9 @@ static const struct option shared_opts[] = {
     {"commit-grace", required_argument, NULL, OPT_COMMIT_GRACE},
     /* Tests only, not in --help: fail the hand-over at STEP (include/rdmig/migrate.h). */
     {"test-fault", required_argument, NULL, OPT_TEST_FAULT},
+    {"postcopy-recover", required_argument, NULL, OPT_PC_RECOVER},
+    /* Tests only, not in --help: the destination's background fetches pause this long (us). */
+    {"test-pc-pace", required_argument, NULL, OPT_TEST_PC_PACE},
     {"help", no_argument, NULL, 'h'},
 };
 #define NSHARED	 (sizeof(shared_opts) / sizeof(shared_opts[0]))
@@ -124,6 +129,19 @@ static int shared_opt(struct mig_cli *m, const char *cmd, int opt, const char *a
 		return commit_opt(
 		    cmd, opt == OPT_COMMIT_TIMEOUT ? "--commit-timeout" : "--commit-grace", arg,
 		    opt == OPT_COMMIT_TIMEOUT ? &m->mo.commit_timeout_ns : &m->mo.commit_grace_ns);
+	case OPT_PC_RECOVER:
+		if (rdmig_parse_duration(arg, 1000000000ull, &v, &err) || v > 3600000000000ull)
+			return cli_usage_error(cmd,
+					       "--postcopy-recover expects a duration up to 3600s "
+					       "(0: no recovery), got '%s'",
+					       arg);
+		m->mo.postcopy_recover_ns = v;
+		return 0;
+	case OPT_TEST_PC_PACE:
+		if (rdmig_parse_uint(arg, 0, 1000000, &v, &err))
+			return cli_usage_error(cmd, "--test-pc-pace: %s", err.msg);
+		m->mo.test_pc_pace_us = (unsigned)v;
+		return 0;
 	case OPT_TEST_FAULT:
 		if (rdmig_test_fault_parse(arg, &m->mo.test_fault_step, &m->mo.test_fault_action,
 					   &err))

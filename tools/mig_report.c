@@ -161,6 +161,24 @@ static json_t *setup_json(const struct rdmig_mig_stats *s)
 	return j;
 }
 
+/* What the post-copy moved and how long the guest waited for its pages. */
+static json_t *postcopy_json(const struct rdmig_mig_stats *s)
+{
+	json_t *j = json_object();
+
+	if (!j)
+		return NULL;
+	cli_jset(j, "pages", cli_juint(s->pc_pages));
+	cli_jset(j, "demand_pages", cli_juint(s->pc_demand));
+	cli_jset(j, "bytes", cli_juint(s->pc_bytes));
+	cli_jset(j, "ms", cli_jreal(s->pc_ms, 1));
+	cli_jset(j, "fetch_p50_us", cli_jreal(s->pc_fetch_p50_us, 0));
+	cli_jset(j, "fetch_p99_us", cli_jreal(s->pc_fetch_p99_us, 0));
+	cli_jset(j, "fetch_max_us", cli_jreal(s->pc_fetch_max_us, 0));
+	cli_jset(j, "recoveries", json_integer(s->pc_recoveries));
+	return j;
+}
+
 static void summary_json(const struct mig_out *o, int ret, const struct rdmig_mig_stats *s,
 			 const char *backend, unsigned channels, const struct mig_zsum *z,
 			 const char *errmsg)
@@ -193,6 +211,7 @@ static void summary_json(const struct mig_out *o, int ret, const struct rdmig_mi
 	cli_jset(j, "verified_background", cli_juint(s->verified_background));
 	cli_jset(j, "downtime_breakdown", breakdown_json(s, !strcmp(o->side, "source")));
 	cli_jset(j, "setup", setup_json(s));
+	cli_jset(j, "postcopy", s->postcopy ? postcopy_json(s) : json_null());
 	if (z && z->level) {
 		cli_jset(j, "compress_level", json_integer(z->level));
 		cli_jset(j, "bytes_on_wire", cli_juint(z->on_wire));
@@ -238,6 +257,13 @@ static void summary_text(const struct mig_out *o, int ret, const struct rdmig_mi
 	}
 	printf("  verified pages %" PRIu64 " (verify %s)\n", s->verified_pages,
 	       rdmig_verify_name(s->verify));
+	if (s->postcopy)
+		printf("  post-copy      %" PRIu64 " pages after the switch (%" PRIu64
+		       " on demand, fetch p50 %.0f us, p99 %.0f us, max %.0f us) in %.0f ms, "
+		       "%u recover%s\n",
+		       s->pc_pages, s->pc_demand, s->pc_fetch_p50_us, s->pc_fetch_p99_us,
+		       s->pc_fetch_max_us, s->pc_ms, s->pc_recoveries,
+		       s->pc_recoveries == 1 ? "y" : "ies");
 }
 
 void mig_print_summary(struct mig_out *o, int ret, const struct rdmig_mig_stats *s,

@@ -105,6 +105,7 @@ enum rdmig_mig_state {
 	RDMIG_MIG_VERIFY,
 	RDMIG_MIG_PREPARED, /* destination: VERIFIED sent, waiting for GO or CANCEL */
 	RDMIG_MIG_COMMIT,   /* source: decided GO; destination: the guest runs */
+	RDMIG_MIG_POSTCOPY, /* the guest runs at the destination, its last pages follow */
 	RDMIG_MIG_SETTLING, /* the hand-over was cut: settling over a new connection */
 	/* Final states from here on. */
 	RDMIG_MIG_COMPLETED,
@@ -113,6 +114,46 @@ enum rdmig_mig_state {
 	RDMIG_MIG_UNKNOWN, /* not settled within the grace: see rdmig_mig_unknown_advice() */
 };
 const char *rdmig_mig_state_name(enum rdmig_mig_state s);
+
+/*
+ * Post-copy (docs/reliability.md, "Post-copy"): after some pre-copy rounds
+ * the source pauses the guest, sends its state and the list of pages the
+ * destination does not hold current (with their checksums), and the guest
+ * resumes at the destination at once. The destination then fetches every
+ * such page exactly once: the ones the guest touches first, on demand
+ * (rdma: an RDMA READ of the source's registered RAM; tcp: a request and
+ * its reply on a data channel), the rest in the background. From the
+ * switch until the last page has arrived the guest exists in two halves:
+ * if the source dies, it is lost. A broken link is recovered when the
+ * source reconnects within postcopy_recover_ns.
+ */
+enum rdmig_postcopy_mode {
+	RDMIG_POSTCOPY_OFF = 0,
+	RDMIG_POSTCOPY_ROUNDS, /* after postcopy_rounds rounds (the bulk round is 1) */
+	RDMIG_POSTCOPY_TIME,   /* once postcopy_after_ns of pre-copy have passed */
+	/*
+	 * when the convergence model asks for a throttle above
+	 * RDMIG_POSTCOPY_AUTO_THROTTLE (or above max_throttle): switch instead
+	 */
+	RDMIG_POSTCOPY_AUTO,
+};
+#define RDMIG_POSTCOPY_AUTO_THROTTLE 200 /* permille */
+/*
+ * Parse --postcopy-after: "auto", a round count N (>= 1) or a duration
+ * (a number with a unit: 500ms, 2s).
+ */
+int rdmig_postcopy_parse(const char *s, enum rdmig_postcopy_mode *mode, unsigned *rounds,
+			 uint64_t *after_ns, struct rdmig_err *err);
+
+/*
+ * What rdmig_migrate_source() and rdmig_migrate_dest() return when a
+ * post-copy broke and was not recovered within postcopy_recover_ns. Source:
+ * the guest is paused with all of its RAM and state as of the switch; the
+ * VMM may resume it (vm.ops.resume) once it knows the destination does not
+ * run it (the destination process is gone). Destination: the guest that ran
+ * here lacked pages; it was stopped and discard() was called.
+ */
+#define RDMIG_MIG_EPCLOST (-ENOLINK)
 
 enum rdmig_throttle_policy {
 	RDMIG_THROTTLE_ADAPTIVE = 0,
@@ -197,6 +238,16 @@ struct rdmig_mig_stats {
 	uint64_t verified_background; /* destination: page copies checked before switchover */
 	struct rdmig_mig_breakdown down;
 	struct rdmig_mig_setup_cost setup;
+	/* Post-copy: all zero unless the migration switched to it. */
+	bool postcopy;
+	uint64_t pc_pages;    /* pages the destination lacked at the switch */
+	uint64_t pc_demand;   /* of them, fetched because the guest touched them */
+	uint64_t pc_bytes;    /* page bytes fetched after the switch (refetches included) */
+	double pc_ms;	      /* the switch (GO) to the last page placed */
+	double pc_fetch_p50_us; /* on-demand fetches: the guest's fault to its page placed */
+	double pc_fetch_p99_us;
+	double pc_fetch_max_us;
+	unsigned pc_recoveries; /* broken links recovered during post-copy */
 };
 
 struct rdmig_mig_event {
@@ -315,6 +366,22 @@ struct rdmig_mig_opts {
 	 * of running it for resume_ns and freeing it. Untouched on failure.
 	 */
 	struct rdmig_guest **keep_guest;
+	/*
+	 * Post-copy (source; the destination follows what SETUP says). The
+	 * destination needs userfaultfd; a source that asks for post-copy is
+	 * refused at SETUP by one that cannot.
+	 */
+	enum rdmig_postcopy_mode postcopy;
+	unsigned postcopy_rounds;
+	uint64_t postcopy_after_ns;
+	/*
+	 * Both sides: how long a post-copy whose connection broke waits for the
+	 * source to connect again (settle_conn on both sides; default 60 s, 0:
+	 * no recovery, the guest is lost at once).
+	 */
+	uint64_t postcopy_recover_ns;
+	/* Testing hook (destination): sleep this long after each background fetch. */
+	unsigned test_pc_pace_us;
 };
 
 void rdmig_mig_opts_defaults(struct rdmig_mig_opts *o);

@@ -141,19 +141,19 @@ static void test_setup_old_version(void **state)
 	s.version = 1;
 	rdmig_msg_setup_encode(buf, &s);
 	assert_true(rdmig_msg_setup_decode(buf, 40 + 12 * 2, 1ull << 30, &out, &err) < 0);
-	assert_non_null(strstr(err.msg, "version 1, this destination version 4"));
+	assert_non_null(strstr(err.msg, "version 1, this destination version 5"));
 	/* Version 2: 56 fixed bytes, no verify mode. */
 	s.version = 2;
 	rdmig_msg_setup_encode(buf, &s);
 	rdmig_err_clear(&err);
 	assert_true(rdmig_msg_setup_decode(buf, 56 + 12 * 2, 1ull << 30, &out, &err) < 0);
-	assert_non_null(strstr(err.msg, "version 2, this destination version 4"));
+	assert_non_null(strstr(err.msg, "version 2, this destination version 5"));
 	/* Version 3: the synthetic guest's fields where the config length is now. */
 	s.version = 3;
 	rdmig_msg_setup_encode(buf, &s);
 	rdmig_err_clear(&err);
 	assert_true(rdmig_msg_setup_decode(buf, 64 + 12 * 2, 1ull << 30, &out, &err) < 0);
-	assert_non_null(strstr(err.msg, "version 3, this destination version 4"));
+	assert_non_null(strstr(err.msg, "version 3, this destination version 5"));
 }
 
 /* The synthetic guest's config blob: checked by the destination before it builds the guest. */
@@ -473,6 +473,84 @@ static void test_final_and_cancel(void **state)
 	assert_int_equal(code, -ECANCELED);
 }
 
+/* Version 5: SETUP's post-copy flag travels; unknown flags are refused. */
+static void test_setup_flags(void **state)
+{
+	struct rdmig_msg_setup s = good_setup(), out;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	static uint8_t buf[RDMIG_SETUP_MAX_LEN];
+	size_t n;
+
+	(void)state;
+	s.flags = RDMIG_SETUP_F_POSTCOPY;
+	n = rdmig_msg_setup_encode(buf, &s);
+	assert_int_equal(rdmig_msg_setup_decode(buf, n, 1ull << 30, &out, &err), 0);
+	assert_int_equal(out.flags, RDMIG_SETUP_F_POSTCOPY);
+	s.flags = 0x8;
+	n = rdmig_msg_setup_encode(buf, &s);
+	assert_true(rdmig_msg_setup_decode(buf, n, 1ull << 30, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "unknown flags 0x8"));
+}
+
+/* PC_DONE: figures round-trip; another migration's, a short one or nonsense figures are refused. */
+static void test_pc_done(void **state)
+{
+	struct rdmig_msg_pc_done d = {.pages = 100,
+				      .demand = 7,
+				      .bytes = 409600,
+				      .p50_us = 40,
+				      .p99_us = 90,
+				      .max_us = 300,
+				      .recoveries = 1},
+				 out;
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	uint8_t id[RDMIG_MIG_ID_LEN] = {1, 2, 3}, other[RDMIG_MIG_ID_LEN] = {9};
+	uint8_t buf[RDMIG_PC_DONE_LEN];
+	size_t n;
+
+	(void)state;
+	n = rdmig_msg_pc_done_encode(buf, id, &d);
+	assert_int_equal(n, RDMIG_PC_DONE_LEN);
+	assert_int_equal(rdmig_msg_pc_done_decode(buf, n, id, &out, &err), 0);
+	assert_int_equal(out.pages, 100);
+	assert_int_equal(out.demand, 7);
+	assert_int_equal(out.bytes, 409600);
+	assert_int_equal(out.p99_us, 90);
+	assert_int_equal(out.recoveries, 1);
+	assert_true(rdmig_msg_pc_done_decode(buf, n, other, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "another migration"));
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_pc_done_decode(buf, n - 1, id, &out, &err) < 0);
+	d.demand = 101;
+	n = rdmig_msg_pc_done_encode(buf, id, &d);
+	rdmig_err_clear(&err);
+	assert_true(rdmig_msg_pc_done_decode(buf, n, id, &out, &err) < 0);
+	assert_non_null(strstr(err.msg, "inconsistent"));
+}
+
+/* --postcopy-after: auto, a round count, a time; anything else is named. */
+static void test_postcopy_parse(void **state)
+{
+	struct rdmig_err err = RDMIG_ERR_INIT;
+	enum rdmig_postcopy_mode m = RDMIG_POSTCOPY_OFF;
+	unsigned rounds = 0;
+	uint64_t ns = 0;
+
+	(void)state;
+	assert_int_equal(rdmig_postcopy_parse("auto", &m, &rounds, &ns, &err), 0);
+	assert_int_equal(m, RDMIG_POSTCOPY_AUTO);
+	assert_int_equal(rdmig_postcopy_parse("3", &m, &rounds, &ns, &err), 0);
+	assert_int_equal(m, RDMIG_POSTCOPY_ROUNDS);
+	assert_int_equal(rounds, 3);
+	assert_int_equal(rdmig_postcopy_parse("1500ms", &m, &rounds, &ns, &err), 0);
+	assert_int_equal(m, RDMIG_POSTCOPY_TIME);
+	assert_int_equal(ns, 1500000000ull);
+	assert_true(rdmig_postcopy_parse("0", &m, &rounds, &ns, &err) < 0);
+	assert_non_null(strstr(err.msg, "expected auto, a number of rounds"));
+	assert_true(rdmig_postcopy_parse("soon", &m, &rounds, &ns, &err) < 0);
+	assert_true(rdmig_postcopy_parse("", &m, &rounds, &ns, &err) < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +565,9 @@ int main(void)
 	    cmocka_unit_test(test_resolve),
 	    cmocka_unit_test(test_manifest_full),
 	    cmocka_unit_test(test_round_and_verified),
+	    cmocka_unit_test(test_setup_flags),
+	    cmocka_unit_test(test_pc_done),
+	    cmocka_unit_test(test_postcopy_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
