@@ -139,6 +139,7 @@ int rdmig_mig_source(struct rdmig_conn *c, struct rdmig_guest *guest,
 struct guest_dest {
 	const struct rdmig_mig_opts *o;
 	struct rdmig_guest *g;
+	uint64_t work0; /* the vCPUs' work counters as they arrived */
 };
 
 static int dest_prepare(void *ctx, const void *config, size_t config_len,
@@ -204,6 +205,7 @@ static int dest_start(void *ctx, const void *state, size_t state_len, struct rdm
 		st[i].pos = rdmig_get_be64(b);
 		st[i].rng = rdmig_get_be64(b + 8);
 		st[i].work = rdmig_get_be64(b + 16);
+		d->work0 += st[i].work;
 	}
 	/* The guest resumes where the source's vCPUs stopped. */
 	return rdmig_guest_start(d->g, st, err);
@@ -232,6 +234,9 @@ int rdmig_mig_dest(struct rdmig_conn *c, const struct rdmig_mig_opts *opts,
 	int ret;
 
 	ret = rdmig_migrate_dest(c, &vd, opts, &st, err);
+	/* Post-copy ends when every page is here: what the guest did meanwhile. */
+	if (!ret && d.g && st.postcopy)
+		st.pc_guest_work = rdmig_guest_work(d.g) - d.work0;
 	if (!ret && d.g) {
 		if (opts->keep_guest) {
 			*opts->keep_guest = d.g;

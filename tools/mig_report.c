@@ -176,6 +176,7 @@ static json_t *postcopy_json(const struct rdmig_mig_stats *s)
 	cli_jset(j, "fetch_p99_us", cli_jreal(s->pc_fetch_p99_us, 0));
 	cli_jset(j, "fetch_max_us", cli_jreal(s->pc_fetch_max_us, 0));
 	cli_jset(j, "recoveries", json_integer(s->pc_recoveries));
+	cli_jset(j, "guest_work", cli_juint(s->pc_guest_work));
 	return j;
 }
 

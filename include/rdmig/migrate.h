@@ -248,6 +248,8 @@ struct rdmig_mig_stats {
 	double pc_fetch_p99_us;
 	double pc_fetch_max_us;
 	unsigned pc_recoveries; /* broken links recovered during post-copy */
+	/* Destination, synthetic guest (rdmig_mig_dest): work it did while its pages came. */
+	uint64_t pc_guest_work;
 };
 
 struct rdmig_mig_event {
