@@ -98,7 +98,7 @@ struct rdmig_pcd {
 	unsigned cur_region; /* background cursor */
 	uint64_t cur_page;
 	uint64_t placed, demand, bytes;
-	bool stopping;	  /* fetchers leave */
+	atomic_bool stopping; /* fetchers leave (set under lock, read anywhere) */
 	int fetch_ret;	  /* the first fetcher error (the link broke) */
 	struct rdmig_err fetch_err;
 	uint32_t *lat_us; /* on-demand fetch latencies */
@@ -454,7 +454,7 @@ static int fetch_stream(struct pc_fetcher *f, const struct pc_job *j, struct rdm
 
 		if (n == -ETIMEDOUT) {
 			rdmig_err_clear(err);
-			if (rdmig_conn_failed(c, err) || f->p->stopping)
+			if (rdmig_conn_failed(c, err) || atomic_load(&f->p->stopping))
 				return err && err->code ? err->code : -ECANCELED;
 			continue;
 		}
@@ -472,7 +472,7 @@ static int fetch_stream(struct pc_fetcher *f, const struct pc_job *j, struct rdm
 
 		if (n == -ETIMEDOUT) {
 			rdmig_err_clear(err);
-			if (rdmig_conn_failed(c, err) || f->p->stopping)
+			if (rdmig_conn_failed(c, err) || atomic_load(&f->p->stopping))
 				return err && err->code ? err->code : -ECANCELED;
 			continue;
 		}
@@ -605,7 +605,8 @@ static void *fetch_main(void *arg)
 		bool got;
 
 		pthread_mutex_lock(&p->lock);
-		while (!(got = !p->stopping && pick(p, &j)) && !p->stopping &&
+		while (!(got = !atomic_load(&p->stopping) && pick(p, &j)) &&
+		       !atomic_load(&p->stopping) &&
 		       p->placed < p->total)
 			pthread_cond_wait(&p->cv, &p->lock);
 		pthread_mutex_unlock(&p->lock);
@@ -619,7 +620,7 @@ static void *fetch_main(void *arg)
 				p->fetch_ret = f->ret;
 				p->fetch_err = f->err;
 			}
-			p->stopping = true;
+			atomic_store(&p->stopping, true);
 			pthread_cond_broadcast(&p->cv);
 			pthread_mutex_unlock(&p->lock);
 			break;
@@ -634,7 +635,7 @@ static void *fetch_main(void *arg)
 static void fetchers_stop(struct rdmig_pcd *p)
 {
 	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
+	atomic_store(&p->stopping, true);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->nf; i++)
@@ -691,7 +692,7 @@ static int fetchers_start(struct rdmig_pcd *p, struct rdmig_conn *c, struct rdmi
 			return ret;
 	}
 	pthread_mutex_lock(&p->lock);
-	p->stopping = false;
+	atomic_store(&p->stopping, false);
 	p->fetch_ret = 0;
 	rdmig_err_clear(&p->fetch_err);
 	pthread_mutex_unlock(&p->lock);
