@@ -50,6 +50,30 @@ static int check_limits(const struct rdmig_mig_opts *o, struct rdmig_err *err)
 	return 0;
 }
 
+static int check_postcopy(const struct rdmig_mig_opts *o, struct rdmig_err *err)
+{
+	if (o->postcopy_recover_ns > RDMIG_COMMIT_MAX_NS)
+		return rdmig_seterr(err, -EINVAL,
+				    "--postcopy-recover expects a duration up to 3600s (0: none)");
+	if (o->postcopy == RDMIG_POSTCOPY_OFF)
+		return 0;
+	if ((unsigned)o->postcopy > RDMIG_POSTCOPY_AUTO ||
+	    (o->postcopy == RDMIG_POSTCOPY_ROUNDS && !o->postcopy_rounds) ||
+	    (o->postcopy == RDMIG_POSTCOPY_TIME && !o->postcopy_after_ns))
+		return rdmig_seterr(err, -EINVAL,
+				    "post-copy: expected a round count >= 1, a time > 0, or auto");
+	if (o->cold)
+		return rdmig_seterr(err, -EINVAL,
+				    "--cold copies the guest in one pass while it is stopped: "
+				    "post-copy has nothing to do; drop one of them");
+	if (o->postcopy == RDMIG_POSTCOPY_AUTO && o->throttle == RDMIG_THROTTLE_OFF)
+		return rdmig_seterr(err, -EINVAL,
+				    "--postcopy-after auto switches when the throttle policy would "
+				    "throttle beyond 20%%: it needs --throttle adaptive or step, or "
+				    "give a round count or a time");
+	return 0;
+}
+
 static int check_cold(const struct rdmig_mig_opts *o, struct rdmig_err *err)
 {
 	if (!o->cold)
@@ -76,6 +100,8 @@ int rdmig_mig_opts_check(const struct rdmig_mig_opts *o, enum rdmig_backend back
 	ret = check_limits(o, err);
 	if (!ret)
 		ret = check_cold(o, err);
+	if (!ret)
+		ret = check_postcopy(o, err);
 	if (ret || !gc)
 		return ret;
 	kind = dirty_kind(o);

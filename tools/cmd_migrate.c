@@ -454,11 +454,6 @@ int cmd_migrate(int argc, char **argv)
 	a.gc.hugepages = m.hugepages;
 	m.cfg.host = host;
 	m.cfg.port = port;
-	if (m.mo.postcopy && m.mo.cold) {
-		ret = cli_usage_error("migrate", "--cold copies the guest in one pass while it is "
-						 "stopped: post-copy has nothing to do; drop one of them");
-		goto out_fini;
-	}
 	ret = mig_cli_setup(&m, &a.gc);
 	if (ret)
 		goto out_fini;

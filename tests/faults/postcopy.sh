@@ -132,6 +132,8 @@ expect_exit 2 "--postcopy-after soon" -- "$R" migrate 127.0.0.1:1 --guest-size 1
 expect_out "expected auto, a number of rounds" "names the accepted forms"
 expect_exit 2 "--postcopy with --cold" -- "$R" migrate 127.0.0.1:1 --guest-size 1M --postcopy --cold
 expect_out "drop one of them" "says what to drop"
+expect_exit 2 "--postcopy-after auto with --throttle off" -- "$R" migrate 127.0.0.1:1 --guest-size 1M --postcopy-after auto --throttle off
+expect_out "needs --throttle adaptive or step" "says what auto needs"
 expect_exit 2 "--postcopy-recover forever" -- "$R" listen --postcopy-recover forever
 expect_out "--postcopy-recover expects a duration" "names the option"
 finish
