@@ -437,38 +437,14 @@ static bool pick(struct rdmig_pcd *p, struct pc_job *j)
 	return false;
 }
 
-/* tcp: ask for the run on the channel's stream and take the reply into the slot. */
-static int fetch_stream(struct pc_fetcher *f, const struct pc_job *j, struct rdmig_err *err)
+/* Exactly `want` bytes of the channel's stream; gives up when the link fails or fetching stops. */
+static int recv_exact(struct pc_fetcher *f, uint8_t *buf, size_t want, struct rdmig_err *err)
 {
 	struct rdmig_conn *c = f->p->c;
-	uint8_t req[PC_REQ_LEN], hdr[PC_REQ_LEN];
-	size_t want = PC_REQ_LEN, got = 0;
-	int ret;
+	size_t got = 0;
 
-	pc_req_encode(req, j->region, j->count, j->first);
-	ret = rdmig_stream_send(c, f->chan, req, sizeof(req), err);
-	if (ret)
-		return ret;
 	while (got < want) {
-		ssize_t n = rdmig_stream_recv(c, f->chan, hdr + got, want - got, RDMIG_POLL_MS, err);
-
-		if (n == -ETIMEDOUT) {
-			rdmig_err_clear(err);
-			if (rdmig_conn_failed(c, err) || atomic_load(&f->p->stopping))
-				return err && err->code ? err->code : -ECANCELED;
-			continue;
-		}
-		if (n <= 0)
-			return n ? (int)n : rdmig_seterr(err, -ECONNRESET, "source ended the stream");
-		got += (size_t)n;
-	}
-	if (memcmp(hdr, req, PC_REQ_LEN))
-		return rdmig_seterr(err, -EPROTO, "post-copy: the source answered another request");
-	got = 0;
-	want = (size_t)j->count * RDMIG_PAGE_SIZE;
-	while (got < want) {
-		ssize_t n = rdmig_stream_recv(c, f->chan, f->slot + got, want - got, RDMIG_POLL_MS,
-					      err);
+		ssize_t n = rdmig_stream_recv(c, f->chan, buf + got, want - got, RDMIG_POLL_MS, err);
 
 		if (n == -ETIMEDOUT) {
 			rdmig_err_clear(err);
@@ -481,6 +457,23 @@ static int fetch_stream(struct pc_fetcher *f, const struct pc_job *j, struct rdm
 		got += (size_t)n;
 	}
 	return 0;
+}
+
+/* tcp: ask for the run on the channel's stream and take the reply into the slot. */
+static int fetch_stream(struct pc_fetcher *f, const struct pc_job *j, struct rdmig_err *err)
+{
+	uint8_t req[PC_REQ_LEN], hdr[PC_REQ_LEN];
+	int ret;
+
+	pc_req_encode(req, j->region, j->count, j->first);
+	ret = rdmig_stream_send(f->p->c, f->chan, req, sizeof(req), err);
+	if (!ret)
+		ret = recv_exact(f, hdr, sizeof(hdr), err);
+	if (ret)
+		return ret;
+	if (memcmp(hdr, req, PC_REQ_LEN))
+		return rdmig_seterr(err, -EPROTO, "post-copy: the source answered another request");
+	return recv_exact(f, f->slot, (size_t)j->count * RDMIG_PAGE_SIZE, err);
 }
 
 static int fetch_read(struct pc_fetcher *f, const struct pc_job *j, struct rdmig_err *err)
@@ -906,7 +899,7 @@ int rdmig_pcd_finish(struct rdmig_pcd *p, struct rdmig_mig_stats *st, struct rdm
 		 " on demand, fetch p50 %u us, p99 %u us)",
 		 p->total, st->pc_ms, d.demand, d.p50_us, d.p99_us);
 	/* The guest is whole here: the source may let go of its copy. */
-	for (int tries = 0;; tries++) {
+	{
 		struct rdmig_err e = RDMIG_ERR_INIT;
 
 		ret = rdmig_ctrl_send(p->c, RDMIG_EMSG_PC_DONE, buf,
@@ -919,15 +912,13 @@ int rdmig_pcd_finish(struct rdmig_pcd *p, struct rdmig_mig_stats *st, struct rdm
 			return 0;
 		if (!ret)
 			rdmig_seterr(&e, -EPROTO, "message 0x%x where DONE was due", type);
-		/* The source may not know: it comes back for it, within the window. */
-		if (tries || recover(p, true, &e)) {
+		/* The source may not have heard: it comes back for PC_DONE within the window. */
+		if (recover(p, true, &e))
 			log_warn("post-copy: every page is here and the guest runs, but the "
 				 "source may not know: %s",
 				 rdmig_err_str(&e));
-			return 0;
-		}
-		return 0;
 	}
+	return 0;
 }
 
 void rdmig_pcd_destroy(struct rdmig_pcd *p)
