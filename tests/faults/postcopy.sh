@@ -78,7 +78,7 @@ if start_listener "$tmp/d3.json" --json --test-pc-pace 20000; then
 		>"$tmp/s3.json" 2>"$tmp/s3.err" &
 	src=$!
 	if wait_state "$tmp/s3.json" postcopy 60; then
-		kill -9 $dst
+		kill -9 $dst; wait $dst 2>/dev/null
 		pass "destination killed during post-copy"
 		for _ in $(seq 200); do grep -q "kill -USR1" "$tmp/s3.err" && break; sleep 0.1; done
 		grep -q "paused here with all of its RAM" "$tmp/s3.err" && pass "the source says it holds the whole guest" \
