@@ -7,12 +7,15 @@
  * checks that OUT/results.json is one well-formed JSON object with the meta
  * data (command, date, seconds, nproc, kernel), the sections raw_limits,
  * idle, throttle, qemu, qemu_written and not_run as arrays, a tcp row in
- * raw_limits and idle, the three write-heavy runs (baseline, adaptive, step)
- * completed with numeric total_ms, downtime_ms and guest_work, every QEMU
- * row with a status, every written-guest row saying whether it was checked
- * and how busy the host's CPUs were while it ran, and that OUT/results.md
- * exists, every .json file in OUT/raw parses and so
- * does every line starting with '{' of every .jsonl file there.
+ * raw_limits and idle, the write-heavy runs (baseline, adaptive, step and the
+ * two hybrid post-copy ones) completed with numeric total_ms, downtime_ms,
+ * guest_work and bytes_over_size, the post-copy ones saying whether they
+ * switched, a postcopy_fetch row for each native post-copy run and whichever
+ * VM ones ran, with the fetch latencies and page counts where it switched,
+ * every QEMU row with a status, every written-guest row saying whether it was
+ * checked and how busy the host's CPUs were while it ran, and that
+ * OUT/results.md exists, every .json file in OUT/raw parses and so does every
+ * line starting with '{' of every .jsonl file there.
  * Never looks at the figures: speed depends on the machine.
  * Exit status: 0 pass, 1 fail, 2 usage.
  */
@@ -71,6 +74,48 @@ static void check_raw_lines(const char *dir, const char *name)
 	fclose(f);
 }
 
+/*
+ * The fetch-latency rows: the native post-copy runs always run, the VM ones
+ * only with the VM, so only the former are required; a row that switched
+ * must carry its latencies, and an unmeasured VM ratio must be null.
+ */
+static void check_postcopy(json_t *root)
+{
+	static const char *const fields[] = {
+	    "fetch_p50_us", "fetch_p99_us", "fetch_max_us", "pages", "demand_pages", "ms", NULL};
+	int native = 0;
+	json_t *a, *row, *r;
+	size_t i;
+
+	CHECK(json_is_object(json_object_get(root, "postcopy_targets")),
+	      "no postcopy_targets object");
+	r = json_object_get(root, "postcopy_fetch_ratio");
+	CHECK(json_is_object(r) && (json_is_null(json_object_get(r, "p99_rdma_over_tcp_vm")) ||
+				    has_number(r, "p99_rdma_over_tcp_vm")),
+	      "postcopy_fetch_ratio missing or not a number");
+	a = array(root, "postcopy_fetch");
+	if (!a)
+		return;
+	json_array_foreach(a, i, row)
+	{
+		const char *k = json_string_value(json_object_get(row, "run"));
+		json_t *sw = json_object_get(row, "switched");
+
+		CHECK(k && json_is_string(json_object_get(row, "status")) && json_is_boolean(sw),
+		      "postcopy_fetch[%zu] incomplete", i);
+		native += k && !strncmp(k, "wh-", 3);
+		if (!json_is_true(sw))
+			continue;
+		for (const char *const *fl = fields; *fl; fl++)
+			CHECK(has_number(row, *fl), "postcopy_fetch[%zu] (%s): %s is not a number",
+			      i, k ? k : "?", *fl);
+	}
+	CHECK(native == 2,
+	      "%d native post-copy rows in postcopy_fetch, expected wh-postcopy and "
+	      "wh-postcopy-2",
+	      native);
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096];
@@ -126,11 +171,22 @@ int main(int argc, char **argv)
 			k = json_string_value(json_object_get(row, "status"));
 			CHECK(k && !strcmp(k, "completed"), "throttle[%zu] did not complete", i);
 			CHECK(has_number(row, "total_ms") && has_number(row, "downtime_ms") &&
-				  has_number(row, "guest_work"),
+				  has_number(row, "guest_work") &&
+				  has_number(row, "bytes_over_size"),
 			      "throttle[%zu] incomplete", i);
+			k = json_string_value(json_object_get(row, "run"));
+			CHECK(k, "throttle[%zu] has no run name", i);
+			CHECK(!k || strncmp(k, "postcopy", 8) ||
+				  json_is_boolean(json_object_get(row, "switched")),
+			      "throttle[%zu] (%s) does not say whether it switched to post-copy", i,
+			      k ? k : "?");
 			runs++;
 		}
-	CHECK(runs == 3, "%d write-heavy runs, expected baseline, adaptive and step", runs);
+	CHECK(runs == 5,
+	      "%d write-heavy runs, expected baseline, adaptive, step, postcopy and "
+	      "postcopy-2",
+	      runs);
+	check_postcopy(root);
 	if ((a = array(root, "qemu")))
 		json_array_foreach(a, i, row) CHECK(
 		    json_is_string(json_object_get(row, "status")) && has_number(row, "total_ms"),
