@@ -110,9 +110,9 @@ static void check_postcopy(json_t *root)
 			CHECK(has_number(row, *fl), "postcopy_fetch[%zu] (%s): %s is not a number",
 			      i, k ? k : "?", *fl);
 	}
-	CHECK(native == 2,
-	      "%d native post-copy rows in postcopy_fetch, expected wh-postcopy and "
-	      "wh-postcopy-2",
+	CHECK(native == 3,
+	      "%d native post-copy rows in postcopy_fetch, expected wh-postcopy, "
+	      "wh-postcopy-2 and wh-postcopy-0",
 	      native);
 }
 
@@ -182,9 +182,9 @@ int main(int argc, char **argv)
 			      k ? k : "?");
 			runs++;
 		}
-	CHECK(runs == 5,
-	      "%d write-heavy runs, expected baseline, adaptive, step, postcopy and "
-	      "postcopy-2",
+	CHECK(runs == 6,
+	      "%d write-heavy runs, expected baseline, adaptive, step, postcopy, "
+	      "postcopy-2 and postcopy-0",
 	      runs);
 	check_postcopy(root);
 	if ((a = array(root, "qemu")))

@@ -93,8 +93,9 @@ for be in ("tcp", "rdma"):
               f"{'n/a' if row['ratio'] is None else row['ratio']} | >= 0.9 |")
 
 # ---- 3. throttling, and hybrid post-copy (issue #18) ----
-WH_RUNS = ("baseline", "adaptive", "step", "postcopy", "postcopy-2")
-PC_ARGS = {"postcopy": "--postcopy-after auto", "postcopy-2": "--postcopy-after 2"}
+WH_RUNS = ("baseline", "adaptive", "step", "postcopy", "postcopy-2", "postcopy-0")
+PC_ARGS = {"postcopy": "--postcopy-after auto", "postcopy-2": "--postcopy-after 2",
+           "postcopy-0": "--postcopy-after 0"}
 # Issue #18's targets for hybrid post-copy, against the adaptive throttle of the same run.
 PC_LOST_MAX, PC_BYTES_MAX, PC_DOWNTIME_MAX = 0.25, 1.3, 300.0
 
@@ -123,7 +124,7 @@ md.append("Work / s is guest_work per second the guest ran (total minus downtime
           "the guest really lost (the share of each run is shown in brackets). The baseline "
           "runs the same guest with --throttle off and no bandwidth cap. Post-copy rows: "
           "same guest and cap, pre-copy then post-copy (postcopy: --postcopy-after auto, "
-          "postcopy-2: --postcopy-after 2); their guest work is the source's plus the "
+          "postcopy-2: --postcopy-after 2, postcopy-0: --postcopy-after 0, no pre-copy); their guest work is the source's plus the "
           "destination's while its pages came, their total runs until the destination has "
           "every page. Bytes / size: bytes sent over the guest's size.\n")
 md.append("| run | status | total ms | downtime ms | rounds | max throttle | post-copy | "
@@ -200,6 +201,7 @@ for r in res["throttle"]:
 # (name, what it is); the VM ones compare rdma and tcp on the same emulated CPU.
 PC_FETCH = (("wh-postcopy", "tcp, native, --postcopy-after auto"),
             ("wh-postcopy-2", "tcp, native, --postcopy-after 2"),
+            ("wh-postcopy-0", "tcp, native, --postcopy-after 0"),
             ("pc-tcp-vm", "tcp, SoftRoCE VM (loopback)"),
             ("pc-rdma-vm", "rdma, SoftRoCE VM"))
 res["postcopy_fetch"] = []

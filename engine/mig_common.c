@@ -79,9 +79,10 @@ int rdmig_postcopy_parse(const char *s, enum rdmig_postcopy_mode *mode, unsigned
 		return 0;
 	}
 	errno = 0;
+	end = NULL;
 	v = s && *s >= '0' && *s <= '9' ? strtoul(s, &end, 10) : 0;
-	/* A bare number counts rounds; with a unit it is a time. */
-	if (s && v && !errno && !*end && v <= 1000000) {
+	/* A bare number counts rounds (0: at once, no pre-copy); with a unit it is a time. */
+	if (end && end != s && !errno && !*end && v <= 1000000) {
 		*mode = RDMIG_POSTCOPY_ROUNDS;
 		*rounds = (unsigned)v;
 		return 0;
@@ -93,7 +94,8 @@ int rdmig_postcopy_parse(const char *s, enum rdmig_postcopy_mode *mode, unsigned
 	}
 	return rdmig_seterr(err, -EINVAL,
 			    "invalid post-copy switch '%s': expected auto, a number of rounds "
-			    "(1 = right after the bulk round) or a time such as 2s or 500ms",
+			    "(1 = right after the bulk round, 0 = at once) or a time such as 2s "
+			    "or 500ms",
 			    s ? s : "");
 }
 

@@ -58,10 +58,9 @@ static int check_postcopy(const struct rdmig_mig_opts *o, struct rdmig_err *err)
 	if (o->postcopy == RDMIG_POSTCOPY_OFF)
 		return 0;
 	if ((unsigned)o->postcopy > RDMIG_POSTCOPY_AUTO ||
-	    (o->postcopy == RDMIG_POSTCOPY_ROUNDS && !o->postcopy_rounds) ||
 	    (o->postcopy == RDMIG_POSTCOPY_TIME && !o->postcopy_after_ns))
 		return rdmig_seterr(err, -EINVAL,
-				    "post-copy: expected a round count >= 1, a time > 0, or auto");
+				    "post-copy: expected a round count, a time > 0, or auto");
 	if (o->cold)
 		return rdmig_seterr(err, -EINVAL,
 				    "--cold copies the guest in one pass while it is stopped: "

@@ -335,13 +335,23 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 		return ret;
 	t_harvest = rdmig_now_ns();
 	t_round = t_harvest;
-	ret = src_send_round(m, 1, &round_bytes, err);
-	if (ret)
-		return ret;
+	/*
+	 * --postcopy-after 0: no pre-copy at all. The pages that are not zero
+	 * stay planned, become the post-copy set at the switch and cross once.
+	 */
+	if (o->postcopy == RDMIG_POSTCOPY_ROUNDS && !o->postcopy_rounds) {
+		m->pc = true;
+		m->st.round = 0;
+		log_info("migration %s: post-copy from the start", m->ids);
+	} else {
+		ret = src_send_round(m, 1, &round_bytes, err);
+		if (ret)
+			return ret;
+	}
 	m->st.setup.bulk_ms = ms_since(t_round);
-	m->st.setup.bulk_bytes = round_bytes;
+	m->st.setup.bulk_bytes = m->pc ? 0 : round_bytes;
 
-	if (!o->cold) {
+	if (!o->cold && !m->pc) {
 		src_set_state(m, RDMIG_MIG_DIRTY);
 		for (;;) {
 			struct rdmig_conv_obs obs;

@@ -545,7 +545,10 @@ static void test_postcopy_parse(void **state)
 	assert_int_equal(rdmig_postcopy_parse("1500ms", &m, &rounds, &ns, &err), 0);
 	assert_int_equal(m, RDMIG_POSTCOPY_TIME);
 	assert_int_equal(ns, 1500000000ull);
-	assert_true(rdmig_postcopy_parse("0", &m, &rounds, &ns, &err) < 0);
+	assert_int_equal(rdmig_postcopy_parse("0", &m, &rounds, &ns, &err), 0);
+	assert_int_equal(m, RDMIG_POSTCOPY_ROUNDS);
+	assert_int_equal(rounds, 0);
+	assert_true(rdmig_postcopy_parse("0s", &m, &rounds, &ns, &err) < 0);
 	assert_non_null(strstr(err.msg, "expected auto, a number of rounds"));
 	assert_true(rdmig_postcopy_parse("soon", &m, &rounds, &ns, &err) < 0);
 	assert_true(rdmig_postcopy_parse("", &m, &rounds, &ns, &err) < 0);
