@@ -71,6 +71,20 @@ if start_listener "$tmp/d2.json" --json; then
 	[ "$(json_field "$tmp/s2.json" rounds)" -ge 2 ] && pass "switched after round 2" || fail "rounds: $OUT"
 fi
 
+# 2b. post-copy from the start: no pre-copy round, every page crosses once.
+if start_listener "$tmp/d0.json" --json --dump-ram "$tmp/d0.bin"; then
+	expect_exit 0 "post-copy from the start" -- "$R" migrate "$HOST:$port" --backend "$BACKEND" \
+		--guest-size $GUEST --vcpus 2 --workload incr --postcopy-after 0 --json
+	echo "$OUT" >"$tmp/s0.json"
+	wait_pid $dst 60 || fail "destination failed: $(cat "$tmp/dst.err")"
+	ram=$(json_field "$tmp/s0.json" ram_bytes)
+	[ "$(json_field "$tmp/s0.json" bytes)" = "$(pc_field "$tmp/s0.json" bytes)" ] &&
+		[ "$(pc_field "$tmp/s0.json" bytes)" -le "${ram:-0}" ] &&
+		pass "every byte sent after the switch, at most the guest once ($ram)" \
+		|| fail "bytes $(json_field "$tmp/s0.json" bytes), post-copy $(pc_field "$tmp/s0.json" bytes), guest $ram"
+	OUT=$("$CHK" "$tmp/d0.bin" 2 2>&1) && pass "destination edge check: $OUT" || fail "edge check: $OUT"
+fi
+
 # 3. the destination dies during post-copy.
 if start_listener "$tmp/d3.json" --json --test-pc-pace 20000; then
 	"$R" migrate "$HOST:$port" --backend "$BACKEND" --guest-size $GUEST --vcpus 1 \
