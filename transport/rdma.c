@@ -131,6 +131,10 @@ int rd_dev_setup(struct rd_conn *rc, struct ibv_context *verbs, uint8_t port, st
 		rc->max_wr_bytes = rc->pattr.max_msg_sz;
 	if (rc->max_wr_bytes > (1u << 30))
 		rc->max_wr_bytes = 1u << 30;
+	rc->read_spin_ns = RD_READ_SPIN_NS;
+	env = getenv("RDMIG_RDMA_READ_SPIN_US");
+	if (env && *env && strtoull(env, NULL, 10) <= 10000)
+		rc->read_spin_ns = strtoull(env, NULL, 10) * 1000;
 
 	rc->verbs = verbs;
 	rc->pd = ibv_alloc_pd(verbs);

@@ -60,8 +60,10 @@ int rd_post_chain(struct rd_chan *ch, struct ibv_send_wr *wr, struct rdmig_err *
 	return 0;
 }
 
-int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig_err *err)
+int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, uint64_t spin_ns,
+		struct rdmig_err *err)
 {
+	uint64_t spin_end = spin_ns ? rdmig_now_ns() + spin_ns : 0;
 	int ret;
 
 	for (;;) {
@@ -71,6 +73,13 @@ int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig
 		ret = rd_check(ch->rc, err);
 		if (ret)
 			return ret;
+		if (spin_end && rdmig_now_ns() < spin_end) {
+			/* The progress thread takes this lock to reap this CQ too. */
+			pthread_mutex_unlock(&ch->tx_lock);
+			sched_yield();
+			pthread_mutex_lock(&ch->tx_lock);
+			continue;
+		}
 		if (rd_cond_wait(&ch->tx_cond, &ch->tx_lock, deadline))
 			return rdmig_seterr(err, -ETIMEDOUT, "%s: send not completed in time",
 					    ch->name);
@@ -386,35 +395,6 @@ int rd_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, 
 	return ret;
 }
 
-/*
- * Wait for the completion of the signaled READ `seq` (tx_lock held): poll
- * the send CQ here first, for RD_READ_SPIN_NS, then sleep until the
- * progress thread, woken by the completion channel, reaps it and
- * broadcasts. Either way no timer stands between the data and the caller.
- */
-static int read_wait(struct rd_chan *ch, uint64_t seq, struct rdmig_err *err)
-{
-	uint64_t spin_end = rdmig_now_ns() + RD_READ_SPIN_NS;
-	int ret;
-
-	for (;;) {
-		rd_reap_send(ch);
-		if (ch->done_seq >= seq)
-			return 0;
-		ret = rd_check(ch->rc, err);
-		if (ret)
-			return ret;
-		if (rdmig_now_ns() < spin_end) {
-			/* The progress thread takes this lock to reap this CQ too. */
-			pthread_mutex_unlock(&ch->tx_lock);
-			sched_yield();
-			pthread_mutex_lock(&ch->tx_lock);
-			continue;
-		}
-		rd_cond_wait(&ch->tx_cond, &ch->tx_lock, -1);
-	}
-}
-
 int rd_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, size_t n,
 	    struct rdmig_err *err)
 {
@@ -436,10 +416,12 @@ int rd_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs, s
 	/*
 	 * Even after a failed post, wait for what went out: the caller may
 	 * reuse its buffers as soon as this returns. RC completes in order, so
-	 * the last signaled WR retires every READ before it.
+	 * the last signaled WR retires every READ before it. A page fault waits
+	 * on this: poll the CQ here a while before sleeping on the progress
+	 * thread (woken by the completion channel, never by a timer).
 	 */
 	if (ch->post_seq != before) {
-		int r2 = read_wait(ch, ch->post_seq, err);
+		int r2 = rd_wait_seq(ch, ch->post_seq, -1, rc->read_spin_ns, err);
 
 		if (!ret)
 			ret = r2;
@@ -469,7 +451,7 @@ int rd_fence(struct rdmig_conn *c, unsigned chan, const struct rdmig_fence *f,
 		ret = rd_post_frame(ch, RDMIG_MSG_FENCE, payload, sizeof(payload), RD_K_FENCE, true,
 				    &seq, err);
 	if (!ret)
-		ret = rd_wait_seq(ch, seq, -1, err);
+		ret = rd_wait_seq(ch, seq, -1, 0, err);
 	pthread_mutex_unlock(&ch->tx_lock);
 	return ret;
 }

@@ -60,8 +60,9 @@
 /*
  * A reader polls the send CQ itself this long before it sleeps until the
  * progress thread reaps the completion: a post-copy page fault waits on it,
- * and a wake-up through the completion channel and the progress thread
- * costs more than a 4 KiB read on hardware.
+ * and the way through the completion channel and the progress thread adds
+ * two thread wake-ups to every read. RDMIG_RDMA_READ_SPIN_US
+ * (0..10000) overrides it for experiments.
  */
 #define RD_READ_SPIN_NS	 (50 * 1000)
 #define RD_WAIT_SLICE_MS 100
@@ -175,6 +176,7 @@ struct rd_conn {
 	struct ibv_device_attr dattr;
 	struct ibv_port_attr pattr;
 	uint64_t max_wr_bytes; /* split RDMA WRITEs above this */
+	uint64_t read_spin_ns; /* RD_READ_SPIN_NS, or RDMIG_RDMA_READ_SPIN_US (experiments) */
 	uint64_t token;
 
 	pthread_t thr;
@@ -312,11 +314,13 @@ void rd_buf_free(uint8_t **buf, struct ibv_mr **mr, size_t len);
 /*
  * Send side (caller holds ch->tx_lock). rd_wr_prep assigns the next seq and
  * the signaled flag; rd_post_chain posts; rd_wait_seq waits until `seq` is
- * complete. A caller checks the send queue has room before it posts.
+ * complete, polling the send CQ itself for the first spin_ns (0: none)
+ * before it sleeps. A caller checks the send queue has room before it posts.
  */
 uint64_t rd_wr_prep(struct rd_chan *ch, struct ibv_send_wr *wr, enum rd_kind kind, bool force);
 int rd_post_chain(struct rd_chan *ch, struct ibv_send_wr *wr, struct rdmig_err *err);
-int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, struct rdmig_err *err);
+int rd_wait_seq(struct rd_chan *ch, uint64_t seq, int64_t deadline, uint64_t spin_ns,
+		struct rdmig_err *err);
 /* Post one SEND of len bytes at buf (registered under lkey; inline when it fits). */
 int rd_post_send(struct rd_chan *ch, const void *buf, uint32_t len, uint32_t lkey,
 		 enum rd_kind kind, bool force_signal, uint64_t *seq, struct rdmig_err *err);

@@ -383,7 +383,7 @@ int rd_stream_shutdown(struct rdmig_conn *c, unsigned chan, struct rdmig_err *er
 		goto out_unlock;
 	ch->eof_sent = true;
 	/* Everything before the EOF has been acknowledged once the EOF has. */
-	ret = rd_wait_seq(ch, seq, -1, err);
+	ret = rd_wait_seq(ch, seq, -1, 0, err);
 out_unlock:
 	pthread_mutex_unlock(&ch->tx_lock);
 	return ret;

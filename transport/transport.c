@@ -729,15 +729,21 @@ const struct rdmig_remote_region *rdmig_remote_get(const struct rdmig_conn *c, u
 /* ---- data plane -------------------------------------------------------- */
 
 /*
- * Every run of a write or read against both regions before anything is
- * posted: a bad run must not leave half of a call on the wire. `need` is
- * the access the peer's layout must grant (a layout may now hold regions
- * exposed for reading only, or for writing only).
+ * A write or read call: the connection, the channel, and every run against
+ * both regions before anything is posted: a bad run must not leave half of a call on the wire.
+ * `need` is the access the peer's layout must grant (a layout may now hold regions exposed for
+ * reading only, or for writing only).
  */
-static int check_runs(struct rdmig_conn *c, const char *op, unsigned need,
+static int check_runs(struct rdmig_conn *c, unsigned chan, const char *op, unsigned need,
 		      const struct rdmig_run *runs, size_t n, uint64_t *bytes,
 		      struct rdmig_err *err)
 {
+	int ret;
+
+	CHECK_ALIVE(c, err);
+	ret = check_chan(c, chan, err);
+	if (ret)
+		return ret;
 	*bytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct rdmig_run *r = &runs[i];
@@ -781,12 +787,8 @@ int rdmig_write(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *run
 		struct rdmig_err *err)
 {
 	uint64_t bytes;
-	int ret;
+	int ret = check_runs(c, chan, "write", RDMIG_REG_REMOTE_WRITE, runs, n, &bytes, err);
 
-	CHECK_ALIVE(c, err);
-	ret = check_chan(c, chan, err);
-	if (!ret)
-		ret = check_runs(c, "write", RDMIG_REG_REMOTE_WRITE, runs, n, &bytes, err);
 	if (ret)
 		return ret;
 	ret = c->ops->write(c, chan, runs, n, err);
@@ -805,12 +807,8 @@ int rdmig_read(struct rdmig_conn *c, unsigned chan, const struct rdmig_run *runs
 	       struct rdmig_err *err)
 {
 	uint64_t bytes;
-	int ret;
+	int ret = check_runs(c, chan, "read", RDMIG_REG_REMOTE_READ, runs, n, &bytes, err);
 
-	CHECK_ALIVE(c, err);
-	ret = check_chan(c, chan, err);
-	if (!ret)
-		ret = check_runs(c, "read", RDMIG_REG_REMOTE_READ, runs, n, &bytes, err);
 	if (ret)
 		return ret;
 	ret = c->ops->read(c, chan, runs, n, err);
