@@ -71,8 +71,8 @@ struct mig_dst {
 	uint8_t *state;	     /* the VM's state, kept for start() (fin.state points here) */
 	uint32_t state_have; /* bytes of it received (FINAL, then STATE) */
 	bool have_final;
-	bool prepared; /* VERIFIED sent (or tried): no discarding on our own */
-	bool running;  /* the guest runs here: GO came */
+	bool prepared;	       /* VERIFIED sent (or tried): no discarding on our own */
+	bool running;	       /* the guest runs here: GO came */
 	struct rdmig_pcd *pcd; /* the source may switch to post-copy */
 	bool pc;	       /* it did: the set came, the guest starts with pages missing */
 	bool pc_start_failed;

@@ -99,7 +99,7 @@ struct rdmig_pcd {
 	uint64_t cur_page;
 	uint64_t placed, demand, bytes;
 	atomic_bool stopping; /* fetchers leave (set under lock, read anywhere) */
-	int fetch_ret;	  /* the first fetcher error (the link broke) */
+	int fetch_ret;	      /* the first fetcher error (the link broke) */
 	struct rdmig_err fetch_err;
 	uint32_t *lat_us; /* on-demand fetch latencies */
 	uint64_t nlat, lat_cap;
@@ -132,8 +132,7 @@ static uint64_t words(uint64_t pages)
 	return (pages + 63) / 64;
 }
 
-int rdmig_pcd_create(const struct rdmig_pcd_cfg *cfg, struct rdmig_pcd **out,
-		     struct rdmig_err *err)
+int rdmig_pcd_create(const struct rdmig_pcd_cfg *cfg, struct rdmig_pcd **out, struct rdmig_err *err)
 {
 	struct uffdio_api api = {.api = UFFD_API};
 	struct rdmig_pcd *p;
@@ -188,7 +187,8 @@ int rdmig_pcd_set(struct rdmig_pcd *p, const struct rdmig_msg_manifest *mf, stru
 		for (uint32_t i = 0; i < g.count; i++) {
 			uint64_t pg = g.first_page + i;
 
-			/* The decoder checked the bounds; a page named twice is the source's bug. */
+			/* The decoder checked the bounds; a page named twice is the source's bug.
+			 */
 			if (bit(p->missing[g.region], pg))
 				return rdmig_seterr(err, -EPROTO,
 						    "PC_SET names page %" PRIu64
@@ -267,10 +267,9 @@ static int zap_run(struct rdmig_pcd *p, unsigned r, uint64_t first, uint64_t cou
 	 */
 	if (madvise(p->cfg.addr[r] + first * RDMIG_PAGE_SIZE, count * RDMIG_PAGE_SIZE,
 		    MADV_DONTNEED))
-		return rdmig_seterr_errno(err, rdmig_neg_errno(),
-					  "post-copy: dropping %" PRIu64
-					  " stale pages of region %u (madvise)",
-					  count, r);
+		return rdmig_seterr_errno(
+		    err, rdmig_neg_errno(),
+		    "post-copy: dropping %" PRIu64 " stale pages of region %u (madvise)", count, r);
 	return 0;
 }
 
@@ -325,7 +324,8 @@ static void fault_in(struct rdmig_pcd *p, unsigned r, uint64_t pg, uint64_t t)
 
 	if (!bit(p->missing[r], pg)) {
 		/* Placed meanwhile: its UFFDIO_COPY may have come before the fault was raised. */
-		struct uffdio_range wake = {.start = (uintptr_t)p->cfg.addr[r] + pg * RDMIG_PAGE_SIZE,
+		struct uffdio_range wake = {.start =
+						(uintptr_t)p->cfg.addr[r] + pg * RDMIG_PAGE_SIZE,
 					    .len = RDMIG_PAGE_SIZE};
 
 		ioctl(p->uffd, UFFDIO_WAKE, &wake);
@@ -444,7 +444,8 @@ static int recv_exact(struct pc_fetcher *f, uint8_t *buf, size_t want, struct rd
 	size_t got = 0;
 
 	while (got < want) {
-		ssize_t n = rdmig_stream_recv(c, f->chan, buf + got, want - got, RDMIG_POLL_MS, err);
+		ssize_t n =
+		    rdmig_stream_recv(c, f->chan, buf + got, want - got, RDMIG_POLL_MS, err);
 
 		if (n == -ETIMEDOUT) {
 			rdmig_err_clear(err);
@@ -453,7 +454,8 @@ static int recv_exact(struct pc_fetcher *f, uint8_t *buf, size_t want, struct rd
 			continue;
 		}
 		if (n <= 0)
-			return n ? (int)n : rdmig_seterr(err, -ECONNRESET, "source ended the stream");
+			return n ? (int)n
+				 : rdmig_seterr(err, -ECONNRESET, "source ended the stream");
 		got += (size_t)n;
 	}
 	return 0;
@@ -599,8 +601,7 @@ static void *fetch_main(void *arg)
 
 		pthread_mutex_lock(&p->lock);
 		while (!(got = !atomic_load(&p->stopping) && pick(p, &j)) &&
-		       !atomic_load(&p->stopping) &&
-		       p->placed < p->total)
+		       !atomic_load(&p->stopping) && p->placed < p->total)
 			pthread_cond_wait(&p->cv, &p->lock);
 		pthread_mutex_unlock(&p->lock);
 		if (!got)
@@ -679,8 +680,8 @@ static int fetchers_start(struct rdmig_pcd *p, struct rdmig_conn *c, struct rdmi
 		}
 	}
 	if (rdma) {
-		ret = rdmig_reg(c, "pc-staging", p->staging, p->staging_len, 0, &p->staging_id,
-				err);
+		ret =
+		    rdmig_reg(c, "pc-staging", p->staging, p->staging_len, 0, &p->staging_id, err);
 		if (ret)
 			return ret;
 	}
@@ -770,8 +771,7 @@ static int wait_placed(struct rdmig_pcd *p, struct rdmig_err *err)
  * for this migration. Then PC_RESUMED (or, all pages placed, PC_DONE) and
  * the source's layout. Anything else is refused and dropped.
  */
-static int take_resume(struct rdmig_pcd *p, struct rdmig_conn *nc, bool done,
-		       struct rdmig_err *err)
+static int take_resume(struct rdmig_pcd *p, struct rdmig_conn *nc, bool done, struct rdmig_err *err)
 {
 	uint8_t buf[RDMIG_PC_DONE_LEN + 300];
 	uint16_t type;

@@ -18,10 +18,9 @@ static const char *const state_names[] = {
     [RDMIG_MIG_DIRTY] = "dirty-rounds",	   [RDMIG_MIG_SWITCHOVER] = "switchover",
     [RDMIG_MIG_FINAL_COPY] = "final-copy", [RDMIG_MIG_VERIFY] = "verify",
     [RDMIG_MIG_PREPARED] = "prepared",	   [RDMIG_MIG_COMMIT] = "commit",
-    [RDMIG_MIG_POSTCOPY] = "postcopy",
-    [RDMIG_MIG_SETTLING] = "settling",	   [RDMIG_MIG_COMPLETED] = "completed",
-    [RDMIG_MIG_FAILED] = "failed",	   [RDMIG_MIG_CANCELLED] = "cancelled",
-    [RDMIG_MIG_UNKNOWN] = "unknown",
+    [RDMIG_MIG_POSTCOPY] = "postcopy",	   [RDMIG_MIG_SETTLING] = "settling",
+    [RDMIG_MIG_COMPLETED] = "completed",   [RDMIG_MIG_FAILED] = "failed",
+    [RDMIG_MIG_CANCELLED] = "cancelled",   [RDMIG_MIG_UNKNOWN] = "unknown",
 };
 
 const char *rdmig_mig_state_name(enum rdmig_mig_state s)

@@ -66,10 +66,11 @@ static int check_postcopy(const struct rdmig_mig_opts *o, struct rdmig_err *err)
 				    "--cold copies the guest in one pass while it is stopped: "
 				    "post-copy has nothing to do; drop one of them");
 	if (o->postcopy == RDMIG_POSTCOPY_AUTO && o->throttle == RDMIG_THROTTLE_OFF)
-		return rdmig_seterr(err, -EINVAL,
-				    "--postcopy-after auto switches when the throttle policy would "
-				    "throttle beyond 20%%: it needs --throttle adaptive or step, or "
-				    "give a round count or a time");
+		return rdmig_seterr(
+		    err, -EINVAL,
+		    "--postcopy-after auto switches when the throttle policy would "
+		    "throttle beyond 20%%: it needs --throttle adaptive or step, or "
+		    "give a round count or a time");
 	return 0;
 }
 

@@ -450,7 +450,8 @@ static int run(struct mig_src *m, struct rdmig_err *err)
 						    (double)o->downtime_limit_ns / 1e6);
 
 			/* auto: a throttle above its bound means switching, never throttling. */
-			if (o->postcopy == RDMIG_POSTCOPY_AUTO && cv.throttle > RDMIG_POSTCOPY_AUTO_THROTTLE)
+			if (o->postcopy == RDMIG_POSTCOPY_AUTO &&
+			    cv.throttle > RDMIG_POSTCOPY_AUTO_THROTTLE)
 				cv.throttle = RDMIG_POSTCOPY_AUTO_THROTTLE;
 			if (cv.throttle != m->st.throttle) {
 				m->st.throttle = cv.throttle;

@@ -111,9 +111,9 @@ int src_pc_announce(struct mig_src *m, uint32_t round, struct rdmig_err *err)
 			for (first = pg; pg < sr->pages && (sr->pc[pg / 64] >> (pg % 64) & 1); pg++)
 				;
 			for (count = pg - first; count;) {
-				uint32_t k = rdmig_manifest_add(&mo, r, first, sr->sums + first,
-								count > UINT32_MAX ? UINT32_MAX
-										   : (uint32_t)count);
+				uint32_t k = rdmig_manifest_add(
+				    &mo, r, first, sr->sums + first,
+				    count > UINT32_MAX ? UINT32_MAX : (uint32_t)count);
 
 				if (!k) {
 					ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_PC_SET, mo.buf,
@@ -159,17 +159,17 @@ static int serve_one(struct pc_server *s, const uint8_t *req, struct rdmig_err *
 	int ret;
 
 	pc_req_decode(req, &region, &count, &first);
-	if (region >= m->nreg || !count || count > PC_BATCH_PAGES ||
-	    first > m->reg[region].pages || count > m->reg[region].pages - first)
+	if (region >= m->nreg || !count || count > PC_BATCH_PAGES || first > m->reg[region].pages ||
+	    count > m->reg[region].pages - first)
 		return rdmig_seterr(err, -EPROTO,
 				    "post-copy: the destination asked for %u pages at %" PRIu64
 				    " of region %u, outside the guest",
 				    count, first, region);
 	ret = rdmig_stream_send(s->c, s->chan, req, PC_REQ_LEN, err);
 	if (!ret)
-		ret = rdmig_stream_send(s->c, s->chan,
-					m->reg[region].addr + first * RDMIG_PAGE_SIZE,
-					(size_t)count * RDMIG_PAGE_SIZE, err);
+		ret =
+		    rdmig_stream_send(s->c, s->chan, m->reg[region].addr + first * RDMIG_PAGE_SIZE,
+				      (size_t)count * RDMIG_PAGE_SIZE, err);
 	return ret;
 }
 
@@ -294,8 +294,8 @@ static int reconnect(struct mig_src *m, uint64_t deadline, struct rdmig_conn **o
 		int ret;
 
 		rdmig_err_clear(err);
-		ret = o->settle_conn(o->settle_ctx, left < RECONNECT_MS ? (int)left + 1 : RECONNECT_MS,
-				     &c, err);
+		ret = o->settle_conn(o->settle_ctx,
+				     left < RECONNECT_MS ? (int)left + 1 : RECONNECT_MS, &c, err);
 		if (!ret)
 			ret = rdmig_ctrl_send(c, RDMIG_EMSG_PC_RESUME, buf,
 					      rdmig_msg_id_encode(buf, m->id), err);
@@ -353,10 +353,11 @@ int src_pc_serve(struct mig_src *m, bool broken, struct rdmig_err *err)
 		own = NULL;
 		if (!o->postcopy_recover_ns || !o->settle_conn) {
 			rdmig_err_clear(err);
-			return rdmig_seterr(err, RDMIG_MIG_EPCLOST,
-					    "post-copy of migration %s: the link to the destination "
-					    "broke (%s), recovery is off",
-					    m->ids, cause);
+			return rdmig_seterr(
+			    err, RDMIG_MIG_EPCLOST,
+			    "post-copy of migration %s: the link to the destination "
+			    "broke (%s), recovery is off",
+			    m->ids, cause);
 		}
 		log_warn("post-copy of migration %s: the link to the destination broke (%s): "
 			 "reconnecting for up to %.0f s",

@@ -72,10 +72,10 @@ struct rdmig_vfy {
 	uint64_t round_pages;
 	uint64_t *suspects; /* region << 48 | page */
 	size_t nsuspects, suspects_cap;
-	bool lost;	 /* a suspect could not be recorded: finish checks every page */
+	bool lost; /* a suspect could not be recorded: finish checks every page */
 	const uint64_t *except[RDMIG_MIG_MAX_REGIONS]; /* post-copy's pages: not checked here */
-	bool finishing;	 /* no acknowledgement may follow VERIFIED */
-	unsigned acking; /* checkers sending an acknowledgement now */
+	bool finishing;				       /* no acknowledgement may follow VERIFIED */
+	unsigned acking;			       /* checkers sending an acknowledgement now */
 	_Atomic uint64_t checked;
 
 	struct vfy_thread t[MAX_THREADS];

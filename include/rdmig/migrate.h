@@ -240,10 +240,10 @@ struct rdmig_mig_stats {
 	struct rdmig_mig_setup_cost setup;
 	/* Post-copy: all zero unless the migration switched to it. */
 	bool postcopy;
-	uint64_t pc_pages;    /* pages the destination lacked at the switch */
-	uint64_t pc_demand;   /* of them, fetched because the guest touched them */
-	uint64_t pc_bytes;    /* page bytes fetched after the switch (refetches included) */
-	double pc_ms;	      /* the switch (GO) to the last page placed */
+	uint64_t pc_pages;	/* pages the destination lacked at the switch */
+	uint64_t pc_demand;	/* of them, fetched because the guest touched them */
+	uint64_t pc_bytes;	/* page bytes fetched after the switch (refetches included) */
+	double pc_ms;		/* the switch (GO) to the last page placed */
 	double pc_fetch_p50_us; /* on-demand fetches: the guest's fault to its page placed */
 	double pc_fetch_p99_us;
 	double pc_fetch_max_us;
