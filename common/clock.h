@@ -49,6 +49,24 @@ static inline int rdmig_ms_left(int64_t deadline)
 	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
+/*
+ * The absolute time `ms` from now on clock `clk`, as pthread_cond_timedwait()
+ * wants it (CLOCK_REALTIME for a default condition variable).
+ */
+static inline struct timespec rdmig_abstime_ms(clockid_t clk, unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 /* Sleep for `ms` milliseconds (interrupted sleeps are not resumed). */
 static inline void rdmig_sleep_ms(unsigned ms)
 {

@@ -75,8 +75,7 @@ struct pc_fetcher {
 struct rdmig_pcd {
 	struct rdmig_pcd_cfg cfg;
 	int uffd;
-	int stop_fd; /* eventfd: the fault thread leaves */
-	bool armed;
+	int stop_fd;				  /* eventfd: the fault thread leaves */
 	uint64_t *missing[RDMIG_MIG_MAX_REGIONS]; /* bit: not placed yet */
 	uint64_t *busy[RDMIG_MIG_MAX_REGIONS];	  /* bit: a fetcher has it */
 	uint64_t *sums[RDMIG_MIG_MAX_REGIONS];	  /* the source's checksum per page */
@@ -231,17 +230,17 @@ const uint64_t *rdmig_pcd_missing(const struct rdmig_pcd *p, unsigned r)
 	return p->missing[r];
 }
 
-/* The runs of missing pages of region r, as they come: fn(first, count). */
-static int for_missing_runs(struct rdmig_pcd *p, unsigned r,
-			    int (*fn)(struct rdmig_pcd *, unsigned, uint64_t, uint64_t,
-				      struct rdmig_err *),
-			    struct rdmig_err *err)
+/*
+ * Drop region r's stale copies of the set's pages, run by run. Private
+ * anonymous memory: the copy goes and the next touch is a missing-page
+ * fault. Remote access is revoked already, so nothing pins these pages.
+ */
+static int zap_missing(struct rdmig_pcd *p, unsigned r, struct rdmig_err *err)
 {
 	uint64_t n = p->cfg.pages[r], pg = 0;
 
 	while (pg < n) {
 		uint64_t end;
-		int ret;
 
 		if (!bit(p->missing[r], pg)) {
 			pg++;
@@ -249,27 +248,14 @@ static int for_missing_runs(struct rdmig_pcd *p, unsigned r,
 		}
 		for (end = pg; end < n && bit(p->missing[r], end); end++)
 			;
-		ret = fn(p, r, pg, end - pg, err);
-		if (ret)
-			return ret;
+		if (madvise(p->cfg.addr[r] + pg * RDMIG_PAGE_SIZE, (end - pg) * RDMIG_PAGE_SIZE,
+			    MADV_DONTNEED))
+			return rdmig_seterr_errno(err, rdmig_neg_errno(),
+						  "post-copy: dropping %" PRIu64
+						  " stale pages of region %u (madvise)",
+						  end - pg, r);
 		pg = end;
 	}
-	return 0;
-}
-
-static int zap_run(struct rdmig_pcd *p, unsigned r, uint64_t first, uint64_t count,
-		   struct rdmig_err *err)
-{
-	/*
-	 * Private anonymous memory: the stale copy goes and the next touch is
-	 * a missing-page fault. Remote access is revoked already, so nothing
-	 * pins these pages any more.
-	 */
-	if (madvise(p->cfg.addr[r] + first * RDMIG_PAGE_SIZE, count * RDMIG_PAGE_SIZE,
-		    MADV_DONTNEED))
-		return rdmig_seterr_errno(
-		    err, rdmig_neg_errno(),
-		    "post-copy: dropping %" PRIu64 " stale pages of region %u (madvise)", count, r);
 	return 0;
 }
 
@@ -284,7 +270,7 @@ int rdmig_pcd_arm(struct rdmig_pcd *p, struct rdmig_err *err)
 		    .mode = UFFDIO_REGISTER_MODE_MISSING,
 		};
 
-		ret = for_missing_runs(p, r, zap_run, err);
+		ret = zap_missing(p, r, err);
 		if (ret)
 			return ret;
 		if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) < 0)
@@ -297,7 +283,6 @@ int rdmig_pcd_arm(struct rdmig_pcd *p, struct rdmig_err *err)
 			return rdmig_seterr(err, -EOPNOTSUPP,
 					    "post-copy: guest region %u offers no UFFDIO_COPY", r);
 	}
-	p->armed = true;
 	return 0;
 }
 
@@ -744,14 +729,8 @@ static int wait_placed(struct rdmig_pcd *p, struct rdmig_err *err)
 
 	pthread_mutex_lock(&p->lock);
 	while (p->placed < p->total && !p->fetch_ret) {
-		struct timespec ts;
+		struct timespec ts = rdmig_abstime_ms(CLOCK_REALTIME, RDMIG_POLL_MS);
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += RDMIG_POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		pthread_cond_timedwait(&p->cv, &p->lock, &ts);
 		/* A link that dies with every fetcher idle still counts. */
 		if (p->placed < p->total && !p->fetch_ret && rdmig_conn_failed(p->c, &p->fetch_err))

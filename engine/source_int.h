@@ -129,6 +129,17 @@ void src_set_state(struct mig_src *m, enum rdmig_mig_state s);
 void src_progress(struct mig_src *m);
 uint64_t src_count_bits(const struct mig_src *m);
 int src_manifest_flush(struct mig_src *m, struct rdmig_err *err);
+/*
+ * Checksums of pages [first, first + count) of region r into mo, a message
+ * of `type` for `round`; each full message goes to the destination (direct)
+ * or through the final round's deferral, and mo starts again.
+ * src_manifest_end sends what mo still holds.
+ */
+int src_manifest_sums(struct mig_src *m, struct rdmig_manifest_out *mo, uint16_t type, bool direct,
+		      uint32_t round, unsigned r, uint64_t first, uint64_t count,
+		      struct rdmig_err *err);
+int src_manifest_end(struct mig_src *m, struct rdmig_manifest_out *mo, uint16_t type, bool direct,
+		     struct rdmig_err *err);
 int src_plan_bulk(struct mig_src *m, struct rdmig_err *err);
 int src_send_round(struct mig_src *m, uint64_t seq, uint64_t *bytes_out, struct rdmig_err *err);
 int src_workers_start(struct mig_src *m, struct rdmig_err *err);

@@ -102,7 +102,7 @@ int src_pc_announce(struct mig_src *m, uint32_t round, struct rdmig_err *err)
 		uint64_t pg = 0;
 
 		while (pg < sr->pages) {
-			uint64_t first, count;
+			uint64_t first;
 
 			if (!(sr->pc[pg / 64] >> (pg % 64) & 1)) {
 				pg++;
@@ -110,29 +110,16 @@ int src_pc_announce(struct mig_src *m, uint32_t round, struct rdmig_err *err)
 			}
 			for (first = pg; pg < sr->pages && (sr->pc[pg / 64] >> (pg % 64) & 1); pg++)
 				;
-			for (count = pg - first; count;) {
-				uint32_t k = rdmig_manifest_add(
-				    &mo, r, first, sr->sums + first,
-				    count > UINT32_MAX ? UINT32_MAX : (uint32_t)count);
-
-				if (!k) {
-					ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_PC_SET, mo.buf,
-							      mo.len, err);
-					if (ret)
-						return ret;
-					rdmig_manifest_begin(&mo, m->mbuf, round);
-					continue;
-				}
-				first += k;
-				count -= k;
-			}
+			/* Before FINAL, while the final round's MANIFESTs are held back. */
+			ret = src_manifest_sums(m, &mo, RDMIG_EMSG_PC_SET, true, round, r, first,
+						pg - first, err);
+			if (ret)
+				return ret;
 		}
 	}
-	if (mo.groups) {
-		ret = rdmig_ctrl_send(m->c, RDMIG_EMSG_PC_SET, mo.buf, mo.len, err);
-		if (ret)
-			return ret;
-	}
+	ret = src_manifest_end(m, &mo, RDMIG_EMSG_PC_SET, true, err);
+	if (ret)
+		return ret;
 	rdmig_msg_round_encode(end, round, m->pc_pages);
 	return rdmig_ctrl_send(m->c, RDMIG_EMSG_PC_SET_END, end, sizeof(end), err);
 }

@@ -211,12 +211,7 @@ static int dispatch(struct mig_src *m, bool fence, uint64_t seq, bool scan, stru
 	m->gen++;
 	pthread_cond_broadcast(&m->cv);
 	while (m->done < m->nw) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += RDMIG_POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = rdmig_abstime_ms(CLOCK_REALTIME, RDMIG_POLL_MS);
 		pthread_cond_timedwait(&m->cv, &m->lock, &ts);
 		if (m->done < m->nw) {
 			pthread_mutex_unlock(&m->lock);
@@ -329,6 +324,42 @@ int src_manifest_flush(struct mig_src *m, struct rdmig_err *err)
 	return ret;
 }
 
+/* A built message of `type`: straight to the destination, or through manifest_out. */
+static int manifest_send(struct mig_src *m, uint16_t type, bool direct,
+			 const struct rdmig_manifest_out *mo, struct rdmig_err *err)
+{
+	return direct ? rdmig_ctrl_send(m->c, type, mo->buf, mo->len, err)
+		      : manifest_out(m, type, mo->buf, mo->len, err);
+}
+
+int src_manifest_sums(struct mig_src *m, struct rdmig_manifest_out *mo, uint16_t type, bool direct,
+		      uint32_t round, unsigned r, uint64_t first, uint64_t count,
+		      struct rdmig_err *err)
+{
+	while (count) {
+		uint32_t k = rdmig_manifest_add(mo, r, first, m->reg[r].sums + first,
+						count > UINT32_MAX ? UINT32_MAX : (uint32_t)count);
+		int ret;
+
+		if (!k) {
+			ret = manifest_send(m, type, direct, mo, err);
+			if (ret)
+				return ret;
+			rdmig_manifest_begin(mo, m->mbuf, round);
+			continue;
+		}
+		first += k;
+		count -= k;
+	}
+	return 0;
+}
+
+int src_manifest_end(struct mig_src *m, struct rdmig_manifest_out *mo, uint16_t type, bool direct,
+		     struct rdmig_err *err)
+{
+	return mo->groups ? manifest_send(m, type, direct, mo, err) : 0;
+}
+
 /*
  * The checksums of the n runs just sent (the workers took them as they
  * wrote), as MANIFEST messages of `round`: O(pages sent), never O(guest).
@@ -342,27 +373,16 @@ static int manifest_chunk(struct mig_src *m, uint32_t round, size_t n, uint64_t 
 	rdmig_manifest_begin(&mo, m->mbuf, round);
 	for (size_t i = 0; i < n; i++) {
 		const struct rdmig_run *run = &m->plan[i];
-		unsigned r = (unsigned)m->lreg_idx[run->lreg];
-		uint64_t first = run->loff / RDMIG_PAGE_SIZE;
-		uint32_t count = (uint32_t)(run->len / RDMIG_PAGE_SIZE);
+		uint64_t count = run->len / RDMIG_PAGE_SIZE;
 
 		*pages += count;
-		while (count) {
-			uint32_t k =
-			    rdmig_manifest_add(&mo, r, first, m->reg[r].sums + first, count);
-
-			if (!k) {
-				ret = manifest_out(m, RDMIG_EMSG_MANIFEST, mo.buf, mo.len, err);
-				if (ret)
-					return ret;
-				rdmig_manifest_begin(&mo, m->mbuf, round);
-				continue;
-			}
-			first += k;
-			count -= k;
-		}
+		ret = src_manifest_sums(m, &mo, RDMIG_EMSG_MANIFEST, false, round,
+					(unsigned)m->lreg_idx[run->lreg],
+					run->loff / RDMIG_PAGE_SIZE, count, err);
+		if (ret)
+			return ret;
 	}
-	return mo.groups ? manifest_out(m, RDMIG_EMSG_MANIFEST, mo.buf, mo.len, err) : 0;
+	return src_manifest_end(m, &mo, RDMIG_EMSG_MANIFEST, false, err);
 }
 
 /*

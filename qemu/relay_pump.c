@@ -260,15 +260,8 @@ int relay_pipe_start(struct relay_set *s, unsigned chan, int fd, const char *nam
 
 void relay_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, int ms)
 {
-	struct timespec ts;
+	struct timespec ts = rdmig_abstime_ms(CLOCK_MONOTONIC, ms > 0 ? (unsigned)ms : 0);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 
